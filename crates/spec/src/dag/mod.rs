@@ -1,0 +1,300 @@
+//! A DAG: its schedule, parameters and tasks, resolved and validated.
+
+mod load;
+mod params;
+mod raw;
+
+pub use load::{DAG_FILE_EXTENSIONS, check_unique_ids, load_dag};
+pub use params::{Param, ParamType};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::graph::TaskGraph;
+use crate::schedule::Schedule;
+
+/// Defaults that apply when neither the task nor the DAG's `defaults:` say otherwise.
+pub mod defaults {
+    use crate::duration::Duration;
+
+    pub const RETRIES: u32 = 0;
+    pub const RETRY_DELAY: Duration = Duration::from_secs(60);
+    pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3_600);
+    pub const TIMEOUT: Duration = Duration::from_secs(6 * 3_600);
+    pub const MAX_ACTIVE_RUNS: u32 = 1;
+    pub const TIMEZONE: &str = "UTC";
+}
+
+/// A validated DAG.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    pub id: String,
+    /// The file it was read from, as given to the loader.
+    pub file: String,
+    pub description: String,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    /// `None` for a DAG that only runs when triggered.
+    pub schedule: Option<Schedule>,
+    pub timezone: Tz,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub params: Vec<Param>,
+    pub tasks: Vec<Task>,
+    pub graph: TaskGraph,
+}
+
+impl Dag {
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    pub fn task_index(&self, id: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.id == id)
+    }
+
+    /// Tasks in topological order.
+    pub fn tasks_in_order(&self) -> impl Iterator<Item = &Task> + '_ {
+        self.graph
+            .topological_order()
+            .iter()
+            .map(|&i| &self.tasks[i])
+    }
+
+    /// The schedule in plain words: "every day at 02:00, New York time" or "manual only".
+    pub fn schedule_in_words(&self) -> String {
+        match &self.schedule {
+            Some(s) => s.describe(),
+            None => "manual only (no schedule)".to_owned(),
+        }
+    }
+}
+
+/// One task of a DAG, with the DAG's defaults applied.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub description: Option<String>,
+    pub depends_on: Vec<String>,
+    pub trigger_rule: TriggerRule,
+    pub pool: Option<String>,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub kind: TaskKind,
+}
+
+/// What a task does. MAP-specific kinds keep their settings loosely typed for now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskKind {
+    Export(serde_json::Value),
+    Transform(serde_json::Value),
+    Return(serde_json::Value),
+    Sql { query: String },
+    Check(CheckSpec),
+    Command(CommandSpec),
+    Noop(NoopSpec),
+}
+
+impl TaskKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Export(_) => "export",
+            TaskKind::Transform(_) => "transform",
+            TaskKind::Return(_) => "return",
+            TaskKind::Sql { .. } => "sql",
+            TaskKind::Check(_) => "check",
+            TaskKind::Command(_) => "command",
+            TaskKind::Noop(_) => "noop",
+        }
+    }
+}
+
+/// The names of the task kinds, as keys in a task.
+pub const TASK_KINDS: &[&str] = &[
+    "export",
+    "transform",
+    "return",
+    "sql",
+    "check",
+    "command",
+    "noop",
+];
+
+/// A data check: a number from SQL (or the MAP) held against thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    pub source: CheckSource,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckSource {
+    Sql(String),
+    Map(serde_json::Value),
+}
+
+/// A process to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub program: CommandProgram,
+    pub env: IndexMap<String, String>,
+    pub workdir: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandProgram {
+    /// Run directly, no shell.
+    Argv(Vec<String>),
+    /// Run with `sh -c`.
+    Shell(String),
+}
+
+/// A task that does nothing (optionally for a while, or failing): for tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NoopSpec {
+    pub sleep: Option<Duration>,
+    pub fail: bool,
+}
+
+/// When a task may run, given its upstream tasks' states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every upstream task succeeded (the default).
+    #[default]
+    AllSuccess,
+    /// Every upstream task failed.
+    AllFailed,
+    /// Every upstream task finished, whatever its state.
+    AllDone,
+    /// At least one upstream task succeeded.
+    OneSuccess,
+    /// At least one upstream task failed.
+    OneFailed,
+    /// No upstream task failed (skipped ones are fine).
+    NoneFailed,
+    /// No upstream task failed and at least one succeeded.
+    NoneFailedMinOneSuccess,
+    /// Run regardless.
+    Always,
+}
+
+impl TriggerRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllFailed => "all_failed",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::NoneFailed => "none_failed",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::Always => "always",
+        }
+    }
+}
+
+/// How the delay between tries grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// The same delay every time.
+    Constant,
+    /// delay × try.
+    Linear,
+    /// delay × 2^(try-1) (the default).
+    #[default]
+    Exponential,
+}
+
+/// Whether a failed check fails its task or only warns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warn,
+    #[default]
+    Fail,
+}
+
+/// How often and how patiently a task is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries after the first.
+    pub retries: u32,
+    pub delay: Duration,
+    pub backoff: Backoff,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before try `next_try` (2 for the first retry), capped at `max_delay`.
+    pub fn delay_before(&self, next_try: u32) -> Duration {
+        let n = u64::from(next_try.saturating_sub(1).max(1));
+        let base = self.delay.as_secs();
+        let secs = match self.backoff {
+            Backoff::Constant => base,
+            Backoff::Linear => base.saturating_mul(n),
+            Backoff::Exponential => base.saturating_mul(1u64 << (n - 1).min(32)),
+        };
+        Duration::from_secs(secs.min(self.max_delay.as_secs()))
+    }
+}
+
+/// Load many DAG files at once, in parallel, in input order. One file's problems never affect
+/// another's result. Each input is (file name for diagnostics, source text).
+pub fn load_dags(
+    files: &[(String, String)],
+) -> Vec<Result<Dag, Vec<crate::diagnostic::Diagnostic>>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len().max(1));
+    if workers <= 1 || files.len() < 64 {
+        return files.iter().map(|(f, s)| load_dag(f, s)).collect();
+    }
+    let chunk = files.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|(f, s)| load_dag(f, s)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_by_backoff_and_stop_at_the_cap() {
+        let policy = |backoff| RetryPolicy {
+            retries: 5,
+            delay: Duration::from_secs(60),
+            backoff,
+            max_delay: Duration::from_secs(300),
+        };
+        let delays = |b| {
+            (2..=6)
+                .map(|t| policy(b).delay_before(t).as_secs())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(delays(Backoff::Constant), vec![60, 60, 60, 60, 60]);
+        assert_eq!(delays(Backoff::Linear), vec![60, 120, 180, 240, 300]);
+        assert_eq!(delays(Backoff::Exponential), vec![60, 120, 240, 300, 300]);
+    }
+}

@@ -1,0 +1,109 @@
+//! The DAG file as written: serde structs that mirror the YAML, strict about unknown keys.
+//! `dag::load` turns these into the resolved model after checking what serde cannot.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::duration::Duration;
+
+use super::{Backoff, Severity, TriggerRule};
+
+/// Everything in a DAG file except `tasks` (which are read one by one, so one broken task
+/// does not hide the problems of the others).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeader {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) owner: Option<String>,
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
+    #[serde(default)]
+    pub(crate) schedule: Option<String>,
+    #[serde(default)]
+    pub(crate) timezone: Option<String>,
+    #[serde(default)]
+    pub(crate) start_date: Option<String>,
+    #[serde(default)]
+    pub(crate) end_date: Option<String>,
+    #[serde(default)]
+    pub(crate) catchup: bool,
+    #[serde(default)]
+    pub(crate) max_active_runs: Option<u32>,
+    #[serde(default)]
+    pub(crate) params: IndexMap<String, yaml_serde::Value>,
+    #[serde(default)]
+    pub(crate) defaults: RawDefaults,
+}
+
+/// `defaults:` for every task of the DAG.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_delay: Option<Duration>,
+    pub(crate) retry_backoff: Option<Backoff>,
+    pub(crate) max_retry_delay: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) pool: Option<String>,
+}
+
+/// One entry of `tasks:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTask {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) description: Option<String>,
+    #[serde(default)]
+    pub(crate) depends_on: Vec<String>,
+    #[serde(default)]
+    pub(crate) trigger_rule: TriggerRule,
+    pub(crate) pool: Option<String>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_delay: Option<Duration>,
+    pub(crate) retry_backoff: Option<Backoff>,
+    pub(crate) max_retry_delay: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
+    // The kinds: exactly one must be present.
+    pub(crate) export: Option<yaml_serde::Value>,
+    pub(crate) transform: Option<yaml_serde::Value>,
+    #[serde(rename = "return")]
+    pub(crate) return_: Option<yaml_serde::Value>,
+    pub(crate) sql: Option<String>,
+    pub(crate) check: Option<RawCheck>,
+    pub(crate) command: Option<RawCommand>,
+    pub(crate) noop: Option<RawNoop>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    pub(crate) sql: Option<String>,
+    pub(crate) map: Option<yaml_serde::Value>,
+    pub(crate) between: Option<(f64, f64)>,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    #[serde(default)]
+    pub(crate) severity: Severity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCommand {
+    pub(crate) argv: Option<Vec<String>>,
+    pub(crate) shell: Option<String>,
+    #[serde(default)]
+    pub(crate) env: IndexMap<String, String>,
+    pub(crate) workdir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNoop {
+    pub(crate) sleep: Option<Duration>,
+    #[serde(default)]
+    pub(crate) fail: bool,
+}

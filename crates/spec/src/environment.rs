@@ -1,0 +1,373 @@
+//! Environment files (`environments/{dev,qa,stage,prod}.yaml`): where a DAG runs, against
+//! which MAP, with which variables and limits, and who may promote into it.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::{Diagnostic, Position, sort_diagnostics};
+use crate::suggest::did_you_mean;
+use crate::yaml::{Positions, from_section, parse_document};
+
+/// A validated environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// `dev`, `qa`, `stage`, `prod`: the file name without `.yaml`.
+    pub name: String,
+    /// Place in the promotion chain: commits move from lower to higher.
+    pub order: u32,
+    /// The git branch this environment tracks (the lowest environment only).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// A commit to start from, for environments fed by promotion.
+    #[serde(default)]
+    pub commit: Option<String>,
+    pub map: MapConnection,
+    /// Values for `{{ vars.* }}` in templates.
+    #[serde(default)]
+    pub variables: IndexMap<String, serde_json::Value>,
+    /// Task instances that may run at once in this environment.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// MAP API calls allowed per day (the MAP's own quota is shared by all users of the account).
+    #[serde(default)]
+    pub map_daily_api_budget: Option<u64>,
+    /// Whether schedules create runs here (manual runs are always possible).
+    #[serde(default = "yes")]
+    pub schedules_enabled: bool,
+    /// Whether a DAG that first appears here starts paused.
+    #[serde(default)]
+    pub new_dags_paused: bool,
+    /// Days staged datasets are kept.
+    #[serde(default = "default_retention_days")]
+    pub dataset_retention_days: u32,
+    #[serde(default)]
+    pub promotion: PromotionPolicy,
+}
+
+fn default_concurrency() -> u32 {
+    8
+}
+fn default_retention_days() -> u32 {
+    7
+}
+fn yes() -> bool {
+    true
+}
+
+/// How Drover reaches this environment's MAP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapConnection {
+    pub kind: MapKind,
+    /// REST base URL, e.g. `https://123-ABC-456.mktorest.com` or the sandbox's address.
+    pub base_url: String,
+    /// Where the OAuth client id comes from.
+    pub client_id: SecretRef,
+    /// Where the OAuth client secret comes from.
+    pub client_secret: SecretRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapKind {
+    Marketo,
+}
+
+/// Where a secret is read from. Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "RawSecretRef")]
+pub enum SecretRef {
+    /// An environment variable's name.
+    Env(String),
+    /// A file's path (its content, trimmed).
+    File(String),
+}
+
+/// `{ env: NAME }` or `{ file: PATH }` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    env: Option<String>,
+    file: Option<String>,
+}
+
+impl TryFrom<RawSecretRef> for SecretRef {
+    type Error = &'static str;
+
+    fn try_from(raw: RawSecretRef) -> Result<Self, Self::Error> {
+        match (raw.env, raw.file) {
+            (Some(var), None) if !var.is_empty() => Ok(SecretRef::Env(var)),
+            (None, Some(path)) if !path.is_empty() => Ok(SecretRef::File(path)),
+            _ => Err("give exactly one of `env: VARIABLE` or `file: /path`"),
+        }
+    }
+}
+
+/// Who may move a commit into this environment, and what must hold first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionPolicy {
+    /// Roles allowed to promote into (and roll back) this environment.
+    #[serde(default = "default_promoters")]
+    pub allowed_roles: Vec<Role>,
+    /// Each changed DAG must have a successful run at that commit in the environment below.
+    #[serde(default)]
+    pub require_success_below: bool,
+    /// A second person, other than the one who asked, must approve.
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+impl Default for PromotionPolicy {
+    fn default() -> Self {
+        Self {
+            allowed_roles: default_promoters(),
+            require_success_below: false,
+            require_approval: false,
+        }
+    }
+}
+
+fn default_promoters() -> Vec<Role> {
+    vec![Role::Operator, Role::Admin]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+/// Parse and validate one environment file; its name must equal the file name.
+pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Diagnostic>> {
+    let doc = parse_document(file, source).map_err(|d| vec![d])?;
+    let positions = || Positions::index(source);
+    // A plain string where a secret reference belongs is the one mistake worth its own words.
+    if let Some(map) = doc.get("map") {
+        let mut diags = Vec::new();
+        for key in ["client_id", "client_secret"] {
+            if map.get(key).is_some_and(yaml_serde::Value::is_string) {
+                let pos = positions().locate(&format!("map.{key}")).value;
+                diags.push(
+                    Diagnostic::new(
+                        file,
+                        pos,
+                        format!(
+                            "`{key}` must say where the secret comes from (`{{ env: VARIABLE }}` or `{{ file: /path }}`), never hold the secret itself"
+                        ),
+                    ),
+                    // No snippet: the line holds the secret.
+                );
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+    }
+    let env: Environment =
+        from_section("", doc).map_err(|e| vec![e.locate(file, source, &positions())])?;
+    let mut diags = Vec::new();
+    let mut at = |path: &str, message: String| {
+        let pos = positions().locate(path).value;
+        diags.push(Diagnostic::new(file, pos, message).with_snippet_from(source));
+    };
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(file);
+    if env.name != stem {
+        at(
+            "name",
+            format!(
+                "environment name `{}` differs from its file name: expected `{stem}`",
+                env.name
+            ),
+        );
+    }
+    if !(env.map.base_url.starts_with("http://") || env.map.base_url.starts_with("https://")) {
+        at(
+            "map.base_url",
+            format!(
+                "`base_url` must be an http:// or https:// URL, not `{}`",
+                env.map.base_url
+            ),
+        );
+    }
+    if let Some(commit) = &env.commit
+        && (!(7..=40).contains(&commit.len()) || !commit.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        at(
+            "commit",
+            format!("`commit` must be a git commit id (7 to 40 hex digits), not `{commit}`"),
+        );
+    }
+    if env.branch.is_some() && env.commit.is_some() {
+        at(
+            "commit",
+            "give either `branch` (track it) or `commit` (pinned), not both".to_owned(),
+        );
+    }
+    if env.concurrency == 0 {
+        at("concurrency", "`concurrency` must be at least 1".to_owned());
+    }
+    if env.promotion.allowed_roles.is_empty() {
+        at(
+            "promotion.allowed_roles",
+            "nobody could promote into this environment: name at least one role".to_owned(),
+        );
+    }
+    for key in env.variables.keys() {
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.is_empty() {
+            at(
+                &format!("variables.{key}"),
+                format!("invalid variable name `{key}`: use letters, digits and `_`"),
+            );
+        }
+    }
+    if diags.is_empty() {
+        Ok(env)
+    } else {
+        sort_diagnostics(&mut diags);
+        Err(diags)
+    }
+}
+
+/// Problems of the set as a whole: names and orders unique, exactly the lowest one tracks a branch.
+pub fn check_chain(envs: &[(String, Environment)]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut sorted: Vec<&(String, Environment)> = envs.iter().collect();
+    sorted.sort_by_key(|(_, e)| e.order);
+    for pair in sorted.windows(2) {
+        let ((_, a), (file_b, b)) = (pair[0], pair[1]);
+        if a.order == b.order {
+            out.push(Diagnostic::new(
+                file_b,
+                Position::START,
+                format!(
+                    "environments `{}` and `{}` have the same `order: {}`",
+                    a.name, b.name, b.order
+                ),
+            ));
+        }
+        if a.name == b.name {
+            out.push(Diagnostic::new(
+                file_b,
+                Position::START,
+                format!("environment `{}` is defined twice", b.name),
+            ));
+        }
+    }
+    for (i, (file, env)) in sorted.iter().enumerate() {
+        if i == 0 && env.branch.is_none() {
+            out.push(Diagnostic::new(
+                file,
+                Position::START,
+                format!(
+                    "`{}` is the lowest environment: it must track a `branch`",
+                    env.name
+                ),
+            ));
+        }
+        if i > 0 && env.branch.is_some() {
+            out.push(Diagnostic::new(
+                file,
+                Position::START,
+                format!(
+                    "only the lowest environment tracks a branch; `{}` gets commits by promotion (remove `branch`)",
+                    env.name
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The environment after `name` in the chain, and the one before it.
+pub fn neighbours<'a>(
+    envs: &'a [Environment],
+    name: &str,
+) -> (Option<&'a Environment>, Option<&'a Environment>) {
+    let mut sorted: Vec<&Environment> = envs.iter().collect();
+    sorted.sort_by_key(|e| e.order);
+    let Some(i) = sorted.iter().position(|e| e.name == name) else {
+        return (None, None);
+    };
+    let below = i.checked_sub(1).and_then(|j| sorted.get(j).copied());
+    (below, sorted.get(i + 1).copied())
+}
+
+/// A suggestion for a mistyped environment name.
+pub fn suggest_name<'a>(name: &str, envs: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(name, envs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: &str = "\
+name: dev
+order: 1
+branch: main
+map:
+  kind: marketo
+  base_url: http://127.0.0.1:9911
+  client_id: { env: DROVER_DEV_MAP_CLIENT_ID }
+  client_secret: { file: /run/secrets/dev_map }
+variables: { sync_list: DEV Leads }
+";
+
+    #[test]
+    fn reads_a_valid_environment_with_defaults() {
+        let env = load_environment("environments/dev.yaml", DEV);
+        let env = env.as_ref().ok();
+        assert_eq!(env.map(|e| e.concurrency), Some(8));
+        assert_eq!(
+            env.map(|e| e.map.client_secret.clone()),
+            Some(SecretRef::File("/run/secrets/dev_map".to_owned()))
+        );
+        assert_eq!(
+            env.map(|e| e.promotion.allowed_roles.clone()),
+            Some(vec![Role::Operator, Role::Admin])
+        );
+    }
+
+    #[test]
+    fn refuses_a_literal_secret_and_points_at_it() {
+        let src = DEV.replace("{ file: /run/secrets/dev_map }", "s3cr3t-value");
+        let errs = load_environment("environments/dev.yaml", &src)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1);
+        assert_eq!((errs[0].line, errs[0].column), (8, 18));
+        assert!(errs[0].message.contains("never hold the secret itself"));
+        assert!(
+            !errs[0].to_string().contains("s3cr3t"),
+            "the error must not repeat the secret"
+        );
+    }
+
+    #[test]
+    fn name_must_match_file_and_unknown_keys_are_located() {
+        let errs = load_environment("environments/qa.yaml", DEV)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            errs.iter()
+                .any(|d| d.message.contains("differs from its file name") && d.line == 1)
+        );
+        let src = DEV.replace("order: 1", "ordr: 1");
+        let errs = load_environment("environments/dev.yaml", &src)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            errs.first().map(|d| (d.line, d.message.as_str())),
+            Some((2, "unknown key `ordr`, did you mean `order`?"))
+        );
+    }
+}
