@@ -10,6 +10,27 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) folders: Folders,
+    /// Postgres connection URL (the database is created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/drover",
+        hide_env_values = true
+    )]
+    pub(crate) database_url: String,
+    /// Who is acting, for the audit trail.
+    #[arg(long = "as", global = true, env = "DROVER_USER", default_value = "cli")]
+    pub(crate) actor: String,
+    /// Log format of the long-running commands.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "DROVER_LOG_FORMAT"
+    )]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -37,6 +58,144 @@ pub(crate) enum Command {
     /// Environments: validate them.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// The database: apply migrations.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Run the scheduler: creates and advances runs (reads the DAGs and environments folders).
+    Scheduler(SchedulerArgs),
+    /// Run a worker: claims and runs task instances.
+    Worker(WorkerArgs),
+    /// Trigger, list, show and wait for runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Rerun tasks and read their logs.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Create runs for the intervals of a past period.
+    Backfill {
+        dag: String,
+        #[arg(long)]
+        env: String,
+        /// Start of the period (RFC 3339 or YYYY-MM-DD, in the DAG's time zone).
+        #[arg(long)]
+        from: String,
+        /// End of the period (exclusive).
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Create the database if needed and apply pending migrations.
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SchedulerArgs {
+    /// Longest pause between passes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) tick_ms: u64,
+    /// How often to re-read the DAGs and environments folders, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) sync_secs: u64,
+    /// Seconds past a task's timeout before the scheduler fails it itself.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) timeout_grace_secs: u64,
+    /// Do one pass and exit.
+    #[arg(long)]
+    pub(crate) once: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// Task instances run at once.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) concurrency: usize,
+    /// Worker id (default: host-pid-random).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    /// Lease length, in seconds: a task whose worker stops renewing it is retried after this.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) lease_secs: f64,
+    /// Lease renewal interval, in seconds (default: a third of the lease).
+    #[arg(long)]
+    pub(crate) heartbeat_secs: Option<f64>,
+    /// On SIGTERM, seconds running tasks get to finish before they are given back.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) grace_secs: f64,
+    /// Poll interval without notifications, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) poll_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// Start a manual run; prints its id.
+    Trigger {
+        dag: String,
+        #[arg(long)]
+        env: String,
+        /// A parameter value, `name=value` (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// The run's logical date (RFC 3339); default: the latest complete interval.
+        #[arg(long)]
+        logical_date: Option<String>,
+    },
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show a run: its tasks, states, tries and durations.
+    Show {
+        run_id: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Wait for a run to finish: exit 0 on success, 1 on failure, 3 on timeout.
+    Wait {
+        run_id: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TasksCommand {
+    /// Run a finished task again (and, with --downstream, every task after it).
+    Clear {
+        run_id: String,
+        task: String,
+        #[arg(long)]
+        downstream: bool,
+    },
+    /// Print a task's log (all tries, or one); --follow keeps printing while it runs.
+    Logs {
+        run_id: String,
+        task: String,
+        #[arg(long = "try")]
+        try_number: Option<i32>,
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -48,6 +207,18 @@ pub(crate) enum Format {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DagsCommand {
+    /// Stop scheduling a DAG in an environment (running runs finish).
+    Pause {
+        dag: String,
+        #[arg(long)]
+        env: String,
+    },
+    /// Resume scheduling a DAG in an environment.
+    Unpause {
+        dag: String,
+        #[arg(long)]
+        env: String,
+    },
     /// Check DAG files and report every problem as file:line:col (exit 1 if any).
     Validate {
         /// Files or folders (default: the DAGs folder).

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod sources;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -83,8 +83,14 @@ impl Catalog {
     }
 }
 
-pub(crate) fn run(folders: &Folders, cmd: DagsCommand) -> Result<ExitCode> {
+pub(crate) fn run(ctx: &super::Ctx, folders: &Folders, cmd: DagsCommand) -> Result<ExitCode> {
     match cmd {
+        DagsCommand::Pause { dag, env } => {
+            super::runtime()?.block_on(set_paused(ctx, &dag, &env, true))
+        }
+        DagsCommand::Unpause { dag, env } => {
+            super::runtime()?.block_on(set_paused(ctx, &dag, &env, false))
+        }
         DagsCommand::Validate { paths, format } => {
             let paths = if paths.is_empty() {
                 vec![folders.dags_dir.clone()]
@@ -431,6 +437,24 @@ fn next(dag: &Dag, count: usize, after: DateTime<Utc>) -> Result<ExitCode> {
         .take(count)
     {
         writeln!(out, "{}", rfc3339(t))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn set_paused(
+    ctx: &super::Ctx,
+    dag: &str,
+    env: &str,
+    paused: bool,
+) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    store.dag_env(dag, env).await?;
+    let changed = store.set_paused(dag, env, paused, &ctx.actor).await?;
+    let word = if paused { "paused" } else { "unpaused" };
+    if changed {
+        println!("{dag} {word} in {env}");
+    } else {
+        println!("{dag} was already {word} in {env}");
     }
     Ok(ExitCode::SUCCESS)
 }

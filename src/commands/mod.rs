@@ -2,16 +2,68 @@
 
 mod dags;
 mod env;
+mod runs;
+mod serve;
+mod tasks;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use drover_store::Store;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DbCommand};
+
+/// Settings every database command needs.
+pub(crate) struct Ctx {
+    pub(crate) database_url: String,
+    pub(crate) actor: String,
+}
+
+impl Ctx {
+    pub(crate) async fn store(&self, max_connections: u32) -> Result<Store> {
+        let store = Store::connect(&self.database_url, max_connections)
+            .await
+            .context("cannot connect to Postgres (set DATABASE_URL or --database-url)")?;
+        store
+            .migrate()
+            .await
+            .context("cannot apply database migrations")?;
+        Ok(store)
+    }
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
 
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx {
+        database_url: cli.database_url.clone(),
+        actor: cli.actor.clone(),
+    };
     match cli.command {
-        Command::Dags(cmd) => dags::run(&cli.folders, cmd),
+        Command::Dags(cmd) => dags::run(&ctx, &cli.folders, cmd),
         Command::Env(cmd) => env::run(&cli.folders, cmd),
+        Command::Db(DbCommand::Migrate) => runtime()?.block_on(async {
+            ctx.store(2).await?;
+            println!("database ready: migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Scheduler(args) => {
+            crate::telemetry::init(cli.log_format);
+            runtime()?.block_on(serve::scheduler(&ctx, &cli.folders, args))
+        }
+        Command::Worker(args) => {
+            crate::telemetry::init(cli.log_format);
+            runtime()?.block_on(serve::worker(&ctx, args))
+        }
+        Command::Runs(cmd) => runtime()?.block_on(runs::run(&ctx, cmd)),
+        Command::Tasks(cmd) => runtime()?.block_on(tasks::run(&ctx, cmd)),
+        Command::Backfill { dag, env, from, to } => {
+            runtime()?.block_on(runs::backfill(&ctx, &dag, &env, &from, &to))
+        }
     }
 }

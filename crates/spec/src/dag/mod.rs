@@ -3,9 +3,11 @@
 mod load;
 mod params;
 mod raw;
+mod trigger;
 
 pub use load::{DAG_FILE_EXTENSIONS, check_unique_ids, load_dag};
 pub use params::{Param, ParamType};
+pub use trigger::{Readiness, UpstreamCounts};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

@@ -1,0 +1,143 @@
+//! DAGs and environments read from folders on disk (until DAGs come from git): every
+//! environment runs what the folder holds. A file that fails validation keeps its DAG on the
+//! last good version.
+
+use std::path::{Path, PathBuf};
+
+use drover_spec::dag::{DAG_FILE_EXTENSIONS, load_dag};
+use drover_spec::diagnostic::Diagnostic;
+use drover_spec::environment::{Environment, load_environment};
+use drover_store::{Store, VersionSync};
+
+use crate::EngineError;
+
+/// The id git gives a blob with this content, so folder and git versions agree.
+pub fn git_blob_id(content: &[u8]) -> String {
+    let mut h = sha1_smol::Sha1::new();
+    h.update(format!("blob {}\0", content.len()).as_bytes());
+    h.update(content);
+    h.digest().to_string()
+}
+
+#[derive(Debug, Clone)]
+pub struct FolderSource {
+    pub dags_dir: PathBuf,
+    pub environments_dir: PathBuf,
+}
+
+/// What one sync found.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub environments: Vec<Environment>,
+    pub dags: usize,
+    pub changed: u64,
+    pub problems: Vec<Diagnostic>,
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
+    let io = |source| EngineError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if entry.file_type().map_err(io)?.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| DAG_FILE_EXTENSIONS.contains(&e))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl FolderSource {
+    /// Read both folders and record them: environments, then every valid DAG as the version
+    /// each environment runs.
+    pub async fn sync(&self, store: &Store) -> Result<SyncReport, EngineError> {
+        let mut report = SyncReport::default();
+        for path in yaml_files(&self.environments_dir)? {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
+                path: name.clone(),
+                source,
+            })?;
+            match load_environment(&name, &text) {
+                Ok(env) => report.environments.push(env),
+                Err(d) => report.problems.extend(d),
+            }
+        }
+        report.environments.sort_by_key(|e| e.order);
+        for env in &report.environments {
+            let spec =
+                serde_json::to_value(env).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            store
+                .upsert_environment(
+                    &env.name,
+                    i32::try_from(env.order).unwrap_or(i32::MAX),
+                    &spec,
+                )
+                .await?;
+        }
+        let mut versions = Vec::new();
+        for path in yaml_files(&self.dags_dir)? {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(&path).map_err(|source| EngineError::Io {
+                path: name.clone(),
+                source,
+            })?;
+            let Ok(text) = String::from_utf8(bytes.clone()) else {
+                report.problems.push(Diagnostic::new(
+                    &name,
+                    drover_spec::diagnostic::Position::START,
+                    "file is not UTF-8 text",
+                ));
+                continue;
+            };
+            match load_dag(&name, &text) {
+                Ok(dag) => versions.push(VersionSync {
+                    dag_id: dag.id,
+                    path: name,
+                    blob_id: git_blob_id(&bytes),
+                    commit_sha: None,
+                    source: text,
+                }),
+                Err(d) => report.problems.extend(d),
+            }
+        }
+        report.dags = versions.len();
+        for env in &report.environments {
+            report.changed += store
+                .sync_versions(&env.name, &versions, env.new_dags_paused)
+                .await?;
+        }
+        for p in &report.problems {
+            tracing::warn!(problem = %p, "DAG or environment file skipped");
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn blob_ids_match_git() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            super::git_blob_id(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+    }
+}

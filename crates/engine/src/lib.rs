@@ -1,0 +1,21 @@
+//! Drover's engine: the scheduler that creates and advances runs, the workers that run task
+//! instances, and the runners for each task kind. Postgres (through `drover-store`) is the only
+//! shared state; any number of schedulers and workers may run at once.
+
+mod catalog;
+mod context;
+mod error;
+mod folder_source;
+mod plan;
+pub mod runner;
+mod scheduler;
+mod task_specs;
+mod worker;
+
+pub use catalog::DagCache;
+pub use error::EngineError;
+pub use folder_source::{FolderSource, SyncReport, git_blob_id};
+pub use plan::{PlannedRun, plan_runs};
+pub use scheduler::{Scheduler, SchedulerConfig};
+pub use task_specs::task_instance_specs;
+pub use worker::{Worker, WorkerConfig};

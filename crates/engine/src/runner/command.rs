@@ -1,0 +1,175 @@
+//! `command`: a process with arguments, environment and working directory. Its output goes to
+//! the task log line by line; on timeout or cancellation its whole process group is stopped
+//! (SIGTERM, then SIGKILL after a grace period).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use drover_spec::dag::{CommandProgram, TaskKind};
+use drover_spec::template::render;
+use drover_store::{LogStream, Outcome};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+use super::{Job, LogSink, RunFuture, Runner, cancelled, process_guard};
+
+/// How long a stopped process group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub(crate) struct CommandRunner;
+
+fn failed(error: impl Into<String>, retryable: bool) -> Outcome {
+    Outcome::Failed {
+        error: error.into(),
+        exit_code: None,
+        retryable,
+    }
+}
+
+impl Runner for CommandRunner {
+    fn run<'a>(&'a self, job: Job<'a>) -> RunFuture<'a> {
+        Box::pin(run_command(job))
+    }
+}
+
+async fn run_command(mut job: Job<'_>) -> Outcome {
+    let TaskKind::Command(spec) = &job.task.kind else {
+        return failed("not a command task", false);
+    };
+    let ctx = &job.context;
+    let rendered = (|| -> Result<_, drover_spec::template::RenderError> {
+        let argv: Vec<String> = match &spec.program {
+            CommandProgram::Argv(argv) => argv
+                .iter()
+                .enumerate()
+                .map(|(i, a)| render(a, &format!("command.argv[{i}]"), ctx))
+                .collect::<Result<_, _>>()?,
+            CommandProgram::Shell(line) => {
+                vec![
+                    "sh".to_owned(),
+                    "-c".to_owned(),
+                    render(line, "command.shell", ctx)?,
+                ]
+            }
+        };
+        let env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render(v, &format!("command.env.{k}"), ctx)?)))
+            .collect::<Result<_, _>>()?;
+        let workdir = spec
+            .workdir
+            .as_ref()
+            .map(|w| render(w, "command.workdir", ctx))
+            .transpose()?;
+        Ok((argv, env, workdir))
+    })();
+    let (argv, env, workdir) = match rendered {
+        Ok(r) => r,
+        Err(e) => return failed(e.to_string(), false),
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return failed("empty command", false);
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(env)
+        .env("DROVER_DAG_ID", &ctx.dag_id)
+        .env("DROVER_TASK_ID", &ctx.task_id)
+        .env("DROVER_RUN_ID", &ctx.run_id)
+        .env("DROVER_TRY_NUMBER", ctx.try_number.to_string())
+        .env("DROVER_LOGICAL_DATE", &ctx.logical_date)
+        .env("DROVER_ENV", &ctx.env.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(dir) = workdir {
+        cmd.current_dir(dir);
+    }
+    process_guard::die_with_worker(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("cannot start `{program}`: {e}"), true),
+    };
+    let pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(Pid::from_raw);
+    job.log.system(format!(
+        "started `{}` (pid {})",
+        argv.join(" "),
+        pid.map_or(0, Pid::as_raw)
+    ));
+    let out = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(pump(s, job.log.clone(), LogStream::Stdout)));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(pump(s, job.log.clone(), LogStream::Stderr)));
+
+    let timeout = job.timeout;
+    let status = tokio::select! {
+        s = child.wait() => Ok(s),
+        () = tokio::time::sleep(timeout) => Err(format!("timed out after {}s", timeout.as_secs())),
+        () = cancelled(&mut job.cancel) => Err("cancelled".to_owned()),
+    };
+    let outcome = match status {
+        Ok(Ok(s)) if s.success() => Outcome::Success,
+        Ok(Ok(s)) => match s.code() {
+            Some(code) => Outcome::Failed {
+                error: format!("exited with code {code}"),
+                exit_code: Some(code),
+                retryable: true,
+            },
+            None => failed(format!("killed by a signal ({s})"), true),
+        },
+        Ok(Err(e)) => failed(format!("lost the process: {e}"), true),
+        Err(why) => {
+            job.log.system(format!("{why}: stopping the process group"));
+            stop_group(&mut child, pid).await;
+            failed(why, true)
+        }
+    };
+    for pump in [out, err].into_iter().flatten() {
+        let _ = pump.await;
+    }
+    if let Outcome::Failed { error, .. } = &outcome {
+        job.log.system(format!("failed: {error}"));
+    } else {
+        job.log.system("succeeded");
+    }
+    outcome
+}
+
+async fn pump(stream: impl AsyncRead + Unpin, log: LogSink, kind: LogStream) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.line(kind, line);
+    }
+}
+
+/// SIGTERM the group, then SIGKILL it if the child has not exited within the grace period.
+async fn stop_group(child: &mut tokio::process::Child, pid: Option<Pid>) {
+    if let Some(pid) = pid {
+        let _ = killpg(pid, Signal::SIGTERM);
+    }
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        if let Some(pid) = pid {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+        let _ = child.kill().await;
+    }
+    if let Some(pid) = pid {
+        // Children that ignored SIGTERM while their leader exited.
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
+}

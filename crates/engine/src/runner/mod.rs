@@ -1,0 +1,143 @@
+//! Task runners, one per task kind. The worker picks the runner by the task's kind; the MAP
+//! kinds plug in here.
+
+mod command;
+mod process_guard;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use drover_spec::dag::{Task, TaskKind};
+use drover_spec::template::RenderContext;
+use drover_store::{LogLine, LogStream, Outcome};
+use tokio::sync::{mpsc, watch};
+
+/// Where a running task's log lines go.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    pub(crate) ti_id: i64,
+    pub(crate) try_number: i32,
+    pub(crate) tx: mpsc::UnboundedSender<LogLine>,
+}
+
+impl LogSink {
+    pub fn new(ti_id: i64, try_number: i32, tx: mpsc::UnboundedSender<LogLine>) -> Self {
+        Self {
+            ti_id,
+            try_number,
+            tx,
+        }
+    }
+
+    pub fn line(&self, stream: LogStream, line: impl Into<String>) {
+        // If the writer is gone the worker is stopping; the line has nowhere to go.
+        let _ = self.tx.send(LogLine {
+            ti_id: self.ti_id,
+            try_number: self.try_number,
+            stream,
+            line: line.into(),
+        });
+    }
+
+    pub fn system(&self, line: impl Into<String>) {
+        self.line(LogStream::System, line);
+    }
+}
+
+/// One try to run.
+#[derive(Debug)]
+pub struct Job<'a> {
+    pub task: &'a Task,
+    pub context: RenderContext,
+    pub timeout: Duration,
+    pub log: LogSink,
+    /// Becomes `true` when the try must stop now (lease lost, worker stopping).
+    pub cancel: watch::Receiver<bool>,
+}
+
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// Runs the tasks of one kind.
+pub trait Runner: Send + Sync + std::fmt::Debug {
+    fn run<'a>(&'a self, job: Job<'a>) -> RunFuture<'a>;
+}
+
+/// The runner for each task kind.
+#[derive(Debug)]
+pub struct Runners {
+    command: command::CommandRunner,
+    noop: NoopRunner,
+}
+
+impl Default for Runners {
+    fn default() -> Self {
+        Self {
+            command: command::CommandRunner,
+            noop: NoopRunner,
+        }
+    }
+}
+
+impl Runners {
+    pub fn for_kind(&self, kind: &TaskKind) -> Option<&dyn Runner> {
+        match kind {
+            TaskKind::Command(_) => Some(&self.command),
+            TaskKind::Noop(_) => Some(&self.noop),
+            TaskKind::Export(_)
+            | TaskKind::Transform(_)
+            | TaskKind::Return(_)
+            | TaskKind::Sql { .. }
+            | TaskKind::Check(_) => None,
+        }
+    }
+}
+
+/// Waits until `cancel` turns true (or its sender is gone).
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    while !*cancel.borrow() {
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// `noop`: succeeds (or fails, if asked) after an optional sleep.
+#[derive(Debug)]
+pub struct NoopRunner;
+
+impl Runner for NoopRunner {
+    fn run<'a>(&'a self, mut job: Job<'a>) -> RunFuture<'a> {
+        Box::pin(async move {
+            let TaskKind::Noop(spec) = &job.task.kind else {
+                return Outcome::Failed {
+                    error: "not a noop task".to_owned(),
+                    exit_code: None,
+                    retryable: false,
+                };
+            };
+            if let Some(sleep) = spec.sleep {
+                let work = tokio::time::sleep(sleep.to_std());
+                tokio::select! {
+                    () = work => {}
+                    () = tokio::time::sleep(job.timeout) => {
+                        return Outcome::Failed { error: format!("timed out after {}s", job.timeout.as_secs()), exit_code: None, retryable: true };
+                    }
+                    () = cancelled(&mut job.cancel) => {
+                        return Outcome::Failed { error: "cancelled".to_owned(), exit_code: None, retryable: true };
+                    }
+                }
+            }
+            if spec.fail {
+                job.log.system("noop task set to fail");
+                Outcome::Failed {
+                    error: "noop task set to fail".to_owned(),
+                    exit_code: None,
+                    retryable: true,
+                }
+            } else {
+                Outcome::Success
+            }
+        })
+    }
+}

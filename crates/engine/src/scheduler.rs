@@ -1,0 +1,278 @@
+//! The scheduler: creates due runs, starts queued runs within `max_active_runs`, decides
+//! pending task instances by trigger rule, re-queues retries, recovers tasks of lost workers,
+//! fails tasks past their timeout and finishes runs. Every step is an idempotent, guarded
+//! statement, so several schedulers can run at once; wake-ups come by LISTEN/NOTIFY with
+//! polling as the safety net.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use drover_store::{CHANNEL_RUNS, Listener, NewRun, RunType, Store};
+use uuid::Uuid;
+
+use crate::EngineError;
+use crate::catalog::DagCache;
+use crate::folder_source::FolderSource;
+use crate::plan::plan_runs;
+use crate::task_specs::task_instance_specs;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Longest sleep between passes.
+    pub tick: Duration,
+    /// Where DAGs and environments come from, and how often to re-read them.
+    pub source: Option<FolderSource>,
+    pub sync_every: Duration,
+    /// Most scheduled runs created per DAG and environment in one pass (catchup is streamed).
+    pub max_new_runs: usize,
+    /// Extra time past a task's timeout before the scheduler fails it itself.
+    pub timeout_grace: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(1),
+            source: None,
+            sync_every: Duration::from_secs(10),
+            max_new_runs: 16,
+            timeout_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    store: Store,
+    cache: DagCache,
+    config: SchedulerConfig,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, config: SchedulerConfig) -> Self {
+        let cache = DagCache::new(store.clone());
+        Self {
+            store,
+            cache,
+            config,
+        }
+    }
+
+    /// One pass over everything (public for tests and `drover scheduler --once`).
+    pub async fn pass(&self, dirty: &[Uuid]) -> Result<(), EngineError> {
+        self.create_due_runs().await?;
+        self.start_queued_runs().await?;
+        self.store.queue_due_retries().await?;
+        let reaped = self.store.reap_expired_leases().await?;
+        for (ti, run, state) in &reaped {
+            tracing::warn!(task_instance = ti, %run, %state, "task lost with its worker");
+        }
+        let overdue = self
+            .store
+            .fail_overdue(self.config.timeout_grace.as_secs_f64())
+            .await?;
+        if overdue > 0 {
+            tracing::warn!(count = overdue, "tasks failed past their timeout");
+        }
+        let runs = if dirty.is_empty() {
+            self.store.running_run_ids().await?
+        } else {
+            dirty.to_vec()
+        };
+        for chunk in runs.chunks(500) {
+            let (_, finished) = self.store.evaluate_runs(chunk).await?;
+            for (run, state) in finished {
+                tracing::info!(%run, %state, "run finished");
+            }
+        }
+        Ok(())
+    }
+
+    /// Run until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), EngineError> {
+        let mut listener = Listener::new(self.store.pool().clone(), &[CHANNEL_RUNS]);
+        let mut last_sync: Option<Instant> = None;
+        let mut last_full = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        let mut dirty: Vec<Uuid> = Vec::new();
+        tokio::pin!(shutdown);
+        tracing::info!("scheduler started");
+        loop {
+            if let Some(source) = &self.config.source
+                && last_sync.is_none_or(|t| t.elapsed() >= self.config.sync_every)
+            {
+                match source.sync(&self.store).await {
+                    Ok(r) => {
+                        last_sync = Some(Instant::now());
+                        if r.changed > 0 {
+                            tracing::info!(dags = r.dags, changed = r.changed, "DAGs synced");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "DAG sync failed"),
+                }
+            }
+            // A full sweep every tick, or only the runs we were told about.
+            let full = last_full.elapsed() >= self.config.tick;
+            let targets = if full {
+                Vec::new()
+            } else {
+                std::mem::take(&mut dirty)
+            };
+            match self.pass(&targets).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    if full {
+                        last_full = Instant::now();
+                        dirty.clear();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler pass failed; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            let wait = self
+                .config
+                .tick
+                .saturating_sub(last_full.elapsed())
+                .max(Duration::from_millis(5));
+            tokio::select! {
+                () = &mut shutdown => break,
+                payload = listener.wait(wait) => {
+                    if let Some(p) = payload {
+                        collect_dirty(&p, &mut dirty, &mut last_full, self.config.tick);
+                        // Take what else arrived at once, to work in batches.
+                        while let Some(p) = listener.wait(Duration::from_millis(1)).await {
+                            collect_dirty(&p, &mut dirty, &mut last_full, self.config.tick);
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!("scheduler stopped");
+        Ok(())
+    }
+
+    /// Create the scheduled runs that are due, for every active, unpaused DAG of every
+    /// environment whose schedules are on.
+    async fn create_due_runs(&self) -> Result<(), EngineError> {
+        let now = Utc::now();
+        let envs = self.store.environments().await?;
+        let enabled: HashMap<String, bool> = envs
+            .iter()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    e.spec
+                        .get("schedules_enabled")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(true),
+                )
+            })
+            .collect();
+        let last_ends: HashMap<(String, String), chrono::DateTime<Utc>> = self
+            .store
+            .last_scheduled_ends()
+            .await?
+            .into_iter()
+            .map(|(d, e, t)| ((d, e), t))
+            .collect();
+        for de in self.store.dag_envs(None).await? {
+            if de.paused || !enabled.get(&de.environment).copied().unwrap_or(false) {
+                continue;
+            }
+            let dag = match self.cache.get(de.version_id).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot load DAG version");
+                    continue;
+                }
+            };
+            let last_end = last_ends
+                .get(&(de.dag_id.clone(), de.environment.clone()))
+                .copied();
+            for planned in plan_runs(&dag, last_end, now, self.config.max_new_runs) {
+                let created = self
+                    .store
+                    .insert_run(&NewRun {
+                        dag_id: de.dag_id.clone(),
+                        environment: de.environment.clone(),
+                        version_id: de.version_id,
+                        run_type: RunType::Scheduled,
+                        logical_date: planned.logical_date,
+                        interval_start: planned.interval.start,
+                        interval_end: planned.interval.end,
+                        params: serde_json::json!({}),
+                        triggered_by: None,
+                    })
+                    .await?;
+                if let Some(id) = created {
+                    tracing::info!(run = %id, dag = %de.dag_id, env = %de.environment, logical_date = %planned.logical_date, "scheduled run created");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Start queued runs while their DAG has room under `max_active_runs`.
+    async fn start_queued_runs(&self) -> Result<(), EngineError> {
+        for (dag_id, environment, running) in self.store.runs_waiting_to_start().await? {
+            let current = match self.store.dag_env(&dag_id, &environment).await {
+                Ok(de) => self.cache.get(de.version_id).await.ok(),
+                Err(_) => None,
+            };
+            let max_active = current.as_ref().map_or(1, |d| i64::from(d.max_active_runs));
+            if running >= max_active {
+                continue;
+            }
+            for version_id in self
+                .store
+                .queued_run_versions(&dag_id, &environment)
+                .await?
+            {
+                if let Err(e) = self.cache.get(version_id).await {
+                    tracing::warn!(error = %e, "queued run's DAG version cannot be loaded");
+                }
+            }
+            let cache = &self.cache;
+            let started = self
+                .store
+                .start_queued_runs(&dag_id, &environment, max_active, |version| {
+                    cache
+                        .get_cached(version)
+                        .map(|dag| task_instance_specs(&dag))
+                })
+                .await?;
+            for run in started {
+                tracing::info!(%run, dag = %dag_id, env = %environment, "run started");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn collect_dirty(payload: &str, dirty: &mut Vec<Uuid>, last_full: &mut Instant, tick: Duration) {
+    if payload == "*" || payload.is_empty() {
+        // Something changed that we can't pin down: sweep everything now.
+        *last_full = Instant::now()
+            .checked_sub(tick)
+            .unwrap_or_else(Instant::now);
+        return;
+    }
+    for id in payload.split(',') {
+        if let Ok(id) = Uuid::parse_str(id)
+            && !dirty.contains(&id)
+        {
+            dirty.push(id);
+        }
+    }
+}

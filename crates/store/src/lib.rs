@@ -1,0 +1,109 @@
+//! Drover's Postgres store. Every state change is one guarded statement
+//! (`UPDATE … WHERE state = <expected> … RETURNING`), so two processes can never both move
+//! the same run or task instance; and writes that belong together share a transaction.
+
+mod audit;
+mod dags;
+mod error;
+mod logs;
+mod notify;
+mod runs;
+mod states;
+mod tasks;
+mod workers;
+
+pub use audit::AuditEvent;
+pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
+pub use error::StoreError;
+pub use logs::{LogLine, LogStream, StoredLogLine};
+pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
+pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
+pub use states::{RunState, RunType, TaskState};
+pub use tasks::{
+    ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,
+    TaskTryRow,
+};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The embedded migrations (`migrations/` at the repository root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// A handle on Drover's database: a connection pool plus typed operations.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connect to `url`, creating the database first if it does not exist.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::Config)?;
+        ensure_database(&options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.log_statements(tracing::log::LevelFilter::Trace))
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Apply pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Create the target database if it is missing (connecting to `postgres` to do so).
+async fn ensure_database(options: &PgConnectOptions) -> Result<()> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    if name == "postgres" {
+        return Ok(());
+    }
+    let mut conn = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        let created = sqlx::query(sqlx::AssertSqlSafe(format!("create database {quoted}")))
+            .execute(&mut conn)
+            .await;
+        // Another process may have created it meanwhile (42P04 duplicate_database).
+        if let Err(sqlx::Error::Database(e)) = &created {
+            if e.code().as_deref() != Some("42P04") {
+                created?;
+            }
+        } else {
+            created?;
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}

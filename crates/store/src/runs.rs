@@ -1,0 +1,382 @@
+//! Runs: creation (idempotent by interval), start (within max_active_runs), finish, queries.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+use crate::notify::CHANNEL_RUNS;
+use crate::{Result, RunState, RunType, Store, StoreError};
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub dag_id: String,
+    pub environment: String,
+    pub version_id: i64,
+    pub run_type: RunType,
+    pub logical_date: DateTime<Utc>,
+    pub interval_start: DateTime<Utc>,
+    pub interval_end: DateTime<Utc>,
+    pub params: serde_json::Value,
+    pub triggered_by: Option<String>,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: Uuid,
+    pub dag_id: String,
+    pub environment: String,
+    pub version_id: i64,
+    pub run_type: RunType,
+    pub logical_date: DateTime<Utc>,
+    pub interval_start: DateTime<Utc>,
+    pub interval_end: DateTime<Utc>,
+    pub state: RunState,
+    pub params: serde_json::Value,
+    pub triggered_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct RawRun {
+    id: Uuid,
+    dag_id: String,
+    environment: String,
+    version_id: i64,
+    run_type: String,
+    logical_date: DateTime<Utc>,
+    interval_start: DateTime<Utc>,
+    interval_end: DateTime<Utc>,
+    state: String,
+    params: serde_json::Value,
+    triggered_by: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<RawRun> for RunRow {
+    type Error = StoreError;
+    fn try_from(r: RawRun) -> Result<Self> {
+        Ok(RunRow {
+            id: r.id,
+            dag_id: r.dag_id,
+            environment: r.environment,
+            version_id: r.version_id,
+            run_type: RunType::parse(&r.run_type)?,
+            logical_date: r.logical_date,
+            interval_start: r.interval_start,
+            interval_end: r.interval_end,
+            state: RunState::parse(&r.state)?,
+            params: r.params,
+            triggered_by: r.triggered_by,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+const RUN_COLUMNS: &str = "id, dag_id, environment, version_id, run_type, logical_date, interval_start, \
+     interval_end, state, params, triggered_by, created_at, started_at, finished_at";
+
+/// Filters for listing runs; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub dag_id: Option<String>,
+    pub environment: Option<String>,
+    pub state: Option<RunState>,
+    pub limit: i64,
+}
+
+/// A task instance to create when a run starts.
+#[derive(Debug, Clone)]
+pub struct TaskInstanceSpec {
+    pub task_id: String,
+    pub upstream: Vec<String>,
+    pub trigger_rule: String,
+    pub is_leaf: bool,
+    pub priority: i32,
+    pub retries: i32,
+    pub retry_delay_secs: i32,
+    pub retry_backoff: String,
+    pub max_retry_delay_secs: i32,
+    pub timeout_secs: i32,
+}
+
+impl Store {
+    /// Create a queued run. Scheduled and backfill runs are unique per (dag, environment,
+    /// logical date): `Ok(None)` means that run already exists.
+    pub async fn insert_run(&self, run: &NewRun) -> Result<Option<Uuid>> {
+        let id = Uuid::now_v7();
+        let inserted = sqlx::query(
+            "insert into dag_run (id, dag_id, environment, version_id, run_type, logical_date, \
+             interval_start, interval_end, state, params, triggered_by) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10) \
+             on conflict (dag_id, environment, logical_date) where run_type in ('scheduled', 'backfill') do nothing",
+        )
+        .bind(id)
+        .bind(&run.dag_id)
+        .bind(&run.environment)
+        .bind(run.version_id)
+        .bind(run.run_type.as_str())
+        .bind(run.logical_date)
+        .bind(run.interval_start)
+        .bind(run.interval_end)
+        .bind(&run.params)
+        .bind(&run.triggered_by)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(CHANNEL_RUNS)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(Some(id))
+    }
+
+    pub async fn get_run(&self, id: Uuid) -> Result<RunRow> {
+        let raw: Option<RawRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {RUN_COLUMNS} from dag_run where id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        raw.ok_or_else(|| StoreError::NotFound(format!("no run {id}")))?
+            .try_into()
+    }
+
+    /// Runs, newest logical date first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        let rows: Vec<RawRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {RUN_COLUMNS} from dag_run \
+             where ($1::text is null or dag_id = $1) and ($2::text is null or environment = $2) \
+               and ($3::text is null or state = $3) \
+             order by logical_date desc, created_at desc limit $4"
+        )))
+        .bind(&filter.dag_id)
+        .bind(&filter.environment)
+        .bind(filter.state.map(RunState::as_str))
+        .bind(if filter.limit > 0 { filter.limit } else { 100 })
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RunRow::try_from).collect()
+    }
+
+    /// The end of the latest scheduled run's interval, per active (dag, environment). Uses
+    /// the history index: one short lookup per DAG however long the history.
+    pub async fn last_scheduled_ends(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+        Ok(sqlx::query_as(
+            "select d.dag_id, d.environment, r.interval_end from dag_env d \
+             cross join lateral (select interval_end from dag_run r \
+                                 where r.dag_id = d.dag_id and r.environment = d.environment \
+                                   and r.run_type = 'scheduled' \
+                                 order by r.logical_date desc limit 1) r \
+             where d.active",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Versions of the queued runs of one DAG in one environment.
+    pub async fn queued_run_versions(&self, dag_id: &str, environment: &str) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "select distinct version_id from dag_run where dag_id = $1 and environment = $2 and state = 'queued'",
+        )
+        .bind(dag_id)
+        .bind(environment)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// (dag, environment) pairs with queued runs, and how many of their runs are running.
+    pub async fn runs_waiting_to_start(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "select q.dag_id, q.environment, \
+                    (select count(*) from dag_run r where r.dag_id = q.dag_id \
+                       and r.environment = q.environment and r.state = 'running') \
+             from (select distinct dag_id, environment from dag_run where state = 'queued') q",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Start queued runs of one DAG in one environment, oldest logical date first, while
+    /// fewer than `max_active` are running. `tasks_of(version_id)` gives the task instances to
+    /// create. The DAG's row is locked meanwhile, so concurrent schedulers cannot exceed the
+    /// limit. Returns the started run ids.
+    pub async fn start_queued_runs<F>(
+        &self,
+        dag_id: &str,
+        environment: &str,
+        max_active: i64,
+        mut tasks_of: F,
+    ) -> Result<Vec<Uuid>>
+    where
+        F: FnMut(i64) -> Option<Vec<TaskInstanceSpec>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select 1 from dag_env where dag_id = $1 and environment = $2 for update")
+            .bind(dag_id)
+            .bind(environment)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let running: i64 = sqlx::query_scalar(
+            "select count(*) from dag_run where dag_id = $1 and environment = $2 and state = 'running'",
+        )
+        .bind(dag_id)
+        .bind(environment)
+        .fetch_one(&mut *tx)
+        .await?;
+        let room = max_active - running;
+        if room <= 0 {
+            return Ok(Vec::new());
+        }
+        let queued: Vec<(Uuid, i64)> = sqlx::query_as(
+            "select id, version_id from dag_run where dag_id = $1 and environment = $2 \
+             and state = 'queued' order by logical_date, created_at limit $3",
+        )
+        .bind(dag_id)
+        .bind(environment)
+        .bind(room)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut started = Vec::new();
+        for (run_id, version_id) in queued {
+            let Some(tasks) = tasks_of(version_id) else {
+                fail_unloadable_run(&mut tx, run_id, version_id).await?;
+                continue;
+            };
+            if start_run(&mut tx, run_id, &tasks).await? {
+                started.push(run_id);
+            }
+        }
+        if !started.is_empty() {
+            sqlx::query("select pg_notify($1, '')")
+                .bind(crate::notify::CHANNEL_QUEUE)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+
+    /// Finish the given running runs whose task instances are all finished: failed if a leaf
+    /// task failed or was upstream_failed, else success. Returns (run, new state).
+    pub async fn finish_runs(&self, runs: &[Uuid]) -> Result<Vec<(Uuid, RunState)>> {
+        let mut conn = self.pool.acquire().await?;
+        finish_runs(&mut conn, runs).await
+    }
+
+    /// Running runs (for the scheduler's periodic sweep).
+    pub async fn running_run_ids(&self) -> Result<Vec<Uuid>> {
+        Ok(
+            sqlx::query_scalar("select id from dag_run where state = 'running'")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// queued → running, with its task instances created, all or nothing.
+async fn start_run(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    tasks: &[TaskInstanceSpec],
+) -> Result<bool> {
+    let started = sqlx::query(
+        "update dag_run set state = 'running', started_at = now() where id = $1 and state = 'queued'",
+    )
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if started == 0 {
+        return Ok(false);
+    }
+    insert_task_instances(conn, run_id, tasks).await?;
+    // Roots (and `always` tasks) can go straight to the queue.
+    crate::tasks::evaluate_pending(conn, &[run_id]).await?;
+    Ok(true)
+}
+
+pub(crate) async fn insert_task_instances(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    tasks: &[TaskInstanceSpec],
+) -> Result<()> {
+    let col = |f: fn(&TaskInstanceSpec) -> String| tasks.iter().map(f).collect::<Vec<String>>();
+    let int = |f: fn(&TaskInstanceSpec) -> i32| tasks.iter().map(f).collect::<Vec<i32>>();
+    // Arrays of arrays don't unnest by row; upstream lists travel as JSON.
+    let upstream: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| serde_json::json!(t.upstream))
+        .collect();
+    sqlx::query(
+        "insert into task_instance (run_id, task_id, state, upstream, trigger_rule, is_leaf, priority, \
+           retries, max_tries, retry_delay_secs, retry_backoff, max_retry_delay_secs, timeout_secs) \
+         select $1, t.task_id, 'pending', array(select jsonb_array_elements_text(t.upstream)), \
+                t.trigger_rule, t.is_leaf, t.priority, t.retries, t.retries + 1, t.retry_delay, \
+                t.backoff, t.max_delay, t.timeout \
+         from unnest($2::text[], $3::jsonb[], $4::text[], $5::bool[], $6::int[], $7::int[], $8::int[], \
+                     $9::text[], $10::int[], $11::int[]) \
+              as t(task_id, upstream, trigger_rule, is_leaf, priority, retries, retry_delay, backoff, max_delay, timeout)",
+    )
+    .bind(run_id)
+    .bind(col(|t| t.task_id.clone()))
+    .bind(upstream)
+    .bind(col(|t| t.trigger_rule.clone()))
+    .bind(tasks.iter().map(|t| t.is_leaf).collect::<Vec<bool>>())
+    .bind(int(|t| t.priority))
+    .bind(int(|t| t.retries))
+    .bind(int(|t| t.retry_delay_secs))
+    .bind(col(|t| t.retry_backoff.clone()))
+    .bind(int(|t| t.max_retry_delay_secs))
+    .bind(int(|t| t.timeout_secs))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn fail_unloadable_run(conn: &mut PgConnection, run_id: Uuid, version_id: i64) -> Result<()> {
+    sqlx::query(
+        "update dag_run set state = 'failed', started_at = now(), finished_at = now() \
+         where id = $1 and state = 'queued'",
+    )
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?;
+    tracing::error!(%run_id, version_id, "run failed: its DAG version cannot be loaded");
+    Ok(())
+}
+
+pub(crate) async fn finish_runs(
+    conn: &mut PgConnection,
+    runs: &[Uuid],
+) -> Result<Vec<(Uuid, RunState)>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "update dag_run r set finished_at = now(), state = case when exists ( \
+             select 1 from task_instance t where t.run_id = r.id and t.is_leaf \
+               and t.state in ('failed', 'upstream_failed')) then 'failed' else 'success' end \
+         where r.id = any($1) and r.state = 'running' \
+           and not exists (select 1 from task_instance t where t.run_id = r.id \
+                           and t.state not in ('success', 'failed', 'skipped', 'upstream_failed')) \
+         returning r.id, r.state",
+    )
+    .bind(runs)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, s)| Ok((id, RunState::parse(&s)?)))
+        .collect()
+}

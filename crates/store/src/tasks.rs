@@ -1,0 +1,523 @@
+//! Task instances: readiness by trigger rule, claims with leases, completion, retries, the
+//! reaper for lost workers, and clearing for reruns.
+
+use chrono::{DateTime, Utc};
+use drover_spec::dag::{Readiness, TriggerRule, UpstreamCounts};
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+use crate::notify::{CHANNEL_QUEUE, CHANNEL_RUNS};
+use crate::runs::finish_runs;
+use crate::{Result, RunState, Store, StoreError, TaskState};
+
+/// How many times a task lost with its worker is retried by the system before it fails.
+pub const LOST_LIMIT: i32 = 3;
+
+/// A task instance claimed by a worker, with what it needs to run it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClaimedTask {
+    pub ti_id: i64,
+    pub run_id: Uuid,
+    pub task_id: String,
+    pub try_number: i32,
+    pub timeout_secs: i32,
+    pub dag_id: String,
+    pub environment: String,
+    pub version_id: i64,
+    pub logical_date: DateTime<Utc>,
+    pub interval_start: DateTime<Utc>,
+    pub interval_end: DateTime<Utc>,
+    pub params: serde_json::Value,
+}
+
+/// How a try ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Failed; retried if the task has retries left and `retryable`.
+    Failed {
+        error: String,
+        exit_code: Option<i32>,
+        retryable: bool,
+    },
+}
+
+/// A finished try to record.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub ti_id: i64,
+    pub try_number: i32,
+    pub outcome: Outcome,
+}
+
+/// A task instance as stored.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct TaskInstanceRow {
+    pub id: i64,
+    pub run_id: Uuid,
+    pub task_id: String,
+    #[sqlx(try_from = "String")]
+    pub state: TaskStateText,
+    pub upstream: Vec<String>,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub lost_count: i32,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub worker_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A stored state, checked on read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct TaskStateText(pub TaskState);
+
+impl TryFrom<String> for TaskStateText {
+    type Error = StoreError;
+    fn try_from(s: String) -> Result<Self> {
+        TaskState::parse(&s).map(TaskStateText)
+    }
+}
+
+/// One try of a task instance.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct TaskTryRow {
+    pub task_instance_id: i64,
+    pub try_number: i32,
+    pub worker_id: Option<String>,
+    pub state: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Claim up to `limit` queued task instances for `worker_id`, holding a lease of
+    /// `lease_secs`. One statement; rows locked by other claimers are skipped.
+    pub async fn claim(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        lease_secs: f64,
+    ) -> Result<Vec<ClaimedTask>> {
+        Ok(sqlx::query_as(
+            "with claimed as ( \
+               update task_instance t set state = 'running', worker_id = $1, \
+                      lease_until = now() + make_interval(secs => $2), try_number = t.try_number + 1, \
+                      started_at = now(), finished_at = null \
+               where t.id in (select id from task_instance where state = 'queued' \
+                              order by priority desc, id limit $3 for update skip locked) \
+                 and t.state = 'queued' \
+               returning t.id, t.run_id, t.task_id, t.try_number, t.timeout_secs) \
+             select c.id as ti_id, c.run_id, c.task_id, c.try_number, c.timeout_secs, r.dag_id, \
+                    r.environment, r.version_id, r.logical_date, r.interval_start, r.interval_end, r.params \
+             from claimed c join dag_run r on r.id = c.run_id order by c.id",
+        )
+        .bind(worker_id)
+        .bind(lease_secs)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Extend the leases of `ti_ids` held by `worker_id`; returns those still held (a
+    /// missing one was taken away: its process must stop).
+    pub async fn renew_leases(
+        &self,
+        worker_id: &str,
+        ti_ids: &[i64],
+        lease_secs: f64,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "update task_instance set lease_until = now() + make_interval(secs => $3) \
+             where id = any($2) and worker_id = $1 and state = 'running' returning id",
+        )
+        .bind(worker_id)
+        .bind(ti_ids)
+        .bind(lease_secs)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Record finished tries of `worker_id` in one transaction: the task instances move on
+    /// (success, up_for_retry with backoff, or failed), their tries are recorded, downstream
+    /// tasks that became ready are queued and finished runs are closed. Tries whose lease was
+    /// lost are ignored and returned in `lost`.
+    pub async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<CompleteResult> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<i64> = done.iter().map(|c| c.ti_id).collect();
+        let tries: Vec<i32> = done.iter().map(|c| c.try_number).collect();
+        let ok: Vec<bool> = done.iter().map(|c| c.outcome == Outcome::Success).collect();
+        let retryable: Vec<bool> = done
+            .iter()
+            .map(|c| {
+                matches!(
+                    c.outcome,
+                    Outcome::Failed {
+                        retryable: true,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        let errors: Vec<Option<String>> = done
+            .iter()
+            .map(|c| match &c.outcome {
+                Outcome::Failed { error, .. } => Some(error.clone()),
+                Outcome::Success => None,
+            })
+            .collect();
+        let codes: Vec<Option<i32>> = done
+            .iter()
+            .map(|c| match &c.outcome {
+                Outcome::Failed { exit_code, .. } => *exit_code,
+                Outcome::Success => None,
+            })
+            .collect();
+        let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
+            "with c as (select * from unnest($1::bigint[], $2::int[], $3::bool[], $4::bool[], $5::text[], $6::int[]) \
+                          as c(id, try, ok, retryable, error, exit_code)), \
+             done as ( \
+               update task_instance t set \
+                 state = case when c.ok then 'success' \
+                              when c.retryable and t.try_number - t.lost_count < t.max_tries then 'up_for_retry' \
+                              else 'failed' end, \
+                 next_attempt_at = case when not c.ok and c.retryable and t.try_number - t.lost_count < t.max_tries \
+                   then now() + drover_retry_delay(t.retry_backoff, t.retry_delay_secs, t.max_retry_delay_secs, \
+                                                   t.try_number - t.lost_count) \
+                   end, \
+                 finished_at = now(), worker_id = null, lease_until = null, last_error = c.error \
+               from c \
+               where t.id = c.id and t.try_number = c.try and t.worker_id = $7 and t.state = 'running' \
+               returning t.id, t.run_id, t.state, t.try_number, t.started_at), \
+             tries as ( \
+               insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, exit_code, error) \
+               select d.id, d.try_number, $7, case when d.state = 'success' then 'success' else 'failed' end, \
+                      d.started_at, now(), c.exit_code, c.error \
+               from done d join c on c.id = d.id) \
+             select id, run_id, state from done",
+        )
+        .bind(&ids)
+        .bind(&tries)
+        .bind(&ok)
+        .bind(&retryable)
+        .bind(&errors)
+        .bind(&codes)
+        .bind(worker_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let accepted: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let lost = ids
+            .iter()
+            .copied()
+            .filter(|i| !accepted.contains(i))
+            .collect();
+        let mut runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        let queued = evaluate_pending(&mut tx, &runs).await?;
+        let finished = finish_runs(&mut tx, &runs).await?;
+        notify_changes(&mut tx, &runs, queued > 0).await?;
+        tx.commit().await?;
+        Ok(CompleteResult {
+            accepted,
+            lost,
+            queued,
+            finished,
+        })
+    }
+
+    /// Decide pending task instances of `runs` by their trigger rules; returns how many were
+    /// queued.
+    pub async fn evaluate_runs(&self, runs: &[Uuid]) -> Result<(usize, Vec<(Uuid, RunState)>)> {
+        let mut tx = self.pool.begin().await?;
+        let queued = evaluate_pending(&mut tx, runs).await?;
+        let finished = finish_runs(&mut tx, runs).await?;
+        if queued > 0 {
+            notify_changes(&mut tx, &[], true).await?;
+        }
+        tx.commit().await?;
+        Ok((queued, finished))
+    }
+
+    /// up_for_retry → queued once their delay has passed. Returns whether any was queued.
+    pub async fn queue_due_retries(&self) -> Result<bool> {
+        let n = sqlx::query(
+            "with due as (update task_instance set state = 'queued', queued_at = now() \
+                          where state = 'up_for_retry' and next_attempt_at <= now() returning id) \
+             select pg_notify($1, '') from (select 1 from due limit 1) x",
+        )
+        .bind(CHANNEL_QUEUE)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Running task instances whose lease expired (their worker died or lost the database):
+    /// queued again, up to [`LOST_LIMIT`] times, then failed. Returns (task instance, new state).
+    pub async fn reap_expired_leases(&self) -> Result<Vec<(i64, Uuid, TaskState)>> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
+            "with lost as ( \
+               update task_instance t set \
+                 state = case when t.lost_count + 1 < $1 then 'queued' else 'failed' end, \
+                 queued_at = now(), finished_at = case when t.lost_count + 1 < $1 then null else now() end, \
+                 lost_count = t.lost_count + 1, worker_id = null, lease_until = null, \
+                 last_error = 'worker lost: its lease expired (worker killed, host gone, or cut off from the database)' \
+               where t.id in (select id from task_instance where state = 'running' and lease_until < now() \
+                              for update skip locked) \
+                 and t.state = 'running' and t.lease_until < now() \
+               returning t.id, t.run_id, t.state, t.try_number, t.started_at, \
+                         (select worker_id from task_instance o where o.id = t.id) as old_worker), \
+             tries as ( \
+               insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, error) \
+               select id, try_number, old_worker, 'lost', started_at, now(), 'worker lost: lease expired' from lost \
+               on conflict do nothing) \
+             select id, run_id, state from lost",
+        )
+        .bind(LOST_LIMIT)
+        .fetch_all(&mut *tx)
+        .await?;
+        let runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+        if !rows.is_empty() {
+            evaluate_pending(&mut tx, &runs).await?;
+            finish_runs(&mut tx, &runs).await?;
+            notify_changes(&mut tx, &runs, true).await?;
+        }
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|(id, run, s)| Ok((id, run, TaskState::parse(&s)?)))
+            .collect()
+    }
+
+    /// Running task instances past their timeout (plus `grace`): their worker should have
+    /// stopped them and did not report. They fail this try (retried if they may).
+    pub async fn fail_overdue(&self, grace_secs: f64) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(i64, Uuid)> = sqlx::query_as(
+            "with overdue as ( \
+               update task_instance t set \
+                 state = case when t.try_number - t.lost_count < t.max_tries then 'up_for_retry' else 'failed' end, \
+                 next_attempt_at = case when t.try_number - t.lost_count < t.max_tries \
+                   then now() + drover_retry_delay(t.retry_backoff, t.retry_delay_secs, t.max_retry_delay_secs, \
+                                                   t.try_number - t.lost_count) end, \
+                 finished_at = now(), worker_id = null, lease_until = null, \
+                 last_error = format('timed out after %ss', t.timeout_secs) \
+               where t.id in (select id from task_instance where state = 'running' \
+                                and started_at + make_interval(secs => timeout_secs + $1) < now() \
+                              for update skip locked) \
+                 and t.state = 'running' \
+               returning t.id, t.run_id, t.try_number, t.started_at, \
+                         (select worker_id from task_instance o where o.id = t.id) as old_worker), \
+             tries as ( \
+               insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, error) \
+               select id, try_number, old_worker, 'failed', started_at, now(), 'timed out' from overdue \
+               on conflict do nothing) \
+             select id, run_id from overdue",
+        )
+        .bind(grace_secs)
+        .fetch_all(&mut *tx)
+        .await?;
+        let runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+        if !rows.is_empty() {
+            evaluate_pending(&mut tx, &runs).await?;
+            finish_runs(&mut tx, &runs).await?;
+            notify_changes(&mut tx, &runs, false).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Task instances of a run, in creation order.
+    pub async fn task_instances(&self, run_id: Uuid) -> Result<Vec<TaskInstanceRow>> {
+        Ok(sqlx::query_as(
+            "select id, run_id, task_id, state, upstream, try_number, max_tries, lost_count, queued_at, \
+                    started_at, finished_at, next_attempt_at, worker_id, last_error \
+             from task_instance where run_id = $1 order by id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Tries of a task instance.
+    pub async fn task_tries(&self, ti_id: i64) -> Result<Vec<TaskTryRow>> {
+        Ok(sqlx::query_as(
+            "select task_instance_id, try_number, worker_id, state, started_at, finished_at, exit_code, error \
+             from task_try where task_instance_id = $1 order by try_number",
+        )
+        .bind(ti_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Clear finished task instances of a run so they run again (with their retries granted
+    /// anew); the run goes back to running. Returns the cleared task ids.
+    pub async fn clear_tasks(&self, run_id: Uuid, task_ids: &[String]) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let cleared: Vec<String> = sqlx::query_scalar(
+            "update task_instance set state = 'pending', max_tries = try_number - lost_count + retries + 1, \
+                    queued_at = null, started_at = null, finished_at = null, next_attempt_at = null, last_error = null \
+             where run_id = $1 and task_id = any($2) \
+               and state in ('success', 'failed', 'skipped', 'upstream_failed') \
+             returning task_id",
+        )
+        .bind(run_id)
+        .bind(task_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        if cleared.len() != task_ids.len() {
+            let busy: Vec<&String> = task_ids.iter().filter(|t| !cleared.contains(t)).collect();
+            return Err(StoreError::Conflict(format!(
+                "cannot clear {busy:?}: only finished tasks can be cleared (they may still be queued or running, or not exist)"
+            )));
+        }
+        sqlx::query("update dag_run set state = 'running', finished_at = null where id = $1 and state in ('success', 'failed')")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        evaluate_pending(&mut tx, &[run_id]).await?;
+        notify_changes(&mut tx, &[run_id], true).await?;
+        tx.commit().await?;
+        Ok(cleared)
+    }
+
+    /// Give back task instances a stopping worker did not finish: queued again without
+    /// counting against their retries.
+    pub async fn give_back(&self, worker_id: &str, ti_ids: &[i64]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "with back as ( \
+               update task_instance set state = 'queued', queued_at = now(), lost_count = lost_count + 1, \
+                      worker_id = null, lease_until = null \
+               where id = any($2) and worker_id = $1 and state = 'running' \
+               returning id, try_number, started_at) \
+             insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, error) \
+             select id, try_number, $1, 'interrupted', started_at, now(), 'worker stopped; task given back' from back",
+        )
+        .bind(worker_id)
+        .bind(ti_ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        notify_changes(&mut tx, &[], n > 0).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+/// What [`Store::complete`] did.
+#[derive(Debug, Clone, Default)]
+pub struct CompleteResult {
+    pub accepted: Vec<i64>,
+    /// Tries whose lease had been lost: nothing was written for them.
+    pub lost: Vec<i64>,
+    /// Downstream task instances queued.
+    pub queued: usize,
+    pub finished: Vec<(Uuid, RunState)>,
+}
+
+#[derive(FromRow)]
+struct PendingCounts {
+    id: i64,
+    trigger_rule: String,
+    total: i64,
+    success: i64,
+    failed: i64,
+    skipped: i64,
+}
+
+/// Decide every pending task instance of `runs` by its trigger rule and apply the decisions
+/// with guarded updates. Returns how many were queued.
+pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> Result<usize> {
+    if runs.is_empty() {
+        return Ok(0);
+    }
+    let pending: Vec<PendingCounts> = sqlx::query_as(
+        "select t.id, t.trigger_rule, \
+                cardinality(t.upstream)::int8 as total, \
+                count(u.id) filter (where u.state = 'success') as success, \
+                count(u.id) filter (where u.state in ('failed', 'upstream_failed')) as failed, \
+                count(u.id) filter (where u.state = 'skipped') as skipped \
+         from task_instance t \
+         left join task_instance u on u.run_id = t.run_id and u.task_id = any(t.upstream) \
+         where t.run_id = any($1) and t.state = 'pending' \
+         group by t.id",
+    )
+    .bind(runs)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids = Vec::new();
+    let mut states = Vec::new();
+    for p in pending {
+        let rule = TriggerRule::parse(&p.trigger_rule).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown trigger rule `{}`", p.trigger_rule))
+        })?;
+        let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        let counts = UpstreamCounts {
+            total: n(p.total),
+            success: n(p.success),
+            failed: n(p.failed),
+            skipped: n(p.skipped),
+        };
+        let state = match rule.decide(counts) {
+            Readiness::Wait => continue,
+            Readiness::Queue => TaskState::Queued,
+            Readiness::Skip => TaskState::Skipped,
+            Readiness::UpstreamFailed => TaskState::UpstreamFailed,
+        };
+        ids.push(p.id);
+        states.push(state.as_str());
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let changed: Vec<String> = sqlx::query_scalar(
+        "update task_instance t set state = d.state, \
+                queued_at = case when d.state = 'queued' then now() end, \
+                finished_at = case when d.state <> 'queued' then now() end \
+         from unnest($1::bigint[], $2::text[]) as d(id, state) \
+         where t.id = d.id and t.state = 'pending' returning t.state",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .fetch_all(&mut *conn)
+    .await?;
+    let queued = changed.iter().filter(|s| s.as_str() == "queued").count();
+    // A skipped or upstream_failed task decides its own downstream tasks in turn.
+    if changed.len() > queued {
+        return Ok(queued + Box::pin(evaluate_pending(conn, runs)).await?);
+    }
+    Ok(queued)
+}
+
+async fn notify_changes(conn: &mut PgConnection, runs: &[Uuid], queued: bool) -> Result<()> {
+    if !runs.is_empty() {
+        // A payload must stay under 8,000 bytes: past that, "*" asks listeners to look at all.
+        let payload = if runs.len() > 100 {
+            "*".to_owned()
+        } else {
+            runs.iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(CHANNEL_RUNS)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if queued {
+        sqlx::query("select pg_notify($1, '')")
+            .bind(CHANNEL_QUEUE)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

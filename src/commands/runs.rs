@@ -1,0 +1,322 @@
+//! `drover runs …` and `drover backfill`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use drover_engine::DagCache;
+use drover_spec::dag::Dag;
+use drover_store::{NewRun, RunFilter, RunState, RunType, Store};
+use uuid::Uuid;
+
+use super::Ctx;
+use super::dags::plural;
+use crate::cli::{Format, RunsCommand};
+
+pub(crate) fn parse_run_id(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).with_context(|| format!("`{text}` is not a run id"))
+}
+
+/// The DAG an environment runs now, parsed.
+pub(crate) async fn current_dag(store: &Store, dag_id: &str, env: &str) -> Result<(i64, Arc<Dag>)> {
+    let de = store.dag_env(dag_id, env).await.with_context(|| {
+        format!(
+            "DAG `{dag_id}` is not known in `{env}` (is a scheduler running with its DAGs folder?)"
+        )
+    })?;
+    let dag = DagCache::new(store.clone()).get(de.version_id).await?;
+    Ok((de.version_id, dag))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn parse_instant(text: &str, dag: &Dag) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .with_context(|| format!("`{text}` is neither RFC 3339 nor YYYY-MM-DD"))?;
+    let midnight = date.and_hms_opt(0, 0, 0).context("invalid date")?;
+    dag.timezone
+        .from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| format!("midnight of {text} does not exist in {}", dag.timezone))
+}
+
+pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    match cmd {
+        RunsCommand::Trigger {
+            dag,
+            env,
+            params,
+            logical_date,
+        } => {
+            let (version_id, spec) = current_dag(&store, &dag, &env).await?;
+            let params = parse_params(&spec, &params)?;
+            let now = Utc::now();
+            let (logical, start, end) = match (&logical_date, &spec.schedule) {
+                (Some(text), Some(s)) => {
+                    let at = parse_instant(text, &spec)?;
+                    (at, at, s.next_after(at).unwrap_or(at))
+                }
+                (Some(text), None) => {
+                    let at = parse_instant(text, &spec)?;
+                    (at, at, at)
+                }
+                (None, Some(s)) => match s.latest_complete_interval(now) {
+                    Some(i) => (i.start, i.start, i.end),
+                    None => (now, now, now),
+                },
+                (None, None) => (now, now, now),
+            };
+            let id = store
+                .insert_run(&NewRun {
+                    dag_id: dag.clone(),
+                    environment: env.clone(),
+                    version_id,
+                    run_type: RunType::Manual,
+                    logical_date: logical,
+                    interval_start: start,
+                    interval_end: end,
+                    params: serde_json::Value::Object(params),
+                    triggered_by: Some(ctx.actor.clone()),
+                })
+                .await?
+                .context("run not created")?;
+            store
+                .audit(
+                    &ctx.actor,
+                    "run.trigger",
+                    Some(&env),
+                    Some(&dag),
+                    Some(id),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::List {
+            dag,
+            env,
+            state,
+            limit,
+            format,
+        } => {
+            let state = state
+                .map(|s| RunState::parse(&s))
+                .transpose()
+                .context("unknown state: use queued, running, success or failed")?;
+            let runs = store
+                .list_runs(&RunFilter {
+                    dag_id: dag,
+                    environment: env,
+                    state,
+                    limit,
+                })
+                .await?;
+            if let Format::Json = format {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if runs.is_empty() {
+                println!("No runs yet.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<36}  {:<28}  {:<6}  {:<9}  {:<9}  {:<20}  DURATION",
+                "RUN", "DAG", "ENV", "TYPE", "STATE", "LOGICAL DATE"
+            );
+            for r in runs {
+                println!(
+                    "{:<36}  {:<28}  {:<6}  {:<9}  {:<9}  {:<20}  {}",
+                    r.id,
+                    r.dag_id,
+                    r.environment,
+                    r.run_type.as_str(),
+                    r.state.as_str(),
+                    rfc3339(r.logical_date),
+                    duration(r.started_at, r.finished_at)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { run_id, format } => {
+            let run = store.get_run(parse_run_id(&run_id)?).await?;
+            let tasks = store.task_instances(run.id).await?;
+            if let Format::Json = format {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "run": run, "tasks": tasks })
+                    )?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("run {}", run.id);
+            println!("  dag:       {} ({})", run.dag_id, run.environment);
+            println!(
+                "  type:      {}{}",
+                run.run_type,
+                run.triggered_by
+                    .as_ref()
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default()
+            );
+            println!("  state:     {}", run.state);
+            println!(
+                "  interval:  {} → {}",
+                rfc3339(run.interval_start),
+                rfc3339(run.interval_end)
+            );
+            println!("  version:   {}", run.version_id);
+            println!("  duration:  {}", duration(run.started_at, run.finished_at));
+            if !tasks.is_empty() {
+                println!(
+                    "\n  {:<28}  {:<15}  {:>5}  {:>9}  ERROR",
+                    "TASK", "STATE", "TRIES", "DURATION"
+                );
+                for t in tasks {
+                    println!(
+                        "  {:<28}  {:<15}  {:>5}  {:>9}  {}",
+                        t.task_id,
+                        t.state.0.as_str(),
+                        t.try_number,
+                        duration(t.started_at, t.finished_at),
+                        t.last_error.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Wait { run_id, timeout } => {
+            let id = parse_run_id(&run_id)?;
+            let started = Instant::now();
+            loop {
+                let run = store.get_run(id).await?;
+                match run.state {
+                    RunState::Success => {
+                        println!("success");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    RunState::Failed => {
+                        println!("failed");
+                        return Ok(ExitCode::from(1));
+                    }
+                    _ => {}
+                }
+                if timeout.is_some_and(|t| started.elapsed().as_secs_f64() >= t) {
+                    eprintln!(
+                        "run {id} is still {} after {}s",
+                        run.state,
+                        timeout.unwrap_or_default()
+                    );
+                    return Ok(ExitCode::from(3));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => format!("{:.1}s", (e - s).num_milliseconds() as f64 / 1000.0),
+        (Some(s), None) => format!("{:.0}s…", (Utc::now() - s).num_seconds()),
+        _ => "-".to_owned(),
+    }
+}
+
+/// `name=value` pairs checked against the DAG's declared parameters.
+fn parse_params(dag: &Dag, pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut out = serde_json::Map::new();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("--param `{pair}`: expected NAME=VALUE");
+        };
+        let Some(param) = dag.params.iter().find(|p| p.name == name) else {
+            let hint = drover_spec::suggest::did_you_mean(
+                name,
+                dag.params.iter().map(|p| p.name.as_str()),
+            );
+            bail!("DAG `{}` has no parameter `{name}`{hint}", dag.id);
+        };
+        let v = param
+            .ty
+            .parse_text(value)
+            .map_err(|e| anyhow::anyhow!("--param {name}: {e}"))?;
+        if !param.choices.is_empty() && !param.choices.contains(&v) {
+            bail!("--param {name}: `{value}` is not one of the allowed choices");
+        }
+        out.insert(name.to_owned(), v);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn backfill(
+    ctx: &Ctx,
+    dag_id: &str,
+    env: &str,
+    from: &str,
+    to: &str,
+) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    let (version_id, dag) = current_dag(&store, dag_id, env).await?;
+    let Some(schedule) = &dag.schedule else {
+        bail!(
+            "DAG `{dag_id}` has no schedule, so it has no intervals to backfill; trigger runs instead"
+        );
+    };
+    let (from, to) = (parse_instant(from, &dag)?, parse_instant(to, &dag)?);
+    if to <= from {
+        bail!("--to must be after --from");
+    }
+    let (mut created, mut existing) = (0usize, 0usize);
+    for interval in schedule.intervals(from, to) {
+        let made = store
+            .insert_run(&NewRun {
+                dag_id: dag_id.to_owned(),
+                environment: env.to_owned(),
+                version_id,
+                run_type: RunType::Backfill,
+                logical_date: interval.start,
+                interval_start: interval.start,
+                interval_end: interval.end,
+                params: serde_json::json!({}),
+                triggered_by: Some(ctx.actor.clone()),
+            })
+            .await?;
+        if made.is_some() {
+            created += 1
+        } else {
+            existing += 1
+        }
+    }
+    store
+        .audit(
+            &ctx.actor,
+            "dag.backfill",
+            Some(env),
+            Some(dag_id),
+            None,
+            &serde_json::json!({ "from": rfc3339(from), "to": rfc3339(to), "created": created }),
+        )
+        .await?;
+    println!(
+        "{} created{}; they run oldest first, {} at a time",
+        plural(created, "backfill run"),
+        if existing > 0 {
+            format!(", {} already had a run", plural(existing, "interval"))
+        } else {
+            String::new()
+        },
+        dag.max_active_runs
+    );
+    Ok(ExitCode::SUCCESS)
+}

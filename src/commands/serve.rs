@@ -1,0 +1,80 @@
+//! The long-running processes: `drover scheduler` and `drover worker`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use drover_engine::{FolderSource, Scheduler, SchedulerConfig, Worker, WorkerConfig};
+
+use super::Ctx;
+use crate::cli::{Folders, SchedulerArgs, WorkerArgs};
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("stop requested");
+}
+
+pub(crate) async fn scheduler(
+    ctx: &Ctx,
+    folders: &Folders,
+    args: SchedulerArgs,
+) -> Result<ExitCode> {
+    let store = ctx.store(8).await?;
+    let config = SchedulerConfig {
+        tick: Duration::from_millis(args.tick_ms.max(10)),
+        source: Some(FolderSource {
+            dags_dir: folders.dags_dir.clone(),
+            environments_dir: folders.environments_dir.clone(),
+        }),
+        sync_every: Duration::from_secs(args.sync_secs),
+        timeout_grace: Duration::from_secs(args.timeout_grace_secs),
+        ..SchedulerConfig::default()
+    };
+    if args.once {
+        if let Some(source) = &config.source {
+            source.sync(&store).await?;
+        }
+        Scheduler::new(store, config).pass(&[]).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    Scheduler::new(store, config).run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
+    let connections = u32::try_from(args.concurrency.min(16)).unwrap_or(16) + 4;
+    let store = ctx.store(connections).await?;
+    let id = args.id.unwrap_or_else(|| {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "host".to_owned());
+        let short = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}-{}-{}", std::process::id(), &short[..6])
+    });
+    let mut config = WorkerConfig::new(id, args.concurrency);
+    config.lease = Duration::from_secs_f64(args.lease_secs.max(0.5));
+    config.heartbeat = Duration::from_secs_f64(
+        args.heartbeat_secs
+            .unwrap_or(args.lease_secs / 3.0)
+            .max(0.1),
+    );
+    config.grace = Duration::from_secs_f64(args.grace_secs.max(0.0));
+    config.poll = Duration::from_millis(args.poll_ms.max(10));
+    Worker::new(store, config).run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! `drover tasks …`: clear (rerun) and logs.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::Ctx;
+use super::runs::parse_run_id;
+use crate::cli::TasksCommand;
+
+pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    match cmd {
+        TasksCommand::Clear {
+            run_id,
+            task,
+            downstream,
+        } => {
+            let run = store.get_run(parse_run_id(&run_id)?).await?;
+            let mut ids = vec![task.clone()];
+            if downstream {
+                let dag = drover_engine::DagCache::new(store.clone())
+                    .get(run.version_id)
+                    .await?;
+                let i = dag
+                    .task_index(&task)
+                    .with_context(|| format!("no task `{task}` in this run's DAG"))?;
+                ids.extend(
+                    dag.graph
+                        .descendants(i)
+                        .into_iter()
+                        .map(|d| dag.tasks[d].id.clone()),
+                );
+            }
+            let cleared = store.clear_tasks(run.id, &ids).await?;
+            store
+                .audit(
+                    &ctx.actor,
+                    "task.clear",
+                    Some(&run.environment),
+                    Some(&run.dag_id),
+                    Some(run.id),
+                    &serde_json::json!({ "tasks": cleared }),
+                )
+                .await?;
+            println!("cleared: {}", cleared.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::Logs {
+            run_id,
+            task,
+            try_number,
+            follow,
+        } => {
+            let run_id = parse_run_id(&run_id)?;
+            let ti = store
+                .task_instances(run_id)
+                .await?
+                .into_iter()
+                .find(|t| t.task_id == task)
+                .with_context(|| format!("run {run_id} has no task `{task}`"))?;
+            let mut after = 0;
+            loop {
+                let lines = store.read_logs(ti.id, try_number, after).await?;
+                for l in &lines {
+                    println!(
+                        "[try {} {} {}] {}",
+                        l.try_number,
+                        l.at.format("%H:%M:%S%.3f"),
+                        l.stream,
+                        l.line
+                    );
+                    after = l.id;
+                }
+                if !follow {
+                    break;
+                }
+                if lines.is_empty() {
+                    let state = store
+                        .task_instances(run_id)
+                        .await?
+                        .into_iter()
+                        .find(|t| t.id == ti.id)
+                        .map(|t| t.state.0);
+                    if state.is_some_and(|s| s.is_finished()) {
+                        // One last read for lines written just before the end.
+                        for l in store.read_logs(ti.id, try_number, after).await? {
+                            println!(
+                                "[try {} {} {}] {}",
+                                l.try_number,
+                                l.at.format("%H:%M:%S%.3f"),
+                                l.stream,
+                                l.line
+                            );
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
