@@ -278,7 +278,15 @@ pub(crate) async fn backfill(
         bail!("--to must be after --from");
     }
     let (mut created, mut existing) = (0usize, 0usize);
-    for interval in schedule.intervals(from, to) {
+    // Every interval whose logical date (its start) falls in [from, to), as Airflow counts them.
+    let starts = schedule
+        .fire_times(from - chrono::Duration::seconds(1))
+        .take_while(|t| *t < to);
+    for start in starts {
+        let Some(end) = schedule.next_after(start) else {
+            break;
+        };
+        let interval = drover_spec::schedule::DataInterval { start, end };
         let made = store
             .insert_run(&NewRun {
                 dag_id: dag_id.to_owned(),

@@ -123,9 +123,6 @@ impl FolderSource {
                 .sync_versions(&env.name, &versions, env.new_dags_paused)
                 .await?;
         }
-        for p in &report.problems {
-            tracing::warn!(problem = %p, "DAG or environment file skipped");
-        }
         Ok(report)
     }
 }

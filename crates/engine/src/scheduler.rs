@@ -99,6 +99,7 @@ impl Scheduler {
         let mut last_full = Instant::now();
         let mut backoff = Duration::from_millis(200);
         let mut dirty: Vec<Uuid> = Vec::new();
+        let mut known_problems: Vec<String> = Vec::new();
         tokio::pin!(shutdown);
         tracing::info!("scheduler started");
         loop {
@@ -108,6 +109,13 @@ impl Scheduler {
                 match source.sync(&self.store).await {
                     Ok(r) => {
                         last_sync = Some(Instant::now());
+                        // Say each problem once, not at every sync.
+                        let problems: Vec<String> =
+                            r.problems.iter().map(ToString::to_string).collect();
+                        for p in problems.iter().filter(|p| !known_problems.contains(p)) {
+                            tracing::warn!(problem = %p, "file skipped: its DAG keeps its last good version");
+                        }
+                        known_problems = problems;
                         if r.changed > 0 {
                             tracing::info!(dags = r.dags, changed = r.changed, "DAGs synced");
                         }

@@ -1,17 +1,18 @@
-//! Human durations in DAG files: `90s`, `2m`, `1h30m`, `1d`, or a plain number of seconds.
+//! Human durations in DAG files: `90s`, `2m`, `1h30m`, `1d`, `250ms`, or a plain number of
+//! seconds.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A whole number of seconds, written as `1h30m` and friends.
+/// A whole number of milliseconds, written as `1h30m`, `250ms` and friends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid duration `{input}`: expected numbers with units s, m, h or d (e.g. 90s, 2m, 1h30m)"
+    "invalid duration `{input}`: expected numbers with units ms, s, m, h or d (e.g. 90s, 2m, 1h30m)"
 )]
 pub struct DurationError {
     input: String,
@@ -19,15 +20,24 @@ pub struct DurationError {
 
 impl Duration {
     pub const fn from_secs(secs: u64) -> Self {
-        Self(secs)
+        Self(secs.saturating_mul(1000))
     }
 
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(millis)
+    }
+
+    /// Whole seconds (rounded down).
     pub const fn as_secs(self) -> u64 {
+        self.0 / 1000
+    }
+
+    pub const fn as_millis(self) -> u64 {
         self.0
     }
 
     pub fn to_std(self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.0)
+        std::time::Duration::from_millis(self.0)
     }
 }
 
@@ -43,12 +53,13 @@ impl FromStr for Duration {
             return Err(err());
         }
         if let Ok(secs) = text.parse::<u64>() {
-            return Ok(Self(secs));
+            return secs.checked_mul(1000).map(Self).ok_or_else(err);
         }
         let mut total: u64 = 0;
         let mut number: Option<u64> = None;
         let mut last_unit_rank = u8::MAX;
-        for c in text.chars() {
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
             if let Some(d) = c.to_digit(10) {
                 let n = number.unwrap_or(0);
                 number = Some(
@@ -59,10 +70,14 @@ impl FromStr for Duration {
                 continue;
             }
             let (unit, rank) = match c {
-                'd' => (86_400, 3),
-                'h' => (3_600, 2),
-                'm' => (60, 1),
-                's' => (1, 0),
+                'd' => (86_400_000, 4),
+                'h' => (3_600_000, 3),
+                'm' if chars.peek() == Some(&'s') => {
+                    chars.next();
+                    (1, 0)
+                }
+                'm' => (60_000, 2),
+                's' => (1_000, 1),
                 _ => return Err(err()),
             };
             // Units must come largest first, each at most once: `1h30m`, not `30m1h`.
@@ -89,7 +104,13 @@ impl fmt::Display for Duration {
         if rest == 0 {
             return f.write_str("0s");
         }
-        for (unit, suffix) in [(86_400, 'd'), (3_600, 'h'), (60, 'm'), (1, 's')] {
+        for (unit, suffix) in [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+            (1, "ms"),
+        ] {
             if rest >= unit {
                 write!(f, "{}{suffix}", rest / unit)?;
                 rest %= unit;
@@ -112,7 +133,7 @@ impl<'de> Deserialize<'de> for Duration {
                 "invalid duration: expected a number of seconds or a text such as 90s, 2m, 1h30m",
             )
         })? {
-            Raw::Secs(s) => Ok(Self(s)),
+            Raw::Secs(s) => Ok(Self::from_secs(s)),
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -159,8 +180,8 @@ mod tests {
 
     #[test]
     fn displays_round_trip() {
-        for secs in [0, 59, 60, 5_400, 93_784] {
-            let d = Duration::from_secs(secs);
+        for millis in [0, 59_000, 60_000, 5_400_000, 93_784_000, 1_250] {
+            let d = Duration::from_millis(millis);
             assert_eq!(d.to_string().parse::<Duration>(), Ok(d));
         }
     }

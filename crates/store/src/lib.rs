@@ -4,6 +4,7 @@
 
 mod audit;
 mod dags;
+pub mod embedded;
 mod error;
 mod logs;
 mod notify;

@@ -105,13 +105,19 @@ impl Store {
         lease_secs: f64,
     ) -> Result<Vec<ClaimedTask>> {
         Ok(sqlx::query_as(
-            "with claimed as ( \
+            // The locking pick must run exactly once: as `t.id in (subquery)` the planner may
+            // put it on the inner side of a nested loop and rescan it for every queued row, and
+            // each rescan skips the rows already taken and locks `limit` more: a worker then
+            // claimed hundreds of tasks for 32 free slots, in seconds. A materialized CTE read
+            // through `array(…)` (an init plan) is evaluated once, whatever the plan.
+            "with picked as materialized ( \
+               select id from task_instance where state = 'queued' \
+               order by priority desc, id limit $3 for update skip locked), \
+             claimed as ( \
                update task_instance t set state = 'running', worker_id = $1, \
                       lease_until = now() + make_interval(secs => $2), try_number = t.try_number + 1, \
                       started_at = now(), finished_at = null \
-               where t.id in (select id from task_instance where state = 'queued' \
-                              order by priority desc, id limit $3 for update skip locked) \
-                 and t.state = 'queued' \
+               where t.id = any(array(select id from picked)) and t.state = 'queued' \
                returning t.id, t.run_id, t.task_id, t.try_number, t.timeout_secs) \
              select c.id as ti_id, c.run_id, c.task_id, c.try_number, c.timeout_secs, r.dag_id, \
                     r.environment, r.version_id, r.logical_date, r.interval_start, r.interval_end, r.params \
@@ -263,14 +269,18 @@ impl Store {
     pub async fn reap_expired_leases(&self) -> Result<Vec<(i64, Uuid, TaskState)>> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
-            "with lost as ( \
+            // The locking pick runs once (see `claim`); as `in (subquery)` it could be
+            // rescanned for every running row.
+            "with expired as materialized ( \
+               select id from task_instance where state = 'running' and lease_until < now() \
+               for update skip locked), \
+             lost as ( \
                update task_instance t set \
                  state = case when t.lost_count + 1 < $1 then 'queued' else 'failed' end, \
                  queued_at = now(), finished_at = case when t.lost_count + 1 < $1 then null else now() end, \
                  lost_count = t.lost_count + 1, worker_id = null, lease_until = null, \
                  last_error = 'worker lost: its lease expired (worker killed, host gone, or cut off from the database)' \
-               where t.id in (select id from task_instance where state = 'running' and lease_until < now() \
-                              for update skip locked) \
+               where t.id = any(array(select id from expired)) \
                  and t.state = 'running' and t.lease_until < now() \
                returning t.id, t.run_id, t.state, t.try_number, t.started_at, \
                          (select worker_id from task_instance o where o.id = t.id) as old_worker), \
@@ -300,7 +310,12 @@ impl Store {
     pub async fn fail_overdue(&self, grace_secs: f64) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(i64, Uuid)> = sqlx::query_as(
-            "with overdue as ( \
+            // The locking pick runs once (see `claim`).
+            "with late as materialized ( \
+               select id from task_instance where state = 'running' \
+                 and started_at + make_interval(secs => timeout_secs + $1) < now() \
+               for update skip locked), \
+             overdue as ( \
                update task_instance t set \
                  state = case when t.try_number - t.lost_count < t.max_tries then 'up_for_retry' else 'failed' end, \
                  next_attempt_at = case when t.try_number - t.lost_count < t.max_tries \
@@ -308,10 +323,7 @@ impl Store {
                                                    t.try_number - t.lost_count) end, \
                  finished_at = now(), worker_id = null, lease_until = null, \
                  last_error = format('timed out after %ss', t.timeout_secs) \
-               where t.id in (select id from task_instance where state = 'running' \
-                                and started_at + make_interval(secs => timeout_secs + $1) < now() \
-                              for update skip locked) \
-                 and t.state = 'running' \
+               where t.id = any(array(select id from late)) and t.state = 'running' \
                returning t.id, t.run_id, t.try_number, t.started_at, \
                          (select worker_id from task_instance o where o.id = t.id) as old_worker), \
              tries as ( \
@@ -438,6 +450,9 @@ pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> 
     if runs.is_empty() {
         return Ok(0);
     }
+    // Upstream tasks are joined by (run_id, task_id), one unique-index probe per edge. With
+    // `u.task_id = any(t.upstream)` the planner may probe by run_id alone and filter, reading
+    // the whole run once per pending task (1,000 × 1,000 rows for a fan-in of 1,000).
     let pending: Vec<PendingCounts> = sqlx::query_as(
         "select t.id, t.trigger_rule, \
                 cardinality(t.upstream)::int8 as total, \
@@ -445,7 +460,8 @@ pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> 
                 count(u.id) filter (where u.state in ('failed', 'upstream_failed')) as failed, \
                 count(u.id) filter (where u.state = 'skipped') as skipped \
          from task_instance t \
-         left join task_instance u on u.run_id = t.run_id and u.task_id = any(t.upstream) \
+         left join lateral (select distinct x from unnest(t.upstream) x) up(task_id) on true \
+         left join task_instance u on u.run_id = t.run_id and u.task_id = up.task_id \
          where t.run_id = any($1) and t.state = 'pending' \
          group by t.id",
     )

@@ -551,10 +551,10 @@ fn check_task(
         ),
     };
     let timeout = pick(t.timeout, d.map(|d| d.timeout), defaults::TIMEOUT);
-    if timeout.as_secs() == 0 {
+    if timeout.as_millis() < 1000 {
         c.at_value(
             &format!("{base}.timeout"),
-            "`timeout` must be more than 0s".to_owned(),
+            "`timeout` must be at least 1s".to_owned(),
         );
     }
     if c.diags.len() > before {
