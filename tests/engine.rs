@@ -758,3 +758,90 @@ fn a_stopping_worker_finishes_within_its_grace_period_and_gives_back_the_rest() 
         );
     });
 }
+
+#[test]
+fn a_paused_dag_gets_no_scheduled_runs_until_unpaused() {
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let start = rfc3339(Utc::now() - chrono::Duration::hours(3));
+    ws.dag("nightly", &format!("id: nightly\nschedule: \"@hourly\"\nstart_date: {start}\ntasks:\n  - id: a\n    noop: {{}}\n"));
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    // Register the DAG without scheduling anything, then pause it before a scheduler runs.
+    d.ok(&["scheduler", "--once"]);
+    rt.block_on(async {
+        let store = db.store().await;
+        for r in store
+            .list_runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap_or_default()
+        {
+            sqlx::query("delete from dag_run where id = $1")
+                .bind(r.id)
+                .execute(store.pool())
+                .await
+                .ok();
+        }
+    });
+    assert_eq!(
+        d.ok(&[
+            "dags",
+            "pause",
+            "nightly",
+            "--env",
+            "dev",
+            "--as",
+            "ops@example.com"
+        ]),
+        "nightly paused in dev"
+    );
+    assert_eq!(
+        d.ok(&["dags", "pause", "nightly", "--env", "dev"]),
+        "nightly was already paused in dev"
+    );
+    let _s = d.scheduler("scheduler");
+    let _w = d.worker("worker", 2, 10.0);
+    rt.block_on(async {
+        let store = db.store().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            store
+                .list_runs(&RunFilter::default())
+                .await
+                .unwrap_or_default()
+                .is_empty(),
+            "a paused DAG got a run"
+        );
+        d.ok(&["dags", "unpause", "nightly", "--env", "dev"]);
+        let run = eventually(
+            "the latest interval to run after unpausing",
+            Duration::from_secs(20),
+            || async {
+                let runs = store.list_runs(&RunFilter::default()).await.ok()?;
+                runs.into_iter().find(|r| r.state == RunState::Success)
+            },
+        )
+        .await;
+        assert_eq!(run.run_type, drover_store::RunType::Scheduled);
+        let listed = d.ok(&["runs", "list", "--dag", "nightly", "--state", "success"]);
+        assert!(
+            listed.contains(&run.id.to_string()) && listed.contains("scheduled"),
+            "{listed}"
+        );
+        let audit = store.audit_events(10).await.unwrap_or_default();
+        let actions: Vec<(&str, &str)> = audit
+            .iter()
+            .map(|e| (e.action.as_str(), e.actor.as_str()))
+            .collect();
+        assert!(
+            actions.contains(&("dag.pause", "ops@example.com"))
+                && actions.contains(&("dag.unpause", "cli")),
+            "{actions:?}"
+        );
+    });
+}
