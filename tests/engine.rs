@@ -45,6 +45,16 @@ async fn states(store: &Store, run: Uuid) -> HashMap<String, TaskState> {
         .collect()
 }
 
+/// Wait until the scheduler has read `dag` from the DAGs folder.
+async fn synced(store: &Store, dag: &str) {
+    eventually(
+        &format!("DAG {dag} to be synced"),
+        Duration::from_secs(20),
+        || async { store.dag_env(dag, "dev").await.ok() },
+    )
+    .await;
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -181,10 +191,7 @@ fn a_task_of_a_killed_worker_is_retried_after_its_lease_and_never_runs_twice_at_
     let mut w1 = d.worker("worker-1", 2, 2.0);
     rt.block_on(async {
         let store = db.store().await;
-        eventually("the DAG to be synced", Duration::from_secs(20), || async {
-            store.dag_env("long", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "long").await;
         let run = trigger(&d, "long");
         eventually("the long task to run", Duration::from_secs(20), || async {
             (states(&store, run).await.get("work") == Some(&TaskState::Running)).then_some(())
@@ -318,10 +325,7 @@ fn the_system_survives_a_postgres_restart() {
     let _w = d.worker("worker", 2, 20.0);
     rt.block_on(async {
         let store = db.store().await;
-        eventually("the DAG to be synced", Duration::from_secs(20), || async {
-            store.dag_env("chain", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "chain").await;
         let run = trigger(&d, "chain");
         eventually("the run to start", Duration::from_secs(20), || async {
             (run_state(&store, run).await == RunState::Running).then_some(())
@@ -365,10 +369,7 @@ fn retries_back_off_and_a_flaky_task_recovers() {
     let _w = d.worker("worker", 4, 10.0);
     rt.block_on(async {
         let store = db.store().await;
-        eventually("the DAG to be synced", Duration::from_secs(20), || async {
-            store.dag_env("retries", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "retries").await;
         let run = trigger(&d, "retries");
         let finished = wait_finished(&store, run, Duration::from_secs(60)).await;
         assert_eq!(finished.state, RunState::Failed);
@@ -418,10 +419,7 @@ fn a_task_past_its_timeout_is_stopped_and_failed() {
     let _w = d.worker("worker", 2, 10.0);
     rt.block_on(async {
         let store = db.store().await;
-        eventually("the DAG to be synced", Duration::from_secs(20), || async {
-            store.dag_env("slow", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "slow").await;
         let run = trigger(&d, "slow");
         let finished = wait_finished(&store, run, Duration::from_secs(30)).await;
         assert_eq!(finished.state, RunState::Failed);
@@ -470,10 +468,7 @@ fn trigger_rules_decide_which_tasks_run() {
     let _w = d.worker("worker", 4, 10.0);
     rt.block_on(async {
         let store = db.store().await;
-        eventually("the DAG to be synced", Duration::from_secs(20), || async {
-            store.dag_env("rules", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "rules").await;
         let run = trigger(&d, "rules");
         let finished = wait_finished(&store, run, Duration::from_secs(30)).await;
         let s = states(&store, run).await;
@@ -629,10 +624,7 @@ fn clearing_a_task_reruns_it_and_its_downstream_tasks() {
     let _w = d.worker("worker", 4, 10.0);
     rt.block_on(async {
         let store = db.store().await;
-        eventually("the DAG to be synced", Duration::from_secs(20), || async {
-            store.dag_env("rerun", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "rerun").await;
         let out = d.ok(&[
             "runs",
             "trigger",
@@ -718,10 +710,7 @@ fn a_stopping_worker_finishes_within_its_grace_period_and_gives_back_the_rest() 
     );
     rt.block_on(async {
         let store = db.store().await;
-        eventually("the DAGs to be synced", Duration::from_secs(20), || async {
-            store.dag_env("long", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "long").await;
         let short = trigger(&d, "short");
         let long = trigger(&d, "long");
         eventually("both tasks to run", Duration::from_secs(20), || async {

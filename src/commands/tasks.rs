@@ -64,13 +64,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
             loop {
                 let lines = store.read_logs(ti.id, try_number, after).await?;
                 for l in &lines {
-                    println!(
-                        "[try {} {} {}] {}",
-                        l.try_number,
-                        l.at.format("%H:%M:%S%.3f"),
-                        l.stream,
-                        l.line
-                    );
+                    print_line(l);
                     after = l.id;
                 }
                 if !follow {
@@ -85,15 +79,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
                         .map(|t| t.state.0);
                     if state.is_some_and(|s| s.is_finished()) {
                         // One last read for lines written just before the end.
-                        for l in store.read_logs(ti.id, try_number, after).await? {
-                            println!(
-                                "[try {} {} {}] {}",
-                                l.try_number,
-                                l.at.format("%H:%M:%S%.3f"),
-                                l.stream,
-                                l.line
-                            );
-                        }
+                        store
+                            .read_logs(ti.id, try_number, after)
+                            .await?
+                            .iter()
+                            .for_each(print_line);
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -102,4 +92,14 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_line(l: &drover_store::StoredLogLine) {
+    println!(
+        "[try {} {} {}] {}",
+        l.try_number,
+        l.at.format("%H:%M:%S%.3f"),
+        l.stream,
+        l.line
+    );
 }

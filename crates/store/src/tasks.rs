@@ -225,9 +225,7 @@ impl Store {
         let mut runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
         runs.sort_unstable();
         runs.dedup();
-        let queued = evaluate_pending(&mut tx, &runs).await?;
-        let finished = finish_runs(&mut tx, &runs).await?;
-        notify_changes(&mut tx, &runs, queued > 0).await?;
+        let (queued, finished) = advance(&mut tx, &runs, false).await?;
         tx.commit().await?;
         Ok(CompleteResult {
             accepted,
@@ -237,8 +235,8 @@ impl Store {
         })
     }
 
-    /// Decide pending task instances of `runs` by their trigger rules; returns how many were
-    /// queued.
+    /// Decide pending task instances of `runs` by their trigger rules and close finished runs
+    /// (the scheduler's sweep: it does not notify the runs channel, which would wake itself).
     pub async fn evaluate_runs(&self, runs: &[Uuid]) -> Result<(usize, Vec<(Uuid, RunState)>)> {
         let mut tx = self.pool.begin().await?;
         let queued = evaluate_pending(&mut tx, runs).await?;
@@ -294,11 +292,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
-        if !rows.is_empty() {
-            evaluate_pending(&mut tx, &runs).await?;
-            finish_runs(&mut tx, &runs).await?;
-            notify_changes(&mut tx, &runs, true).await?;
-        }
+        advance(&mut tx, &runs, !rows.is_empty()).await?;
         tx.commit().await?;
         rows.into_iter()
             .map(|(id, run, s)| Ok((id, run, TaskState::parse(&s)?)))
@@ -336,11 +330,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
-        if !rows.is_empty() {
-            evaluate_pending(&mut tx, &runs).await?;
-            finish_runs(&mut tx, &runs).await?;
-            notify_changes(&mut tx, &runs, false).await?;
-        }
+        advance(&mut tx, &runs, false).await?;
         tx.commit().await?;
         Ok(rows.len())
     }
@@ -393,8 +383,7 @@ impl Store {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
-        evaluate_pending(&mut tx, &[run_id]).await?;
-        notify_changes(&mut tx, &[run_id], true).await?;
+        advance(&mut tx, &[run_id], false).await?;
         tx.commit().await?;
         Ok(cleared)
     }
@@ -510,6 +499,26 @@ pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> 
         return Ok(queued + Box::pin(evaluate_pending(conn, runs)).await?);
     }
     Ok(queued)
+}
+
+/// After task instances of `runs` changed: decide their pending tasks, close finished runs and
+/// tell schedulers and workers (`queued`: something was queued already). Returns how many
+/// tasks were queued and which runs finished.
+async fn advance(
+    conn: &mut PgConnection,
+    runs: &[Uuid],
+    queued: bool,
+) -> Result<(usize, Vec<(Uuid, RunState)>)> {
+    if runs.is_empty() {
+        if queued {
+            notify_changes(conn, runs, true).await?;
+        }
+        return Ok((0, Vec::new()));
+    }
+    let newly = evaluate_pending(conn, runs).await?;
+    let finished = finish_runs(conn, runs).await?;
+    notify_changes(conn, runs, queued || newly > 0).await?;
+    Ok((newly, finished))
 }
 
 async fn notify_changes(conn: &mut PgConnection, runs: &[Uuid], queued: bool) -> Result<()> {
