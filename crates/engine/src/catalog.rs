@@ -12,6 +12,9 @@ use crate::EngineError;
 pub struct DagCache {
     store: Store,
     dags: Arc<Mutex<HashMap<i64, Arc<Dag>>>>,
+    /// Misses load one at a time: 32 tasks of a cold batch would otherwise each parse the same
+    /// 1,000-task DAG.
+    loading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DagCache {
@@ -19,6 +22,7 @@ impl DagCache {
         Self {
             store,
             dags: Arc::new(Mutex::new(HashMap::new())),
+            loading: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -31,6 +35,10 @@ impl DagCache {
 
     /// The DAG of `version_id`, parsed once.
     pub async fn get(&self, version_id: i64) -> Result<Arc<Dag>, EngineError> {
+        if let Some(dag) = self.cached(version_id) {
+            return Ok(dag);
+        }
+        let _one_at_a_time = self.loading.lock().await;
         if let Some(dag) = self.cached(version_id) {
             return Ok(dag);
         }

@@ -59,8 +59,14 @@ impl Scheduler {
         }
     }
 
-    /// One pass over everything (public for tests and `drover scheduler --once`).
+    /// One pass: with no `dirty` runs a full sweep (due runs, retries, lost and overdue tasks,
+    /// every running run); with some, only what a notification can have changed: queued runs
+    /// to start and those runs to advance. Public for `drover scheduler --once`.
     pub async fn pass(&self, dirty: &[Uuid]) -> Result<(), EngineError> {
+        if !dirty.is_empty() {
+            self.start_queued_runs().await?;
+            return self.evaluate(dirty).await;
+        }
         self.create_due_runs().await?;
         self.start_queued_runs().await?;
         self.store.queue_due_retries().await?;
@@ -75,11 +81,11 @@ impl Scheduler {
         if overdue > 0 {
             tracing::warn!(count = overdue, "tasks failed past their timeout");
         }
-        let runs = if dirty.is_empty() {
-            self.store.running_run_ids().await?
-        } else {
-            dirty.to_vec()
-        };
+        let runs = self.store.running_run_ids().await?;
+        self.evaluate(&runs).await
+    }
+
+    async fn evaluate(&self, runs: &[Uuid]) -> Result<(), EngineError> {
         for chunk in runs.chunks(500) {
             let (_, finished) = self.store.evaluate_runs(chunk).await?;
             for (run, state) in finished {

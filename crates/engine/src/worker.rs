@@ -130,15 +130,6 @@ impl Worker {
                 {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
-                        // Parse each DAG version once, before its tasks start: on a cold cache
-                        // every task of the batch would miss at once and parse the same DAG
-                        // (32 parses of a 1,000-task DAG). A failure is reported by the task.
-                        let mut versions: Vec<i64> = claimed.iter().map(|t| t.version_id).collect();
-                        versions.sort_unstable();
-                        versions.dedup();
-                        for version in versions {
-                            let _ = self.cache.get(version).await;
-                        }
                         for task in claimed {
                             let (cancel_tx, cancel_rx) = watch::channel(false);
                             lock(&running).insert(
