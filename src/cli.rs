@@ -48,6 +48,26 @@ pub(crate) struct Folders {
         default_value = "environments"
     )]
     pub(crate) environments_dir: PathBuf,
+    /// The DAG repository: a local path or a URL (https, file://). Without it, every
+    /// environment runs the DAGs folder as it is on disk.
+    #[arg(long, global = true, env = "DROVER_REPO")]
+    pub(crate) repo: Option<String>,
+    /// Folder of DAG files inside the repository.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_REPO_SUBDIR",
+        default_value = "dags"
+    )]
+    pub(crate) repo_subdir: String,
+    /// Where remote repositories are cloned.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_REPO_CACHE",
+        default_value = ".drover/repos"
+    )]
+    pub(crate) repo_cache: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +91,16 @@ pub(crate) enum Command {
     /// Rerun tasks and read their logs.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// The DAG repository: sync it now.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// The audit trail: promotions, approvals, rollbacks, pauses, triggers, clears.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Create runs for the intervals of a past period.
     Backfill {
         dag: String,
@@ -238,6 +268,11 @@ pub(crate) enum DagsCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Files that failed to import at an environment's commit (their DAGs keep their last good version).
+    Errors {
+        #[arg(long)]
+        env: Option<String>,
+    },
     /// Print the next fire times of a DAG's schedule, one RFC 3339 UTC instant per line.
     Next {
         /// A DAG file, or the id of a DAG in the DAGs folder.
@@ -260,4 +295,34 @@ pub(crate) enum EnvCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Each environment's commit, since when and by whom; promotions waiting for approval.
+    Status,
+    /// Pin ENV to the commit the environment below runs (or --from another, or --commit).
+    Promote {
+        env: String,
+        #[arg(long, conflicts_with = "commit")]
+        from: Option<String>,
+        #[arg(long)]
+        commit: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Approve the promotion waiting for ENV (someone other than who asked).
+    Approve { env: String },
+    /// Reject the promotion waiting for ENV.
+    Reject { env: String },
+    /// Put ENV back on the commit it ran before.
+    Rollback {
+        env: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// DAGs added, changed and removed between the commits of two environments, with the YAML diff.
+    Diff { from: String, to: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RepoCommand {
+    /// Fetch, and move the branch-tracking environment to the branch's head.
+    Sync,
 }

@@ -10,20 +10,20 @@ use drover_spec::environment::{check_chain, load_environment};
 use serde_json::json;
 
 use super::dags::plural;
-use crate::cli::{EnvCommand, Folders, Format};
+use crate::cli::{Folders, Format};
 use crate::sources::{read_all, yaml_files};
 
-pub(crate) fn run(folders: &Folders, cmd: EnvCommand) -> Result<ExitCode> {
-    match cmd {
-        EnvCommand::Validate { paths, format } => {
-            let paths: Vec<PathBuf> = if paths.is_empty() {
-                vec![folders.environments_dir.clone()]
-            } else {
-                paths
-            };
-            validate(&paths, format)
-        }
-    }
+pub(crate) fn validate_command(
+    folders: &Folders,
+    paths: Vec<PathBuf>,
+    format: Format,
+) -> Result<ExitCode> {
+    let paths: Vec<PathBuf> = if paths.is_empty() {
+        vec![folders.environments_dir.clone()]
+    } else {
+        paths
+    };
+    validate(&paths, format)
 }
 
 fn validate(paths: &[PathBuf], format: Format) -> Result<ExitCode> {

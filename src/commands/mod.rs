@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod dags;
+mod deploy;
 mod env;
 mod runs;
 mod serve;
@@ -32,6 +33,26 @@ impl Ctx {
     }
 }
 
+/// Where the scheduler and deployment commands read DAGs: the git repository when one is
+/// configured, else the DAGs folder.
+pub(crate) fn dag_source(folders: &crate::cli::Folders) -> Result<drover_engine::DagSource> {
+    Ok(match &folders.repo {
+        Some(location) => drover_engine::DagSource::Git(
+            drover_engine::GitSource::open(
+                location,
+                &folders.repo_subdir,
+                &folders.repo_cache,
+                folders.environments_dir.clone(),
+            )
+            .with_context(|| format!("cannot open the DAG repository {location}"))?,
+        ),
+        None => drover_engine::DagSource::Folder(drover_engine::FolderSource {
+            dags_dir: folders.dags_dir.clone(),
+            environments_dir: folders.environments_dir.clone(),
+        }),
+    })
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,7 +67,14 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Dags(cmd) => dags::run(&ctx, &cli.folders, cmd),
-        Command::Env(cmd) => env::run(&cli.folders, cmd),
+        Command::Env(crate::cli::EnvCommand::Validate { paths, format }) => {
+            env::validate_command(&cli.folders, paths, format)
+        }
+        Command::Env(cmd) => runtime()?.block_on(deploy::env(&ctx, &cli.folders, cmd)),
+        Command::Repo(crate::cli::RepoCommand::Sync) => {
+            runtime()?.block_on(deploy::sync(&ctx, &cli.folders))
+        }
+        Command::Audit { limit, format } => runtime()?.block_on(deploy::audit(&ctx, limit, format)),
         Command::Db(DbCommand::Migrate) => runtime()?.block_on(async {
             ctx.store(2).await?;
             println!("database ready: migrations applied");

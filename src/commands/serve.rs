@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use drover_engine::{FolderSource, Scheduler, SchedulerConfig, Worker, WorkerConfig};
+use drover_engine::{Scheduler, SchedulerConfig, Worker, WorkerConfig};
 
 use super::Ctx;
 use crate::cli::{Folders, SchedulerArgs, WorkerArgs};
@@ -37,10 +37,7 @@ pub(crate) async fn scheduler(
     let store = ctx.store(8).await?;
     let config = SchedulerConfig {
         tick: Duration::from_millis(args.tick_ms.max(10)),
-        source: Some(FolderSource {
-            dags_dir: folders.dags_dir.clone(),
-            environments_dir: folders.environments_dir.clone(),
-        }),
+        source: Some(super::dag_source(folders)?),
         sync_every: Duration::from_secs(args.sync_secs),
         timeout_grace: Duration::from_secs(args.timeout_grace_secs),
         ..SchedulerConfig::default()

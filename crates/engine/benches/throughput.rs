@@ -236,7 +236,7 @@ fn chain_yaml(n: usize) -> String {
     y
 }
 
-const ENVIRONMENT_YAML: &str = "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: http://127.0.0.1:9\n  client_id: { env: X_ID }\n  client_secret: { env: X_SECRET }\nvariables: { greeting: hello }\n";
+const ENVIRONMENT_YAML: &str = "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: http://127.0.0.1:9\n  client_id: { env: X_ID }\n  client_secret: { env: X_SECRET }\nvariables: { greeting: hello }\nconcurrency: 1024\n";
 
 /// What the benchmark measured.
 #[derive(Debug)]

@@ -63,34 +63,42 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
     Ok(out)
 }
 
+/// Read the environment files and record the valid ones; problems are reported, not fatal.
+pub(crate) async fn sync_environments(
+    dir: &Path,
+    store: &Store,
+) -> Result<SyncReport, EngineError> {
+    let mut report = SyncReport::default();
+    for path in yaml_files(dir)? {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
+            path: name.clone(),
+            source,
+        })?;
+        match load_environment(&name, &text) {
+            Ok(env) => report.environments.push(env),
+            Err(d) => report.problems.extend(d),
+        }
+    }
+    report.environments.sort_by_key(|e| e.order);
+    for env in &report.environments {
+        let spec = serde_json::to_value(env).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        store
+            .upsert_environment(
+                &env.name,
+                i32::try_from(env.order).unwrap_or(i32::MAX),
+                &spec,
+            )
+            .await?;
+    }
+    Ok(report)
+}
+
 impl FolderSource {
     /// Read both folders and record them: environments, then every valid DAG as the version
     /// each environment runs.
     pub async fn sync(&self, store: &Store) -> Result<SyncReport, EngineError> {
-        let mut report = SyncReport::default();
-        for path in yaml_files(&self.environments_dir)? {
-            let name = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
-                path: name.clone(),
-                source,
-            })?;
-            match load_environment(&name, &text) {
-                Ok(env) => report.environments.push(env),
-                Err(d) => report.problems.extend(d),
-            }
-        }
-        report.environments.sort_by_key(|e| e.order);
-        for env in &report.environments {
-            let spec =
-                serde_json::to_value(env).map_err(|e| EngineError::Invalid(e.to_string()))?;
-            store
-                .upsert_environment(
-                    &env.name,
-                    i32::try_from(env.order).unwrap_or(i32::MAX),
-                    &spec,
-                )
-                .await?;
-        }
+        let mut report = sync_environments(&self.environments_dir, store).await?;
         let mut versions = Vec::new();
         for path in yaml_files(&self.dags_dir)? {
             let name = path.display().to_string();

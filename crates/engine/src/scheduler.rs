@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::EngineError;
 use crate::catalog::DagCache;
-use crate::folder_source::FolderSource;
+use crate::git_source::DagSource;
 use crate::plan::plan_runs;
 use crate::task_specs::task_instance_specs;
 
@@ -22,7 +22,7 @@ pub struct SchedulerConfig {
     /// Longest sleep between passes.
     pub tick: Duration,
     /// Where DAGs and environments come from, and how often to re-read them.
-    pub source: Option<FolderSource>,
+    pub source: Option<DagSource>,
     pub sync_every: Duration,
     /// Most scheduled runs created per DAG and environment in one pass (catchup is streamed).
     pub max_new_runs: usize,

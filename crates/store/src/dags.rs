@@ -80,45 +80,14 @@ impl Store {
         new_paused: bool,
     ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let col = |f: fn(&VersionSync) -> &str| files.iter().map(f).collect::<Vec<&str>>();
-        sqlx::query(
-            "insert into dag_version (dag_id, path, blob_id, commit_sha, source) \
-             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-             on conflict (dag_id, blob_id) do nothing",
-        )
-        .bind(col(|f| &f.dag_id))
-        .bind(col(|f| &f.path))
-        .bind(col(|f| &f.blob_id))
-        .bind(
-            files
-                .iter()
-                .map(|f| f.commit_sha.as_deref())
-                .collect::<Vec<Option<&str>>>(),
-        )
-        .bind(col(|f| &f.source))
-        .execute(&mut *tx)
-        .await?;
-        let changed = sqlx::query(
-            "insert into dag_env (dag_id, environment, version_id, paused) \
-             select v.dag_id, $3, v.id, $4 from unnest($1::text[], $2::text[]) as f(dag_id, blob_id) \
-             join dag_version v on v.dag_id = f.dag_id and v.blob_id = f.blob_id \
-             on conflict (dag_id, environment) do update set version_id = excluded.version_id, active = true, \
-               updated_at = now() \
-             where dag_env.version_id <> excluded.version_id or not dag_env.active",
-        )
-        .bind(col(|f| &f.dag_id))
-        .bind(col(|f| &f.blob_id))
-        .bind(environment)
-        .bind(new_paused)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let changed = upsert_versions(&mut tx, environment, files, new_paused).await?;
+        let ids: Vec<&str> = files.iter().map(|f| f.dag_id.as_str()).collect();
         sqlx::query(
             "update dag_env set active = false, updated_at = now() \
              where environment = $1 and active and not (dag_id = any($2))",
         )
         .bind(environment)
-        .bind(col(|f| &f.dag_id))
+        .bind(&ids)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -195,4 +164,50 @@ impl Store {
         tx.commit().await?;
         Ok(changed > 0)
     }
+}
+
+/// Record `files` as versions and point their DAGs in `environment` at them (new DAGs paused if
+/// `new_paused`). Returns the number of DAGs whose version changed.
+pub(crate) async fn upsert_versions(
+    conn: &mut sqlx::PgConnection,
+    environment: &str,
+    files: &[VersionSync],
+    new_paused: bool,
+) -> Result<u64> {
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let col = |f: fn(&VersionSync) -> &str| files.iter().map(f).collect::<Vec<&str>>();
+    sqlx::query(
+        "insert into dag_version (dag_id, path, blob_id, commit_sha, source) \
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         on conflict (dag_id, blob_id) do nothing",
+    )
+    .bind(col(|f| &f.dag_id))
+    .bind(col(|f| &f.path))
+    .bind(col(|f| &f.blob_id))
+    .bind(
+        files
+            .iter()
+            .map(|f| f.commit_sha.as_deref())
+            .collect::<Vec<Option<&str>>>(),
+    )
+    .bind(col(|f| &f.source))
+    .execute(&mut *conn)
+    .await?;
+    Ok(sqlx::query(
+        "insert into dag_env (dag_id, environment, version_id, paused) \
+         select v.dag_id, $3, v.id, $4 from unnest($1::text[], $2::text[]) as f(dag_id, blob_id) \
+         join dag_version v on v.dag_id = f.dag_id and v.blob_id = f.blob_id \
+         on conflict (dag_id, environment) do update set version_id = excluded.version_id, active = true, \
+           updated_at = now() \
+         where dag_env.version_id <> excluded.version_id or not dag_env.active",
+    )
+    .bind(col(|f| &f.dag_id))
+    .bind(col(|f| &f.blob_id))
+    .bind(environment)
+    .bind(new_paused)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }

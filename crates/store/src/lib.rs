@@ -4,6 +4,7 @@
 
 mod audit;
 mod dags;
+mod deployments;
 pub mod embedded;
 mod error;
 mod logs;
@@ -15,6 +16,7 @@ mod workers;
 
 pub use audit::AuditEvent;
 pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
+pub use deployments::{CommitChange, DeploymentRow, ImportError, PromotionRequest};
 pub use error::StoreError;
 pub use logs::{LogLine, LogStream, StoredLogLine};
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};

@@ -35,6 +35,8 @@ pub struct RunRow {
     pub state: RunState,
     pub params: serde_json::Value,
     pub triggered_by: Option<String>,
+    /// The commit its environment ran when the run was created (none before DAGs came from git).
+    pub commit_sha: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -53,6 +55,7 @@ struct RawRun {
     state: String,
     params: serde_json::Value,
     triggered_by: Option<String>,
+    commit_sha: Option<String>,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
@@ -73,6 +76,7 @@ impl TryFrom<RawRun> for RunRow {
             state: RunState::parse(&r.state)?,
             params: r.params,
             triggered_by: r.triggered_by,
+            commit_sha: r.commit_sha,
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
@@ -81,7 +85,7 @@ impl TryFrom<RawRun> for RunRow {
 }
 
 const RUN_COLUMNS: &str = "id, dag_id, environment, version_id, run_type, logical_date, interval_start, \
-     interval_end, state, params, triggered_by, created_at, started_at, finished_at";
+     interval_end, state, params, triggered_by, commit_sha, created_at, started_at, finished_at";
 
 /// Filters for listing runs; `None` means any.
 #[derive(Debug, Clone, Default)]
@@ -114,8 +118,9 @@ impl Store {
         let id = Uuid::now_v7();
         let inserted = sqlx::query(
             "insert into dag_run (id, dag_id, environment, version_id, run_type, logical_date, \
-             interval_start, interval_end, state, params, triggered_by) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10) \
+             interval_start, interval_end, state, params, triggered_by, commit_sha) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, \
+                     (select commit_sha from deployment where environment = $3 order by id desc limit 1)) \
              on conflict (dag_id, environment, logical_date) where run_type in ('scheduled', 'backfill') do nothing",
         )
         .bind(id)
@@ -320,9 +325,9 @@ pub(crate) async fn insert_task_instances(
         .map(|t| serde_json::json!(t.upstream))
         .collect();
     sqlx::query(
-        "insert into task_instance (run_id, task_id, state, upstream, trigger_rule, is_leaf, priority, \
+        "insert into task_instance (run_id, environment, task_id, state, upstream, trigger_rule, is_leaf, priority, \
            retries, max_tries, retry_delay_secs, retry_backoff, max_retry_delay_secs, timeout_secs) \
-         select $1, t.task_id, 'pending', array(select jsonb_array_elements_text(t.upstream)), \
+         select $1, (select environment from dag_run where id = $1), t.task_id, 'pending', array(select jsonb_array_elements_text(t.upstream)), \
                 t.trigger_rule, t.is_leaf, t.priority, t.retries, t.retries + 1, t.retry_delay, \
                 t.backoff, t.max_delay, t.timeout \
          from unnest($2::text[], $3::jsonb[], $4::text[], $5::bool[], $6::int[], $7::int[], $8::int[], \

@@ -10,6 +10,9 @@ use crate::notify::{CHANNEL_QUEUE, CHANNEL_RUNS};
 use crate::runs::finish_runs;
 use crate::{Result, RunState, Store, StoreError, TaskState};
 
+/// The advisory lock claims take turns on.
+const CLAIM_LOCK: i64 = 0x0d12_0fe2_c1a1;
+
 /// How many times a task lost with its worker is retried by the system before it fails.
 pub const LOST_LIMIT: i32 = 3;
 
@@ -104,15 +107,30 @@ impl Store {
         limit: i64,
         lease_secs: f64,
     ) -> Result<Vec<ClaimedTask>> {
-        Ok(sqlx::query_as(
+        // Claims take turns (a transaction-level advisory lock), so each sees the others' claims
+        // and no environment ever runs more than its `concurrency` task instances at once.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(CLAIM_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let claimed = sqlx::query_as(
             // The locking pick must run exactly once: as `t.id in (subquery)` the planner may
             // put it on the inner side of a nested loop and rescan it for every queued row, and
             // each rescan skips the rows already taken and locks `limit` more: a worker then
             // claimed hundreds of tasks for 32 free slots, in seconds. A materialized CTE read
             // through `array(…)` (an init plan) is evaluated once, whatever the plan.
-            "with picked as materialized ( \
-               select id from task_instance where state = 'queued' \
-               order by priority desc, id limit $3 for update skip locked), \
+            "with busy as ( \
+               select environment, count(*) as n from task_instance where state = 'running' group by environment), \
+             room as ( \
+               select e.name, greatest(0, coalesce((e.spec->>'concurrency')::int, 8) - coalesce(b.n, 0))::int8 as free \
+               from environment e left join busy b on b.environment = e.name), \
+             picked as materialized ( \
+               select q.id from room cross join lateral ( \
+                 select t.id, t.priority from task_instance t \
+                 where t.state = 'queued' and t.environment = room.name \
+                 order by t.priority desc, t.id limit least(room.free, $3) for update skip locked) q \
+               order by q.priority desc, q.id limit $3), \
              claimed as ( \
                update task_instance t set state = 'running', worker_id = $1, \
                       lease_until = now() + make_interval(secs => $2), try_number = t.try_number + 1, \
@@ -126,8 +144,10 @@ impl Store {
         .bind(worker_id)
         .bind(lease_secs)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     /// Extend the leases of `ti_ids` held by `worker_id`; returns those still held (a

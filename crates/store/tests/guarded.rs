@@ -56,7 +56,7 @@ fn task(id: &str, upstream: &[&str]) -> TaskInstanceSpec {
 }
 
 async fn setup_dag(store: &Store) -> i64 {
-    let spec = serde_json::json!({ "name": "dev" });
+    let spec = serde_json::json!({ "name": "dev", "concurrency": 1000 });
     store
         .upsert_environment("dev", 1, &spec)
         .await
@@ -342,4 +342,71 @@ fn sql_retry_delay_matches_the_spec_policy() {
         }
         db.drop_db().await;
     });
+}
+
+#[tokio::test]
+async fn an_environment_never_runs_more_than_its_concurrency() {
+    let db = db().await;
+    let version = setup_dag(&db.store).await;
+    db.store
+        .upsert_environment(
+            "dev",
+            1,
+            &serde_json::json!({ "name": "dev", "concurrency": 3 }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tasks: Vec<TaskInstanceSpec> = (0..20).map(|i| task(&format!("t{i}"), &[])).collect();
+    queued_run(&db.store, version, 1).await;
+    db.store
+        .start_queued_runs("d", "dev", 1, |_| Some(tasks.clone()))
+        .await
+        .unwrap_or_default();
+    let claims = (0..4).map(|w| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let got = store.claim(&worker, 5, 30.0).await.unwrap_or_default();
+            got.into_iter()
+                .map(|c| (worker.clone(), c))
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut claimed = Vec::new();
+    for c in claims {
+        claimed.extend(c.await.unwrap_or_default());
+    }
+    assert_eq!(
+        claimed.len(),
+        3,
+        "four workers with room for 20 claimed {} tasks of a 3-slot environment",
+        claimed.len()
+    );
+    assert!(
+        db.store
+            .claim("w9", 5, 30.0)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    // Finishing one frees one slot.
+    let (worker, first) = &claimed[0];
+    let done = vec![Completion {
+        ti_id: first.ti_id,
+        try_number: first.try_number,
+        outcome: Outcome::Success,
+    }];
+    db.store
+        .complete(worker, &done)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        db.store
+            .claim("w9", 5, 30.0)
+            .await
+            .unwrap_or_default()
+            .len(),
+        1
+    );
+    db.drop_db().await;
 }

@@ -1,0 +1,270 @@
+//! Promotion and rollback between environments, with their gates: every DAG at the commit
+//! validates; each changed DAG ran successfully at that commit in the environment below (where
+//! the environment asks); a second person approves (where the environment asks).
+
+use drover_spec::environment::Environment;
+use drover_store::Store;
+
+use crate::EngineError;
+use crate::git_source::{Deploy, GitSource, Plan};
+
+/// What a promotion request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromotionOutcome {
+    /// Applied: the environment now runs the commit.
+    Applied {
+        commit: String,
+        changed: Vec<String>,
+    },
+    /// Waiting for another person's approval (request id).
+    AwaitingApproval { request: i64, commit: String },
+}
+
+/// Why a promotion was refused: a message meant for the person who asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// The environments, in promotion order, as the store has them.
+pub async fn environments(store: &Store) -> Result<Vec<Environment>, EngineError> {
+    let mut envs = Vec::new();
+    for row in store.environments().await? {
+        let env: Environment = serde_json::from_value(row.spec).map_err(|e| {
+            EngineError::Invalid(format!(
+                "environment `{}` is stored in an unknown shape: {e}",
+                row.name
+            ))
+        })?;
+        envs.push(env);
+    }
+    envs.sort_by_key(|e| e.order);
+    Ok(envs)
+}
+
+fn find<'a>(envs: &'a [Environment], name: &str) -> Result<&'a Environment, EngineError> {
+    envs.iter().find(|e| e.name == name).ok_or_else(|| {
+        let hint =
+            drover_spec::environment::suggest_name(name, envs.iter().map(|e| e.name.as_str()));
+        EngineError::Invalid(format!("no environment `{name}`{hint}"))
+    })
+}
+
+/// Check the gates for moving `target` to `plan`'s commit.
+async fn check_gates(
+    store: &Store,
+    target: &Environment,
+    below: Option<&Environment>,
+    plan: &Plan,
+) -> Result<(), EngineError> {
+    if !plan.errors.is_empty() {
+        let list: Vec<String> = plan
+            .errors
+            .iter()
+            .map(|(p, m)| format!("  {p}: {}", m.lines().next().unwrap_or("")))
+            .collect();
+        return Err(EngineError::Invalid(format!(
+            "refused: {} DAG file(s) do not validate at {}:\n{}",
+            plan.errors.len(),
+            short(&plan.commit),
+            list.join("\n")
+        )));
+    }
+    if target.promotion.require_success_below {
+        let Some(below) = below else {
+            return Err(EngineError::Invalid(format!(
+                "refused: `{}` has no environment below it to have run the DAGs",
+                target.name
+            )));
+        };
+        let changed: Vec<String> = plan.upserts.iter().map(|u| u.dag_id.clone()).collect();
+        let ok = store
+            .dags_succeeded_at(&below.name, &plan.commit, &changed)
+            .await?;
+        let missing: Vec<&String> = changed.iter().filter(|d| !ok.contains(d)).collect();
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            return Err(EngineError::Invalid(format!(
+                "refused: `{}` requires each changed DAG to have run successfully in `{}` at {}; not yet: {}",
+                target.name,
+                below.name,
+                short(&plan.commit),
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
+
+/// Promote into `target` the commit `from` runs (default: the environment below), or an
+/// explicit `commit`.
+pub async fn promote(
+    store: &Store,
+    git: &GitSource,
+    target: &str,
+    from: Option<&str>,
+    commit: Option<&str>,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<PromotionOutcome, EngineError> {
+    let envs = environments(store).await?;
+    let env = find(&envs, target)?;
+    if env.branch.is_some() {
+        return Err(EngineError::Invalid(format!(
+            "refused: `{}` tracks the branch `{}`: commit to it instead of promoting",
+            env.name,
+            env.branch.as_deref().unwrap_or_default()
+        )));
+    }
+    let below = envs.iter().rev().find(|e| e.order < env.order);
+    let source_env = match from {
+        Some(name) => Some(find(&envs, name)?),
+        None => below,
+    };
+    let commit = match (commit, source_env) {
+        (Some(c), _) => git.resolve(c).await?,
+        (None, Some(src)) => store
+            .current_deployment(&src.name)
+            .await?
+            .map(|d| d.commit_sha)
+            .ok_or_else(|| {
+                EngineError::Invalid(format!("refused: `{}` runs no commit yet", src.name))
+            })?,
+        (None, None) => {
+            return Err(EngineError::Invalid(
+                "refused: give --commit or --from".to_owned(),
+            ));
+        }
+    };
+    let plan = git.plan(store, &env.name, &commit).await?;
+    check_gates(store, env, below, &plan).await?;
+    if env.promotion.require_approval {
+        let request = store
+            .request_promotion(
+                &env.name,
+                &commit,
+                source_env.map(|e| e.name.as_str()),
+                actor,
+                note,
+            )
+            .await?;
+        return Ok(PromotionOutcome::AwaitingApproval { request, commit });
+    }
+    git.apply(
+        store,
+        env,
+        &plan,
+        &Deploy {
+            kind: "promote",
+            actor,
+            approved_by: None,
+            note,
+        },
+    )
+    .await?;
+    Ok(PromotionOutcome::Applied {
+        changed: plan.changed_dags(),
+        commit,
+    })
+}
+
+/// Approve the promotion waiting for `target`: by someone other than who asked; the gates are
+/// checked again, since the environment below may have changed meanwhile.
+pub async fn approve(
+    store: &Store,
+    git: &GitSource,
+    target: &str,
+    actor: &str,
+) -> Result<PromotionOutcome, EngineError> {
+    let envs = environments(store).await?;
+    let env = find(&envs, target)?;
+    let request = store.pending_promotion(&env.name).await?.ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "no promotion into `{target}` is waiting for approval"
+        ))
+    })?;
+    if request.requested_by == actor {
+        return Err(EngineError::Invalid(format!(
+            "refused: {actor} asked for this promotion; it needs the approval of a different person"
+        )));
+    }
+    let below = envs.iter().rev().find(|e| e.order < env.order);
+    let plan = git.plan(store, &env.name, &request.commit_sha).await?;
+    check_gates(store, env, below, &plan).await?;
+    if !store.decide_promotion(request.id, "applied", actor).await? {
+        return Err(EngineError::Invalid(
+            "the request was decided meanwhile".to_owned(),
+        ));
+    }
+    git.apply(
+        store,
+        env,
+        &plan,
+        &Deploy {
+            kind: "promote",
+            actor: &request.requested_by,
+            approved_by: Some(actor),
+            note: request.note.as_deref(),
+        },
+    )
+    .await?;
+    Ok(PromotionOutcome::Applied {
+        changed: plan.changed_dags(),
+        commit: request.commit_sha,
+    })
+}
+
+/// Reject the promotion waiting for `target`.
+pub async fn reject(store: &Store, target: &str, actor: &str) -> Result<(), EngineError> {
+    let request = store.pending_promotion(target).await?.ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "no promotion into `{target}` is waiting for approval"
+        ))
+    })?;
+    store
+        .decide_promotion(request.id, "rejected", actor)
+        .await?;
+    Ok(())
+}
+
+/// Go back to the commit `target` ran before its current deployment.
+pub async fn rollback(
+    store: &Store,
+    git: &GitSource,
+    target: &str,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<PromotionOutcome, EngineError> {
+    let envs = environments(store).await?;
+    let env = find(&envs, target)?;
+    let current = store.current_deployment(&env.name).await?.ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "refused: `{target}` has no deployment to roll back"
+        ))
+    })?;
+    let previous = current.previous_sha.ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "refused: `{target}` has no earlier commit to go back to"
+        ))
+    })?;
+    let plan = git.plan(store, &env.name, &previous).await?;
+    git.apply(
+        store,
+        env,
+        &plan,
+        &Deploy {
+            kind: "rollback",
+            actor,
+            approved_by: None,
+            note,
+        },
+    )
+    .await?;
+    Ok(PromotionOutcome::Applied {
+        changed: plan.changed_dags(),
+        commit: previous,
+    })
+}

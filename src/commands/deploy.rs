@@ -1,0 +1,252 @@
+//! `drover env status|promote|approve|reject|rollback|diff`, `drover repo sync`,
+//! `drover dags errors` and `drover audit`.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use drover_engine::promotion::{self, PromotionOutcome, short};
+use drover_engine::{DagSource, GitSource};
+
+use super::Ctx;
+use crate::cli::{EnvCommand, Folders, Format};
+
+fn git(folders: &Folders) -> Result<GitSource> {
+    match super::dag_source(folders)? {
+        DagSource::Git(g) => Ok(g),
+        DagSource::Folder(_) => {
+            bail!("this needs the DAG repository: set DROVER_REPO (or --repo) to its path or URL")
+        }
+    }
+}
+
+fn print_outcome(env: &str, outcome: &PromotionOutcome) {
+    match outcome {
+        PromotionOutcome::Applied { commit, changed } => {
+            let what = if changed.is_empty() {
+                "no DAG changed".to_owned()
+            } else {
+                format!("changed: {}", changed.join(", "))
+            };
+            println!("{env} now runs {} ({what})", short(commit));
+        }
+        PromotionOutcome::AwaitingApproval { request, commit } => {
+            println!(
+                "promotion of {} into {env} is waiting for approval (request {request}): someone else runs `drover env approve {env}`",
+                short(commit)
+            );
+        }
+    }
+}
+
+pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    match cmd {
+        EnvCommand::Validate { .. } => unreachable!("handled without a database"),
+        EnvCommand::Status => {
+            let envs = promotion::environments(&store).await?;
+            if envs.is_empty() {
+                println!("No environments yet: start a scheduler, or run `drover repo sync`.");
+            }
+            println!(
+                "{:<8}  {:<12}  {:<9}  {:<20}  {:<20}  WAITING",
+                "ENV", "COMMIT", "HOW", "SINCE", "BY"
+            );
+            for e in envs {
+                let d = store.current_deployment(&e.name).await?;
+                let waiting = store.pending_promotion(&e.name).await?.map(|p| {
+                    format!(
+                        "{} asked for {} (request {})",
+                        p.requested_by,
+                        short(&p.commit_sha),
+                        p.id
+                    )
+                });
+                match d {
+                    Some(d) => println!(
+                        "{:<8}  {:<12}  {:<9}  {:<20}  {:<20}  {}",
+                        e.name,
+                        short(&d.commit_sha),
+                        d.kind,
+                        d.created_at.format("%Y-%m-%d %H:%M UTC"),
+                        match &d.approved_by {
+                            Some(a) => format!("{} + {a}", d.actor),
+                            None => d.actor.clone(),
+                        },
+                        waiting.unwrap_or_default()
+                    ),
+                    None => println!(
+                        "{:<8}  {:<12}  {:<9}  {:<20}  {:<20}  {}",
+                        e.name,
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        waiting.unwrap_or_default()
+                    ),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Promote {
+            env,
+            from,
+            commit,
+            note,
+        } => {
+            let git = git(folders)?;
+            match promotion::promote(
+                &store,
+                &git,
+                &env,
+                from.as_deref(),
+                commit.as_deref(),
+                &ctx.actor,
+                note.as_deref(),
+            )
+            .await
+            {
+                Ok(outcome) => {
+                    print_outcome(&env, &outcome);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        EnvCommand::Approve { env } => {
+            let git = git(folders)?;
+            match promotion::approve(&store, &git, &env, &ctx.actor).await {
+                Ok(outcome) => {
+                    print_outcome(&env, &outcome);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        EnvCommand::Reject { env } => {
+            promotion::reject(&store, &env, &ctx.actor).await?;
+            println!("promotion into {env} rejected");
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Rollback { env, note } => {
+            let git = git(folders)?;
+            match promotion::rollback(&store, &git, &env, &ctx.actor, note.as_deref()).await {
+                Ok(outcome) => {
+                    print_outcome(&env, &outcome);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        EnvCommand::Diff { from, to } => {
+            let git = git(folders)?;
+            let commit_of = |name: String| {
+                let store = store.clone();
+                async move {
+                    store
+                        .current_deployment(&name)
+                        .await?
+                        .map(|d| d.commit_sha)
+                        .ok_or_else(|| anyhow::anyhow!("`{name}` runs no commit yet"))
+                }
+            };
+            let (a, b) = (commit_of(from.clone()).await?, commit_of(to.clone()).await?);
+            let (sa, sb) = (git.snapshot(&a).await?, git.snapshot(&b).await?);
+            let blobs = |s: &drover_repo::Snapshot| -> std::collections::BTreeMap<String, String> {
+                s.files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.blob_id.clone()))
+                    .collect()
+            };
+            let (ba, bb) = (blobs(&sa), blobs(&sb));
+            println!("{from} runs {}, {to} runs {}", short(&a), short(&b));
+            for (path, blob) in &bb {
+                match ba.get(path) {
+                    None => println!("  added    {path}"),
+                    Some(old) if old != blob => println!("  changed  {path}"),
+                    _ => {}
+                }
+            }
+            for path in ba.keys().filter(|p| !bb.contains_key(*p)) {
+                println!("  removed  {path}");
+            }
+            let text = git.diff_text(Some(&a), &b).await?;
+            if !text.is_empty() {
+                println!("\n{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub(crate) async fn sync(ctx: &Ctx, folders: &Folders) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    let report = super::dag_source(folders)?.sync(&store).await?;
+    for p in &report.problems {
+        eprintln!("{p}\n");
+    }
+    for e in &report.environments {
+        if let Some(d) = store.current_deployment(&e.name).await? {
+            println!("{:<8} {}", e.name, short(&d.commit_sha));
+        }
+    }
+    let errors = store.import_errors(None).await?;
+    if !errors.is_empty() {
+        println!(
+            "{} file(s) failed to import: `drover dags errors`",
+            errors.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn import_errors(ctx: &Ctx, env: Option<&str>) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    let errors = store.import_errors(env).await?;
+    if errors.is_empty() {
+        println!("No import errors.");
+    }
+    for e in errors {
+        println!(
+            "[{}] {} at {}:\n{}\n",
+            e.environment,
+            e.path,
+            short(&e.commit_sha),
+            e.message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn audit(ctx: &Ctx, limit: i64, format: Format) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    let events = store.audit_events(limit).await?;
+    if let Format::Json = format {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in events {
+        let target = [e.environment.as_deref(), e.dag_id.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("/");
+        println!(
+            "{}  {:<20}  {:<32}  {:<16}  {}",
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            e.actor,
+            e.action,
+            target,
+            e.details
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
