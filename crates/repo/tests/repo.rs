@@ -1,0 +1,111 @@
+//! The repository reader against real git repositories made here: local paths and file://
+//! URLs, branches, fetches, blobs parsed once, subfolders and diffs.
+
+use std::path::Path;
+use std::process::Command;
+
+use drover_repo::DagRepo;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "T")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "T")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap_or_else(|e| panic!("git: {e}"));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn write_commit(repo: &Path, path: &str, text: &str) -> String {
+    let p = repo.join(path);
+    std::fs::create_dir_all(p.parent().unwrap_or(repo)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", path]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+const A: &str = "id: a\ntasks:\n  - id: t\n    noop: {}\n";
+
+#[test]
+fn a_file_url_is_cloned_and_fetched_and_commits_are_read_without_checkout() {
+    let origin = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let o = origin.path();
+    git(o, &["init", "-q", "-b", "main"]);
+    let c1 = write_commit(o, "dags/a.yaml", A);
+    write_commit(o, "other/ignored.yaml", "not: a dag\n");
+    let c2 = git(o, &["rev-parse", "HEAD"]);
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("file://{}", o.display());
+    let mut repo = DagRepo::open(&url, "dags", cache.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(repo.head_of("main").ok(), Some(c2.clone()));
+    assert!(repo.head_of("nope").is_err());
+    let snap = repo.snapshot(&c1).unwrap_or_else(|e| panic!("{e}"));
+    let files: Vec<(&str, Option<&str>)> = snap
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.dag_id.as_deref()))
+        .collect();
+    assert_eq!(files, vec![("dags/a.yaml", Some("a"))]);
+    // The blob id is git's.
+    assert_eq!(
+        snap.files[0].blob_id,
+        git(o, &["rev-parse", &format!("{c1}:dags/a.yaml")])
+    );
+
+    // A new commit upstream is seen after a fetch, not before.
+    let c3 = write_commit(o, "dags/b.yaml", "id: b\ntasks: [\n");
+    assert_eq!(repo.head_of("main").ok(), Some(c2));
+    repo.fetch().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(repo.head_of("main").ok(), Some(c3.clone()));
+    let snap = repo.snapshot(&c3).unwrap_or_else(|e| panic!("{e}"));
+    let broken: Vec<&str> = snap.broken().map(|f| f.path.as_str()).collect();
+    assert_eq!(broken, vec!["dags/b.yaml"]);
+    assert!(
+        snap.broken()
+            .next()
+            .is_some_and(|f| f.errors[0].to_string().starts_with("dags/b.yaml:"))
+    );
+    assert_eq!(repo.resolve(&c3[..8]).ok(), Some(c3.clone()));
+    assert!(repo.resolve("0123456789abcdef").is_err());
+    let diff = repo
+        .diff_text(Some(&c1), &c3)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        diff.contains("+++ b/dags/b.yaml") && !diff.contains("ignored.yaml"),
+        "{diff}"
+    );
+    // Reopening reuses the clone.
+    assert!(DagRepo::open(&url, "dags", cache.path()).is_ok());
+}
+
+#[test]
+fn a_local_path_reads_branches_and_a_missing_subfolder_has_no_dags() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    let c1 = write_commit(d, "pipelines/a.yaml", A);
+    let mut repo = DagRepo::open(&d.display().to_string(), "dags", Path::new("/nonexistent"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(repo.head_of("main").ok(), Some(c1.clone()));
+    assert!(
+        repo.snapshot(&c1)
+            .map(|s| s.files.is_empty())
+            .unwrap_or(false)
+    );
+    let mut root = DagRepo::open(
+        &d.display().to_string(),
+        "pipelines",
+        Path::new("/nonexistent"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(root.snapshot(&c1).map(|s| s.files.len()).unwrap_or(0), 1);
+}
