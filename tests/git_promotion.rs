@@ -90,7 +90,7 @@ async fn run_ok(d: &Drover<'_>, store: &Store, dag: &str, env: &str) -> Uuid {
 }
 
 #[test]
-fn dags_move_from_git_through_dev_qa_and_prod() {
+fn dags_move_from_git_through_dev_qa_stage_and_prod() {
     let _turn = serial();
     let rt = runtime();
     let db = TestDb::new(&server_url());
@@ -98,10 +98,11 @@ fn dags_move_from_git_through_dev_qa_and_prod() {
     std::fs::remove_file(ws.environments().join("dev.yaml")).ok();
     environment(&ws, "dev", 1, "branch: main\n");
     environment(&ws, "qa", 2, "promotion: { require_success_below: true }\n");
+    environment(&ws, "stage", 3, "");
     environment(
         &ws,
         "prod",
-        3,
+        4,
         "new_dags_paused: true\npromotion: { allowed_roles: [admin], require_success_below: true, require_approval: true }\n",
     );
     let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -352,12 +353,22 @@ fn dags_move_from_git_through_dev_qa_and_prod() {
             old_version
         );
 
-        // PROD: every DAG is new there, so each must have run in QA at that commit; then a
+        // STAGE has no gates: it takes QA's commit as it is.
+        let out = ok(&["env", "promote", "stage", "--as", "alice"]);
+        assert!(
+            out.starts_with(&format!("stage now runs {}", &c5[..10])),
+            "{out}"
+        );
+
+        // PROD: every DAG is new there, so each must have run in STAGE at that commit; then a
         // second person approves.
         let why = refused(&["env", "promote", "prod", "--as", "alice"]);
-        assert!(why.contains("not yet: alpha, beta"), "{why}");
-        run_ok(&d, &store, "alpha", "qa").await;
-        run_ok(&d, &store, "beta", "qa").await;
+        assert!(
+            why.contains("in `stage`") && why.contains("not yet: alpha, beta"),
+            "{why}"
+        );
+        run_ok(&d, &store, "alpha", "stage").await;
+        run_ok(&d, &store, "beta", "stage").await;
         let out = ok(&[
             "env",
             "promote",
@@ -417,6 +428,7 @@ fn dags_move_from_git_through_dev_qa_and_prod() {
             .map(|e| (e.action.clone(), e.actor.clone()))
             .collect();
         let want: Vec<(String, String)> = [
+            ("environment.promote", "alice"),
             ("environment.promote", "alice"),
             ("environment.promote", "alice"),
             ("environment.promotion_requested", "alice"),
