@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/drover";
+
 /// Drover: scheduled marketing ETL, with DAGs in git.
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, about, long_about = None)]
@@ -15,7 +17,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/drover",
+        default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
     pub(crate) database_url: String,
@@ -81,6 +83,9 @@ pub(crate) enum Command {
     /// The database: apply migrations.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Start everything on this machine: Postgres (embedded unless DATABASE_URL is set), the
+    /// scheduler and workers, with this repository's DAGs and environments. Ctrl-C stops it all.
+    Standalone(StandaloneArgs),
     /// Run the scheduler: creates and advances runs (reads the DAGs and environments folders).
     Scheduler(SchedulerArgs),
     /// Run a worker: claims and runs task instances.
@@ -119,6 +124,16 @@ pub(crate) enum Command {
 pub(crate) enum DbCommand {
     /// Create the database if needed and apply pending migrations.
     Migrate,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StandaloneArgs {
+    /// Where Drover keeps its own Postgres cluster and state.
+    #[arg(long, env = "DROVER_HOME", default_value = ".drover")]
+    pub(crate) home: std::path::PathBuf,
+    /// Task instances run at once.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) concurrency: usize,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod deploy;
 mod env;
 mod runs;
 mod serve;
+mod standalone;
 mod tasks;
 
 use std::process::ExitCode;
@@ -80,6 +81,10 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             println!("database ready: migrations applied");
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Standalone(args) => {
+            crate::telemetry::init(cli.log_format);
+            runtime()?.block_on(standalone::run(&ctx, &cli.folders, args))
+        }
         Command::Scheduler(args) => {
             crate::telemetry::init(cli.log_format);
             runtime()?.block_on(serve::scheduler(&ctx, &cli.folders, args))

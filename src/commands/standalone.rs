@@ -1,0 +1,155 @@
+//! `drover standalone`: everything in one process tree on this machine, for trying Drover and
+//! for development: a private Postgres cluster (unless DATABASE_URL is given), the scheduler
+//! and a worker, reading this repository's DAGs and environments.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use drover_engine::{Scheduler, SchedulerConfig, Worker, WorkerConfig};
+use drover_store::embedded::{EmbeddedPostgres, free_port};
+use tokio::sync::watch;
+
+use super::Ctx;
+use crate::cli::{DEFAULT_DATABASE_URL, Folders, StandaloneArgs};
+
+fn step(started: Instant, what: &str) {
+    eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+}
+
+/// The embedded cluster's port: the one it used last time, so URLs stay stable.
+fn port_for(home: &std::path::Path) -> Result<u16> {
+    let file = home.join("postgres.port");
+    if let Some(port) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+    {
+        return Ok(port);
+    }
+    let port = free_port()?;
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    std::fs::write(&file, port.to_string())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(port)
+}
+
+pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: StandaloneArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let home = std::path::absolute(&args.home).context("cannot resolve the Drover home folder")?;
+    let explicit_url =
+        std::env::var_os("DATABASE_URL").is_some() || ctx.database_url != DEFAULT_DATABASE_URL;
+    let mut cluster = None;
+    let url = if explicit_url {
+        step(started, "using the Postgres at DATABASE_URL");
+        ctx.database_url.clone()
+    } else {
+        let port = port_for(&home)?;
+        step(
+            started,
+            &format!(
+                "starting Drover's own Postgres in {} (port {port})",
+                home.join("postgres").display()
+            ),
+        );
+        let pg = tokio::task::spawn_blocking({
+            let dir = home.join("postgres");
+            move || -> Result<EmbeddedPostgres> {
+                let pg = EmbeddedPostgres::new(&dir, port)?;
+                if !pg.is_running() {
+                    pg.start()?;
+                }
+                Ok(pg)
+            }
+        })
+        .await??;
+        let url = pg.url("drover");
+        cluster = Some(pg);
+        url
+    };
+    let ctx = Ctx {
+        database_url: url.clone(),
+        actor: ctx.actor.clone(),
+    };
+    let result = serve(&ctx, folders, &args, started).await;
+    if let Some(pg) = cluster {
+        step(started, "stopping Postgres");
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    result?;
+    step(started, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    ctx: &Ctx,
+    folders: &Folders,
+    args: &StandaloneArgs,
+    started: Instant,
+) -> Result<()> {
+    step(started, "preparing the database");
+    let store = ctx.store(8).await?;
+    let source = super::dag_source(folders)?;
+    step(started, "reading DAGs and environments");
+    let report = source.sync(&store).await?;
+    for p in &report.problems {
+        eprintln!("{p}\n");
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        SchedulerConfig {
+            source: Some(source),
+            ..SchedulerConfig::default()
+        },
+    );
+    let scheduler = tokio::spawn(scheduler.run(stopped(stop_rx.clone())));
+    let worker_store = ctx
+        .store(u32::try_from(args.concurrency).unwrap_or(8) + 4)
+        .await?;
+    let mut config = WorkerConfig::new(
+        format!("standalone-{}", std::process::id()),
+        args.concurrency,
+    );
+    config.grace = Duration::from_secs(10);
+    let worker = tokio::spawn(Worker::new(worker_store, config).run(stopped(stop_rx)));
+    let dags = store.dag_envs(None).await?.len();
+    step(started, "Drover is running");
+    println!(
+        "\nDrover is running: {} DAG(s) across {} environment(s).\n\
+         In another terminal:  export DATABASE_URL={}\n\
+         then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev\n\
+         The web UI and the MAP sandbox are not part of this version yet.\n\
+         Press Ctrl-C to stop.",
+        dags,
+        report.environments.len(),
+        redact(&ctx.database_url)
+    );
+    super::serve::shutdown_signal().await;
+    step(started, "stopping: letting running tasks finish");
+    let _ = stop_tx.send(true);
+    scheduler.await.context("scheduler task")??;
+    worker.await.context("worker task")??;
+    Ok(())
+}
+
+/// A URL fit to print: any password replaced.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let user = &url[s + 3..at]
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,128 @@
+//! `drover standalone` brings up its own Postgres, runs DAGs, and stops cleanly on Ctrl-C,
+//! leaving no process behind; a second start reuses the cluster.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Workspace, serial};
+
+fn start(ws: &Workspace, home: &std::path::Path) -> (std::process::Child, String, Duration) {
+    let began = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["standalone", "--home"])
+        .arg(home)
+        .env_remove("DATABASE_URL")
+        .env("DROVER_DAGS_DIR", ws.dags())
+        .env("DROVER_ENVIRONMENTS_DIR", ws.environments())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut url = String::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(u) = line.split("export DATABASE_URL=").nth(1) {
+            url = u.trim().to_owned();
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "standalone did not come up"
+        );
+    }
+    assert!(!url.is_empty(), "standalone printed no database URL");
+    (child, url, began.elapsed())
+}
+
+/// Stops a standalone left running by a failed assertion (Ctrl-C first, so it stops its
+/// Postgres; SIGKILL if that does not work).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(self.0.id().to_string())
+                .status();
+            for _ in 0..200 {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standalone did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
+    let _turn = serial();
+    let ws = Workspace::new();
+    ws.dag(
+        "hello",
+        "id: hello\ntasks:\n  - id: say\n    command: { argv: [echo, hi] }\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (child, url, _) = start(&ws, home.path());
+    let mut child = Running(child);
+    let trigger = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["runs", "trigger", "hello", "--env", "dev"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = String::from_utf8_lossy(&trigger.stdout).trim().to_owned();
+    let waited = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["runs", "wait", &run, "--timeout", "30"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout).trim(),
+        "success",
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    assert!(interrupt(&mut child.0).success());
+    let pid_file = home.path().join("postgres/pgdata/postmaster.pid");
+    assert!(!pid_file.exists(), "Postgres was left running");
+
+    // Warm start: the cluster is reused, the run is still there.
+    let (child, url2, took) = start(&ws, home.path());
+    let mut child = Running(child);
+    assert_eq!(url, url2, "the embedded cluster moved");
+    eprintln!("warm start to ready: {took:?}");
+    assert!(took < Duration::from_secs(30));
+    let listed = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["runs", "list"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&run));
+    assert!(interrupt(&mut child.0).success());
+    assert!(!pid_file.exists(), "Postgres was left running");
+}
