@@ -106,8 +106,10 @@ impl GitSource {
         environment: &str,
         commit: &str,
     ) -> Result<Plan, EngineError> {
-        let snapshot = self.snapshot(commit).await?;
-        let current = store.environment_blobs(environment).await?;
+        // Both at once: the snapshot reads git (on a blocking thread), the blobs read Postgres.
+        let (snapshot, current) = tokio::try_join!(self.snapshot(commit), async {
+            Ok::<_, EngineError>(store.environment_blobs(environment).await?)
+        })?;
         let mut plan = Plan {
             commit: commit.to_owned(),
             ..Plan::default()

@@ -1,13 +1,14 @@
 //! DAGs read straight from git: a commit's tree under a subfolder (default `dags/`), no
-//! checkout. Each blob is parsed and validated once, whatever the number of commits it appears
-//! in. Remote repositories (https, file://) are cloned bare into a cache folder and fetched by
-//! Drover itself; credentials come from the environment and are never logged.
+//! checkout. Each blob is read, parsed and validated once, whatever the number of commits it
+//! appears in (while recent snapshots keep seeing it). Remote repositories (https, file://) are
+//! cloned bare into a cache folder and fetched by Drover itself; credentials come from the
+//! environment and are never logged.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use drover_spec::dag::{DAG_FILE_EXTENSIONS, load_dags};
+use drover_spec::dag::{DAG_FILE_EXTENSIONS, load_dag};
 use drover_spec::diagnostic::Diagnostic;
 use git2::{
     FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
@@ -60,18 +61,28 @@ impl Snapshot {
     }
 }
 
+/// What a blob at a path holds: its text (so a snapshot reads only new blobs) and how it parses.
 #[derive(Debug, Clone)]
 struct Parsed {
+    source: Arc<str>,
     dag_id: Option<String>,
     errors: Vec<Diagnostic>,
+    /// The last snapshot that saw it.
+    seen: u64,
 }
 
-/// A DAG repository and the parse results of every blob seen so far.
+/// Parse results unseen by this many snapshots are dropped (and re-read if seen again), so the
+/// cache holds the files of recent commits, not of every commit ever synced.
+const KEEP_SNAPSHOTS: u64 = 16;
+
+/// A DAG repository and the parse results of the blobs seen by its recent snapshots.
 pub struct DagRepo {
     repo: Repository,
     subdir: String,
     remote: bool,
     parsed: HashMap<(String, Oid), Parsed>,
+    /// Snapshots taken so far.
+    snapshots: u64,
 }
 
 impl std::fmt::Debug for DagRepo {
@@ -100,6 +111,16 @@ fn callbacks() -> RemoteCallbacks<'static> {
     cb
 }
 
+/// `load_dag` on every (path, text), on all cores (as `load_dags`), keeping only what a
+/// snapshot needs: the id of a valid DAG, the errors of a broken one. Each DAG is dropped as
+/// soon as it is checked, so a cold snapshot does not hold 10,000 parsed DAGs at once.
+fn check_all(files: &[(&str, &str)]) -> Vec<(Option<String>, Vec<Diagnostic>)> {
+    drover_spec::dag::map_parallel(files, |(path, text)| match load_dag(path, text) {
+        Ok(dag) => (Some(dag.id), Vec::new()),
+        Err(errors) => (None, errors),
+    })
+}
+
 impl DagRepo {
     /// Open `location`: a local repository path, or a URL cloned (bare) into `cache_dir`.
     pub fn open(location: &str, subdir: &str, cache_dir: &Path) -> Result<Self, RepoError> {
@@ -111,6 +132,7 @@ impl DagRepo {
                 subdir,
                 remote: false,
                 parsed: HashMap::new(),
+                snapshots: 0,
             });
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -132,6 +154,7 @@ impl DagRepo {
             subdir,
             remote: true,
             parsed: HashMap::new(),
+            snapshots: 0,
         };
         me.fetch()?;
         Ok(me)
@@ -228,61 +251,78 @@ impl DagRepo {
             TreeWalkResult::Ok
         })?;
         entries.sort();
+        self.snapshots += 1;
+        let now = self.snapshots;
+        // Known blobs come from the cache; new ones are read, then parsed together.
         let mut files = Vec::with_capacity(entries.len());
-        let mut misses = Vec::new();
-        let mut miss_oids = Vec::new();
-        for (path, oid) in &entries {
-            let blob = self.repo.find_blob(*oid)?;
-            let source: Arc<str> = match std::str::from_utf8(blob.content()) {
-                Ok(s) => Arc::from(s),
-                Err(_) => {
-                    self.parsed
-                        .entry((path.clone(), *oid))
-                        .or_insert_with(|| Parsed {
-                            dag_id: None,
-                            errors: vec![Diagnostic::new(
-                                path,
-                                drover_spec::diagnostic::Position::START,
-                                "file is not UTF-8 text",
-                            )],
-                        });
-                    Arc::from("")
-                }
-            };
-            if !self.parsed.contains_key(&(path.clone(), *oid)) {
-                misses.push((path.clone(), source.to_string()));
-                miss_oids.push(*oid);
+        let mut missed: Vec<(usize, Oid)> = Vec::new();
+        for (path, oid) in entries {
+            let key = (path, oid);
+            if let Some(p) = self.parsed.get_mut(&key) {
+                p.seen = now;
+                files.push(FileAt {
+                    path: key.0,
+                    blob_id: oid.to_string(),
+                    source: p.source.clone(),
+                    dag_id: p.dag_id.clone(),
+                    errors: p.errors.clone(),
+                });
+                continue;
             }
+            let blob = self.repo.find_blob(oid)?;
+            let Ok(text) = std::str::from_utf8(blob.content()) else {
+                let parsed = Parsed {
+                    source: Arc::from(""),
+                    dag_id: None,
+                    errors: vec![Diagnostic::new(
+                        &key.0,
+                        drover_spec::diagnostic::Position::START,
+                        "file is not UTF-8 text",
+                    )],
+                    seen: now,
+                };
+                files.push(FileAt {
+                    path: key.0.clone(),
+                    blob_id: oid.to_string(),
+                    source: parsed.source.clone(),
+                    dag_id: None,
+                    errors: parsed.errors.clone(),
+                });
+                self.parsed.insert(key, parsed);
+                continue;
+            };
+            missed.push((files.len(), oid));
             files.push(FileAt {
-                path: path.clone(),
+                path: key.0,
                 blob_id: oid.to_string(),
-                source,
+                source: Arc::from(text),
                 dag_id: None,
                 errors: Vec::new(),
             });
         }
-        if !misses.is_empty() {
-            for (((path, _), oid), result) in misses.iter().zip(&miss_oids).zip(load_dags(&misses))
-            {
-                let oid = *oid;
-                let parsed = match result {
-                    Ok(dag) => Parsed {
-                        dag_id: Some(dag.id),
-                        errors: Vec::new(),
+        if !missed.is_empty() {
+            let texts: Vec<(&str, &str)> = missed
+                .iter()
+                .map(|(index, _)| (files[*index].path.as_str(), &*files[*index].source))
+                .collect();
+            let results = check_all(&texts);
+            for ((index, oid), (dag_id, errors)) in missed.into_iter().zip(results) {
+                let file = &mut files[index];
+                file.dag_id = dag_id;
+                file.errors = errors;
+                self.parsed.insert(
+                    (file.path.clone(), oid),
+                    Parsed {
+                        source: file.source.clone(),
+                        dag_id: file.dag_id.clone(),
+                        errors: file.errors.clone(),
+                        seen: now,
                     },
-                    Err(errors) => Parsed {
-                        dag_id: None,
-                        errors,
-                    },
-                };
-                self.parsed.insert((path.clone(), oid), parsed);
+                );
             }
         }
-        for (file, (path, oid)) in files.iter_mut().zip(&entries) {
-            if let Some(p) = self.parsed.get(&(path.clone(), *oid)) {
-                file.dag_id = p.dag_id.clone();
-                file.errors = p.errors.clone();
-            }
+        if self.parsed.len() > files.len() {
+            self.parsed.retain(|_, p| now - p.seen < KEEP_SNAPSHOTS);
         }
         Ok(Snapshot {
             commit: commit.to_owned(),
@@ -320,5 +360,90 @@ impl DagRepo {
             true
         })?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::{DagRepo, KEEP_SNAPSHOTS};
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "T")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "T")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap_or_else(|e| panic!("git: {e}"));
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn commit(repo: &Path, path: &str, content: &[u8]) -> String {
+        std::fs::write(repo.join(path), content).unwrap_or_else(|e| panic!("{e}"));
+        git(repo, &["add", "-A"]);
+        git(repo, &["commit", "-q", "-m", path]);
+        git(repo, &["rev-parse", "HEAD"])
+    }
+
+    /// (path, dag id, first error, source) of each file.
+    fn files(repo: &mut DagRepo, commit: &str) -> Vec<(String, Option<String>, String, String)> {
+        let snap = repo.snapshot(commit).unwrap_or_else(|e| panic!("{e}"));
+        snap.files
+            .iter()
+            .map(|f| {
+                let error = f.errors.first().map(ToString::to_string);
+                (
+                    f.path.clone(),
+                    f.dag_id.clone(),
+                    error.unwrap_or_default(),
+                    f.source.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cached_and_evicted_files_read_as_fresh_ones() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(d.join("dags")).unwrap_or_else(|e| panic!("{e}"));
+        let a = "id: a\ntasks:\n  - id: t\n    noop: {}\n";
+        let c1 = commit(d, "dags/a.yaml", a.as_bytes());
+        let c2 = commit(d, "dags/b.yaml", b"\xff\xfe not text");
+        let c3 = commit(d, "dags/a.yaml", b"id: a\ntasks: [\n");
+        let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let location = d.to_str().unwrap_or_default();
+
+        let fresh =
+            || DagRepo::open(location, "dags", cache.path()).unwrap_or_else(|e| panic!("{e}"));
+        let expected: Vec<_> = [&c1, &c2, &c3]
+            .iter()
+            .map(|c| files(&mut fresh(), c))
+            .collect();
+        assert_eq!(expected[0][0].1.as_deref(), Some("a"));
+        assert_eq!(expected[0][0].3, a);
+        assert!(expected[1][1].2.contains("not UTF-8"), "{:?}", expected[1]);
+        assert!(expected[2][0].1.is_none() && !expected[2][0].2.is_empty());
+
+        // One repository: every commit again and again, from the cache, then (after more
+        // snapshots than the cache keeps) re-read.
+        let mut repo = fresh();
+        for round in 0..3 {
+            for (c, want) in [&c1, &c2, &c3].iter().zip(&expected) {
+                assert_eq!(&files(&mut repo, c), want, "round {round}");
+            }
+        }
+        for _ in 0..KEEP_SNAPSHOTS {
+            files(&mut repo, &c3);
+        }
+        assert!(repo.parsed.len() <= 2, "{} entries kept", repo.parsed.len());
+        assert_eq!(files(&mut repo, &c1), expected[0]);
     }
 }

@@ -254,19 +254,23 @@ impl RetryPolicy {
 pub fn load_dags(
     files: &[(String, String)],
 ) -> Vec<Result<Dag, Vec<crate::diagnostic::Diagnostic>>> {
+    map_parallel(files, |(f, s)| load_dag(f, s))
+}
+
+/// `f` over `items` on every core (in chunks, in input order); sequential for small inputs.
+pub fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
-        .min(files.len().max(1));
-    if workers <= 1 || files.len() < 64 {
-        return files.iter().map(|(f, s)| load_dag(f, s)).collect();
+        .min(items.len().max(1));
+    if workers <= 1 || items.len() < 64 {
+        return items.iter().map(&f).collect();
     }
-    let chunk = files.len().div_ceil(workers);
+    let chunk = items.len().div_ceil(workers);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = files
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|(f, s)| load_dag(f, s)).collect::<Vec<_>>())
-            })
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
