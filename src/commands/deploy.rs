@@ -19,6 +19,20 @@ fn git(folders: &Folders) -> Result<GitSource> {
     }
 }
 
+/// Print what happened, or why it was refused (exit 1).
+fn report(env: &str, result: Result<PromotionOutcome, drover_engine::EngineError>) -> ExitCode {
+    match result {
+        Ok(outcome) => {
+            print_outcome(env, &outcome);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn print_outcome(env: &str, outcome: &PromotionOutcome) {
     match outcome {
         PromotionOutcome::Applied { commit, changed } => {
@@ -94,7 +108,7 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
             note,
         } => {
             let git = git(folders)?;
-            match promotion::promote(
+            let outcome = promotion::promote(
                 &store,
                 &git,
                 &env,
@@ -103,30 +117,15 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
                 &ctx.actor,
                 note.as_deref(),
             )
-            .await
-            {
-                Ok(outcome) => {
-                    print_outcome(&env, &outcome);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            .await;
+            Ok(report(&env, outcome))
         }
         EnvCommand::Approve { env } => {
             let git = git(folders)?;
-            match promotion::approve(&store, &git, &env, &ctx.actor).await {
-                Ok(outcome) => {
-                    print_outcome(&env, &outcome);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            Ok(report(
+                &env,
+                promotion::approve(&store, &git, &env, &ctx.actor).await,
+            ))
         }
         EnvCommand::Reject { env } => {
             promotion::reject(&store, &env, &ctx.actor).await?;
@@ -135,16 +134,10 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
         }
         EnvCommand::Rollback { env, note } => {
             let git = git(folders)?;
-            match promotion::rollback(&store, &git, &env, &ctx.actor, note.as_deref()).await {
-                Ok(outcome) => {
-                    print_outcome(&env, &outcome);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            Ok(report(
+                &env,
+                promotion::rollback(&store, &git, &env, &ctx.actor, note.as_deref()).await,
+            ))
         }
         EnvCommand::Diff { from, to } => {
             let git = git(folders)?;

@@ -108,7 +108,9 @@ impl Store {
         lease_secs: f64,
     ) -> Result<Vec<ClaimedTask>> {
         // Claims take turns (a transaction-level advisory lock), so each sees the others' claims
-        // and no environment ever runs more than its `concurrency` task instances at once.
+        // and no environment ever runs more than its `concurrency` task instances at once. The
+        // start is stamped with the clock, not the transaction's start (`now()`), which may
+        // precede the wait for the lock and so the completion of the upstream task.
         let mut tx = self.pool.begin().await?;
         sqlx::query("select pg_advisory_xact_lock($1)")
             .bind(CLAIM_LOCK)
@@ -133,8 +135,8 @@ impl Store {
                order by q.priority desc, q.id limit $3), \
              claimed as ( \
                update task_instance t set state = 'running', worker_id = $1, \
-                      lease_until = now() + make_interval(secs => $2), try_number = t.try_number + 1, \
-                      started_at = now(), finished_at = null \
+                      lease_until = clock_timestamp() + make_interval(secs => $2), try_number = t.try_number + 1, \
+                      started_at = clock_timestamp(), finished_at = null \
                where t.id = any(array(select id from picked)) and t.state = 'queued' \
                returning t.id, t.run_id, t.task_id, t.try_number, t.timeout_secs) \
              select c.id as ti_id, c.run_id, c.task_id, c.try_number, c.timeout_secs, r.dag_id, \
