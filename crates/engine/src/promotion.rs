@@ -153,22 +153,20 @@ pub async fn promote(
             .await?;
         return Ok(PromotionOutcome::AwaitingApproval { request, commit });
     }
-    git.apply(
+    applied(
         store,
+        git,
         env,
-        &plan,
+        plan,
         &Deploy {
             kind: "promote",
             actor,
             approved_by: None,
             note,
         },
-    )
-    .await?;
-    Ok(PromotionOutcome::Applied {
-        changed: plan.changed_dags(),
         commit,
-    })
+    )
+    .await
 }
 
 /// Approve the promotion waiting for `target`: by someone other than who asked; the gates are
@@ -199,22 +197,20 @@ pub async fn approve(
             "the request was decided meanwhile".to_owned(),
         ));
     }
-    git.apply(
+    applied(
         store,
+        git,
         env,
-        &plan,
+        plan,
         &Deploy {
             kind: "promote",
             actor: &request.requested_by,
             approved_by: Some(actor),
             note: request.note.as_deref(),
         },
+        request.commit_sha,
     )
-    .await?;
-    Ok(PromotionOutcome::Applied {
-        changed: plan.changed_dags(),
-        commit: request.commit_sha,
-    })
+    .await
 }
 
 /// Reject the promotion waiting for `target`.
@@ -251,20 +247,34 @@ pub async fn rollback(
         ))
     })?;
     let plan = git.plan(store, &env.name, &previous).await?;
-    git.apply(
+    applied(
         store,
+        git,
         env,
-        &plan,
+        plan,
         &Deploy {
             kind: "rollback",
             actor,
             approved_by: None,
             note,
         },
+        previous,
     )
-    .await?;
+    .await
+}
+
+/// Move `env` as planned and say so.
+async fn applied(
+    store: &Store,
+    git: &GitSource,
+    env: &Environment,
+    plan: Plan,
+    by: &Deploy<'_>,
+    commit: String,
+) -> Result<PromotionOutcome, EngineError> {
+    git.apply(store, env, &plan, by).await?;
     Ok(PromotionOutcome::Applied {
         changed: plan.changed_dags(),
-        commit: previous,
+        commit,
     })
 }

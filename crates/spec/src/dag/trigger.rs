@@ -113,18 +113,21 @@ impl TriggerRule {
         }
     }
 
+    /// Every rule.
+    pub const ALL: [TriggerRule; 8] = [
+        TriggerRule::AllSuccess,
+        TriggerRule::AllFailed,
+        TriggerRule::AllDone,
+        TriggerRule::OneSuccess,
+        TriggerRule::OneFailed,
+        TriggerRule::NoneFailed,
+        TriggerRule::NoneFailedMinOneSuccess,
+        TriggerRule::Always,
+    ];
+
+    /// The rule written `s` (as in YAML and the database).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "all_success" => TriggerRule::AllSuccess,
-            "all_failed" => TriggerRule::AllFailed,
-            "all_done" => TriggerRule::AllDone,
-            "one_success" => TriggerRule::OneSuccess,
-            "one_failed" => TriggerRule::OneFailed,
-            "none_failed" => TriggerRule::NoneFailed,
-            "none_failed_min_one_success" => TriggerRule::NoneFailedMinOneSuccess,
-            "always" => TriggerRule::Always,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -175,18 +178,12 @@ mod tests {
 
     #[test]
     fn parse_round_trips_every_rule() {
-        use TriggerRule::*;
-        for rule in [
-            AllSuccess,
-            AllFailed,
-            AllDone,
-            OneSuccess,
-            OneFailed,
-            NoneFailed,
-            NoneFailedMinOneSuccess,
-            Always,
-        ] {
+        for rule in TriggerRule::ALL {
             assert_eq!(TriggerRule::parse(rule.as_str()), Some(rule));
+            // The stored name is the YAML name.
+            let from_yaml: Result<TriggerRule, _> =
+                serde_json::from_value(serde_json::json!(rule.as_str()));
+            assert_eq!(from_yaml.ok(), Some(rule));
         }
         assert_eq!(TriggerRule::parse("sometimes"), None);
     }
