@@ -2,6 +2,7 @@
 //! `file:line:col` diagnostics, the task graph, templates and schedules. No IO happens here.
 
 pub mod dag;
+pub mod dataset;
 pub mod diagnostic;
 pub mod duration;
 pub mod environment;

@@ -19,7 +19,9 @@ pub const ROOT_VARIABLES: &[&str] = &[
     "env",
     "input",
     "logical_date",
+    "output",
     "params",
+    "previous",
     "run_id",
     "task_id",
     "try_number",
@@ -112,6 +114,11 @@ pub struct RenderContext {
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Staged dataset of each upstream task, as a quoted SQL relation name.
     pub input: BTreeMap<String, String>,
+    /// The task's own dataset, as a quoted SQL relation name (for `sql` tasks).
+    pub output: String,
+    /// In a transform's `sql` step: the rows of the steps before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

@@ -8,6 +8,8 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
+mod map_checks;
+
 use super::params::parse_param;
 use super::raw::{RawCheck, RawCommand, RawDefaults, RawHeader, RawTask};
 use super::{
@@ -520,7 +522,7 @@ fn check_task(
     if let Some(pool) = &t.pool {
         check_pool(c, &format!("{base}.pool"), pool);
     }
-    let kind = resolve_kind(c, &base, t);
+    let kind = resolve_kind(c, &base, t, scope);
     if let Some(kind) = &kind {
         for (field, text) in template_fields(kind) {
             check_template(c, &format!("{base}.{field}"), &text, scope);
@@ -572,43 +574,23 @@ fn check_task(
     })
 }
 
-fn to_json(c: &mut Checker<'_>, path: &str, v: &yaml_serde::Value) -> Option<serde_json::Value> {
-    match serde_json::to_value(v) {
-        Ok(j) => Some(j),
-        Err(e) => {
-            c.at_value(path, format!("unsupported value: {e}"));
-            None
-        }
+fn resolve_kind(
+    c: &mut Checker<'_>,
+    base: &str,
+    t: &RawTask,
+    scope: &TemplateScope<'_>,
+) -> Option<TaskKind> {
+    if let Some(export) = &t.export {
+        map_checks::export(c, &format!("{base}.export"), export);
+        return Some(TaskKind::Export(export.clone()));
     }
-}
-
-fn resolve_kind(c: &mut Checker<'_>, base: &str, t: &RawTask) -> Option<TaskKind> {
-    let expect = |c: &mut Checker<'_>, key: &str, v: &yaml_serde::Value, mapping: bool| {
-        let path = format!("{base}.{key}");
-        let ok = if mapping {
-            v.is_mapping()
-        } else {
-            v.is_sequence()
-        };
-        if !ok {
-            let shape = if mapping {
-                "a mapping of settings"
-            } else {
-                "a list of steps"
-            };
-            c.at_value(&path, format!("`{key}` must be {shape}"));
-            return None;
-        }
-        to_json(c, &path, v)
-    };
-    if let Some(v) = &t.export {
-        return expect(c, "export", v, true).map(TaskKind::Export);
+    if let Some(steps) = &t.transform {
+        map_checks::transform(c, &format!("{base}.transform"), steps, &t.depends_on, scope);
+        return Some(TaskKind::Transform(steps.clone()));
     }
-    if let Some(v) = &t.transform {
-        return expect(c, "transform", v, false).map(TaskKind::Transform);
-    }
-    if let Some(v) = &t.return_ {
-        return expect(c, "return", v, true).map(TaskKind::Return);
+    if let Some(ret) = &t.return_ {
+        map_checks::return_(c, &format!("{base}.return"), ret, &t.depends_on, scope);
+        return Some(TaskKind::Return(ret.clone()));
     }
     if let Some(q) = &t.sql {
         if q.trim().is_empty() {
@@ -633,7 +615,10 @@ fn resolve_kind(c: &mut Checker<'_>, base: &str, t: &RawTask) -> Option<TaskKind
 fn resolve_check(c: &mut Checker<'_>, path: &str, k: &RawCheck) -> Option<CheckSpec> {
     let source = match (&k.sql, &k.map) {
         (Some(sql), None) => CheckSource::Sql(sql.clone()),
-        (None, Some(map)) => CheckSource::Map(to_json(c, &format!("{path}.map"), map)?),
+        (None, Some(map)) => {
+            map_checks::lead_filter(c, &format!("{path}.map.filter"), &map.filter);
+            CheckSource::Map(map.clone())
+        }
         _ => {
             c.at_value(
                 path,
@@ -724,13 +709,13 @@ fn resolve_command(c: &mut Checker<'_>, path: &str, k: &RawCommand) -> Option<Co
 pub(crate) fn template_fields(kind: &TaskKind) -> Vec<(String, String)> {
     let mut out = Vec::new();
     match kind {
-        TaskKind::Export(v) => collect_strings("export", v, &mut out),
-        TaskKind::Transform(v) => collect_strings("transform", v, &mut out),
-        TaskKind::Return(v) => collect_strings("return", v, &mut out),
+        TaskKind::Export(v) => collect_serialized("export", v, &mut out),
+        TaskKind::Transform(v) => collect_serialized("transform", v, &mut out),
+        TaskKind::Return(v) => collect_serialized("return", v, &mut out),
         TaskKind::Sql { query } => out.push(("sql".to_owned(), query.clone())),
         TaskKind::Check(k) => match &k.source {
             CheckSource::Sql(q) => out.push(("check.sql".to_owned(), q.clone())),
-            CheckSource::Map(v) => collect_strings("check.map", v, &mut out),
+            CheckSource::Map(v) => collect_serialized("check.map", v, &mut out),
         },
         TaskKind::Command(cmd) => {
             match &cmd.program {
@@ -752,6 +737,13 @@ pub(crate) fn template_fields(kind: &TaskKind) -> Vec<(String, String)> {
     }
     out.retain(|(_, text)| template::is_template(text));
     out
+}
+
+fn collect_serialized(path: &str, v: &impl serde::Serialize, out: &mut Vec<(String, String)>) {
+    // The kinds serialize with their YAML names, so the paths match the file.
+    if let Ok(json) = serde_json::to_value(v) {
+        collect_strings(path, &json, out);
+    }
 }
 
 fn collect_strings(path: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {

@@ -1,6 +1,7 @@
 //! A DAG: its schedule, parameters and tasks, resolved and validated.
 
 mod load;
+pub mod map_kinds;
 mod params;
 mod raw;
 mod trigger;
@@ -90,12 +91,16 @@ pub struct Task {
     pub kind: TaskKind,
 }
 
-/// What a task does. MAP-specific kinds keep their settings loosely typed for now.
+/// What a task does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskKind {
-    Export(serde_json::Value),
-    Transform(serde_json::Value),
-    Return(serde_json::Value),
+    /// Read from the MAP into a staged dataset.
+    Export(map_kinds::ExportSpec),
+    /// Steps over staged datasets, compiled to SQL, into a staged dataset.
+    Transform(Vec<map_kinds::Step>),
+    /// Send a staged dataset back to the MAP.
+    Return(map_kinds::ReturnSpec),
+    /// SQL in the staging schema; `{{ output }}` names the task's own dataset.
     Sql { query: String },
     Check(CheckSpec),
     Command(CommandSpec),
@@ -139,7 +144,7 @@ pub struct CheckSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckSource {
     Sql(String),
-    Map(serde_json::Value),
+    Map(map_kinds::MapCount),
 }
 
 /// A process to run.

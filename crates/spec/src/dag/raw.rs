@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::duration::Duration;
 
+use super::map_kinds::{ExportSpec, MapCount, ReturnSpec, Step};
 use super::{Backoff, Severity, TriggerRule};
 
 /// Everything in a DAG file except `tasks` (which are read one by one, so one broken task
@@ -68,10 +69,10 @@ pub(crate) struct RawTask {
     pub(crate) max_retry_delay: Option<Duration>,
     pub(crate) timeout: Option<Duration>,
     // The kinds: exactly one must be present.
-    pub(crate) export: Option<yaml_serde::Value>,
-    pub(crate) transform: Option<yaml_serde::Value>,
+    pub(crate) export: Option<ExportSpec>,
+    pub(crate) transform: Option<Vec<Step>>,
     #[serde(rename = "return")]
-    pub(crate) return_: Option<yaml_serde::Value>,
+    pub(crate) return_: Option<ReturnSpec>,
     pub(crate) sql: Option<String>,
     pub(crate) check: Option<RawCheck>,
     pub(crate) command: Option<RawCommand>,
@@ -82,7 +83,7 @@ pub(crate) struct RawTask {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCheck {
     pub(crate) sql: Option<String>,
-    pub(crate) map: Option<yaml_serde::Value>,
+    pub(crate) map: Option<MapCount>,
     pub(crate) between: Option<(f64, f64)>,
     pub(crate) min: Option<f64>,
     pub(crate) max: Option<f64>,
