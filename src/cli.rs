@@ -99,6 +99,12 @@ pub(crate) enum Command {
     /// The DAG repository: sync it now.
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Staged datasets: look at what a task produced.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// Run the MAP sandbox: a local server speaking the Marketo REST API, with seeded leads
+    /// and switchable faults.
+    Mapsim(MapsimArgs),
     /// The audit trail: promotions, approvals, rollbacks, pauses, triggers, clears.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -217,6 +223,52 @@ pub(crate) enum RunsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum DatasetsCommand {
+    /// Print the first rows of a task's dataset in a run (--receipt: a return's receipt).
+    Show {
+        run_id: String,
+        task: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        receipt: bool,
+    },
+    /// List the datasets of a run.
+    List { run_id: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct MapsimArgs {
+    /// Port to listen on (127.0.0.1); 0 picks a free one.
+    #[arg(long, default_value_t = 9911)]
+    pub(crate) port: u16,
+    /// Leads to seed.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) leads: usize,
+    /// Seed of the generated data and of the faults.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Fault profiles, comma-separated: none, token-expiry, rate-limit, quota, server-errors,
+    /// timeouts, slow-jobs, partial-import, chaos.
+    #[arg(long, default_value = "none")]
+    pub(crate) faults: String,
+    /// The OAuth client id the sandbox accepts.
+    #[arg(long, env = "DROVER_MAPSIM_CLIENT_ID", default_value = "drover")]
+    pub(crate) client_id: String,
+    /// The OAuth client secret the sandbox accepts.
+    #[arg(
+        long,
+        env = "DROVER_MAPSIM_CLIENT_SECRET",
+        default_value = "sandbox-secret",
+        hide_default_value = true
+    )]
+    pub(crate) client_secret: String,
+    /// No rate, concurrency or quota limits and no job latency (for benchmarks).
+    #[arg(long)]
+    pub(crate) no_limits: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum TasksCommand {
     /// Run a finished task again (and, with --downstream, every task after it).
     Clear {
@@ -225,6 +277,8 @@ pub(crate) enum TasksCommand {
         #[arg(long)]
         downstream: bool,
     },
+    /// Undo a return: write back the values its records had before it.
+    Revert { run_id: String, task: String },
     /// Print a task's log (all tries, or one); --follow keeps printing while it runs.
     Logs {
         run_id: String,

@@ -13,6 +13,8 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // TLS for MAP connections: ring, the one provider built in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,

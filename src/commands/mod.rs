@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod dags;
+mod datasets;
 mod deploy;
 mod env;
 mod runs;
@@ -95,6 +96,10 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Runs(cmd) => runtime()?.block_on(runs::run(&ctx, cmd)),
         Command::Tasks(cmd) => runtime()?.block_on(tasks::run(&ctx, cmd)),
+        Command::Datasets(cmd) => runtime()?.block_on(datasets::run(&ctx, cmd)),
+        Command::Mapsim(_args) => {
+            anyhow::bail!("the MAP sandbox is not built in yet")
+        }
         Command::Backfill { dag, env, from, to } => {
             runtime()?.block_on(runs::backfill(&ctx, &dag, &env, &from, &to))
         }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use drover_engine::{Scheduler, SchedulerConfig, Worker, WorkerConfig};
 
 use super::Ctx;
@@ -49,7 +49,13 @@ pub(crate) async fn scheduler(
         Scheduler::new(store, config).pass(&[]).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    Scheduler::new(store, config).run(shutdown_signal()).await?;
+    let plane = drover_engine::data::DataPlane::connect(&store, 2)
+        .await
+        .context("connecting to the staging schema (as the drover_sql role)")?;
+    Scheduler::new(store, config)
+        .with_data(plane)
+        .run(shutdown_signal())
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -72,6 +78,15 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     );
     config.grace = Duration::from_secs_f64(args.grace_secs.max(0.0));
     config.poll = Duration::from_millis(args.poll_ms.max(10));
-    Worker::new(store, config).run(shutdown_signal()).await?;
+    let plane = drover_engine::data::DataPlane::connect(
+        &store,
+        u32::try_from(args.concurrency).unwrap_or(8) + 2,
+    )
+    .await
+    .context("connecting to the staging schema (as the drover_sql role)")?;
+    Worker::new(store, config)
+        .with_data(plane)
+        .run(shutdown_signal())
+        .await?;
     Ok(ExitCode::SUCCESS)
 }

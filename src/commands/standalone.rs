@@ -109,7 +109,16 @@ async fn serve(
             ..SchedulerConfig::default()
         },
     );
-    let scheduler = tokio::spawn(scheduler.run(stopped(stop_rx.clone())));
+    let plane = drover_engine::data::DataPlane::connect(
+        &store,
+        u32::try_from(args.concurrency).unwrap_or(8) + 2,
+    )
+    .await?;
+    let scheduler = tokio::spawn(
+        scheduler
+            .with_data(plane.clone())
+            .run(stopped(stop_rx.clone())),
+    );
     let worker_store = ctx
         .store(u32::try_from(args.concurrency).unwrap_or(8) + 4)
         .await?;
@@ -118,7 +127,11 @@ async fn serve(
         args.concurrency,
     );
     config.grace = Duration::from_secs(10);
-    let worker = tokio::spawn(Worker::new(worker_store, config).run(stopped(stop_rx)));
+    let worker = tokio::spawn(
+        Worker::new(worker_store, config)
+            .with_data(plane)
+            .run(stopped(stop_rx)),
+    );
     let dags = store.dag_envs(None).await?.len();
     step(started, "Drover is running");
     println!(

@@ -47,6 +47,49 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
             println!("cleared: {}", cleared.join(", "));
             Ok(ExitCode::SUCCESS)
         }
+        TasksCommand::Revert { run_id, task } => {
+            let run = store.get_run(parse_run_id(&run_id)?).await?;
+            let env = store
+                .environments()
+                .await?
+                .into_iter()
+                .find(|e| e.name == run.environment)
+                .with_context(|| format!("environment `{}` is not known", run.environment))?;
+            let env: drover_spec::environment::Environment = serde_json::from_value(env.spec)
+                .with_context(|| {
+                    format!(
+                        "environment `{}` is stored in an old shape",
+                        run.environment
+                    )
+                })?;
+            let plane = drover_engine::data::DataPlane::connect(&store, 2).await?;
+            let report = drover_engine::data::revert_return(&plane, &env, run.id, &task).await?;
+            store
+                .audit(
+                    &ctx.actor,
+                    "return.revert",
+                    Some(&run.environment),
+                    Some(&run.dag_id),
+                    Some(run.id),
+                    &serde_json::json!({ "task": task, "report": report }),
+                )
+                .await?;
+            println!(
+                "restored {} record(s); {} refused; {} created by the return left in place; {} never written",
+                report.restored,
+                report.refused.len(),
+                report.created_left,
+                report.not_written
+            );
+            for (key, reason) in &report.refused {
+                println!("  refused {key}: {reason}");
+            }
+            Ok(if report.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         TasksCommand::Logs {
             run_id,
             task,

@@ -2,6 +2,7 @@
 
 use chrono::SecondsFormat;
 use drover_spec::dag::Dag;
+use drover_spec::dataset;
 use drover_spec::template::{EnvValues, IntervalValues, RenderContext};
 use drover_store::ClaimedTask;
 
@@ -36,7 +37,7 @@ pub(crate) fn render_context(
             let id = &dag.tasks[a].id;
             (
                 id.clone(),
-                format!("\"staging\".\"{}__{}\"", task.run_id.simple(), id),
+                dataset::relation(&task.run_id.simple().to_string(), id),
             )
         })
         .collect();
@@ -58,5 +59,7 @@ pub(crate) fn render_context(
         },
         vars,
         input,
+        output: dataset::relation(&task.run_id.simple().to_string(), &task.task_id),
+        previous: None,
     }
 }

@@ -4,6 +4,7 @@
 
 mod catalog;
 mod context;
+pub mod data;
 mod error;
 mod folder_source;
 mod git_source;

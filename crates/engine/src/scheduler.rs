@@ -47,7 +47,11 @@ pub struct Scheduler {
     store: Store,
     cache: DagCache,
     config: SchedulerConfig,
+    data: Option<crate::data::DataPlane>,
 }
+
+/// How often staged datasets past their retention are looked for.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 impl Scheduler {
     pub fn new(store: Store, config: SchedulerConfig) -> Self {
@@ -56,7 +60,14 @@ impl Scheduler {
             store,
             cache,
             config,
+            data: None,
         }
+    }
+
+    /// Also drop staged datasets past their environment's retention.
+    pub fn with_data(mut self, plane: crate::data::DataPlane) -> Self {
+        self.data = Some(plane);
+        self
     }
 
     /// One pass: with no `dirty` runs a full sweep (due runs, retries, lost and overdue tasks,
@@ -106,9 +117,20 @@ impl Scheduler {
         let mut backoff = Duration::from_millis(200);
         let mut dirty: Vec<Uuid> = Vec::new();
         let mut known_problems: Vec<String> = Vec::new();
+        let mut last_retention: Option<Instant> = None;
         tokio::pin!(shutdown);
         tracing::info!("scheduler started");
         loop {
+            if let Some(plane) = &self.data
+                && last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY)
+            {
+                last_retention = Some(Instant::now());
+                match crate::data::drop_expired_datasets(plane, 100).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(datasets = n, "dropped datasets past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "dropping expired datasets failed"),
+                }
+            }
             if let Some(source) = &self.config.source
                 && last_sync.is_none_or(|t| t.elapsed() >= self.config.sync_every)
             {

@@ -14,6 +14,7 @@ use crate::EngineError;
 use crate::catalog::DagCache;
 use crate::context::render_context;
 use crate::runner::{Job, LogSink, Runners};
+use drover_spec::environment::Environment;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -72,6 +73,12 @@ impl Worker {
             config,
             runners: Arc::new(Runners::default()),
         }
+    }
+
+    /// Run the data kinds (export, transform, return, sql, check) on `plane`.
+    pub fn with_data(mut self, plane: crate::data::DataPlane) -> Self {
+        self.runners = Arc::new(Runners::with_data(plane));
+        self
     }
 
     /// Work until `shutdown` resolves, then stop claiming, let running tasks finish within
@@ -262,7 +269,7 @@ impl Execution {
         };
         let Some(runner) = self.runners.for_kind(&task.kind) else {
             let message = format!(
-                "task kind `{}` cannot run yet: this version of Drover runs `command` and `noop` tasks only",
+                "task kind `{}` cannot run on this worker: it was started without a connection for data tasks",
                 task.kind.name()
             );
             log.system(&message);
@@ -272,7 +279,7 @@ impl Execution {
                 retryable: false,
             };
         };
-        let vars = self.env_vars.get(&claimed.environment).await;
+        let (vars, environment) = self.env_vars.get(&claimed.environment).await;
         let context = render_context(&dag, claimed, &vars);
         let timeout = Duration::from_secs(u64::try_from(claimed.timeout_secs).unwrap_or(0).max(1));
         runner
@@ -282,15 +289,19 @@ impl Execution {
                 timeout,
                 log,
                 cancel,
+                environment,
             })
             .await
     }
 }
 
-/// Environment variables for templates, refreshed from the store now and then.
+type EnvEntry = (serde_json::Value, Option<Arc<Environment>>);
+
+/// Environments (their variables for templates, their files for the data kinds), refreshed
+/// from the store now and then.
 struct EnvVars {
     store: Store,
-    cached: tokio::sync::Mutex<(Instant, HashMap<String, serde_json::Value>)>,
+    cached: tokio::sync::Mutex<(Instant, HashMap<String, EnvEntry>)>,
 }
 
 impl EnvVars {
@@ -304,14 +315,20 @@ impl EnvVars {
         }
     }
 
-    async fn get(&self, env: &str) -> serde_json::Value {
+    async fn get(&self, env: &str) -> EnvEntry {
         let mut c = self.cached.lock().await;
         if (c.0.elapsed() > Duration::from_secs(30) || !c.1.contains_key(env))
             && let Ok(envs) = self.store.environments().await
         {
             c.1 = envs
                 .into_iter()
-                .map(|e| (e.name, e.spec.get("variables").cloned().unwrap_or_default()))
+                .map(|e| {
+                    let vars = e.spec.get("variables").cloned().unwrap_or_default();
+                    let parsed = serde_json::from_value::<Environment>(e.spec)
+                        .ok()
+                        .map(Arc::new);
+                    (e.name, (vars, parsed))
+                })
                 .collect();
             c.0 = Instant::now();
         }

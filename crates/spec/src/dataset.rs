@@ -42,6 +42,12 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A SQL string literal (embedded quotes doubled), for names that must appear as text, such as
+/// JSON keys. Values are bound, never written this way.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -73,7 +79,10 @@ mod tests {
 
     #[test]
     fn identifiers_are_always_quoted() {
-        assert_eq!(quote_ident(r#"x"; drop table run; --"#), r#""x""; drop table run; --""#);
+        assert_eq!(
+            quote_ident(r#"x"; drop table run; --"#),
+            r#""x""; drop table run; --""#
+        );
         assert_eq!(relation(RUN, "t"), format!("\"staging\".\"{RUN}__t\""));
     }
 }

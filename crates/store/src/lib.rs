@@ -10,6 +10,7 @@ mod error;
 mod logs;
 mod notify;
 mod runs;
+mod staging;
 mod states;
 mod tasks;
 mod workers;
@@ -21,6 +22,10 @@ pub use error::StoreError;
 pub use logs::{LogLine, LogStream, StoredLogLine};
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
+pub use staging::{
+    BudgetRefused, CheckOutcome, CheckResultRow, Column, DatasetRow, NewDataset,
+    STAGING_PASSWORD_VAR, STAGING_ROLE, TryMetrics,
+};
 pub use states::{RunState, RunType, TaskState};
 pub use tasks::{
     ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,

@@ -226,7 +226,10 @@ impl Store {
                insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, exit_code, error) \
                select d.id, d.try_number, $7, case when d.state = 'success' then 'success' else 'failed' end, \
                       d.started_at, now(), c.exit_code, c.error \
-               from done d join c on c.id = d.id) \
+               from done d join c on c.id = d.id \
+               on conflict (task_instance_id, try_number) do update \
+                 set worker_id = excluded.worker_id, state = excluded.state, finished_at = excluded.finished_at, \
+                     exit_code = excluded.exit_code, error = excluded.error) \
              select id, run_id, state from done",
         )
         .bind(&ids)
@@ -307,7 +310,8 @@ impl Store {
              tries as ( \
                insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, error) \
                select id, try_number, old_worker, 'lost', started_at, now(), 'worker lost: lease expired' from lost \
-               on conflict do nothing) \
+               on conflict (task_instance_id, try_number) do update \
+                 set state = excluded.state, finished_at = excluded.finished_at, error = excluded.error) \
              select id, run_id, state from lost",
         )
         .bind(LOST_LIMIT)
@@ -345,7 +349,8 @@ impl Store {
              tries as ( \
                insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, error) \
                select id, try_number, old_worker, 'failed', started_at, now(), 'timed out' from overdue \
-               on conflict do nothing) \
+               on conflict (task_instance_id, try_number) do update \
+                 set state = excluded.state, finished_at = excluded.finished_at, error = excluded.error) \
              select id, run_id from overdue",
         )
         .bind(grace_secs)

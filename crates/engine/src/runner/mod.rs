@@ -54,6 +54,9 @@ pub struct Job<'a> {
     pub log: LogSink,
     /// Becomes `true` when the try must stop now (lease lost, worker stopping).
     pub cancel: watch::Receiver<bool>,
+    /// The environment the run belongs to, as its file says (`None` if this worker cannot
+    /// read it).
+    pub environment: Option<std::sync::Arc<drover_spec::environment::Environment>>,
 }
 
 pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
@@ -68,6 +71,7 @@ pub trait Runner: Send + Sync + std::fmt::Debug {
 pub struct Runners {
     command: command::CommandRunner,
     noop: NoopRunner,
+    data: Option<crate::data::DataRunner>,
 }
 
 impl Default for Runners {
@@ -75,11 +79,20 @@ impl Default for Runners {
         Self {
             command: command::CommandRunner,
             noop: NoopRunner,
+            data: None,
         }
     }
 }
 
 impl Runners {
+    /// Runners for every kind, the data kinds on `plane`.
+    pub fn with_data(plane: crate::data::DataPlane) -> Self {
+        Self {
+            data: Some(crate::data::DataRunner::new(plane)),
+            ..Self::default()
+        }
+    }
+
     pub fn for_kind(&self, kind: &TaskKind) -> Option<&dyn Runner> {
         match kind {
             TaskKind::Command(_) => Some(&self.command),
@@ -88,7 +101,7 @@ impl Runners {
             | TaskKind::Transform(_)
             | TaskKind::Return(_)
             | TaskKind::Sql { .. }
-            | TaskKind::Check(_) => None,
+            | TaskKind::Check(_) => self.data.as_ref().map(|d| d as &dyn Runner),
         }
     }
 }

@@ -101,7 +101,9 @@ pub enum TaskKind {
     /// Send a staged dataset back to the MAP.
     Return(map_kinds::ReturnSpec),
     /// SQL in the staging schema; `{{ output }}` names the task's own dataset.
-    Sql { query: String },
+    Sql {
+        query: String,
+    },
     Check(CheckSpec),
     Command(CommandSpec),
     Noop(NoopSpec),

@@ -122,7 +122,10 @@ pub(super) fn transform(
             Step::Select(cols) => names(c, &at, "select", cols),
             Step::Rename(map) => {
                 if map.is_empty() {
-                    c.at_value(&at, "`rename` needs at least one `old: new` pair".to_owned());
+                    c.at_value(
+                        &at,
+                        "`rename` needs at least one `old: new` pair".to_owned(),
+                    );
                 }
             }
             Step::Normalize(map) => {
@@ -171,17 +174,25 @@ pub(super) fn return_(
 ) {
     names(c, &format!("{path}.fields"), "fields", &spec.fields);
     if spec.lookup.trim().is_empty() {
-        c.at_value(&format!("{path}.lookup"), "`lookup` must name a field".to_owned());
+        c.at_value(
+            &format!("{path}.lookup"),
+            "`lookup` must name a field".to_owned(),
+        );
     } else if spec.fields.contains(&spec.lookup) {
         c.at_value(
             &format!("{path}.fields"),
-            format!("`{}` is the lookup field; list only the fields to write", spec.lookup),
+            format!(
+                "`{}` is the lookup field; list only the fields to write",
+                spec.lookup
+            ),
         );
     }
     if spec.batch_size == 0 || spec.batch_size > MAX_BATCH_SIZE {
         c.at_value(
             &format!("{path}.batch_size"),
-            format!("`batch_size` must be between 1 and {MAX_BATCH_SIZE} (the MAP's limit per call)"),
+            format!(
+                "`batch_size` must be between 1 and {MAX_BATCH_SIZE} (the MAP's limit per call)"
+            ),
         );
     }
     match &spec.from {
@@ -222,7 +233,10 @@ fn names(c: &mut Checker<'_>, path: &str, key: &str, list: &[String]) {
     }
     for (i, name) in list.iter().enumerate() {
         if name.trim().is_empty() {
-            c.at_value(&format!("{path}[{i}]"), "a name must not be blank".to_owned());
+            c.at_value(
+                &format!("{path}[{i}]"),
+                "a name must not be blank".to_owned(),
+            );
         } else if list[..i].contains(name) {
             c.at_value(&format!("{path}[{i}]"), format!("`{name}` is listed twice"));
         }

@@ -1,0 +1,84 @@
+//! `check`: a number from SQL over staged data (or a count from the MAP) held against its
+//! thresholds. The value and verdict are stored for the data-checks view; a failing check
+//! with severity `fail` fails its task, with `warn` it only says so.
+
+use drover_spec::dag::{CheckSource, CheckSpec, Severity};
+use drover_spec::template::render;
+use drover_store::{CheckOutcome, TryMetrics};
+use sqlx::AssertSqlSafe;
+
+use super::transform_sql::as_subquery;
+use super::{DataPlane, TaskError, TryId, maps};
+use crate::runner::Job;
+
+pub(super) async fn run(
+    plane: &DataPlane,
+    id: &TryId,
+    job: &Job<'_>,
+    spec: &CheckSpec,
+) -> Result<TryMetrics, TaskError> {
+    let mut metrics = TryMetrics::default();
+    let value = match &spec.source {
+        CheckSource::Sql(text) => {
+            let sql = render(text, "check.sql", &job.context)
+                .map_err(|e| TaskError::Invalid(e.to_string()))?;
+            sqlx::query_scalar::<_, Option<f64>>(AssertSqlSafe(format!(
+                "select (({}))::double precision",
+                as_subquery(&sql)
+            )))
+            .fetch_one(&plane.staging)
+            .await?
+        }
+        CheckSource::Map(count) => {
+            let (n, usage) = maps::count_leads(plane, id, job, &count.filter).await?;
+            metrics.api_calls = Some(usage);
+            Some(n as f64)
+        }
+    };
+    let passed = value.is_some_and(|v| {
+        spec.min.is_none_or(|min| v >= min) && spec.max.is_none_or(|max| v <= max)
+    });
+    let severity = match spec.severity {
+        Severity::Warn => "warn",
+        Severity::Fail => "fail",
+    };
+    plane
+        .store
+        .record_check(&CheckOutcome {
+            run_id: id.run_id,
+            task_id: &id.task_id,
+            try_number: id.try_number,
+            dag_id: &id.dag_id,
+            environment: &id.environment.name,
+            value,
+            min: spec.min,
+            max: spec.max,
+            passed,
+            severity,
+        })
+        .await?;
+    let shown = value.map_or_else(|| "no value (null)".to_owned(), |v| format!("{v}"));
+    let expected = expectation(spec.min, spec.max);
+    if passed {
+        job.log
+            .system(format!("check passed: {shown} is {expected}"));
+        return Ok(metrics);
+    }
+    let message = format!("check failed: {shown} is not {expected}");
+    match spec.severity {
+        Severity::Warn => {
+            job.log.system(format!("warning: {message}"));
+            Ok(metrics)
+        }
+        Severity::Fail => Err(TaskError::Invalid(message)),
+    }
+}
+
+fn expectation(min: Option<f64>, max: Option<f64>) -> String {
+    match (min, max) {
+        (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
+        (Some(lo), None) => format!("at least {lo}"),
+        (None, Some(hi)) => format!("at most {hi}"),
+        (None, None) => "anything".to_owned(),
+    }
+}

@@ -1,0 +1,271 @@
+//! `export`: bulk export jobs at the MAP (one per allowed window), their files streamed
+//! straight into a staged table with COPY — memory stays flat whatever the size.
+
+use chrono::{DateTime, Utc};
+use drover_map::{
+    DateWindow, ExportRequest, LeadExportFilter, MAX_EXPORT_WINDOW_DAYS, MapConnector, MapObject,
+    split_date_range,
+};
+use drover_spec::dag::map_kinds::{ActivityExport, ExportSpec, LeadFilter, ListRef, Window};
+use drover_spec::dataset::{quote_ident, quoted_relation};
+use drover_spec::template::render;
+use drover_store::TryMetrics;
+use futures_util::StreamExt;
+use sqlx::{AssertSqlSafe, Executor};
+
+use super::maps::map_error;
+use super::{DataPlane, TaskError, TryId, staged};
+use crate::runner::Job;
+
+/// The columns of an activity export, as the MAP documents them, with their staged types.
+const ACTIVITY_COLUMNS: &[(&str, &str)] = &[
+    ("marketoGUID", "text"),
+    ("leadId", "bigint"),
+    ("activityDate", "timestamptz"),
+    ("activityTypeId", "bigint"),
+    ("campaignId", "bigint"),
+    ("primaryAttributeValueId", "bigint"),
+    ("primaryAttributeValue", "text"),
+    ("attributes", "jsonb"),
+];
+
+pub(super) async fn run(
+    plane: &DataPlane,
+    id: &TryId,
+    job: &Job<'_>,
+    spec: &ExportSpec,
+) -> Result<TryMetrics, TaskError> {
+    let client = plane.maps.client(&id.environment)?.scoped();
+    let (requests, columns, key) = match spec {
+        ExportSpec::Leads(leads) => {
+            let types = lead_column_types(client.as_ref(), &leads.fields).await?;
+            let filters = lead_filters(job, &leads.filter, "export.filter")?;
+            let requests: Vec<ExportRequest> = filters
+                .into_iter()
+                .map(|filter| ExportRequest::Leads {
+                    fields: leads.fields.clone(),
+                    filter,
+                })
+                .collect();
+            (
+                requests,
+                types,
+                leads.fields.iter().any(|f| f == "id").then_some("id"),
+            )
+        }
+        ExportSpec::Activities(a) => {
+            let requests = activity_requests(job, a)?;
+            let columns = ACTIVITY_COLUMNS
+                .iter()
+                .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+                .collect();
+            (requests, columns, Some("marketoGUID"))
+        }
+    };
+    job.log
+        .system(format!("{} export job(s) at the MAP", requests.len()));
+    // Run every job first, so no transaction stays open while the MAP works.
+    let mut done = Vec::with_capacity(requests.len());
+    for (i, request) in requests.into_iter().enumerate() {
+        let export = client.run_export(request).await.map_err(map_error)?;
+        job.log.system(format!(
+            "job {} of the export: {} records, {} bytes{}",
+            i + 1,
+            export
+                .number_of_records
+                .map_or("?".to_owned(), |n| n.to_string()),
+            export.file_size.map_or("?".to_owned(), |n| n.to_string()),
+            if export.recreated {
+                " (recreated after the MAP failed the first job)"
+            } else {
+                ""
+            }
+        ));
+        done.push(export);
+    }
+
+    let table = staged::output_table(id);
+    let relation = quoted_relation(&table);
+    let column_list = columns
+        .iter()
+        .map(|(n, _)| quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let definition = columns
+        .iter()
+        .map(|(n, t)| format!("{} {t}", quote_ident(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut tx = plane.staging.begin().await?;
+    (&mut *tx)
+        .execute(AssertSqlSafe(format!("drop table if exists {relation}")))
+        .await?;
+    (&mut *tx)
+        .execute(AssertSqlSafe(format!(
+            "create table {relation} ({definition})"
+        )))
+        .await?;
+    let copy = format!(
+        "copy {relation} ({column_list}) from stdin with (format csv, header match, null 'null')"
+    );
+    let mut rows: u64 = 0;
+    for export in &done {
+        let mut sink = tx.copy_in_raw(&copy).await?;
+        let mut file = client.download_export(export);
+        while let Some(chunk) = file.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    sink.send(bytes).await?;
+                }
+                Err(e) => {
+                    let _ = sink.abort("the download failed").await;
+                    return Err(map_error(e));
+                }
+            }
+        }
+        rows += sink.finish().await?;
+    }
+    if done.len() > 1
+        && let Some(key) = key
+    {
+        // Adjacent windows share their boundary instant: a record stamped exactly there comes
+        // back twice.
+        let k = quote_ident(key);
+        let removed = (&mut *tx)
+            .execute(AssertSqlSafe(format!(
+                "delete from {relation} a using {relation} b where a.{k} = b.{k} and a.ctid < b.ctid"
+            )))
+            .await?
+            .rows_affected();
+        rows -= removed.min(rows);
+    }
+    tx.commit().await?;
+    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+    staged::register(plane, id, "output", &table, rows).await?;
+    let usage = client.usage();
+    job.log.system(format!(
+        "staged {rows} rows ({} bytes downloaded, {} API calls, {} retries)",
+        usage.bytes_downloaded, usage.calls, usage.retries
+    ));
+    Ok(TryMetrics {
+        rows_in: Some(rows),
+        rows_out: Some(rows),
+        rows_rejected: None,
+        api_calls: Some(i64::try_from(usage.calls).unwrap_or(i64::MAX)),
+        bytes_moved: Some(i64::try_from(usage.bytes_downloaded).unwrap_or(i64::MAX)),
+    })
+}
+
+/// Column types for lead fields, from the MAP's own description of its fields.
+async fn lead_column_types(
+    client: &dyn MapConnector,
+    fields: &[String],
+) -> Result<Vec<(String, String)>, TaskError> {
+    let described = client
+        .describe_fields(MapObject::Leads)
+        .await
+        .map_err(map_error)?;
+    fields
+        .iter()
+        .map(|f| {
+            let Some(info) = described.iter().find(|d| &d.name == f) else {
+                return Err(TaskError::Invalid(format!(
+                    "the MAP has no lead field `{f}`{}",
+                    drover_spec::suggest::did_you_mean(
+                        f,
+                        described.iter().map(|d| d.name.as_str())
+                    )
+                )));
+            };
+            Ok((f.clone(), postgres_type(&info.data_type).to_owned()))
+        })
+        .collect()
+}
+
+/// The staged type of a MAP data type.
+fn postgres_type(data_type: &str) -> &'static str {
+    match data_type {
+        "integer" | "score" | "reference" => "bigint",
+        "float" | "currency" | "percent" => "double precision",
+        "boolean" => "boolean",
+        "datetime" => "timestamptz",
+        "date" => "date",
+        _ => "text",
+    }
+}
+
+/// The export filters of a lead filter, windows split to what one job may span.
+pub(crate) fn lead_filters(
+    job: &Job<'_>,
+    filter: &LeadFilter,
+    field: &str,
+) -> Result<Vec<LeadExportFilter>, TaskError> {
+    match filter {
+        LeadFilter::UpdatedAt(w) => Ok(windows(job, w, &format!("{field}.updated_at"))?
+            .into_iter()
+            .map(LeadExportFilter::UpdatedAt)
+            .collect()),
+        LeadFilter::CreatedAt(w) => Ok(windows(job, w, &format!("{field}.created_at"))?
+            .into_iter()
+            .map(LeadExportFilter::CreatedAt)
+            .collect()),
+        LeadFilter::StaticList(ListRef::Id(list)) => {
+            Ok(vec![LeadExportFilter::StaticListId(*list)])
+        }
+        LeadFilter::StaticList(ListRef::Name(name)) => Err(TaskError::Invalid(format!(
+            "static list `{name}`: give the list's numeric id (exports by list name are not supported yet)"
+        ))),
+    }
+}
+
+fn windows(job: &Job<'_>, w: &Window, field: &str) -> Result<Vec<DateWindow>, TaskError> {
+    let since = timestamp(job, &w.since, &format!("{field}.since"))?;
+    let until = timestamp(job, &w.until, &format!("{field}.until"))?;
+    split(since, until)
+}
+
+fn split(since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<DateWindow>, TaskError> {
+    if until <= since {
+        return Err(TaskError::Invalid(format!(
+            "the window is empty: `until` ({until}) is not after `since` ({since})"
+        )));
+    }
+    split_date_range(since, until, MAX_EXPORT_WINDOW_DAYS).map_err(map_error)
+}
+
+fn activity_requests(job: &Job<'_>, a: &ActivityExport) -> Result<Vec<ExportRequest>, TaskError> {
+    let ids = a
+        .types
+        .iter()
+        .map(|t| {
+            t.id()
+                .ok_or_else(|| TaskError::Invalid(format!("unknown activity type {t:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let since = timestamp(job, &a.since, "export.since")?;
+    let until = timestamp(job, &a.until, "export.until")?;
+    let fields: Vec<String> = ACTIVITY_COLUMNS
+        .iter()
+        .map(|(n, _)| (*n).to_owned())
+        .collect();
+    Ok(split(since, until)?
+        .into_iter()
+        .map(|w| ExportRequest::Activities {
+            activity_type_ids: ids.clone(),
+            created_at: w,
+            fields: Some(fields.clone()),
+        })
+        .collect())
+}
+
+fn timestamp(job: &Job<'_>, text: &str, field: &str) -> Result<DateTime<Utc>, TaskError> {
+    let rendered =
+        render(text, field, &job.context).map_err(|e| TaskError::Invalid(e.to_string()))?;
+    DateTime::parse_from_rfc3339(rendered.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            TaskError::Invalid(format!(
+                "`{field}` is `{rendered}`, which is not a timestamp like 2026-01-01T00:00:00Z"
+            ))
+        })
+}

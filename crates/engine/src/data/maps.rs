@@ -1,0 +1,178 @@
+//! A MAP client per environment, built from the environment file's connection (secrets read
+//! from where it says), with the environment's daily API budget kept in Postgres.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{FixedOffset, Utc};
+use drover_map::{BudgetExhausted, CallBudget, MapConnector, Secret, Unlimited};
+use drover_map::{MarketoClient, MarketoConfig};
+use drover_spec::dag::map_kinds::LeadFilter;
+use drover_spec::environment::{Environment, MapConnection, MapKind, SecretRef};
+use drover_store::Store;
+use futures_util::future::BoxFuture;
+
+use super::{DataPlane, TaskError, TryId};
+use crate::runner::Job;
+
+/// The MAP's day starts at midnight US Central Standard Time (Marketo's quota reset).
+fn map_day() -> chrono::NaiveDate {
+    let cst = FixedOffset::west_opt(6 * 3600).unwrap_or_else(|| Utc.fix());
+    Utc::now().with_timezone(&cst).date_naive()
+}
+
+use chrono::Offset;
+
+/// An environment's daily MAP API budget, shared by every worker through Postgres.
+#[derive(Debug, Clone)]
+pub struct PgBudget {
+    store: Store,
+    environment: String,
+    budget: u64,
+}
+
+impl PgBudget {
+    pub fn new(store: Store, environment: impl Into<String>, budget: u64) -> Self {
+        Self {
+            store,
+            environment: environment.into(),
+            budget,
+        }
+    }
+}
+
+impl CallBudget for PgBudget {
+    fn spend(&self, calls: u32) -> BoxFuture<'_, Result<(), BudgetExhausted>> {
+        Box::pin(async move {
+            let budget = i64::try_from(self.budget).unwrap_or(i64::MAX);
+            let refused = |used: i64| BudgetExhausted {
+                environment: self.environment.clone(),
+                budget: self.budget,
+                used: u64::try_from(used).unwrap_or(0),
+                resets_at: None,
+            };
+            match self
+                .store
+                .spend_api_calls(&self.environment, map_day(), i64::from(calls), budget)
+                .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(r)) => Err(refused(r.used)),
+                Err(e) => {
+                    // The budget is a backstop: when the database cannot answer, the call goes
+                    // ahead rather than failing the task, and the gap is logged.
+                    tracing::warn!(error = %e, environment = %self.environment, "could not count a MAP API call");
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+/// A built client and the settings it was built from.
+type CachedClient = (MapConnection, Option<u64>, Arc<dyn MapConnector>);
+
+/// One client per environment, rebuilt when the environment's connection changes.
+#[derive(Debug)]
+pub struct MapClients {
+    store: Store,
+    clients: Mutex<HashMap<String, CachedClient>>,
+}
+
+impl MapClients {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client of `env` (built on first use).
+    pub(crate) fn client(&self, env: &Environment) -> Result<Arc<dyn MapConnector>, TaskError> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((conn, budget, client)) = clients.get(&env.name)
+            && *conn == env.map
+            && *budget == env.map_daily_api_budget
+        {
+            return Ok(client.clone());
+        }
+        let client = build(&self.store, env)?;
+        clients.insert(
+            env.name.clone(),
+            (env.map.clone(), env.map_daily_api_budget, client.clone()),
+        );
+        Ok(client)
+    }
+}
+
+fn build(store: &Store, env: &Environment) -> Result<Arc<dyn MapConnector>, TaskError> {
+    let budget: Arc<dyn CallBudget> = match env.map_daily_api_budget {
+        Some(b) => Arc::new(PgBudget::new(store.clone(), env.name.clone(), b)),
+        None => Arc::new(Unlimited),
+    };
+    match env.map.kind {
+        MapKind::Marketo => {
+            let client_id = read_secret(&env.map.client_id, "client id", &env.name)?;
+            let client_secret = read_secret(&env.map.client_secret, "client secret", &env.name)?;
+            let config =
+                MarketoConfig::new(&env.map.base_url, client_id, Secret::new(client_secret));
+            let client = MarketoClient::new(config, budget)
+                .map_err(|e| TaskError::Invalid(format!("environment `{}`: {e}", env.name)))?;
+            Ok(Arc::new(client))
+        }
+    }
+}
+
+/// A secret from where the environment file says; the error names the place, never the value.
+pub(crate) fn read_secret(at: &SecretRef, what: &str, env: &str) -> Result<String, TaskError> {
+    match at {
+        SecretRef::Env(var) => std::env::var(var).map_err(|_| {
+            TaskError::Invalid(format!(
+                "the MAP {what} of environment `{env}` comes from the variable {var}, which is not set for this worker"
+            ))
+        }),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| {
+                TaskError::Invalid(format!(
+                    "the MAP {what} of environment `{env}` comes from {path}, which cannot be read: {}",
+                    e.kind()
+                ))
+            }),
+    }
+}
+
+/// A MAP error, sorted into retry-or-not for the task.
+pub(crate) fn map_error(e: drover_map::MapError) -> TaskError {
+    if e.is_retryable() {
+        TaskError::Transient(format!("the MAP: {e}"))
+    } else {
+        TaskError::Map(format!("the MAP: {e}"))
+    }
+}
+
+/// How many leads match `filter` (a bulk export job's record count; the file is not read).
+pub(crate) async fn count_leads(
+    plane: &DataPlane,
+    id: &TryId,
+    job: &Job<'_>,
+    filter: &LeadFilter,
+) -> Result<(u64, i64), TaskError> {
+    let client = plane.maps.client(&id.environment)?.scoped();
+    let mut total = 0;
+    for f in super::export::lead_filters(job, filter, "check.map.filter")? {
+        let done = client
+            .run_export(drover_map::ExportRequest::Leads {
+                fields: vec!["id".to_owned()],
+                filter: f,
+            })
+            .await
+            .map_err(map_error)?;
+        total += done.number_of_records.unwrap_or(0);
+    }
+    let calls = i64::try_from(client.usage().calls).unwrap_or(i64::MAX);
+    Ok((total, calls))
+}

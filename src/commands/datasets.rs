@@ -1,0 +1,123 @@
+//! `drover datasets …`: what a task staged.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use drover_spec::dataset::quoted_relation;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::Ctx;
+use super::runs::parse_run_id;
+use crate::cli::DatasetsCommand;
+
+pub(crate) async fn run(ctx: &Ctx, cmd: DatasetsCommand) -> Result<ExitCode> {
+    let store = ctx.store(2).await?;
+    match cmd {
+        DatasetsCommand::List { run_id } => {
+            let run = parse_run_id(&run_id)?;
+            let sets = store.run_datasets(run).await?;
+            if sets.is_empty() {
+                println!("run {run} staged no datasets");
+            }
+            for d in sets {
+                let state = match d.dropped_at {
+                    Some(t) => format!("dropped {}", t.format("%Y-%m-%d %H:%M")),
+                    None => format!("kept until {}", d.expires_at.format("%Y-%m-%d %H:%M UTC")),
+                };
+                println!(
+                    "{:<24} {:<8} {:>10} rows  {} columns  {state}",
+                    d.task_id,
+                    d.kind,
+                    d.row_count,
+                    d.columns.0.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DatasetsCommand::Show {
+            run_id,
+            task,
+            limit,
+            receipt,
+        } => {
+            let run = parse_run_id(&run_id)?;
+            let kind = if receipt { "receipt" } else { "output" };
+            let Some(d) = store.dataset(run, &task, kind).await? else {
+                bail!("task `{task}` of run {run} has no {kind} dataset");
+            };
+            if d.dropped_at.is_some() {
+                bail!(
+                    "the dataset of `{task}` in run {run} was dropped after its retention period"
+                );
+            }
+            let staging = store
+                .staging_pool(1)
+                .await
+                .context("connecting to the staging schema")?;
+            let names: Vec<String> = d.columns.0.iter().map(|c| c.name.clone()).collect();
+            let select = names
+                .iter()
+                .map(|n| format!("{}::text", drover_spec::dataset::quote_ident(n)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "select {select} from {} limit $1",
+                quoted_relation(&d.table_name)
+            )))
+            .bind(limit.max(0))
+            .fetch_all(&staging)
+            .await?;
+            let mut table: Vec<Vec<String>> = vec![names.clone()];
+            for row in &rows {
+                let mut cells = Vec::with_capacity(names.len());
+                for i in 0..names.len() {
+                    let v: Option<String> = row.try_get(i)?;
+                    cells.push(v.unwrap_or_else(|| "∅".to_owned()));
+                }
+                table.push(cells);
+            }
+            print_table(&table);
+            println!(
+                "\n{} of {} rows ({}, {} columns)",
+                rows.len(),
+                d.row_count,
+                d.table_name,
+                names.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count().min(40))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (n, r) in rows.iter().enumerate() {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| {
+                let shown: String = c.chars().take(40).collect();
+                format!("{shown:<w$}")
+            })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+        if n == 0 {
+            println!(
+                "{}",
+                widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
+        }
+    }
+}
