@@ -140,6 +140,9 @@ pub(crate) struct StandaloneArgs {
     /// Task instances run at once.
     #[arg(long, default_value_t = 4)]
     pub(crate) concurrency: usize,
+    /// Leads seeded in each environment's MAP sandbox.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) sandbox_leads: usize,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,9 @@ mod dags;
 mod datasets;
 mod deploy;
 mod env;
+mod mapsim;
 mod runs;
+mod sandboxes;
 mod serve;
 mod standalone;
 mod tasks;
@@ -97,8 +99,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(cmd) => runtime()?.block_on(runs::run(&ctx, cmd)),
         Command::Tasks(cmd) => runtime()?.block_on(tasks::run(&ctx, cmd)),
         Command::Datasets(cmd) => runtime()?.block_on(datasets::run(&ctx, cmd)),
-        Command::Mapsim(_args) => {
-            anyhow::bail!("the MAP sandbox is not built in yet")
+        Command::Mapsim(args) => {
+            crate::telemetry::init(cli.log_format);
+            runtime()?.block_on(mapsim::run(args))
         }
         Command::Backfill { dag, env, from, to } => {
             runtime()?.block_on(runs::backfill(&ctx, &dag, &env, &from, &to))

@@ -109,11 +109,26 @@ async fn serve(
             ..SchedulerConfig::default()
         },
     );
+    let environments: Vec<drover_spec::environment::Environment> = store
+        .environments()
+        .await?
+        .into_iter()
+        .filter_map(|e| serde_json::from_value(e.spec).ok())
+        .collect();
+    step(
+        started,
+        "starting a MAP sandbox for each environment with a local MAP address",
+    );
+    let sandboxes = super::sandboxes::start(&environments, args.sandbox_leads).await?;
+    for (env, s) in &sandboxes.running {
+        eprintln!("         {env}: MAP sandbox at {}", s.base_url());
+    }
     let plane = drover_engine::data::DataPlane::connect(
         &store,
         u32::try_from(args.concurrency).unwrap_or(8) + 2,
     )
-    .await?;
+    .await?
+    .with_provided_secrets(sandboxes.secrets.clone());
     let scheduler = tokio::spawn(
         scheduler
             .with_data(plane.clone())
@@ -138,7 +153,7 @@ async fn serve(
         "\nDrover is running: {} DAG(s) across {} environment(s).\n\
          In another terminal:  export DATABASE_URL={}\n\
          then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev\n\
-         The web UI and the MAP sandbox are not part of this version yet.\n\
+         The web UI is not part of this version yet.\n\
          Press Ctrl-C to stop.",
         dags,
         report.environments.len(),
@@ -149,6 +164,7 @@ async fn serve(
     let _ = stop_tx.send(true);
     scheduler.await.context("scheduler task")??;
     worker.await.context("worker task")??;
+    sandboxes.shutdown().await;
     Ok(())
 }
 

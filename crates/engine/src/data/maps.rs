@@ -77,6 +77,9 @@ type CachedClient = (MapConnection, Option<u64>, Arc<dyn MapConnector>);
 pub struct MapClients {
     store: Store,
     clients: Mutex<HashMap<String, CachedClient>>,
+    /// Values for `{ env: NAME }` secrets that this process holds itself (standalone mode
+    /// hands its sandboxes' credentials over this way); the process environment otherwise.
+    provided: HashMap<String, Secret>,
 }
 
 impl MapClients {
@@ -84,6 +87,15 @@ impl MapClients {
         Self {
             store,
             clients: Mutex::new(HashMap::new()),
+            provided: HashMap::new(),
+        }
+    }
+
+    /// Clients whose `{ env: NAME }` secrets come from `provided` where it has them.
+    pub fn with_provided_secrets(store: Store, provided: HashMap<String, Secret>) -> Self {
+        Self {
+            provided,
+            ..Self::new(store)
         }
     }
 
@@ -99,7 +111,7 @@ impl MapClients {
         {
             return Ok(client.clone());
         }
-        let client = build(&self.store, env)?;
+        let client = build(&self.store, env, &self.provided)?;
         clients.insert(
             env.name.clone(),
             (env.map.clone(), env.map_daily_api_budget, client.clone()),
@@ -108,15 +120,20 @@ impl MapClients {
     }
 }
 
-fn build(store: &Store, env: &Environment) -> Result<Arc<dyn MapConnector>, TaskError> {
+fn build(
+    store: &Store,
+    env: &Environment,
+    provided: &HashMap<String, Secret>,
+) -> Result<Arc<dyn MapConnector>, TaskError> {
     let budget: Arc<dyn CallBudget> = match env.map_daily_api_budget {
         Some(b) => Arc::new(PgBudget::new(store.clone(), env.name.clone(), b)),
         None => Arc::new(Unlimited),
     };
     match env.map.kind {
         MapKind::Marketo => {
-            let client_id = read_secret(&env.map.client_id, "client id", &env.name)?;
-            let client_secret = read_secret(&env.map.client_secret, "client secret", &env.name)?;
+            let client_id = read_secret(&env.map.client_id, "client id", &env.name, provided)?;
+            let client_secret =
+                read_secret(&env.map.client_secret, "client secret", &env.name, provided)?;
             let config =
                 MarketoConfig::new(&env.map.base_url, client_id, Secret::new(client_secret));
             let client = MarketoClient::new(config, budget)
@@ -127,8 +144,17 @@ fn build(store: &Store, env: &Environment) -> Result<Arc<dyn MapConnector>, Task
 }
 
 /// A secret from where the environment file says; the error names the place, never the value.
-pub(crate) fn read_secret(at: &SecretRef, what: &str, env: &str) -> Result<String, TaskError> {
+pub(crate) fn read_secret(
+    at: &SecretRef,
+    what: &str,
+    env: &str,
+    provided: &HashMap<String, Secret>,
+) -> Result<String, TaskError> {
     match at {
+        SecretRef::Env(var) if provided.contains_key(var) => Ok(provided
+            .get(var)
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default()),
         SecretRef::Env(var) => std::env::var(var).map_err(|_| {
             TaskError::Invalid(format!(
                 "the MAP {what} of environment `{env}` comes from the variable {var}, which is not set for this worker"

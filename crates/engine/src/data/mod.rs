@@ -47,6 +47,18 @@ impl DataPlane {
         })
     }
 
+    /// The same plane, its MAP clients taking `{ env: NAME }` secrets from `provided` first.
+    pub fn with_provided_secrets(
+        mut self,
+        provided: std::collections::HashMap<String, drover_map::Secret>,
+    ) -> Self {
+        self.maps = Arc::new(MapClients::with_provided_secrets(
+            self.store.clone(),
+            provided,
+        ));
+        self
+    }
+
     pub fn staging(&self) -> &PgPool {
         &self.staging
     }

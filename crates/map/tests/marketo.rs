@@ -99,7 +99,11 @@ async fn exports_leads_end_to_end_with_checksum() {
         assert_eq!(&actual, sum);
     }
     let text = String::from_utf8(file).expect("utf8");
-    assert!(text.starts_with("id,email,updatedAt"), "{}", &text[..text.len().min(80)]);
+    assert!(
+        text.starts_with("id,email,updatedAt"),
+        "{}",
+        &text[..text.len().min(80)]
+    );
     let usage = c.usage();
     assert!(usage.bytes_downloaded > 0);
     assert!(usage.calls >= 4, "{usage:?}");
@@ -146,7 +150,7 @@ async fn download_resumes_after_broken_connections() {
 async fn sync_reports_per_record_reasons_in_order() {
     let sb = sandbox("none").await;
     let c = client(&sb);
-    let mut rec = |email: &str| {
+    let rec = |email: &str| {
         let mut r = drover_map::Record::new();
         r.insert("email".into(), serde_json::json!(email));
         r.insert("firstName".into(), serde_json::json!("Ada"));
@@ -275,7 +279,9 @@ async fn server_errors_are_retried() {
     let sb = sandbox("server-errors").await;
     let c = client(&sb);
     for _ in 0..20 {
-        c.describe_fields(MapObject::Leads).await.expect("retried to success");
+        c.describe_fields(MapObject::Leads)
+            .await
+            .expect("retried to success");
     }
     let u = c.usage();
     assert!(u.retries > 0 && !u.errors_by_code.is_empty(), "{u:?}");
@@ -303,13 +309,25 @@ async fn budget_exhausted_stops_before_the_call() {
     let sb = sandbox("none").await;
     let budget = Arc::new(MemoryBudget::new("dev", 1));
     let c = MarketoClient::new(config(&sb), budget.clone() as Arc<dyn CallBudget>).expect("client");
-    c.describe_fields(MapObject::Leads).await.expect("first call fits");
+    c.describe_fields(MapObject::Leads)
+        .await
+        .expect("first call fits");
     let err = c
         .describe_fields(MapObject::Leads)
         .await
         .expect_err("budget spent");
-    assert!(matches!(err, MapError::BudgetExhausted { budget: 1, used: 1, .. }));
-    assert!(err.to_string().contains("environment dev is used up"), "{err}");
+    assert!(matches!(
+        err,
+        MapError::BudgetExhausted {
+            budget: 1,
+            used: 1,
+            ..
+        }
+    ));
+    assert!(
+        err.to_string().contains("environment dev is used up"),
+        "{err}"
+    );
     assert_eq!(c.usage().calls, 1);
     sb.shutdown().await;
 }

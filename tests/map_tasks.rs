@@ -1,0 +1,232 @@
+//! End-to-end tests of the MAP task kinds: real `drover` scheduler and worker processes, a real
+//! Postgres, and the MAP sandbox speaking the Marketo REST API over HTTP.
+
+mod support;
+
+use std::time::Duration;
+
+use drover_mapsim::{FaultProfile, Limits, RunningSandbox, SandboxConfig};
+use drover_store::{RunRow, RunState, Store};
+use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
+use uuid::Uuid;
+
+const CLIENT_ID: &str = "drover-test";
+/// Distinctive, so a leak anywhere is found by a plain text search.
+const SECRET: &str = "s3cret-9f1c2e-never-print-me";
+
+async fn sandbox(leads: usize, faults: &str, limits: Limits) -> RunningSandbox {
+    let faults: FaultProfile = faults
+        .parse()
+        .unwrap_or_else(|e| panic!("faults {faults}: {e}"));
+    drover_mapsim::start(
+        SandboxConfig {
+            leads,
+            seed: 7,
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: SECRET.to_owned(),
+            faults,
+            limits,
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("sandbox: {e}"))
+}
+
+/// The environment `dev` pointing at `base_url`, its credentials in files.
+fn map_environment(ws: &Workspace, base_url: &str, budget: Option<u64>) {
+    let dir = ws.path();
+    std::fs::write(dir.join("client_id"), CLIENT_ID).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("client_secret"), SECRET).unwrap_or_else(|e| panic!("{e}"));
+    let budget = budget
+        .map(|b| format!("map_daily_api_budget: {b}\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        ws.environments().join("dev.yaml"),
+        format!(
+            "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {base_url}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n{budget}",
+            dir.join("client_id").display(),
+            dir.join("client_secret").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Lead scoring over every lead the sandbox has, returned by `mode`.
+fn scoring_dag(mode: &str) -> String {
+    let since = (chrono::Utc::now() - chrono::Duration::days(200)).format("%Y-%m-%dT00:00:00Z");
+    let until = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT00:00:00Z");
+    format!(
+        r#"id: scoring
+defaults: {{ retries: 2, retry_delay: 1s }}
+tasks:
+  - id: export_leads
+    export:
+      object: leads
+      fields: [id, email, country, leadScore, updatedAt]
+      filter: {{ updated_at: {{ since: "{since}", until: "{until}" }} }}
+  - id: export_activities
+    export: {{ object: activities, types: [visit_web_page, fill_out_form], since: "{since}", until: "{until}" }}
+  - id: score
+    depends_on: [export_leads, export_activities]
+    transform:
+      - from: export_leads
+      - normalize: {{ email: lower_trim, country: iso_alpha2 }}
+      - dedupe: {{ key: email, keep: latest }}
+      - sql: |
+          select l.id, l.email, least(100, coalesce(l."leadScore", 0) + 7 * count(a."leadId"))::bigint as "leadScore"
+          from {{{{ previous }}}} l left join {{{{ input.export_activities }}}} a on a."leadId" = l.id
+          group by l.id, l.email, l."leadScore"
+  - id: push_scores
+    depends_on: [score]
+    return: {{ object: leads, lookup: id, fields: [leadScore], mode: {mode} }}
+"#
+    )
+}
+
+async fn finished(store: &Store, run: Uuid, within: Duration) -> RunRow {
+    eventually("the run to finish", within, || async {
+        store
+            .get_run(run)
+            .await
+            .ok()
+            .filter(|r| r.state.is_finished())
+    })
+    .await
+}
+
+async fn sandbox_lead(base: &str, id: i64) -> serde_json::Value {
+    reqwest::get(format!("{base}/_sandbox/leads/{id}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// (id, value) pairs of a staged dataset's column.
+async fn staged_scores(
+    store: &Store,
+    run: Uuid,
+    task: &str,
+    column: &str,
+) -> Vec<(i64, Option<i64>)> {
+    let d = store
+        .dataset(run, task, "output")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no dataset for {task}"));
+    let staging = store
+        .staging_pool(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select id::bigint, {}::bigint from {} order by id",
+        drover_spec::dataset::quote_ident(column),
+        drover_spec::dataset::quoted_relation(&d.table_name)
+    )))
+    .fetch_all(&staging)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[test]
+fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
+    init_tls();
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    rt.block_on(async {
+        let map = sandbox(2_000, "none", Limits::default()).await;
+        let base = map.base_url();
+        map_environment(&ws, &base, Some(10_000));
+        ws.dag("scoring", &scoring_dag("sync"));
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let mut w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        eventually("DAG synced", Duration::from_secs(20), || async {
+            store.dag_env("scoring", "dev").await.ok()
+        })
+        .await;
+        let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "scoring", "--env", "dev"])).expect("run id");
+        let row = finished(&store, run, Duration::from_secs(120)).await;
+        assert_eq!(row.state, RunState::Success, "{row:?}\n{}", w.log());
+
+        // The sandbox holds every score the run computed.
+        let scores = staged_scores(&store, run, "score", "leadScore").await;
+        let before = staged_scores(&store, run, "export_leads", "leadScore").await;
+        assert!(scores.len() > 600, "{} scored", scores.len());
+        let changed: Vec<_> = scores
+            .iter()
+            .filter(|(id, s)| before.iter().any(|(bid, b)| bid == id && b != s))
+            .take(40)
+            .collect();
+        assert!(changed.len() >= 20, "activities should raise some scores");
+        for (id, score) in &changed {
+            let lead = sandbox_lead(&base, *id).await;
+            assert_eq!(lead["leadScore"].as_i64(), *score, "lead {id}: {lead}");
+        }
+        // Receipts: one per row, all accepted, each with the values before the write.
+        let receipt = store.dataset(run, "push_scores", "receipt").await.expect("registry").expect("receipt");
+        assert_eq!(receipt.row_count, i64::try_from(scores.len()).expect("count"));
+        let shown = d.ok(&["datasets", "show", &run.to_string(), "push_scores", "--receipt", "--limit", "3"]);
+        assert!(shown.contains("accepted") && shown.contains("previous"), "{shown}");
+        // Metrics: API calls and rows are on the tries.
+        let moved: (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "select sum(rows_out)::bigint, sum(api_calls)::bigint, sum(rows_rejected)::bigint from task_try tt
+             join task_instance ti on ti.id = tt.task_instance_id where ti.run_id = $1 and ti.task_id = 'push_scores'",
+        )
+        .bind(run)
+        .fetch_one(store.pool())
+        .await
+        .expect("metrics");
+        assert_eq!(moved.0, Some(i64::try_from(scores.len()).expect("count")));
+        assert!(moved.1.unwrap_or(0) >= 5, "{moved:?}");
+        assert_eq!(moved.2, Some(0));
+        // The environment's API budget counted the calls.
+        let day_calls: i64 = sqlx::query_scalar("select coalesce(sum(calls), 0)::bigint from map_api_usage where environment = 'dev'")
+            .fetch_one(store.pool())
+            .await
+            .expect("usage");
+        assert!(day_calls >= moved.1.unwrap_or(0), "{day_calls}");
+
+        // Revert: every changed lead gets its old score back.
+        let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores"]);
+        assert!(out.starts_with(&format!("restored {} record(s); 0 refused", scores.len())), "{out}");
+        for (id, _) in &changed {
+            let lead = sandbox_lead(&base, *id).await;
+            let old = before.iter().find(|(b, _)| b == id).and_then(|(_, s)| *s);
+            assert_eq!(lead["leadScore"].as_i64(), old, "lead {id} after revert: {lead}");
+        }
+
+        // The secret appears nowhere: logs, errors, receipts, audit, the worker's own output.
+        w.terminate(Duration::from_secs(10));
+        let texts: Vec<String> = sqlx::query_scalar(
+            "select line from task_log union all select coalesce(error, '') from task_try
+             union all select details::text from audit_event union all select spec::text from environment",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("texts");
+        assert!(texts.iter().all(|t| !t.contains(SECRET)));
+        assert!(!w.log().contains(SECRET));
+        let staging = store.staging_pool(1).await.expect("staging");
+        let receipts: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "select coalesce(string_agg(t::text, ''), '') from {} t",
+            drover_spec::dataset::quoted_relation(&receipt.table_name)
+        )))
+        .fetch_one(&staging)
+        .await
+        .expect("receipts");
+        assert!(!receipts.contains(SECRET));
+        map.shutdown().await;
+    });
+}
