@@ -101,7 +101,7 @@ async fn bench(url: String, a: Args) -> Result<Summary, Error> {
     std::fs::write(
         dir.join("environments/dev.yaml"),
         format!(
-            "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n",
+            "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n  calls_per_20s: 100\n  concurrent_calls: 10\n",
             sandbox.base_url(),
             dir.join("id").display(),
             dir.join("secret").display()
@@ -213,6 +213,23 @@ tasks:
         .dataset(run, "score", "output")
         .await?
         .map_or(0, |d| d.row_count);
+    if std::env::var_os("W4_LOG").is_some() {
+        let lines: Vec<(chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(
+            "select l.at, ti.task_id || ': ' || l.line from task_log l join task_instance ti on ti.id = l.task_instance_id
+             where ti.run_id = $1 order by l.id",
+        )
+        .bind(run)
+        .fetch_all(store.pool())
+        .await?;
+        if let Some((first, _)) = lines.first().cloned() {
+            for (at, line) in lines {
+                eprintln!(
+                    "  +{:6.2}s {line}",
+                    (at - first).num_milliseconds() as f64 / 1000.0
+                );
+            }
+        }
+    }
     drop(worker);
     sandbox.shutdown().await;
     Ok(Summary {

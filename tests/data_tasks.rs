@@ -131,6 +131,31 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
         let shown = d.ok(&["datasets", "show", &run.to_string(), "clean", "--limit", "2"]);
         assert!(shown.contains("ann@example.com") && shown.contains("2 of 3 rows"), "{shown}");
 
+        // Past its retention, the scheduler drops a dataset (it looks at start and every
+        // minute): the table goes, the registry says so, and `datasets show` explains.
+        sqlx::query("update dataset set expires_at = now() - interval '1 minute' where run_id = $1 and task_id = 'raw'")
+            .bind(run)
+            .execute(store.pool())
+            .await
+            .expect("expire");
+        let _s2 = d.scheduler("scheduler-2");
+        let raw = eventually("the expired dataset to be dropped", Duration::from_secs(30), || async {
+            store.dataset(run, "raw", "output").await.ok().flatten().filter(|d| d.dropped_at.is_some())
+        })
+        .await;
+        let gone: bool = sqlx::query_scalar(
+            "select not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'staging' and c.relname = $1)",
+        )
+        .bind(&raw.table_name)
+        .fetch_one(store.pool())
+        .await
+        .expect("catalog");
+        assert!(gone, "{} still exists", raw.table_name);
+        let out = d.run(&["datasets", "show", &run.to_string(), "raw"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("dropped after its retention period"));
+        assert!(store.dataset(run, "clean", "output").await.expect("registry").is_some_and(|d| d.dropped_at.is_none()));
+
         // SQL a DAG wrote cannot read Drover's own tables.
         let snoop = Uuid::parse_str(&d.ok(&["runs", "trigger", "snoop", "--env", "dev"])).expect("run id");
         let row = finished(&store, snoop).await;

@@ -34,25 +34,6 @@ async fn sandbox(leads: usize, faults: &str, limits: Limits) -> RunningSandbox {
     .unwrap_or_else(|e| panic!("sandbox: {e}"))
 }
 
-/// The environment `dev` pointing at `base_url`, its credentials in files.
-fn map_environment(ws: &Workspace, base_url: &str, budget: Option<u64>) {
-    let dir = ws.path();
-    std::fs::write(dir.join("client_id"), CLIENT_ID).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.join("client_secret"), SECRET).unwrap_or_else(|e| panic!("{e}"));
-    let budget = budget
-        .map(|b| format!("map_daily_api_budget: {b}\n"))
-        .unwrap_or_default();
-    std::fs::write(
-        ws.environments().join("dev.yaml"),
-        format!(
-            "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {base_url}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n{budget}",
-            dir.join("client_id").display(),
-            dir.join("client_secret").display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-}
-
 /// Lead scoring over every lead the sandbox has, returned by `mode`.
 fn scoring_dag(mode: &str) -> String {
     let since = (chrono::Utc::now() - chrono::Duration::days(200)).format("%Y-%m-%dT00:00:00Z");
@@ -145,7 +126,7 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
     rt.block_on(async {
         let map = sandbox(2_000, "none", Limits::default()).await;
         let base = map.base_url();
-        map_environment(&ws, &base, Some(10_000));
+        ws.map_environment(&base, CLIENT_ID, SECRET, Some(10_000));
         ws.dag("scoring", &scoring_dag("sync"));
         let d = Drover { db: &db, ws: &ws };
         d.ok(&["db", "migrate"]);

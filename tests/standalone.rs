@@ -61,6 +61,28 @@ impl Drop for Running {
     }
 }
 
+/// Trigger `dag` in dev through the CLI and wait for its run to succeed; its id.
+fn run_to_success(url: &str, dag: &str, timeout_secs: u32) -> String {
+    let drover = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(args)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let run = String::from_utf8_lossy(&drover(&["runs", "trigger", dag, "--env", "dev"]).stdout)
+        .trim()
+        .to_owned();
+    let waited = drover(&["runs", "wait", &run, "--timeout", &timeout_secs.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout).trim(),
+        "success",
+        "{dag}: {}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    run
+}
+
 fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
     let _ = Command::new("kill")
         .arg("-INT")
@@ -87,27 +109,46 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
         "hello",
         "id: hello\ntasks:\n  - id: say\n    command: { argv: [echo, hi] }\n",
     );
+    // DEV's MAP is a local address: standalone starts a sandbox there and hands its made-up
+    // credentials to the worker itself.
+    let map_port = drover_store::embedded::free_port().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        ws.environments().join("dev.yaml"),
+        format!(
+            "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: http://127.0.0.1:{map_port}\n  client_id: {{ env: DEV_MAP_ID }}\n  client_secret: {{ env: DEV_MAP_SECRET }}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let since = (chrono::Utc::now() - chrono::Duration::days(30)).format("%Y-%m-%dT00:00:00Z");
+    let until = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT00:00:00Z");
+    ws.dag(
+        "bump",
+        &format!(
+            "id: bump\ntasks:\n  - id: export_leads\n    export: {{ object: leads, fields: [id, leadScore], filter: {{ updated_at: {{ since: \"{since}\", until: \"{until}\" }} }} }}\n\
+             \x20 - id: bump\n    depends_on: [export_leads]\n    transform:\n      - derive: {{ leadScore: \"coalesce(\\\"leadScore\\\", 0) + 1\" }}\n\
+             \x20 - id: push\n    depends_on: [bump]\n    return: {{ object: leads, lookup: id, fields: [leadScore] }}\n"
+        ),
+    );
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (child, url, _) = start(&ws, home.path());
     let mut child = Running(child);
-    let trigger = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["runs", "trigger", "hello", "--env", "dev"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let run = String::from_utf8_lossy(&trigger.stdout).trim().to_owned();
-    let waited = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["runs", "wait", &run, "--timeout", "30"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        String::from_utf8_lossy(&waited.stdout).trim(),
-        "success",
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
-    );
+    let run = run_to_success(&url, "hello", 30);
+    // A MAP DAG runs against the sandbox, which then holds the scores.
+    run_to_success(&url, "bump", 90);
+    let stats: serde_json::Value = support::runtime().block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{map_port}/_sandbox/stats"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("stats: {e}"))
+    });
+    assert!(stats["leadsWritten"].as_u64().unwrap_or(0) > 0, "{stats}");
     assert!(interrupt(&mut child.0).success());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", map_port)).is_err(),
+        "the sandbox was left running"
+    );
     let pid_file = home.path().join("postgres/pgdata/postmaster.pid");
     assert!(!pid_file.exists(), "Postgres was left running");
 

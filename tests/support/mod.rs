@@ -109,6 +109,32 @@ impl Workspace {
         .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Environment `dev` with its MAP at `base_url`, the credentials in files of the workspace
+    /// (`budget`: the daily MAP API budget, if any).
+    pub fn map_environment(
+        &self,
+        base_url: &str,
+        client_id: &str,
+        secret: &str,
+        budget: Option<u64>,
+    ) {
+        let dir = self.path();
+        std::fs::write(dir.join("client_id"), client_id).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("client_secret"), secret).unwrap_or_else(|e| panic!("{e}"));
+        let budget = budget
+            .map(|b| format!("map_daily_api_budget: {b}\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            self.environments().join("dev.yaml"),
+            format!(
+                "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {base_url}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n{budget}",
+                dir.join("client_id").display(),
+                dir.join("client_secret").display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     pub fn dag(&self, id: &str, yaml: &str) {
         std::fs::write(self.dags().join(format!("{id}.yaml")), yaml)
             .unwrap_or_else(|e| panic!("{e}"));

@@ -68,6 +68,21 @@ pub struct MapConnection {
     pub client_id: SecretRef,
     /// Where the OAuth client secret comes from.
     pub client_secret: SecretRef,
+    /// API calls Drover starts per 20 seconds (default 50, Adobe's advice for one integration;
+    /// at most 100, the instance's limit).
+    #[serde(default = "default_calls_per_20s")]
+    pub calls_per_20s: u32,
+    /// API calls in flight at once (default 5; at most 10).
+    #[serde(default = "default_map_concurrency")]
+    pub concurrent_calls: u32,
+}
+
+fn default_calls_per_20s() -> u32 {
+    50
+}
+
+fn default_map_concurrency() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +225,18 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
         at(
             "commit",
             "give either `branch` (track it) or `commit` (pinned), not both".to_owned(),
+        );
+    }
+    if !(1..=100).contains(&env.map.calls_per_20s) {
+        at(
+            "map.calls_per_20s",
+            "`calls_per_20s` must be between 1 and 100 (the MAP allows 100 per 20 s for the whole instance)".to_owned(),
+        );
+    }
+    if !(1..=10).contains(&env.map.concurrent_calls) {
+        at(
+            "map.concurrent_calls",
+            "`concurrent_calls` must be between 1 and 10 (the MAP allows 10 at once for the whole instance)".to_owned(),
         );
     }
     if env.concurrency == 0 {

@@ -1,6 +1,8 @@
 //! `export`: bulk export jobs at the MAP (one per allowed window), their files streamed
 //! straight into a staged table with COPY — memory stays flat whatever the size.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use drover_map::{
     DateWindow, ExportRequest, LeadExportFilter, MAX_EXPORT_WINDOW_DAYS, MapConnector, MapObject,
@@ -16,6 +18,22 @@ use sqlx::{AssertSqlSafe, Executor};
 use super::maps::map_error;
 use super::{DataPlane, TaskError, TryId, staged};
 use crate::runner::Job;
+
+/// Export jobs in flight at once per task (the MAP queues 10 per instance, runs 2).
+const EXPORT_JOBS_AT_ONCE: usize = 4;
+
+/// Spawned jobs, aborted if the task stops before they finish.
+struct AbortOnDrop(
+    Vec<tokio::task::JoinHandle<Result<drover_map::CompletedExport, drover_map::MapError>>>,
+);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
 
 /// The columns of an activity export, as the MAP documents them, with their staged types.
 const ACTIVITY_COLUMNS: &[(&str, &str)] = &[
@@ -64,25 +82,23 @@ pub(super) async fn run(
     };
     job.log
         .system(format!("{} export job(s) at the MAP", requests.len()));
-    // Run every job first, so no transaction stays open while the MAP works.
-    let mut done = Vec::with_capacity(requests.len());
-    for (i, request) in requests.into_iter().enumerate() {
-        let export = client.run_export(request).await.map_err(map_error)?;
-        job.log.system(format!(
-            "job {} of the export: {} records, {} bytes{}",
-            i + 1,
-            export
-                .number_of_records
-                .map_or("?".to_owned(), |n| n.to_string()),
-            export.file_size.map_or("?".to_owned(), |n| n.to_string()),
-            if export.recreated {
-                " (recreated after the MAP failed the first job)"
-            } else {
-                ""
-            }
-        ));
-        done.push(export);
-    }
+    // The jobs run at the MAP side by side (a few at a time: the bulk queue is shared with
+    // every other integration of the instance); each file is loaded as soon as its job and
+    // the ones before it are done, while the later ones still run.
+    let gate = Arc::new(tokio::sync::Semaphore::new(EXPORT_JOBS_AT_ONCE));
+    let mut jobs = AbortOnDrop(
+        requests
+            .into_iter()
+            .map(|request| {
+                let client = client.clone();
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let _turn = gate.acquire_owned().await;
+                    client.run_export(request).await
+                })
+            })
+            .collect(),
+    );
 
     let table = staged::output_table(id);
     let relation = quoted_relation(&table);
@@ -96,22 +112,37 @@ pub(super) async fn run(
         .map(|(n, t)| format!("{} {t}", quote_ident(n)))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut tx = plane.staging.begin().await?;
-    (&mut *tx)
-        .execute(AssertSqlSafe(format!("drop table if exists {relation}")))
-        .await?;
-    (&mut *tx)
-        .execute(AssertSqlSafe(format!(
-            "create table {relation} ({definition})"
-        )))
-        .await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "drop table if exists {relation}; create table {relation} ({definition})"
+    )))
+    .execute(&plane.staging)
+    .await?;
     let copy = format!(
         "copy {relation} ({column_list}) from stdin with (format csv, header match, null 'null')"
     );
     let mut rows: u64 = 0;
-    for export in &done {
-        let mut sink = tx.copy_in_raw(&copy).await?;
-        let mut file = client.download_export(export);
+    let mut conn = plane.staging.acquire().await?;
+    let count = jobs.0.len();
+    for (i, handle) in jobs.0.iter_mut().enumerate() {
+        let export = handle
+            .await
+            .map_err(|e| TaskError::Transient(format!("export job {}: {e}", i + 1)))?
+            .map_err(map_error)?;
+        job.log.system(format!(
+            "job {} of {count}: {} records, {} bytes{}",
+            i + 1,
+            export
+                .number_of_records
+                .map_or("?".to_owned(), |n| n.to_string()),
+            export.file_size.map_or("?".to_owned(), |n| n.to_string()),
+            if export.recreated {
+                " (recreated after the MAP failed the first job)"
+            } else {
+                ""
+            }
+        ));
+        let mut sink = conn.copy_in_raw(&copy).await?;
+        let mut file = client.download_export(&export);
         while let Some(chunk) = file.next().await {
             match chunk {
                 Ok(bytes) => {
@@ -125,13 +156,13 @@ pub(super) async fn run(
         }
         rows += sink.finish().await?;
     }
-    if done.len() > 1
+    if count > 1
         && let Some(key) = key
     {
         // Adjacent windows share their boundary instant: a record stamped exactly there comes
         // back twice.
         let k = quote_ident(key);
-        let removed = (&mut *tx)
+        let removed = (&mut *conn)
             .execute(AssertSqlSafe(format!(
                 "delete from {relation} a using {relation} b where a.{k} = b.{k} and a.ctid < b.ctid"
             )))
@@ -139,7 +170,7 @@ pub(super) async fn run(
             .rows_affected();
         rows -= removed.min(rows);
     }
-    tx.commit().await?;
+    drop(conn);
     let rows = i64::try_from(rows).unwrap_or(i64::MAX);
     staged::register(plane, id, "output", &table, rows).await?;
     let usage = client.usage();

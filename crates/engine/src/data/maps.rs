@@ -134,8 +134,10 @@ fn build(
             let client_id = read_secret(&env.map.client_id, "client id", &env.name, provided)?;
             let client_secret =
                 read_secret(&env.map.client_secret, "client secret", &env.name, provided)?;
-            let config =
+            let mut config =
                 MarketoConfig::new(&env.map.base_url, client_id, Secret::new(client_secret));
+            config.rate.calls_per_20s = env.map.calls_per_20s;
+            config.rate.concurrency = env.map.concurrent_calls;
             let client = MarketoClient::new(config, budget)
                 .map_err(|e| TaskError::Invalid(format!("environment `{}`: {e}", env.name)))?;
             Ok(Arc::new(client))

@@ -11,6 +11,7 @@ use drover_map::{
 use drover_spec::dag::map_kinds::{AUTO_SYNC_MAX_ROWS, ReturnMode, ReturnSpec};
 use drover_spec::dataset::{quote_ident, quote_literal, quoted_relation, table_name};
 use drover_store::TryMetrics;
+use futures_util::StreamExt;
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 use super::maps::map_error;
@@ -19,6 +20,8 @@ use crate::runner::Job;
 
 /// Import files stay under the MAP's 10 MB limit with room to spare.
 const IMPORT_FILE_BYTES: usize = 9 * 1024 * 1024;
+/// Reads of the values before the write in flight at once.
+const SNAPSHOT_READS_AT_ONCE: usize = 4;
 /// Rows read from the dataset at a time in import mode.
 const IMPORT_FETCH_ROWS: i64 = 5_000;
 
@@ -230,14 +233,27 @@ impl SideTables {
         let mut fields = vec!["id".to_owned(), spec.lookup.clone()];
         fields.extend(spec.fields.iter().filter(|f| *f != "id").cloned());
         fields.dedup();
-        let found = client
-            .fetch_leads(LeadQuery {
-                filter_type: spec.lookup.clone(),
-                values: missing,
-                fields: fields.clone(),
+        // Several reads at once: the client's own limiter keeps them within the MAP's limits.
+        let reads: Vec<_> = missing
+            .chunks(drover_map::MAX_BATCH)
+            .map(|values| {
+                client.fetch_leads(LeadQuery {
+                    filter_type: spec.lookup.clone(),
+                    values: values.to_vec(),
+                    fields: fields.clone(),
+                })
             })
+            .collect();
+        let found: Vec<drover_map::Record> = futures_util::stream::iter(reads)
+            .buffer_unordered(SNAPSHOT_READS_AT_ONCE)
+            .collect::<Vec<_>>()
             .await
-            .map_err(map_error)?;
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error)?
+            .into_iter()
+            .flatten()
+            .collect();
         let mut found_keys = Vec::with_capacity(found.len());
         let mut previous = Vec::with_capacity(found.len());
         for mut record in found {

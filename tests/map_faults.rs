@@ -1,0 +1,257 @@
+//! The MAP misbehaving, end to end: each fault profile of the sandbox against real `drover`
+//! processes. A run either succeeds with every row where it belongs (retried through the
+//! faults, nothing written twice in one request, no lead created) or fails with a clear
+//! reason; partial import failures come back as per-row reasons in the receipt.
+
+mod support;
+
+use std::time::Duration;
+
+use drover_mapsim::{FaultProfile, Limits, SandboxConfig, TimeoutFault};
+use drover_store::{RunRow, RunState, Store};
+use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
+use uuid::Uuid;
+
+const CLIENT_ID: &str = "drover-faults";
+const SECRET: &str = "faults-secret-3c9a";
+const LEADS: usize = 2_000;
+
+async fn sandbox(faults: FaultProfile) -> drover_mapsim::RunningSandbox {
+    drover_mapsim::start(
+        SandboxConfig {
+            leads: LEADS,
+            seed: 11,
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: SECRET.to_owned(),
+            faults,
+            limits: Limits::default(),
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("sandbox: {e}"))
+}
+
+/// Leads of the last 60 days scored +3 and returned by `mode`.
+fn dag(mode: &str) -> String {
+    let since = (chrono::Utc::now() - chrono::Duration::days(60)).format("%Y-%m-%dT00:00:00Z");
+    let until = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT00:00:00Z");
+    format!(
+        r#"id: bump
+defaults: {{ retries: 3, retry_delay: 1s, retry_backoff: constant }}
+tasks:
+  - id: export_leads
+    export:
+      object: leads
+      fields: [id, email, leadScore, updatedAt]
+      filter: {{ updated_at: {{ since: "{since}", until: "{until}" }} }}
+  - id: bump
+    depends_on: [export_leads]
+    transform:
+      - derive: {{ leadScore: "coalesce(\"leadScore\", 0) + 3" }}
+  - id: push
+    depends_on: [bump]
+    return: {{ object: leads, lookup: id, fields: [leadScore], mode: {mode} }}
+"#
+    )
+}
+
+async fn finished(store: &Store, run: Uuid) -> RunRow {
+    eventually("the run to finish", Duration::from_secs(180), || async {
+        store
+            .get_run(run)
+            .await
+            .ok()
+            .filter(|r| r.state.is_finished())
+    })
+    .await
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The receipt rows of `push`: (key, status, reason).
+async fn receipt(store: &Store, run: Uuid) -> Vec<(String, String, Option<String>)> {
+    let d = store
+        .dataset(run, "push", "receipt")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no receipt"));
+    let staging = store
+        .staging_pool(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select key, status, reason from {} order by key",
+        drover_spec::dataset::quoted_relation(&d.table_name)
+    )))
+    .fetch_all(&staging)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Outcome {
+    run: RunRow,
+    errors: Vec<String>,
+    receipt: Vec<(String, String, Option<String>)>,
+    stats: serde_json::Value,
+    base: String,
+}
+
+/// Run the DAG once against a sandbox with `faults`.
+fn run_with(faults: FaultProfile, mode: &str) -> Outcome {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    rt.block_on(async {
+        let map = sandbox(faults).await;
+        let base = map.base_url();
+        ws.map_environment(&base, CLIENT_ID, SECRET, None);
+        ws.dag("bump", &dag(mode));
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let _w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        eventually("DAG synced", Duration::from_secs(20), || async {
+            store.dag_env("bump", "dev").await.ok()
+        })
+        .await;
+        let run =
+            Uuid::parse_str(&d.ok(&["runs", "trigger", "bump", "--env", "dev"])).expect("run id");
+        let row = finished(&store, run).await;
+        let mut errors = Vec::new();
+        for ti in store.task_instances(run).await.expect("tasks") {
+            for t in store.task_tries(ti.id).await.expect("tries") {
+                if let Some(e) = t.error {
+                    errors.push(format!("{} try {}: {e}", ti.task_id, t.try_number));
+                }
+            }
+        }
+        let receipt = if row.state == RunState::Success {
+            receipt(&store, run).await
+        } else {
+            Vec::new()
+        };
+        let stats = get_json(&format!("{base}/_sandbox/stats")).await;
+        let out = Outcome {
+            run: row,
+            errors,
+            receipt,
+            stats,
+            base: base.clone(),
+        };
+        // Every accepted lead holds its new score (checked on a sample).
+        for (key, status, _) in out.receipt.iter().filter(|r| r.1 == "accepted").take(15) {
+            let lead = get_json(&format!("{base}/_sandbox/leads/{key}")).await;
+            assert!(
+                lead["_writeCount"].as_u64().unwrap_or(0) >= 1,
+                "{key} {status}: {lead}"
+            );
+        }
+        map.shutdown().await;
+        out
+    })
+}
+
+/// Succeeded, every row accepted, no lead written twice by one request, no lead created.
+fn assert_survived(profile: &str, o: &Outcome) {
+    assert_eq!(o.run.state, RunState::Success, "{profile}: {:?}", o.errors);
+    assert!(o.receipt.len() > 100, "{profile}: {} rows", o.receipt.len());
+    assert!(
+        o.receipt.iter().all(|r| r.1 == "accepted"),
+        "{profile}: {:?}",
+        o.receipt.iter().find(|r| r.1 != "accepted")
+    );
+    assert_eq!(
+        o.stats["duplicateWrites"].as_u64(),
+        Some(0),
+        "{profile}: {}",
+        o.stats
+    );
+    assert_eq!(
+        o.stats["leads"].as_u64(),
+        Some(LEADS as u64),
+        "{profile}: a lead was created: {}",
+        o.stats
+    );
+    let _ = &o.base;
+}
+
+#[test]
+fn every_fault_profile_is_survived_or_fails_clearly() {
+    let _turn = serial();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for (profile, mode) in [
+        ("token-expiry", "sync"),
+        ("rate-limit", "sync"),
+        ("server-errors", "sync"),
+        ("server-errors", "import"),
+        ("slow-jobs", "import"),
+        ("broken-downloads", "sync"),
+    ] {
+        let faults: FaultProfile = profile.parse().unwrap_or_else(|e| panic!("{profile}: {e}"));
+        let o = run_with(faults, mode);
+        assert_survived(profile, &o);
+        let errors = o.stats["errorsByCode"].to_string();
+        assert!(
+            errors.len() > 2 || profile == "broken-downloads",
+            "{profile}: the sandbox injected nothing: {}",
+            o.stats
+        );
+    }
+
+    // Held responses (a slow MAP) are waited out and retried.
+    let held = FaultProfile {
+        timeouts: Some(TimeoutFault {
+            probability: 0.15,
+            hold_ms: 1_500,
+        }),
+        ..FaultProfile::default()
+    };
+    assert_survived("timeouts", &run_with(held, "sync"));
+
+    // The daily quota: a clear reason, and no retry hammering the MAP.
+    let o = run_with("quota".parse().unwrap_or_else(|e| panic!("{e}")), "sync");
+    assert_eq!(o.run.state, RunState::Failed);
+    assert_eq!(
+        o.errors.len(),
+        1,
+        "a spent quota is not retried: {:?}",
+        o.errors
+    );
+    assert!(o.errors[0].contains("quota"), "{:?}", o.errors);
+}
+
+#[test]
+fn partial_import_failures_come_back_as_per_row_reasons() {
+    let _turn = serial();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let o = run_with(
+        "partial-import".parse().unwrap_or_else(|e| panic!("{e}")),
+        "import",
+    );
+    assert_eq!(o.run.state, RunState::Success, "{:?}", o.errors);
+    let rejected: Vec<_> = o.receipt.iter().filter(|r| r.1 == "rejected").collect();
+    let accepted = o.receipt.iter().filter(|r| r.1 == "accepted").count();
+    assert!(!rejected.is_empty(), "the sandbox rejects about 1% of rows");
+    assert!(
+        accepted > rejected.len() * 20,
+        "{accepted} accepted, {} rejected",
+        rejected.len()
+    );
+    for (key, _, reason) in &rejected {
+        assert!(
+            reason.as_deref().is_some_and(|r| !r.trim().is_empty()),
+            "{key} has no reason"
+        );
+    }
+    assert_eq!(o.stats["duplicateWrites"].as_u64(), Some(0));
+}
