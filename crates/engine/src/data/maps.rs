@@ -175,7 +175,8 @@ pub(crate) fn read_secret(
 
 /// A MAP error, sorted into retry-or-not for the task.
 pub(crate) fn map_error(e: drover_map::MapError) -> TaskError {
-    if e.is_retryable() {
+    // A bulk job the MAP failed is worth a new try of the task: the MAP asks for a new job.
+    if e.is_retryable() || matches!(e, drover_map::MapError::JobFailed { .. }) {
         TaskError::Transient(format!("the MAP: {e}"))
     } else {
         TaskError::Map(format!("the MAP: {e}"))
