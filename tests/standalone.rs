@@ -135,6 +135,7 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
     let run = run_to_success(&url, "hello", 30);
     // A MAP DAG runs against the sandbox, which then holds the scores.
     run_to_success(&url, "bump", 90);
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let stats: serde_json::Value = support::runtime().block_on(async {
         reqwest::get(format!("http://127.0.0.1:{map_port}/_sandbox/stats"))
             .await
