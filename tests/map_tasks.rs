@@ -62,6 +62,11 @@ tasks:
   - id: push_scores
     depends_on: [score]
     return: {{ object: leads, lookup: id, fields: [leadScore], mode: {mode} }}
+  - id: leads_at_the_map
+    depends_on: [push_scores]
+    check:
+      map: {{ object: leads, filter: {{ updated_at: {{ since: "{since}", until: "{until}" }} }} }}
+      min: 1
 "#
     )
 }
@@ -178,6 +183,12 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
             .await
             .expect("usage");
         assert!(day_calls >= moved.1.unwrap_or(0), "{day_calls}");
+
+        // The MAP-count check (after the return, so no lead moves between windows while it
+        // counts) holds the number of leads the MAP has in the window: as many as were exported.
+        let counted = store.check_history("scoring", "dev", "leads_at_the_map", 1).await.expect("history");
+        assert_eq!(counted[0].value, Some(before.len() as f64), "{counted:?}");
+        assert!(counted[0].passed);
 
         // Revert: every changed lead gets its old score back.
         let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores"]);
