@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use drover_store::{RunState, Store, TaskState};
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
+use drover_store::{RunState, TaskState};
+use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, wait_finished};
 use uuid::Uuid;
 
 const DAG: &str = r#"id: hygiene
@@ -46,17 +46,6 @@ tasks:
 /// id, email, country, phone, tier.
 type CleanRow = (i32, Option<String>, Option<String>, Option<String>, String);
 
-async fn finished(store: &Store, run: Uuid) -> drover_store::RunRow {
-    eventually("the run to finish", Duration::from_secs(60), || async {
-        store
-            .get_run(run)
-            .await
-            .ok()
-            .filter(|r| r.state.is_finished())
-    })
-    .await
-}
-
 #[test]
 fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
     let _turn = serial();
@@ -76,7 +65,7 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
         })
         .await;
         let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "hygiene", "--env", "dev"])).expect("run id");
-        let row = finished(&store, run).await;
+        let row = wait_finished(&store, run, Duration::from_secs(60)).await;
         assert_eq!(row.state, RunState::Success, "{row:?}");
 
         // The transform's rows: emails trimmed and lower-cased, duplicates gone (the latest
@@ -158,7 +147,7 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
 
         // SQL a DAG wrote cannot read Drover's own tables.
         let snoop = Uuid::parse_str(&d.ok(&["runs", "trigger", "snoop", "--env", "dev"])).expect("run id");
-        let row = finished(&store, snoop).await;
+        let row = wait_finished(&store, snoop, Duration::from_secs(60)).await;
         assert_eq!(row.state, RunState::Failed);
         let ti = store.task_instances(snoop).await.expect("tasks");
         let tries = store.task_tries(ti[0].id).await.expect("tries");

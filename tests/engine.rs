@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use drover_store::{RunFilter, RunRow, RunState, Store, TaskState};
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
+use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, wait_finished};
 use uuid::Uuid;
 
 async fn run_state(store: &Store, id: Uuid) -> RunState {
@@ -17,17 +17,6 @@ async fn run_state(store: &Store, id: Uuid) -> RunState {
         .await
         .map(|r| r.state)
         .unwrap_or(RunState::Queued)
-}
-
-async fn wait_finished(store: &Store, id: Uuid, timeout: Duration) -> RunRow {
-    eventually(&format!("run {id} to finish"), timeout, || async {
-        store
-            .get_run(id)
-            .await
-            .ok()
-            .filter(|r| r.state.is_finished())
-    })
-    .await
 }
 
 fn trigger(d: &Drover<'_>, dag: &str) -> Uuid {

@@ -5,9 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use drover_mapsim::{Limits, SandboxConfig};
 use drover_store::RunState;
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
+use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, start_sandbox};
 use uuid::Uuid;
 
 #[test]
@@ -36,18 +35,14 @@ fn shipped_example_dags_run_against_the_sandbox() {
     }
     assert!(ids.len() >= 4, "{ids:?}");
     rt.block_on(async {
-        let map = drover_mapsim::start(
-            SandboxConfig {
-                leads: 20_000,
-                client_id: "examples".to_owned(),
-                client_secret: "examples-secret".to_owned(),
-                limits: Limits::default(),
-                ..SandboxConfig::default()
-            },
-            "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        let map = start_sandbox(
+            20_000,
+            42,
+            "examples",
+            "examples-secret",
+            Default::default(),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
         ws.map_environment(&map.base_url(), "examples", "examples-secret", None);
         let d = Drover { db: &db, ws: &ws };
         d.ok(&["db", "migrate"]);

@@ -7,36 +7,21 @@ mod support;
 
 use std::time::Duration;
 
-use drover_mapsim::{FaultProfile, Limits, RateLimitFault, SandboxConfig, TimeoutFault};
+use drover_mapsim::{FaultProfile, RateLimitFault, TimeoutFault};
 use drover_store::{RunRow, RunState, Store};
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
+use support::{
+    Drover, TestDb, Workspace, eventually, runtime, serial, server_url, start_sandbox,
+    wait_finished, window_days,
+};
 use uuid::Uuid;
 
 const CLIENT_ID: &str = "drover-faults";
 const SECRET: &str = "faults-secret-3c9a";
 const LEADS: usize = 2_000;
 
-async fn sandbox(faults: FaultProfile) -> drover_mapsim::RunningSandbox {
-    drover_mapsim::start(
-        SandboxConfig {
-            leads: LEADS,
-            seed: 11,
-            client_id: CLIENT_ID.to_owned(),
-            client_secret: SECRET.to_owned(),
-            faults,
-            limits: Limits::default(),
-            ..SandboxConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("sandbox: {e}"))
-}
-
 /// Leads of the last 60 days scored +3 and returned by `mode`.
 fn dag(mode: &str) -> String {
-    let since = (chrono::Utc::now() - chrono::Duration::days(60)).format("%Y-%m-%dT00:00:00Z");
-    let until = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT00:00:00Z");
+    let (since, until) = window_days(60);
     format!(
         r#"id: bump
 defaults: {{ retries: 3, retry_delay: 1s, retry_backoff: constant }}
@@ -55,17 +40,6 @@ tasks:
     return: {{ object: leads, lookup: id, fields: [leadScore], mode: {mode} }}
 "#
     )
-}
-
-async fn finished(store: &Store, run: Uuid) -> RunRow {
-    eventually("the run to finish", Duration::from_secs(180), || async {
-        store
-            .get_run(run)
-            .await
-            .ok()
-            .filter(|r| r.state.is_finished())
-    })
-    .await
 }
 
 async fn get_json(url: &str) -> serde_json::Value {
@@ -111,7 +85,7 @@ fn run_with(faults: FaultProfile, mode: &str) -> Outcome {
     let db = TestDb::new(&server_url());
     let ws = Workspace::new();
     rt.block_on(async {
-        let map = sandbox(faults).await;
+        let map = start_sandbox(LEADS, 11, CLIENT_ID, SECRET, faults).await;
         let base = map.base_url();
         ws.map_environment(&base, CLIENT_ID, SECRET, None);
         ws.dag("bump", &dag(mode));
@@ -126,7 +100,7 @@ fn run_with(faults: FaultProfile, mode: &str) -> Outcome {
         .await;
         let run =
             Uuid::parse_str(&d.ok(&["runs", "trigger", "bump", "--env", "dev"])).expect("run id");
-        let row = finished(&store, run).await;
+        let row = wait_finished(&store, run, Duration::from_secs(180)).await;
         let mut errors = Vec::new();
         for ti in store.task_instances(run).await.expect("tasks") {
             for t in store.task_tries(ti.id).await.expect("tries") {

@@ -5,39 +5,21 @@ mod support;
 
 use std::time::Duration;
 
-use drover_mapsim::{FaultProfile, Limits, RunningSandbox, SandboxConfig};
-use drover_store::{RunRow, RunState, Store};
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
+use drover_mapsim::FaultProfile;
+use drover_store::{RunState, Store};
+use support::{
+    Drover, TestDb, Workspace, eventually, runtime, serial, server_url, start_sandbox,
+    wait_finished, window_days,
+};
 use uuid::Uuid;
 
 const CLIENT_ID: &str = "drover-test";
 /// Distinctive, so a leak anywhere is found by a plain text search.
 const SECRET: &str = "s3cret-9f1c2e-never-print-me";
 
-async fn sandbox(leads: usize, faults: &str, limits: Limits) -> RunningSandbox {
-    let faults: FaultProfile = faults
-        .parse()
-        .unwrap_or_else(|e| panic!("faults {faults}: {e}"));
-    drover_mapsim::start(
-        SandboxConfig {
-            leads,
-            seed: 7,
-            client_id: CLIENT_ID.to_owned(),
-            client_secret: SECRET.to_owned(),
-            faults,
-            limits,
-            ..SandboxConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("sandbox: {e}"))
-}
-
 /// Lead scoring over every lead the sandbox has, returned by `mode`.
 fn scoring_dag(mode: &str) -> String {
-    let since = (chrono::Utc::now() - chrono::Duration::days(200)).format("%Y-%m-%dT00:00:00Z");
-    let until = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT00:00:00Z");
+    let (since, until) = window_days(200);
     format!(
         r#"id: scoring
 defaults: {{ retries: 2, retry_delay: 1s }}
@@ -69,17 +51,6 @@ tasks:
       min: 1
 "#
     )
-}
-
-async fn finished(store: &Store, run: Uuid, within: Duration) -> RunRow {
-    eventually("the run to finish", within, || async {
-        store
-            .get_run(run)
-            .await
-            .ok()
-            .filter(|r| r.state.is_finished())
-    })
-    .await
 }
 
 async fn sandbox_lead(base: &str, id: i64) -> serde_json::Value {
@@ -129,7 +100,7 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
     let db = TestDb::new(&server_url());
     let ws = Workspace::new();
     rt.block_on(async {
-        let map = sandbox(2_000, "none", Limits::default()).await;
+        let map = start_sandbox(2_000, 7, CLIENT_ID, SECRET, FaultProfile::default()).await;
         let base = map.base_url();
         ws.map_environment(&base, CLIENT_ID, SECRET, Some(10_000));
         ws.dag("scoring", &scoring_dag("sync"));
@@ -143,7 +114,7 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
         })
         .await;
         let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "scoring", "--env", "dev"])).expect("run id");
-        let row = finished(&store, run, Duration::from_secs(120)).await;
+        let row = wait_finished(&store, run, Duration::from_secs(120)).await;
         assert_eq!(row.state, RunState::Success, "{row:?}\n{}", w.log());
 
         // The sandbox holds every score the run computed.

@@ -119,8 +119,7 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let since = (chrono::Utc::now() - chrono::Duration::days(30)).format("%Y-%m-%dT00:00:00Z");
-    let until = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT00:00:00Z");
+    let (since, until) = support::window_days(30);
     ws.dag(
         "bump",
         &format!(

@@ -292,6 +292,56 @@ impl Drover<'_> {
     }
 }
 
+/// A MAP sandbox on a free local port accepting `client_id` / `secret`, with `leads` seeded
+/// leads and `faults`.
+pub async fn start_sandbox(
+    leads: usize,
+    seed: u64,
+    client_id: &str,
+    secret: &str,
+    faults: drover_mapsim::FaultProfile,
+) -> drover_mapsim::RunningSandbox {
+    drover_mapsim::start(
+        drover_mapsim::SandboxConfig {
+            leads,
+            seed,
+            client_id: client_id.to_owned(),
+            client_secret: secret.to_owned(),
+            faults,
+            ..drover_mapsim::SandboxConfig::default()
+        },
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("sandbox: {e}"))
+}
+
+/// Time stamps for windows: `days` ago at midnight, and tomorrow at midnight (UTC, RFC 3339).
+pub fn window_days(days: i64) -> (String, String) {
+    let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT00:00:00Z").to_string();
+    let now = chrono::Utc::now();
+    (
+        day(now - chrono::Duration::days(days)),
+        day(now + chrono::Duration::days(1)),
+    )
+}
+
+/// Wait for run `id` to finish (success or failure), or panic after `timeout`.
+pub async fn wait_finished(
+    store: &Store,
+    id: uuid::Uuid,
+    timeout: Duration,
+) -> drover_store::RunRow {
+    eventually(&format!("run {id} to finish"), timeout, || async {
+        store
+            .get_run(id)
+            .await
+            .ok()
+            .filter(|r| r.state.is_finished())
+    })
+    .await
+}
+
 /// Poll `check` until it returns Some, or panic after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
