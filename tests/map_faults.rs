@@ -81,13 +81,19 @@ struct Outcome {
 
 /// Run the DAG once against a sandbox with `faults`.
 fn run_with(faults: FaultProfile, mode: &str) -> Outcome {
+    run_with_budget(faults, mode, None)
+}
+
+/// Run the DAG once against a sandbox with `faults`, the environment's daily MAP API budget
+/// `budget`.
+fn run_with_budget(faults: FaultProfile, mode: &str, budget: Option<u64>) -> Outcome {
     let rt = runtime();
     let db = TestDb::new(&server_url());
     let ws = Workspace::new();
     rt.block_on(async {
         let map = start_sandbox(LEADS, 11, CLIENT_ID, SECRET, faults).await;
         let base = map.base_url();
-        ws.map_environment(&base, CLIENT_ID, SECRET, None);
+        ws.map_environment(&base, CLIENT_ID, SECRET, budget);
         ws.dag("bump", &dag(mode));
         let d = Drover { db: &db, ws: &ws };
         d.ok(&["db", "migrate"]);
@@ -272,4 +278,30 @@ fn partial_import_failures_come_back_as_per_row_reasons() {
         o.stats
     );
     assert_eq!(o.stats["maxWritesPerLead"].as_u64(), Some(1), "{}", o.stats);
+}
+
+#[test]
+fn a_spent_daily_budget_stops_the_task_before_the_call() {
+    let _turn = serial();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Enough for the export (describe, create, enqueue, a few polls, the file), not for it all.
+    let o = run_with_budget(FaultProfile::default(), "sync", Some(4));
+    assert_eq!(o.run.state, RunState::Failed);
+    assert_eq!(
+        o.errors.len(),
+        1,
+        "a spent budget is not retried: {:?}",
+        o.errors
+    );
+    assert!(
+        o.errors[0].contains("daily MAP API budget of 4 calls for environment dev is used up"),
+        "{:?}",
+        o.errors
+    );
+    // The MAP saw no more calls than the budget allowed.
+    assert!(
+        o.stats["dailyCalls"].as_u64().unwrap_or(u64::MAX) <= 4,
+        "{}",
+        o.stats
+    );
 }
