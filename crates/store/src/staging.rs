@@ -116,11 +116,12 @@ impl Store {
         if let Ok(password) = std::env::var(STAGING_PASSWORD_VAR) {
             options = options.password(&password);
         }
+        // Lazy: a worker that runs only command tasks starts even where the role cannot log
+        // in; data tasks then fail with the server's reason.
         Ok(PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await?)
+            .connect_lazy_with(options))
     }
 
     /// Register a staged table (replacing the entry a previous try wrote).

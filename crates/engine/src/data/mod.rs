@@ -100,6 +100,15 @@ impl From<sqlx::Error> for TaskError {
             {
                 TaskError::Invalid(format!("the database refused the SQL: {}", db.message()))
             }
+            // The staging role cannot log in: a setting to fix, not a moment to wait out.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")) => {
+                TaskError::Invalid(format!(
+                    "cannot connect as the staging role `{}`: {} (give the role a password and set {})",
+                    drover_store::STAGING_ROLE,
+                    db.message(),
+                    drover_store::STAGING_PASSWORD_VAR
+                ))
+            }
             _ => TaskError::Transient(format!("database error: {e}")),
         }
     }

@@ -6,20 +6,14 @@ use sqlx::AssertSqlSafe;
 use super::DataPlane;
 use crate::EngineError;
 
-/// Drop up to `limit` expired datasets; returns how many were dropped. Each is marked in the
-/// registry first (a guarded update), so two schedulers never drop the same table twice, and a
-/// table already gone is fine.
+/// Drop up to `limit` expired datasets; returns how many were dropped. The table goes first,
+/// then the registry says so (a guarded update), so a dataset marked dropped never has a table;
+/// two schedulers dropping the same one at once is harmless (`if exists`), and only one of
+/// them counts it.
 pub async fn drop_expired_datasets(plane: &DataPlane, limit: i64) -> Result<usize, EngineError> {
     let expired = plane.store.expired_datasets(limit).await?;
     let mut dropped = 0;
     for d in expired {
-        if !plane
-            .store
-            .mark_dataset_dropped(d.run_id, &d.task_id, &d.kind)
-            .await?
-        {
-            continue;
-        }
         sqlx::query(AssertSqlSafe(format!(
             "drop table if exists {}",
             quoted_relation(&d.table_name)
@@ -27,8 +21,14 @@ pub async fn drop_expired_datasets(plane: &DataPlane, limit: i64) -> Result<usiz
         .execute(&plane.staging)
         .await
         .map_err(|e| EngineError::Invalid(format!("dropping {}: {e}", d.table_name)))?;
-        tracing::info!(run_id = %d.run_id, task = %d.task_id, kind = %d.kind, rows = d.row_count, "dropped an expired dataset");
-        dropped += 1;
+        if plane
+            .store
+            .mark_dataset_dropped(d.run_id, &d.task_id, &d.kind)
+            .await?
+        {
+            tracing::info!(run_id = %d.run_id, task = %d.task_id, kind = %d.kind, rows = d.row_count, "dropped an expired dataset");
+            dropped += 1;
+        }
     }
     Ok(dropped)
 }
