@@ -148,6 +148,18 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
         assert_eq!(moved.0, Some(i64::try_from(scores.len()).expect("count")));
         assert!(moved.1.unwrap_or(0) >= 5, "{moved:?}");
         assert_eq!(moved.2, Some(0));
+        // `runs show` says what each task moved.
+        let shown = d.ok(&["runs", "show", &run.to_string()]);
+        let push_line = shown
+            .lines()
+            .find(|l| l.trim_start().starts_with("push_scores"))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(shown.contains("ROWS OUT"), "{shown}");
+        assert!(
+            push_line.split_whitespace().any(|w| w == scores.len().to_string()),
+            "{push_line}"
+        );
         // The environment's API budget counted the calls.
         let day_calls: i64 = sqlx::query_scalar("select coalesce(sum(calls), 0)::bigint from map_api_usage where environment = 'dev'")
             .fetch_one(store.pool())

@@ -178,17 +178,35 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
             println!("  version:   {}", run.version_id);
             println!("  duration:  {}", duration(run.started_at, run.finished_at));
             if !tasks.is_empty() {
+                let metrics = store.run_metrics(run.id).await?;
+                let count = |n: Option<i64>| n.map_or_else(String::new, |n| n.to_string());
                 println!(
-                    "\n  {:<28}  {:<15}  {:>5}  {:>9}  ERROR",
-                    "TASK", "STATE", "TRIES", "DURATION"
+                    "\n  {:<28}  {:<15}  {:>5}  {:>9}  {:>9}  {:>9}  {:>8}  {:>5}  ERROR",
+                    "TASK",
+                    "STATE",
+                    "TRIES",
+                    "DURATION",
+                    "ROWS IN",
+                    "ROWS OUT",
+                    "REJECTED",
+                    "CALLS"
                 );
                 for t in tasks {
+                    let m = metrics
+                        .iter()
+                        .find(|(id, _)| *id == t.task_id)
+                        .map(|(_, m)| *m)
+                        .unwrap_or_default();
                     println!(
-                        "  {:<28}  {:<15}  {:>5}  {:>9}  {}",
+                        "  {:<28}  {:<15}  {:>5}  {:>9}  {:>9}  {:>9}  {:>8}  {:>5}  {}",
                         t.task_id,
                         t.state.0.as_str(),
                         t.try_number,
                         duration(t.started_at, t.finished_at),
+                        count(m.rows_in),
+                        count(m.rows_out),
+                        count(m.rows_rejected),
+                        count(m.api_calls),
                         t.last_error.unwrap_or_default()
                     );
                 }

@@ -254,6 +254,36 @@ impl Store {
         Ok(())
     }
 
+    /// What the latest try of each task of a run moved, by task id.
+    pub async fn run_metrics(&self, run_id: Uuid) -> Result<Vec<(String, TryMetrics)>> {
+        let rows: Vec<(String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> =
+            sqlx::query_as(
+                "select distinct on (ti.id) ti.task_id, tt.rows_in, tt.rows_out, tt.rows_rejected, tt.api_calls, tt.bytes_moved
+                 from task_instance ti join task_try tt on tt.task_instance_id = ti.id
+                 where ti.run_id = $1 order by ti.id, tt.try_number desc",
+            )
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(task, rows_in, rows_out, rows_rejected, api_calls, bytes_moved)| {
+                    (
+                        task,
+                        TryMetrics {
+                            rows_in,
+                            rows_out,
+                            rows_rejected,
+                            api_calls,
+                            bytes_moved,
+                        },
+                    )
+                },
+            )
+            .collect())
+    }
+
     /// Store a check's verdict.
     pub async fn record_check(&self, c: &CheckOutcome<'_>) -> Result<()> {
         sqlx::query(
