@@ -256,31 +256,37 @@ impl Store {
 
     /// What the latest try of each task of a run moved, by task id.
     pub async fn run_metrics(&self, run_id: Uuid) -> Result<Vec<(String, TryMetrics)>> {
-        let rows: Vec<(String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> =
-            sqlx::query_as(
-                "select distinct on (ti.id) ti.task_id, tt.rows_in, tt.rows_out, tt.rows_rejected, tt.api_calls, tt.bytes_moved
-                 from task_instance ti join task_try tt on tt.task_instance_id = ti.id
-                 where ti.run_id = $1 order by ti.id, tt.try_number desc",
-            )
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?;
+        #[derive(FromRow)]
+        struct Row {
+            task_id: String,
+            rows_in: Option<i64>,
+            rows_out: Option<i64>,
+            rows_rejected: Option<i64>,
+            api_calls: Option<i64>,
+            bytes_moved: Option<i64>,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "select distinct on (ti.id) ti.task_id, tt.rows_in, tt.rows_out, tt.rows_rejected, tt.api_calls, tt.bytes_moved
+             from task_instance ti join task_try tt on tt.task_instance_id = ti.id
+             where ti.run_id = $1 order by ti.id, tt.try_number desc",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(task, rows_in, rows_out, rows_rejected, api_calls, bytes_moved)| {
-                    (
-                        task,
-                        TryMetrics {
-                            rows_in,
-                            rows_out,
-                            rows_rejected,
-                            api_calls,
-                            bytes_moved,
-                        },
-                    )
-                },
-            )
+            .map(|r| {
+                (
+                    r.task_id,
+                    TryMetrics {
+                        rows_in: r.rows_in,
+                        rows_out: r.rows_out,
+                        rows_rejected: r.rows_rejected,
+                        api_calls: r.api_calls,
+                        bytes_moved: r.bytes_moved,
+                    },
+                )
+            })
             .collect())
     }
 
