@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use drover_store::{RunState, TaskState};
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, wait_finished};
+use support::{
+    Drover, TestDb, Workspace, eventually, runtime, serial, server_url, synced, wait_finished,
+};
 use uuid::Uuid;
 
 const DAG: &str = r#"id: hygiene
@@ -60,10 +62,7 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
     let _w = d.worker("worker", 2, 10.0);
     rt.block_on(async {
         let store = db.store().await;
-        eventually("DAGs synced", Duration::from_secs(20), || async {
-            store.dag_env("snoop", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "snoop").await;
         let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "hygiene", "--env", "dev"])).expect("run id");
         let row = wait_finished(&store, run, Duration::from_secs(60)).await;
         assert_eq!(row.state, RunState::Success, "{row:?}");

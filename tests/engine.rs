@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use drover_store::{RunFilter, RunRow, RunState, Store, TaskState};
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, wait_finished};
+use support::{
+    Drover, TestDb, Workspace, eventually, runtime, serial, server_url, synced, wait_finished,
+};
 use uuid::Uuid;
 
 async fn run_state(store: &Store, id: Uuid) -> RunState {
@@ -32,16 +34,6 @@ async fn states(store: &Store, run: Uuid) -> HashMap<String, TaskState> {
         .into_iter()
         .map(|t| (t.task_id, t.state.0))
         .collect()
-}
-
-/// Wait until the scheduler has read `dag` from the DAGs folder.
-async fn synced(store: &Store, dag: &str) {
-    eventually(
-        &format!("DAG {dag} to be synced"),
-        Duration::from_secs(20),
-        || async { store.dag_env(dag, "dev").await.ok() },
-    )
-    .await;
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

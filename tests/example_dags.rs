@@ -6,7 +6,9 @@ mod support;
 use std::time::Duration;
 
 use drover_store::RunState;
-use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, start_sandbox};
+use support::{
+    Drover, TestDb, Workspace, eventually, runtime, serial, server_url, start_sandbox, synced,
+};
 use uuid::Uuid;
 
 #[test]
@@ -50,10 +52,7 @@ fn shipped_example_dags_run_against_the_sandbox() {
         let _w = d.worker("worker", 4, 10.0);
         let store = db.store().await;
         for id in &ids {
-            eventually("DAGs synced", Duration::from_secs(20), || async {
-                store.dag_env(id, "dev").await.ok()
-            })
-            .await;
+            synced(&store, id).await;
         }
         let runs: Vec<(String, Uuid)> = ids
             .iter()

@@ -10,8 +10,8 @@ use std::time::Duration;
 use drover_mapsim::{FaultProfile, RateLimitFault, TimeoutFault};
 use drover_store::{RunRow, RunState, Store};
 use support::{
-    Drover, TestDb, Workspace, eventually, runtime, serial, server_url, start_sandbox,
-    wait_finished, window_days,
+    Drover, TestDb, Workspace, runtime, serial, server_url, start_sandbox, synced, wait_finished,
+    window_days,
 };
 use uuid::Uuid;
 
@@ -100,10 +100,7 @@ fn run_with_budget(faults: FaultProfile, mode: &str, budget: Option<u64>) -> Out
         let _s = d.scheduler("scheduler");
         let _w = d.worker("worker", 2, 10.0);
         let store = db.store().await;
-        eventually("DAG synced", Duration::from_secs(20), || async {
-            store.dag_env("bump", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "bump").await;
         let run =
             Uuid::parse_str(&d.ok(&["runs", "trigger", "bump", "--env", "dev"])).expect("run id");
         let row = wait_finished(&store, run, Duration::from_secs(180)).await;

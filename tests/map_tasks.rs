@@ -8,8 +8,8 @@ use std::time::Duration;
 use drover_mapsim::FaultProfile;
 use drover_store::{RunState, Store};
 use support::{
-    Drover, TestDb, Workspace, eventually, runtime, serial, server_url, start_sandbox,
-    wait_finished, window_days,
+    Drover, TestDb, Workspace, runtime, serial, server_url, start_sandbox, synced, wait_finished,
+    window_days,
 };
 use uuid::Uuid;
 
@@ -109,10 +109,7 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
         let _s = d.scheduler("scheduler");
         let mut w = d.worker("worker", 2, 10.0);
         let store = db.store().await;
-        eventually("DAG synced", Duration::from_secs(20), || async {
-            store.dag_env("scoring", "dev").await.ok()
-        })
-        .await;
+        synced(&store, "scoring").await;
         let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "scoring", "--env", "dev"])).expect("run id");
         let row = wait_finished(&store, run, Duration::from_secs(120)).await;
         assert_eq!(row.state, RunState::Success, "{row:?}\n{}", w.log());

@@ -326,6 +326,16 @@ pub fn window_days(days: i64) -> (String, String) {
     )
 }
 
+/// Wait until the scheduler has read `dag` into environment dev.
+pub async fn synced(store: &Store, dag: &str) {
+    eventually(
+        &format!("DAG {dag} to be synced"),
+        Duration::from_secs(20),
+        || async { store.dag_env(dag, "dev").await.ok() },
+    )
+    .await;
+}
+
 /// Wait for run `id` to finish (success or failure), or panic after `timeout`.
 pub async fn wait_finished(
     store: &Store,

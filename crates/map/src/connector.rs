@@ -317,21 +317,29 @@ impl ImportRow {
     }
 }
 
-/// The outcome of one import chunk.
+/// An import batch as the MAP reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportBatch {
+    /// The batch id.
+    pub batch_id: i64,
+    /// `Queued`, `Importing`, `Complete` or `Failed`.
+    pub status: String,
+    /// Rows processed so far.
+    pub rows_processed: u64,
+    /// Rows failed so far.
+    pub rows_failed: u64,
+    /// Rows with a warning so far.
+    pub rows_with_warning: u64,
+    /// Summary message.
+    pub message: Option<String>,
+}
+
+/// The outcome of one import chunk: the finished batch and its failure and warning rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportReport {
-    /// The vendor's batch id.
-    pub batch_id: i64,
-    /// Final status (`Complete`).
-    pub status: String,
-    /// Rows processed.
-    pub rows_processed: u64,
-    /// Rows that failed.
-    pub rows_failed: u64,
-    /// Rows imported with a warning.
-    pub rows_with_warning: u64,
-    /// The vendor's summary message.
-    pub message: Option<String>,
+    /// The batch as it ended (`Complete`).
+    #[serde(flatten)]
+    pub batch: ImportBatch,
     /// Rows that failed, with the reason.
     pub failures: Vec<ImportRow>,
     /// Rows imported with a warning, with the warning.

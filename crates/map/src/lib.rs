@@ -30,13 +30,14 @@ mod windows;
 pub use budget::{BudgetExhausted, CallBudget, MemoryBudget, Unlimited};
 pub use connector::{
     ActivityType, ByteStream, CompletedExport, ExportKind, ExportRequest, FieldInfo, FileFormat,
-    ImportReport, ImportRequest, ImportRow, LeadExportFilter, LeadQuery, MapConnector, MapObject,
-    Reason, Record, RecordStatus, SyncAction, SyncRequest, SyncResult, resolve_activity_types,
+    ImportBatch, ImportReport, ImportRequest, ImportRow, LeadExportFilter, LeadQuery, MapConnector,
+    MapObject, Reason, Record, RecordStatus, SyncAction, SyncRequest, SyncResult,
+    resolve_activity_types,
 };
 pub use error::MapError;
 pub use marketo::{
-    ExportJob, ExportStatus, ImportBatch, MAX_BATCH, MAX_IMPORT_BYTES, MAX_URI_BYTES,
-    MarketoClient, MarketoConfig,
+    ExportJob, ExportStatus, MAX_BATCH, MAX_IMPORT_BYTES, MAX_URI_BYTES, MarketoClient,
+    MarketoConfig,
 };
 pub use poll::PollPolicy;
 pub use rate_limit::{MAX_CALLS_PER_20S, MAX_CONCURRENCY, Permit, RateLimit, RateLimiter};

@@ -228,9 +228,9 @@ async fn import_reports_failures_and_warnings() {
         })
         .await
         .expect("import");
-    assert_eq!(report.status, "Complete");
-    assert_eq!(report.failures.len() as u64, report.rows_failed);
-    assert_eq!(report.warnings.len() as u64, report.rows_with_warning);
+    assert_eq!(report.batch.status, "Complete");
+    assert_eq!(report.failures.len() as u64, report.batch.rows_failed);
+    assert_eq!(report.warnings.len() as u64, report.batch.rows_with_warning);
     for row in report.failures.iter().chain(&report.warnings) {
         assert!(!row.reason.is_empty());
         assert!(row.get("email").is_some());

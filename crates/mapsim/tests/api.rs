@@ -13,16 +13,8 @@ use sha2::{Digest, Sha256};
 async fn token_lifecycle_and_auth_errors() {
     let sb = start("none").await;
     let first: Value = sb
-        .http
-        .post(sb.url("/identity/oauth/token"))
-        .query(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", common::ID),
-            ("client_secret", common::SECRET),
-        ])
-        .send()
+        .identity(true, common::ID, common::SECRET)
         .await
-        .expect("identity")
         .json()
         .await
         .expect("json");
@@ -31,17 +23,7 @@ async fn token_lifecycle_and_auth_errors() {
     let token = first["access_token"].as_str().expect("token").to_owned();
     assert_eq!(sb.token().await, token, "same token until expiry");
 
-    let bad = sb
-        .http
-        .get(sb.url("/identity/oauth/token"))
-        .query(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", common::ID),
-            ("client_secret", "nope"),
-        ])
-        .send()
-        .await
-        .expect("identity");
+    let bad = sb.identity(false, common::ID, "nope").await;
     assert_eq!(bad.status(), 401);
     let body: Value = bad.json().await.expect("json");
     assert_eq!(body["error"], "invalid_client");
@@ -264,41 +246,24 @@ async fn sync_leads_reports_per_record_results_in_order() {
     assert_eq!(v["result"][0]["status"], "updated");
     assert_eq!(v["result"][1]["reasons"][0]["code"], "1004");
 
+    let leads = "/rest/v1/leads.json";
     let wrong_type: Value = sb
-        .http
-        .post(sb.url("/rest/v1/leads.json"))
-        .bearer_auth(&t)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
+        .post_raw(leads, &t, "text/plain", "{}")
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     assert_eq!(code(&wrong_type), "612");
     let bad_json: Value = sb
-        .http
-        .post(sb.url("/rest/v1/leads.json"))
-        .bearer_auth(&t)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
+        .post_raw(leads, &t, "application/json", "{not json")
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");
     assert_eq!(code(&bad_json), "609");
     let huge = sb
-        .http
-        .post(sb.url("/rest/v1/leads.json"))
-        .bearer_auth(&t)
-        .header("content-type", "application/json")
-        .body(vec![b' '; 1_100_000])
-        .send()
-        .await
-        .expect("send");
+        .post_raw(leads, &t, "application/json", vec![b' '; 1_100_000])
+        .await;
     assert_eq!(huge.status(), 413);
     let stats = sb.admin("/_sandbox/stats").await;
     assert!(stats["writesByVia"]["sync"].as_u64().expect("sync writes") >= 4);

@@ -186,20 +186,9 @@ async fn every_endpoint_conforms_to_the_vendor_swagger() {
 
     // Identity, GET and POST.
     for method in ["get", "post"] {
-        let req = if method == "get" {
-            sb.http.get(sb.url("/identity/oauth/token"))
-        } else {
-            sb.http.post(sb.url("/identity/oauth/token"))
-        };
-        let v: Value = req
-            .query(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", common::ID),
-                ("client_secret", common::SECRET),
-            ])
-            .send()
+        let v: Value = sb
+            .identity(method == "post", common::ID, common::SECRET)
             .await
-            .expect("identity")
             .json()
             .await
             .expect("json");

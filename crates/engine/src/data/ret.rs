@@ -433,11 +433,12 @@ async fn send_by_import(
                 .map_err(map_error)?;
             job.log.system(format!(
                 "import batch {}: {}",
-                report.batch_id,
+                report.batch.batch_id,
                 report
+                    .batch
                     .message
                     .clone()
-                    .unwrap_or_else(|| report.status.clone())
+                    .unwrap_or_else(|| report.batch.status.clone())
             ));
             let mut k = Vec::new();
             let mut statuses = Vec::new();

@@ -3,35 +3,18 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::MarketoClient;
 use super::extract::is_queue_full;
 use super::transport::{Call, Payload, Reply};
 use crate::MapError;
-use crate::connector::{FileFormat, ImportReport, ImportRequest, ImportRow};
+use crate::connector::{FileFormat, ImportBatch, ImportReport, ImportRequest, ImportRow};
 
 /// Largest import file accepted by this client (Marketo: under 10 MB; 413 above). Callers split
 /// bigger sets into chunks of at most this many bytes, each with the header row.
 pub const MAX_IMPORT_BYTES: usize = 10_000_000;
-
-/// An import batch as Marketo reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImportBatch {
-    /// The batch id.
-    pub batch_id: i64,
-    /// `Queued`, `Importing`, `Complete` or `Failed`.
-    pub status: String,
-    /// Rows processed so far.
-    pub rows_processed: u64,
-    /// Rows failed so far.
-    pub rows_failed: u64,
-    /// Rows with a warning so far.
-    pub rows_with_warning: u64,
-    /// Summary message.
-    pub message: Option<String>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -85,12 +68,7 @@ impl MarketoClient {
             Vec::new()
         };
         Ok(ImportReport {
-            batch_id: done.batch_id,
-            status: done.status,
-            rows_processed: done.rows_processed,
-            rows_failed: done.rows_failed,
-            rows_with_warning: done.rows_with_warning,
-            message: done.message,
+            batch: done,
             failures,
             warnings,
         })

@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 
 pub use config::MarketoConfig;
 pub use extract::{ExportJob, ExportStatus};
-pub use import::{ImportBatch, MAX_IMPORT_BYTES};
+pub use import::MAX_IMPORT_BYTES;
 pub use leads::{MAX_BATCH, MAX_URI_BYTES};
 
 use crate::auth::TokenCache;

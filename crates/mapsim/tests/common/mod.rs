@@ -57,18 +57,26 @@ impl Sb {
         format!("{}{}", self.base, path)
     }
 
+    /// The Identity call with `id` / `secret`, by GET or POST (both are documented).
+    pub async fn identity(&self, post: bool, id: &str, secret: &str) -> reqwest::Response {
+        let url = self.url("/identity/oauth/token");
+        let req = if post {
+            self.http.post(url)
+        } else {
+            self.http.get(url)
+        };
+        req.query(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("identity")
+    }
+
     pub async fn token_for(&self, id: &str, secret: &str) -> String {
-        let resp = self
-            .http
-            .get(self.url("/identity/oauth/token"))
-            .query(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-            ])
-            .send()
-            .await
-            .expect("identity");
+        let resp = self.identity(false, id, secret).await;
         assert_eq!(resp.status(), 200);
         let v: Value = resp.json().await.expect("json");
         v["access_token"].as_str().expect("token").to_owned()
@@ -88,6 +96,24 @@ impl Sb {
             .json()
             .await
             .expect("json")
+    }
+
+    /// POST `body` as `content_type`, whatever it is (for malformed requests).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("send")
     }
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Value {
@@ -125,42 +151,32 @@ impl Sb {
             .expect("json")
     }
 
-    /// Polls an export until it leaves Created/Queued/Processing.
-    pub async fn wait_export(&self, obj: &str, id: &str, token: &str) -> Value {
+    /// Polls `path` until its `result[0].status` is no longer one of `running`.
+    async fn poll_status(&self, path: &str, token: &str, running: &[&str]) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let v = self
-                .get(&format!("/bulk/v1/{obj}/export/{id}/status.json"), token)
-                .await;
-            let status = v["result"][0]["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if !matches!(status.as_str(), "Created" | "Queued" | "Processing") {
+            let v = self.get(path, token).await;
+            let status = v["result"][0]["status"].as_str().unwrap_or_default();
+            if !running.contains(&status) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "export stuck: {v}");
+            assert!(Instant::now() < deadline, "{path} stuck: {v}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
+    /// Polls an export until it leaves Created/Queued/Processing.
+    pub async fn wait_export(&self, obj: &str, id: &str, token: &str) -> Value {
+        let path = format!("/bulk/v1/{obj}/export/{id}/status.json");
+        self.poll_status(&path, token, &["Created", "Queued", "Processing"])
+            .await
+    }
+
     /// Polls an import batch until Complete or Failed.
     pub async fn wait_import(&self, batch: u64, token: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v = self
-                .get(&format!("/bulk/v1/leads/batch/{batch}.json"), token)
-                .await;
-            let status = v["result"][0]["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if matches!(status.as_str(), "Complete" | "Failed") {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "import stuck: {v}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let path = format!("/bulk/v1/leads/batch/{batch}.json");
+        self.poll_status(&path, token, &["Queued", "Importing"])
+            .await
     }
 
     pub async fn import_csv(&self, token: &str, csv: &str, lookup: &str) -> Value {
