@@ -90,6 +90,12 @@ pub(crate) enum Command {
     Scheduler(SchedulerArgs),
     /// Run a worker: claims and runs task instances.
     Worker(WorkerArgs),
+    /// Serve the web UI and the JSON API (/api, described at /api/openapi.json), with
+    /// /healthz, /readyz and /metrics.
+    Web(WebArgs),
+    /// Users and roles: add, passwords, roles (overall or per environment), API tokens.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Trigger, list, show and wait for runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -143,6 +149,59 @@ pub(crate) struct StandaloneArgs {
     /// Leads seeded in each environment's MAP sandbox.
     #[arg(long, default_value_t = 20_000)]
     pub(crate) sandbox_leads: usize,
+    #[command(flatten)]
+    pub(crate) web: WebArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WebArgs {
+    /// Address to serve on.
+    #[arg(long, env = "DROVER_WEB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: String,
+    /// Mark cookies Secure (set this when Drover is served over HTTPS, e.g. behind a proxy).
+    #[arg(long, env = "DROVER_SECURE_COOKIES")]
+    pub(crate) secure_cookies: bool,
+    /// How long a login lasts, in hours.
+    #[arg(long, env = "DROVER_SESSION_HOURS", default_value_t = 12)]
+    pub(crate) session_hours: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersCommand {
+    /// Add a user (the password is read from stdin with --password-stdin, else generated and
+    /// printed once).
+    Add {
+        name: String,
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (stdin with --password-stdin, else generated and printed once).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's role overall, or in one environment with --env (`inherit` removes it).
+    Role {
+        name: String,
+        role: String,
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Make an API token for a user (printed once).
+    Token {
+        name: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// Users and their roles.
+    List,
+    /// Stop a user from logging in or using tokens.
+    Disable { name: String },
+    /// Let a disabled user in again.
+    Enable { name: String },
 }
 
 #[derive(Debug, Args)]

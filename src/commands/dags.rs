@@ -451,6 +451,8 @@ pub(crate) async fn set_paused(
     paused: bool,
 ) -> Result<ExitCode> {
     let store = ctx.store(2).await?;
+    ctx.authorize(&store, drover_engine::ops::Action::Pause, Some(env))
+        .await?;
     store.dag_env(dag, env).await?;
     let changed = store.set_paused(dag, env, paused, &ctx.actor).await?;
     let word = if paused { "paused" } else { "unpaused" };

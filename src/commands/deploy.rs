@@ -7,6 +7,8 @@ use anyhow::{Result, bail};
 use drover_engine::promotion::{self, PromotionOutcome, short};
 use drover_engine::{DagSource, GitSource};
 
+use drover_engine::ops::Action;
+
 use super::Ctx;
 use crate::cli::{EnvCommand, Folders, Format};
 
@@ -107,6 +109,7 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
             commit,
             note,
         } => {
+            ctx.authorize(&store, Action::Promote, Some(&env)).await?;
             let git = git(folders)?;
             let outcome = promotion::promote(
                 &store,
@@ -121,6 +124,7 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
             Ok(report(&env, outcome))
         }
         EnvCommand::Approve { env } => {
+            ctx.authorize(&store, Action::Approve, Some(&env)).await?;
             let git = git(folders)?;
             Ok(report(
                 &env,
@@ -128,11 +132,13 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
             ))
         }
         EnvCommand::Reject { env } => {
+            ctx.authorize(&store, Action::Approve, Some(&env)).await?;
             promotion::reject(&store, &env, &ctx.actor).await?;
             println!("promotion into {env} rejected");
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Rollback { env, note } => {
+            ctx.authorize(&store, Action::Promote, Some(&env)).await?;
             let git = git(folders)?;
             Ok(report(
                 &env,

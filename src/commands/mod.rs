@@ -10,6 +10,8 @@ mod sandboxes;
 mod serve;
 mod standalone;
 mod tasks;
+mod users;
+mod web;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,47 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The CLI's user, allowed to do `action` (in `environment`): the same rules as in the web
+    /// UI and API. Until the first user exists, the CLI acts as an administrator (to set
+    /// Drover up); after that, `--as` / `DROVER_USER` must name a user.
+    pub(crate) async fn authorize(
+        &self,
+        store: &Store,
+        action: drover_engine::ops::Action,
+        environment: Option<&str>,
+    ) -> Result<drover_engine::ops::Actor> {
+        let actor = if store.count_users().await? == 0 {
+            drover_engine::ops::Actor::with_role(
+                self.actor.clone(),
+                drover_spec::environment::Role::Admin,
+            )
+        } else {
+            let user = store.user(&self.actor).await?.with_context(|| {
+                format!(
+                    "no Drover user named `{}`: pass --as NAME (or set DROVER_USER) to act as a user; `drover users list` shows them",
+                    self.actor
+                )
+            })?;
+            if user.disabled {
+                anyhow::bail!("the user `{}` is disabled", self.actor);
+            }
+            drover_web::auth::actor_of(&user)
+        };
+        let env = match environment {
+            Some(name) => Some(
+                drover_engine::ops::Operations::new(store.clone())
+                    .environment(name)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+            None => None,
+        };
+        actor
+            .check(action, env.as_ref())
+            .map_err(|m| anyhow::anyhow!("refused: {m}"))?;
+        Ok(actor)
+    }
+
     pub(crate) async fn store(&self, max_connections: u32) -> Result<Store> {
         let store = Store::connect(&self.database_url, max_connections)
             .await
@@ -96,6 +139,11 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             crate::telemetry::init(cli.log_format);
             runtime()?.block_on(serve::worker(&ctx, args))
         }
+        Command::Web(args) => {
+            crate::telemetry::init(cli.log_format);
+            runtime()?.block_on(web::run(&ctx, &cli.folders, args))
+        }
+        Command::Users(cmd) => runtime()?.block_on(users::run(&ctx, cmd)),
         Command::Runs(cmd) => runtime()?.block_on(runs::run(&ctx, cmd)),
         Command::Tasks(cmd) => runtime()?.block_on(tasks::run(&ctx, cmd)),
         Command::Datasets(cmd) => runtime()?.block_on(datasets::run(&ctx, cmd)),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use drover_engine::DagCache;
 use drover_spec::dag::Dag;
 use drover_store::{NewRun, RunFilter, RunState, RunType, Store};
@@ -35,17 +35,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn parse_instant(text: &str, dag: &Dag) -> Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .with_context(|| format!("`{text}` is neither RFC 3339 nor YYYY-MM-DD"))?;
-    let midnight = date.and_hms_opt(0, 0, 0).context("invalid date")?;
-    dag.timezone
-        .from_local_datetime(&midnight)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .with_context(|| format!("midnight of {text} does not exist in {}", dag.timezone))
+    drover_engine::ops::parse_instant(text, dag).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
@@ -57,48 +47,28 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
             params,
             logical_date,
         } => {
-            let (version_id, spec) = current_dag(&store, &dag, &env).await?;
-            let params = parse_params(&spec, &params)?;
-            let now = Utc::now();
-            let (logical, start, end) = match (&logical_date, &spec.schedule) {
-                (Some(text), Some(s)) => {
-                    let at = parse_instant(text, &spec)?;
-                    (at, at, s.next_after(at).unwrap_or(at))
-                }
-                (Some(text), None) => {
-                    let at = parse_instant(text, &spec)?;
-                    (at, at, at)
-                }
-                (None, Some(s)) => match s.latest_complete_interval(now) {
-                    Some(i) => (i.start, i.start, i.end),
-                    None => (now, now, now),
-                },
-                (None, None) => (now, now, now),
-            };
-            let id = store
-                .insert_run(&NewRun {
-                    dag_id: dag.clone(),
-                    environment: env.clone(),
-                    version_id,
-                    run_type: RunType::Manual,
-                    logical_date: logical,
-                    interval_start: start,
-                    interval_end: end,
-                    params: serde_json::Value::Object(params),
-                    triggered_by: Some(ctx.actor.clone()),
-                })
-                .await?
-                .context("run not created")?;
-            store
-                .audit(
-                    &ctx.actor,
-                    "run.trigger",
-                    Some(&env),
-                    Some(&dag),
-                    Some(id),
-                    &serde_json::json!({}),
-                )
+            let actor = ctx
+                .authorize(&store, drover_engine::ops::Action::Trigger, Some(&env))
                 .await?;
+            let mut pairs = Vec::new();
+            for pair in &params {
+                let Some((name, value)) = pair.split_once('=') else {
+                    bail!("--param `{pair}`: expected NAME=VALUE");
+                };
+                pairs.push((name.to_owned(), value.to_owned()));
+            }
+            let id = drover_engine::ops::Operations::new(store.clone())
+                .trigger(
+                    &actor,
+                    &drover_engine::ops::TriggerRequest {
+                        dag_id: dag,
+                        environment: env,
+                        params: pairs,
+                        logical_date,
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{id}");
             Ok(ExitCode::SUCCESS)
         }
@@ -252,31 +222,6 @@ fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String 
 }
 
 /// `name=value` pairs checked against the DAG's declared parameters.
-fn parse_params(dag: &Dag, pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let mut out = serde_json::Map::new();
-    for pair in pairs {
-        let Some((name, value)) = pair.split_once('=') else {
-            bail!("--param `{pair}`: expected NAME=VALUE");
-        };
-        let Some(param) = dag.params.iter().find(|p| p.name == name) else {
-            let hint = drover_spec::suggest::did_you_mean(
-                name,
-                dag.params.iter().map(|p| p.name.as_str()),
-            );
-            bail!("DAG `{}` has no parameter `{name}`{hint}", dag.id);
-        };
-        let v = param
-            .ty
-            .parse_text(value)
-            .map_err(|e| anyhow::anyhow!("--param {name}: {e}"))?;
-        if !param.choices.is_empty() && !param.choices.contains(&v) {
-            bail!("--param {name}: `{value}` is not one of the allowed choices");
-        }
-        out.insert(name.to_owned(), v);
-    }
-    Ok(out)
-}
-
 pub(crate) async fn backfill(
     ctx: &Ctx,
     dag_id: &str,
@@ -285,6 +230,8 @@ pub(crate) async fn backfill(
     to: &str,
 ) -> Result<ExitCode> {
     let store = ctx.store(2).await?;
+    ctx.authorize(&store, drover_engine::ops::Action::Trigger, Some(env))
+        .await?;
     let (version_id, dag) = current_dag(&store, dag_id, env).await?;
     let Some(schedule) = &dag.schedule else {
         bail!(

@@ -144,28 +144,73 @@ async fn serve(
     config.grace = Duration::from_secs(10);
     let worker = tokio::spawn(
         Worker::new(worker_store, config)
-            .with_data(plane)
-            .run(stopped(stop_rx)),
+            .with_data(plane.clone())
+            .run(stopped(stop_rx.clone())),
     );
+    step(started, "starting the web UI");
+    let login = admin_login(&store, &args.home).await?;
+    let web_state = super::web::state(&store, folders, &args.web, Some(plane)).await?;
+    let listener = tokio::net::TcpListener::bind(&args.web.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (set --listen or DROVER_WEB_LISTEN)",
+                args.web.listen
+            )
+        })?;
+    let web_addr = listener.local_addr()?;
+    let web = tokio::spawn(drover_web::serve(listener, web_state, stopped(stop_rx)));
+    let pruner = super::web::prune_sessions(store.clone());
     let dags = store.dag_envs(None).await?.len();
     step(started, "Drover is running");
     println!(
         "\nDrover is running: {} DAG(s) across {} environment(s).\n\
+         Web UI:               http://{web_addr}\n\
+         Log in as:            {}\n\
          In another terminal:  export DATABASE_URL={}\n\
-         then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev\n\
-         The web UI is not part of this version yet.\n\
+         then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev --as admin\n\
          Press Ctrl-C to stop.",
         dags,
         report.environments.len(),
+        login,
         redact(&ctx.database_url)
     );
     super::serve::shutdown_signal().await;
     step(started, "stopping: letting running tasks finish");
     let _ = stop_tx.send(true);
+    pruner.abort();
+    web.await.context("web task")??;
     scheduler.await.context("scheduler task")??;
     worker.await.context("worker task")??;
     sandboxes.shutdown().await;
     Ok(())
+}
+
+/// The admin login to print: made (with a generated password, kept in the home folder for
+/// the next start) when the database has no users yet.
+async fn admin_login(store: &drover_store::Store, home: &std::path::Path) -> Result<String> {
+    let file = home.join("admin-password");
+    if store.count_users().await? == 0 {
+        let password = super::users::generate_password();
+        let hash = drover_web::auth::hash_password(&password)?;
+        store.create_user("admin", &hash, "admin").await?;
+        std::fs::create_dir_all(home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        std::fs::write(&file, &password)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        restrict(&file);
+        return Ok(format!("admin / {password}"));
+    }
+    match std::fs::read_to_string(&file) {
+        Ok(p) if store.user("admin").await?.is_some() => Ok(format!("admin / {}", p.trim())),
+        _ => Ok("an existing user (`drover users list`; `drover users passwd NAME` sets a new password)".to_owned()),
+    }
+}
+
+/// Only the owner may read the password file.
+fn restrict(file: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
 }
 
 /// A URL fit to print: any password replaced.

@@ -18,6 +18,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
             downstream,
         } => {
             let run = store.get_run(parse_run_id(&run_id)?).await?;
+            ctx.authorize(
+                &store,
+                drover_engine::ops::Action::Clear,
+                Some(&run.environment),
+            )
+            .await?;
             let mut ids = vec![task.clone()];
             if downstream {
                 let dag = drover_engine::DagCache::new(store.clone())
@@ -49,6 +55,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
         }
         TasksCommand::Revert { run_id, task } => {
             let run = store.get_run(parse_run_id(&run_id)?).await?;
+            ctx.authorize(
+                &store,
+                drover_engine::ops::Action::Revert,
+                Some(&run.environment),
+            )
+            .await?;
             let env = store
                 .environments()
                 .await?

@@ -8,6 +8,7 @@ pub mod data;
 mod error;
 mod folder_source;
 mod git_source;
+pub mod ops;
 mod plan;
 pub mod promotion;
 pub mod runner;

@@ -7,23 +7,26 @@ mod dags;
 mod deployments;
 pub mod embedded;
 mod error;
+mod history;
 mod logs;
 mod notify;
 mod runs;
 mod staging;
 mod states;
 mod tasks;
+mod users;
 mod workers;
 
 pub use audit::AuditEvent;
 pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
 pub use deployments::{CommitChange, DeploymentRow, ImportError, PromotionRequest};
 pub use error::StoreError;
+pub use history::{AuditFilter, DagRunSummary, GridCell, MetricCounts};
 pub use logs::{LogLine, LogStream, StoredLogLine};
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
 pub use staging::{
-    BudgetRefused, CheckOutcome, CheckResultRow, Column, DatasetRow, NewDataset,
+    BudgetRefused, CheckOutcome, CheckResultRow, Column, DatasetPreview, DatasetRow, NewDataset,
     STAGING_PASSWORD_VAR, STAGING_ROLE, TryMetrics,
 };
 pub use states::{RunState, RunType, TaskState};
@@ -31,6 +34,7 @@ pub use tasks::{
     ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,
     TaskTryRow,
 };
+pub use users::{ApiTokenRow, Authenticated, UserRow};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -43,7 +43,7 @@ pub struct RunRow {
 }
 
 #[derive(FromRow)]
-struct RawRun {
+pub(crate) struct RawRun {
     id: Uuid,
     dag_id: String,
     environment: String,
@@ -84,7 +84,7 @@ impl TryFrom<RawRun> for RunRow {
     }
 }
 
-const RUN_COLUMNS: &str = "id, dag_id, environment, version_id, run_type, logical_date, interval_start, \
+pub(crate) const RUN_COLUMNS: &str = "id, dag_id, environment, version_id, run_type, logical_date, interval_start, \
      interval_end, state, params, triggered_by, commit_sha, created_at, started_at, finished_at";
 
 /// Filters for listing runs; `None` means any.
@@ -173,6 +173,35 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(RunRow::try_from).collect()
+    }
+
+    /// Mark a run succeeded or failed by hand: its unfinished task instances take the same
+    /// state (a worker still running one finds it taken away when it reports). Returns the
+    /// task ids changed; `Conflict` when the run already is in that state.
+    pub async fn mark_run(&self, id: Uuid, state: RunState) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let marked: Option<Uuid> = sqlx::query_scalar(
+            "update dag_run set state = $2, finished_at = now(), started_at = coalesce(started_at, now()) \
+             where id = $1 and state <> $2 returning id",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if marked.is_none() {
+            self.get_run(id).await?;
+            return Err(StoreError::Conflict(format!("run {id} already is {state}")));
+        }
+        let tasks: Vec<String> = sqlx::query_scalar(
+            "update task_instance set state = $2, finished_at = now(), lease_until = null, next_attempt_at = null \
+             where run_id = $1 and state in ('pending', 'queued', 'running', 'up_for_retry') returning task_id",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(tasks)
     }
 
     /// The end of the latest scheduled run's interval, per active (dag, environment). Uses

@@ -56,6 +56,13 @@ pub struct NewDataset<'a> {
     pub retention_days: u32,
 }
 
+/// The first rows of a dataset, as text (`None` for SQL null).
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetPreview {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
 /// What one try moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TryMetrics {
@@ -163,6 +170,47 @@ impl Store {
         .bind(kind)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// The first `limit` rows of a staged dataset as text (`None` for SQL null), read on a
+    /// staging connection; `only_problems` keeps a receipt's rejected and warning rows.
+    pub async fn preview_dataset(
+        staging: &PgPool,
+        d: &DatasetRow,
+        only_problems: bool,
+        limit: i64,
+    ) -> Result<DatasetPreview> {
+        use sqlx::Row;
+        let names: Vec<String> = d.columns.0.iter().map(|c| c.name.clone()).collect();
+        let select = names
+            .iter()
+            .map(|n| format!("{}::text", drover_spec::dataset::quote_ident(n)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let filter = if only_problems && names.iter().any(|n| n == "status") {
+            " where status in ('rejected', 'warning')"
+        } else {
+            ""
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select {select} from {}{filter} limit $1",
+            drover_spec::dataset::quoted_relation(&d.table_name)
+        )))
+        .bind(limit.max(0))
+        .fetch_all(staging)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut cells = Vec::with_capacity(names.len());
+            for i in 0..names.len() {
+                cells.push(row.try_get::<Option<String>, _>(i)?);
+            }
+            out.push(cells);
+        }
+        Ok(DatasetPreview {
+            columns: names,
+            rows: out,
+        })
     }
 
     /// The datasets of a run, in the order they were made.

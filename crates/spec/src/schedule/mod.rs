@@ -33,6 +33,7 @@ mod error;
 mod fire;
 mod interval;
 mod parse;
+mod words;
 mod zone;
 
 pub use cron::CronExpr;

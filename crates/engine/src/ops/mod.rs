@@ -1,0 +1,335 @@
+//! What people do to Drover — trigger, pause, clear, mark, revert, promote, approve, roll
+//! back — each checked against the actor's role and recorded in the audit trail. The web UI,
+//! the JSON API and the CLI all go through here, so the same rules hold everywhere.
+
+mod access;
+mod trigger;
+
+use std::sync::Arc;
+
+use drover_spec::environment::Environment;
+use drover_store::{RunState, Store, StoreError};
+use uuid::Uuid;
+
+pub use access::{Action, Actor, parse_role, role_name};
+pub use trigger::{TriggerRequest, parse_instant, parse_params};
+
+use crate::data::{DataPlane, RevertReport};
+use crate::promotion::{self, PromotionOutcome};
+use crate::{DagCache, EngineError, GitSource};
+
+/// Why an operation did not happen, by the answer it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The actor's role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing is not in a state that allows it (already paused, still running, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is wrong (bad parameter, refused promotion gate).
+    #[error("{0}")]
+    Invalid(String),
+    /// This Drover process cannot do it (no DAG repository, no MAP connection).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Engine(EngineError),
+}
+
+impl From<EngineError> for OpError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Store(s) => s.into(),
+            EngineError::Invalid(m) => OpError::Invalid(m),
+            other => OpError::Engine(other),
+        }
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => OpError::NotFound(m),
+            StoreError::Conflict(m) => OpError::Conflict(m),
+            other => OpError::Engine(EngineError::Store(other)),
+        }
+    }
+}
+
+/// How two environments' commits differ.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnvironmentDiff {
+    pub from_commit: String,
+    pub to_commit: String,
+    /// (path, "added" | "changed" | "removed")
+    pub files: Vec<(String, &'static str)>,
+    /// Unified diff of the DAG files.
+    pub text: String,
+}
+
+/// The operations, over one store, with what some of them need: the DAG repository
+/// (promotion) and the MAP connections (revert).
+#[derive(Debug, Clone)]
+pub struct Operations {
+    store: Store,
+    dags: DagCache,
+    git: Option<Arc<GitSource>>,
+    plane: Option<DataPlane>,
+}
+
+impl Operations {
+    pub fn new(store: Store) -> Self {
+        Self {
+            dags: DagCache::new(store.clone()),
+            store,
+            git: None,
+            plane: None,
+        }
+    }
+
+    pub fn with_git(mut self, git: Arc<GitSource>) -> Self {
+        self.git = Some(git);
+        self
+    }
+
+    pub fn with_data(mut self, plane: DataPlane) -> Self {
+        self.plane = Some(plane);
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn dags(&self) -> &DagCache {
+        &self.dags
+    }
+
+    pub fn has_git(&self) -> bool {
+        self.git.is_some()
+    }
+
+    /// The environment named `name`.
+    pub async fn environment(&self, name: &str) -> Result<Environment, OpError> {
+        let envs = promotion::environments(&self.store).await?;
+        envs.into_iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| OpError::NotFound(format!("no environment `{name}`")))
+    }
+
+    async fn allowed(
+        &self,
+        actor: &Actor,
+        action: Action,
+        environment: &str,
+    ) -> Result<Environment, OpError> {
+        let env = self.environment(environment).await?;
+        actor
+            .check(action, Some(&env))
+            .map_err(OpError::Forbidden)?;
+        Ok(env)
+    }
+
+    /// Create a manual run; returns its id.
+    pub async fn trigger(&self, actor: &Actor, req: &TriggerRequest) -> Result<Uuid, OpError> {
+        self.allowed(actor, Action::Trigger, &req.environment)
+            .await?;
+        trigger::trigger(&self.store, &self.dags, actor, req).await
+    }
+
+    /// Pause or unpause; `Conflict` when it already was.
+    pub async fn set_paused(
+        &self,
+        actor: &Actor,
+        dag_id: &str,
+        environment: &str,
+        paused: bool,
+    ) -> Result<(), OpError> {
+        self.allowed(actor, Action::Pause, environment).await?;
+        self.store.dag_env(dag_id, environment).await?;
+        if !self
+            .store
+            .set_paused(dag_id, environment, paused, &actor.name)
+            .await?
+        {
+            return Err(OpError::Conflict(format!(
+                "`{dag_id}` is already {} in `{environment}`",
+                if paused {
+                    "paused"
+                } else {
+                    "running (not paused)"
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Clear finished tasks of a run so they run again; returns the cleared task ids.
+    pub async fn clear(
+        &self,
+        actor: &Actor,
+        run_id: Uuid,
+        task_ids: &[String],
+    ) -> Result<Vec<String>, OpError> {
+        let run = self.store.get_run(run_id).await?;
+        self.allowed(actor, Action::Clear, &run.environment).await?;
+        let cleared = self.store.clear_tasks(run_id, task_ids).await?;
+        self.store
+            .audit(
+                &actor.name,
+                "task.clear",
+                Some(&run.environment),
+                Some(&run.dag_id),
+                Some(run_id),
+                &serde_json::json!({ "tasks": cleared }),
+            )
+            .await?;
+        Ok(cleared)
+    }
+
+    /// Mark a run (and its unfinished tasks) succeeded or failed.
+    pub async fn mark(&self, actor: &Actor, run_id: Uuid, state: RunState) -> Result<(), OpError> {
+        let run = self.store.get_run(run_id).await?;
+        self.allowed(actor, Action::Mark, &run.environment).await?;
+        if !matches!(state, RunState::Success | RunState::Failed) {
+            return Err(OpError::Invalid(
+                "a run can be marked success or failed".to_owned(),
+            ));
+        }
+        let tasks = self.store.mark_run(run_id, state).await?;
+        self.store
+            .audit(
+                &actor.name,
+                "run.mark",
+                Some(&run.environment),
+                Some(&run.dag_id),
+                Some(run_id),
+                &serde_json::json!({ "state": state.as_str(), "from": run.state.as_str(), "tasks": tasks }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Write back the values a return overwrote.
+    pub async fn revert(
+        &self,
+        actor: &Actor,
+        run_id: Uuid,
+        task_id: &str,
+    ) -> Result<RevertReport, OpError> {
+        let run = self.store.get_run(run_id).await?;
+        let env = self
+            .allowed(actor, Action::Revert, &run.environment)
+            .await?;
+        let Some(plane) = &self.plane else {
+            return Err(OpError::Unavailable(
+                "this Drover process has no MAP connections; revert from the CLI or a worker host"
+                    .to_owned(),
+            ));
+        };
+        let report = crate::data::revert_return(plane, &env, run.id, task_id).await?;
+        self.store
+            .audit(
+                &actor.name,
+                "return.revert",
+                Some(&run.environment),
+                Some(&run.dag_id),
+                Some(run.id),
+                &serde_json::json!({ "task": task_id, "report": report }),
+            )
+            .await?;
+        Ok(report)
+    }
+
+    fn git(&self) -> Result<&GitSource, OpError> {
+        self.git.as_deref().ok_or_else(|| {
+            OpError::Unavailable(
+                "promotion needs the DAG repository: start Drover with --repo".to_owned(),
+            )
+        })
+    }
+
+    /// Promote into `target` what the environment below runs (or `commit`).
+    pub async fn promote(
+        &self,
+        actor: &Actor,
+        target: &str,
+        from: Option<&str>,
+        commit: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<PromotionOutcome, OpError> {
+        self.allowed(actor, Action::Promote, target).await?;
+        let git = self.git()?;
+        Ok(promotion::promote(&self.store, git, target, from, commit, &actor.name, note).await?)
+    }
+
+    /// Approve the promotion waiting in `target`.
+    pub async fn approve(&self, actor: &Actor, target: &str) -> Result<PromotionOutcome, OpError> {
+        self.allowed(actor, Action::Approve, target).await?;
+        let git = self.git()?;
+        Ok(promotion::approve(&self.store, git, target, &actor.name).await?)
+    }
+
+    /// Reject the promotion waiting in `target`.
+    pub async fn reject(&self, actor: &Actor, target: &str) -> Result<(), OpError> {
+        self.allowed(actor, Action::Approve, target).await?;
+        Ok(promotion::reject(&self.store, target, &actor.name).await?)
+    }
+
+    /// Go back to the commit `target` ran before.
+    pub async fn rollback(
+        &self,
+        actor: &Actor,
+        target: &str,
+        note: Option<&str>,
+    ) -> Result<PromotionOutcome, OpError> {
+        self.allowed(actor, Action::Promote, target).await?;
+        let git = self.git()?;
+        Ok(promotion::rollback(&self.store, git, target, &actor.name, note).await?)
+    }
+
+    /// How the DAG files of `to`'s commit differ from `from`'s: files and a unified diff.
+    pub async fn diff(&self, from: &str, to: &str) -> Result<EnvironmentDiff, OpError> {
+        let git = self.git()?;
+        let commit_of = |name: &str| {
+            let (store, name) = (self.store.clone(), name.to_owned());
+            async move {
+                store
+                    .current_deployment(&name)
+                    .await?
+                    .map(|d| d.commit_sha)
+                    .ok_or_else(|| OpError::Conflict(format!("`{name}` runs no commit yet")))
+            }
+        };
+        let (a, b) = (commit_of(from).await?, commit_of(to).await?);
+        let (sa, sb) = (git.snapshot(&a).await?, git.snapshot(&b).await?);
+        let blobs = |s: &drover_repo::Snapshot| -> std::collections::BTreeMap<String, String> {
+            s.files
+                .iter()
+                .map(|f| (f.path.clone(), f.blob_id.clone()))
+                .collect()
+        };
+        let (ba, bb) = (blobs(&sa), blobs(&sb));
+        let mut files = Vec::new();
+        for (path, blob) in &bb {
+            match ba.get(path) {
+                None => files.push((path.clone(), "added")),
+                Some(old) if old != blob => files.push((path.clone(), "changed")),
+                _ => {}
+            }
+        }
+        for path in ba.keys().filter(|p| !bb.contains_key(*p)) {
+            files.push((path.clone(), "removed"));
+        }
+        let text = git.diff_text(Some(&a), &b).await?;
+        Ok(EnvironmentDiff {
+            from_commit: a,
+            to_commit: b,
+            files,
+            text,
+        })
+    }
+}

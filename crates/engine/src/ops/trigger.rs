@@ -1,0 +1,134 @@
+//! Manual runs: the interval (given, or the latest complete one), parameters checked against
+//! the DAG's declared params.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use drover_spec::dag::Dag;
+use drover_store::{NewRun, RunType, Store};
+use uuid::Uuid;
+
+use super::{Actor, OpError};
+use crate::DagCache;
+
+/// A request for a manual run. Parameter values are text, parsed by each param's type.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerRequest {
+    pub dag_id: String,
+    pub environment: String,
+    pub params: Vec<(String, String)>,
+    /// RFC 3339 or YYYY-MM-DD (midnight in the DAG's time zone); none: the latest interval.
+    pub logical_date: Option<String>,
+}
+
+pub(super) async fn trigger(
+    store: &Store,
+    dags: &DagCache,
+    actor: &Actor,
+    req: &TriggerRequest,
+) -> Result<Uuid, OpError> {
+    let de = store
+        .dag_env(&req.dag_id, &req.environment)
+        .await
+        .map_err(|_| {
+            OpError::NotFound(format!(
+                "DAG `{}` is not known in `{}`",
+                req.dag_id, req.environment
+            ))
+        })?;
+    let dag = dags.get(de.version_id).await?;
+    let params = parse_params(&dag, &req.params)?;
+    let now = Utc::now();
+    let (logical, start, end) = match (req.logical_date.as_deref(), &dag.schedule) {
+        (Some(text), Some(s)) => {
+            let at = parse_instant(text, &dag)?;
+            (at, at, s.next_after(at).unwrap_or(at))
+        }
+        (Some(text), None) => {
+            let at = parse_instant(text, &dag)?;
+            (at, at, at)
+        }
+        (None, Some(s)) => match s.latest_complete_interval(now) {
+            Some(i) => (i.start, i.start, i.end),
+            None => (now, now, now),
+        },
+        (None, None) => (now, now, now),
+    };
+    let id = store
+        .insert_run(&NewRun {
+            dag_id: req.dag_id.clone(),
+            environment: req.environment.clone(),
+            version_id: de.version_id,
+            run_type: RunType::Manual,
+            logical_date: logical,
+            interval_start: start,
+            interval_end: end,
+            params: serde_json::Value::Object(params),
+            triggered_by: Some(actor.name.clone()),
+        })
+        .await?
+        .ok_or_else(|| OpError::Conflict("the run was not created".to_owned()))?;
+    store
+        .audit(
+            &actor.name,
+            "run.trigger",
+            Some(&req.environment),
+            Some(&req.dag_id),
+            Some(id),
+            &serde_json::json!({}),
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Parameter values by the DAG's declared params: unknown names and values outside the
+/// choices are refused.
+pub fn parse_params(
+    dag: &Dag,
+    pairs: &[(String, String)],
+) -> Result<serde_json::Map<String, serde_json::Value>, OpError> {
+    let mut out = serde_json::Map::new();
+    for (name, value) in pairs {
+        let Some(param) = dag.params.iter().find(|p| &p.name == name) else {
+            let hint = drover_spec::suggest::did_you_mean(
+                name,
+                dag.params.iter().map(|p| p.name.as_str()),
+            );
+            return Err(OpError::Invalid(format!(
+                "DAG `{}` has no parameter `{name}`{hint}",
+                dag.id
+            )));
+        };
+        let v = param
+            .ty
+            .parse_text(value)
+            .map_err(|e| OpError::Invalid(format!("parameter {name}: {e}")))?;
+        if !param.choices.is_empty() && !param.choices.contains(&v) {
+            return Err(OpError::Invalid(format!(
+                "parameter {name}: `{value}` is not one of the allowed choices"
+            )));
+        }
+        out.insert(name.to_owned(), v);
+    }
+    Ok(out)
+}
+
+/// RFC 3339, or YYYY-MM-DD read as midnight in the DAG's time zone.
+pub fn parse_instant(text: &str, dag: &Dag) -> Result<DateTime<Utc>, OpError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| OpError::Invalid(format!("`{text}` is neither RFC 3339 nor YYYY-MM-DD")))?;
+    let midnight = date
+        .and_hms_opt(0, 0, 0)
+        .ok_or_else(|| OpError::Invalid("invalid date".to_owned()))?;
+    dag.timezone
+        .from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| {
+            OpError::Invalid(format!(
+                "midnight of {text} does not exist in {}",
+                dag.timezone
+            ))
+        })
+}

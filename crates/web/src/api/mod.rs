@@ -1,0 +1,529 @@
+//! The JSON API: everything the pages show and do, for scripts and other tools. Described by
+//! the OpenAPI document at `/api/openapi.json`; errors are `{"error": {status, code,
+//! message}}` with 401/403/404/409/422/503.
+
+mod openapi;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use drover_engine::ops::{Action, TriggerRequest, role_name};
+use drover_engine::promotion::{self, PromotionOutcome};
+use drover_store::{AuditFilter, RunState};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::WebState;
+use crate::auth::ApiUser;
+use crate::error::{ApiError, Failure};
+use crate::listing::{DagFilter, list_dags};
+use crate::pages::parse_run;
+
+pub(crate) fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/me", get(me))
+        .route("/environments", get(environments))
+        .route("/environments/diff", get(diff))
+        .route("/environments/{env}/promote", post(promote))
+        .route("/environments/{env}/approve", post(approve))
+        .route("/environments/{env}/reject", post(reject))
+        .route("/environments/{env}/rollback", post(rollback))
+        .route("/dags", get(dags))
+        .route("/dags/{dag}", get(dag))
+        .route("/dags/{dag}/runs", get(dag_runs).post(trigger))
+        .route("/dags/{dag}/pause", post(pause))
+        .route("/dags/{dag}/unpause", post(unpause))
+        .route("/runs/{run}", get(run))
+        .route("/runs/{run}/mark", post(mark))
+        .route("/runs/{run}/clear", post(clear))
+        .route("/runs/{run}/tasks/{task}/log", get(log))
+        .route("/runs/{run}/tasks/{task}/revert", post(revert))
+        .route("/checks", get(checks))
+        .route("/audit", get(audit))
+        .fallback(crate::error::not_found)
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A JSON body that may be left out (then `T::default()`).
+#[derive(Debug)]
+struct OptionalBody<T>(T);
+
+impl<T: DeserializeOwned + Default> FromRequest<WebState> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &WebState) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError(Failure::bad_request(e.body_text())))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|e| {
+                ApiError(Failure::bad_request(format!(
+                    "the JSON body is invalid: {e}"
+                )))
+            })
+    }
+}
+
+/// A JSON body whose problems answer in the API's error shape (422).
+#[derive(Debug)]
+struct Body<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<WebState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &WebState) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiError(Failure::bad_request(match e {
+                JsonRejection::MissingJsonContentType(_) => {
+                    "send the body as JSON with Content-Type: application/json".to_owned()
+                }
+                other => other.body_text(),
+            }))),
+        }
+    }
+}
+
+fn ok(v: Value) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+async fn me(ApiUser(user): ApiUser) -> ApiResult {
+    ok(json!({
+        "name": user.name(),
+        "role": role_name(user.actor.role),
+        "environment_roles": user.actor.environment_roles.iter()
+            .map(|(e, r)| (e.clone(), Value::from(role_name(*r)))).collect::<serde_json::Map<_, _>>(),
+    }))
+}
+
+async fn environments(State(state): State<WebState>, ApiUser(user): ApiUser) -> ApiResult {
+    let store = state.store();
+    let mut out = Vec::new();
+    for env in promotion::environments(store).await? {
+        out.push(json!({
+            "name": env.name,
+            "order": env.order,
+            "branch": env.branch,
+            "current": store.current_deployment(&env.name).await?,
+            "pending_promotion": store.pending_promotion(&env.name).await?,
+            "history": store.deployments(&env.name, 20).await?,
+            "you_may_promote": user.actor.may(Action::Promote, Some(&env)),
+            "you_may_approve": user.actor.may(Action::Approve, Some(&env)),
+        }));
+    }
+    ok(json!({ "environments": out }))
+}
+
+#[derive(Debug, Deserialize)]
+struct DiffQuery {
+    from: String,
+    to: String,
+}
+
+async fn diff(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult {
+    ok(serde_json::to_value(state.ops().diff(&q.from, &q.to).await?).unwrap_or_default())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PromoteBody {
+    from: Option<String>,
+    commit: Option<String>,
+    note: Option<String>,
+}
+
+async fn promote(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(env): Path<String>,
+    OptionalBody(b): OptionalBody<PromoteBody>,
+) -> ApiResult {
+    let outcome = state
+        .ops()
+        .promote(
+            &user.actor,
+            &env,
+            b.from.as_deref(),
+            b.commit.as_deref(),
+            b.note.as_deref(),
+        )
+        .await?;
+    Ok(outcome_response(outcome))
+}
+
+fn outcome_response(outcome: PromotionOutcome) -> Response {
+    match outcome {
+        PromotionOutcome::Applied { commit, changed } => (
+            StatusCode::OK,
+            Json(json!({ "state": "applied", "commit": commit, "changed_dags": changed })),
+        )
+            .into_response(),
+        PromotionOutcome::AwaitingApproval { request, commit } => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "state": "awaiting_approval", "request": request, "commit": commit })),
+        )
+            .into_response(),
+    }
+}
+
+async fn approve(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(env): Path<String>,
+) -> ApiResult {
+    Ok(outcome_response(
+        state.ops().approve(&user.actor, &env).await?,
+    ))
+}
+
+async fn reject(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(env): Path<String>,
+) -> ApiResult {
+    state.ops().reject(&user.actor, &env).await?;
+    ok(json!({ "state": "rejected" }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NoteBody {
+    note: Option<String>,
+}
+
+async fn rollback(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(env): Path<String>,
+    OptionalBody(b): OptionalBody<NoteBody>,
+) -> ApiResult {
+    Ok(outcome_response(
+        state
+            .ops()
+            .rollback(&user.actor, &env, b.note.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct EnvQuery {
+    env: Option<String>,
+    #[serde(flatten)]
+    filter: DagFilter,
+}
+
+async fn env_or_first(state: &WebState, env: Option<&str>) -> Result<String, Failure> {
+    let envs = promotion::environments(state.store()).await?;
+    crate::pages::pick_env(&envs, env)
+        .filter(|e| env.is_none_or(|asked| asked == e.name))
+        .map(|e| e.name.clone())
+        .ok_or_else(|| Failure::not_found(format!("no environment `{}`", env.unwrap_or(""))))
+}
+
+async fn dags(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Query(q): Query<EnvQuery>,
+) -> ApiResult {
+    let env = env_or_first(&state, q.env.as_deref()).await?;
+    let listing = list_dags(&state, &env, &q.filter).await?;
+    ok(serde_json::to_value(listing).unwrap_or_default())
+}
+
+async fn dag(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Path(dag_id): Path<String>,
+    Query(q): Query<EnvQuery>,
+) -> ApiResult {
+    let env = env_or_first(&state, q.env.as_deref()).await?;
+    let de = state.store().dag_env(&dag_id, &env).await?;
+    let dag = state.ops().dags().get(de.version_id).await?;
+    let version = state.store().dag_version(de.version_id).await?;
+    ok(json!({
+        "id": dag.id,
+        "environment": env,
+        "description": dag.description,
+        "owner": dag.owner,
+        "tags": dag.tags,
+        "schedule": dag.schedule.as_ref().map(|s| s.in_words()),
+        "timezone": dag.timezone.name(),
+        "paused": de.paused,
+        "version": { "id": version.id, "path": version.path, "commit": version.commit_sha, "blob": version.blob_id },
+        "params": dag.params.iter().map(|p| json!({
+            "name": p.name, "type": p.ty, "default": p.default, "description": p.description, "choices": p.choices,
+        })).collect::<Vec<_>>(),
+        "tasks": dag.tasks_in_order().map(|t| json!({
+            "id": t.id,
+            "kind": crate::views::dag_info::kind_word(&t.kind),
+            "depends_on": t.depends_on,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    env: Option<String>,
+    state: Option<String>,
+    before: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+}
+
+async fn dag_runs(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Path(dag_id): Path<String>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult {
+    let env = env_or_first(&state, q.env.as_deref()).await?;
+    let limit = q.limit.unwrap_or(25).clamp(1, 500);
+    let runs = state
+        .store()
+        .dag_runs_page(&dag_id, &env, q.state.as_deref(), q.before, limit)
+        .await?;
+    let next_before = (runs.len() as i64 == limit)
+        .then(|| runs.last().map(|r| r.logical_date))
+        .flatten();
+    ok(json!({ "runs": runs, "next_before": next_before }))
+}
+
+#[derive(Debug, Deserialize)]
+struct TriggerBody {
+    environment: String,
+    #[serde(default)]
+    params: serde_json::Map<String, Value>,
+    logical_date: Option<String>,
+}
+
+async fn trigger(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(dag_id): Path<String>,
+    Body(b): Body<TriggerBody>,
+) -> ApiResult {
+    let params = b
+        .params
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect();
+    let id = state
+        .ops()
+        .trigger(
+            &user.actor,
+            &TriggerRequest {
+                dag_id,
+                environment: b.environment,
+                params,
+                logical_date: b.logical_date,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "run_id": id }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EnvBody {
+    environment: String,
+}
+
+async fn pause(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(dag_id): Path<String>,
+    Body(b): Body<EnvBody>,
+) -> ApiResult {
+    state
+        .ops()
+        .set_paused(&user.actor, &dag_id, &b.environment, true)
+        .await?;
+    ok(json!({ "paused": true }))
+}
+
+async fn unpause(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(dag_id): Path<String>,
+    Body(b): Body<EnvBody>,
+) -> ApiResult {
+    state
+        .ops()
+        .set_paused(&user.actor, &dag_id, &b.environment, false)
+        .await?;
+    ok(json!({ "paused": false }))
+}
+
+async fn run(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Path(run): Path<String>,
+) -> ApiResult {
+    let store = state.store();
+    let run = store.get_run(parse_run(&run)?).await?;
+    let tasks = store.task_instances(run.id).await?;
+    let metrics: std::collections::HashMap<String, drover_store::TryMetrics> =
+        store.run_metrics(run.id).await?.into_iter().collect();
+    let tasks: Vec<Value> = tasks
+        .into_iter()
+        .map(|t| {
+            let m = metrics.get(&t.task_id).copied().unwrap_or_default();
+            json!({
+                "task_id": t.task_id,
+                "state": t.state,
+                "try_number": t.try_number,
+                "max_tries": t.max_tries,
+                "started_at": t.started_at,
+                "finished_at": t.finished_at,
+                "error": t.last_error,
+                "rows_in": m.rows_in, "rows_out": m.rows_out, "rows_rejected": m.rows_rejected,
+                "api_calls": m.api_calls, "bytes_moved": m.bytes_moved,
+            })
+        })
+        .collect();
+    ok(json!({ "run": run, "tasks": tasks }))
+}
+
+#[derive(Debug, Deserialize)]
+struct MarkBody {
+    state: String,
+}
+
+async fn mark(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(run): Path<String>,
+    Body(b): Body<MarkBody>,
+) -> ApiResult {
+    let id = parse_run(&run)?;
+    let to = RunState::parse(&b.state)
+        .map_err(|_| Failure::bad_request("state must be success or failed"))?;
+    state.ops().mark(&user.actor, id, to).await?;
+    ok(json!({ "state": to }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ClearBody {
+    tasks: Vec<String>,
+}
+
+async fn clear(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path(run): Path<String>,
+    Body(b): Body<ClearBody>,
+) -> ApiResult {
+    let id = parse_run(&run)?;
+    if b.tasks.is_empty() {
+        return Err(Failure::bad_request("name at least one task to clear").into());
+    }
+    let cleared = state.ops().clear(&user.actor, id, &b.tasks).await?;
+    ok(json!({ "cleared": cleared }))
+}
+
+async fn revert(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path((run, task)): Path<(String, String)>,
+) -> ApiResult {
+    let id = parse_run(&run)?;
+    let report = state.ops().revert(&user.actor, id, &task).await?;
+    ok(serde_json::to_value(report).unwrap_or_default())
+}
+
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    #[serde(rename = "try")]
+    try_number: Option<i32>,
+    after: Option<i64>,
+}
+
+async fn log(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Path((run, task)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult {
+    let (_run, ti) = crate::pages::find_task(&state, &run, &task).await?;
+    let try_number = q.try_number.unwrap_or(ti.try_number.max(1));
+    let lines = state
+        .store()
+        .read_logs(ti.id, Some(try_number), q.after.unwrap_or(0))
+        .await?;
+    let next_after = lines.last().map_or(q.after.unwrap_or(0), |l| l.id);
+    ok(json!({
+        "task_state": ti.state,
+        "try_number": try_number,
+        "current_try": ti.try_number,
+        "lines": lines,
+        "next_after": next_after,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChecksQuery {
+    env: Option<String>,
+}
+
+async fn checks(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Query(q): Query<ChecksQuery>,
+) -> ApiResult {
+    let latest = state.store().latest_checks(q.env.as_deref()).await?;
+    let out: Vec<Value> = latest
+        .into_iter()
+        .map(|c| {
+            let (colour, verdict) = crate::pages::check_colour(&c);
+            json!({ "result": c, "status": colour, "verdict": verdict })
+        })
+        .collect();
+    ok(json!({ "checks": out }))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    env: Option<String>,
+    dag: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
+    let events = state
+        .store()
+        .audit_page(&AuditFilter {
+            actor: q.actor,
+            action: q.action,
+            environment: q.env,
+            dag_id: q.dag,
+            before_id: q.before,
+            limit: q.limit.unwrap_or(50),
+        })
+        .await?;
+    ok(json!({ "events": events }))
+}

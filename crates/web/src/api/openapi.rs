@@ -1,0 +1,158 @@
+//! The OpenAPI 3.1 description of the JSON API, served at `/api/openapi.json`.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn param(name: &str, place: &str, required: bool, ty: &str, description: &str) -> Value {
+    json!({ "name": name, "in": place, "required": required, "schema": { "type": ty }, "description": description })
+}
+
+fn env_q() -> Value {
+    param(
+        "env",
+        "query",
+        false,
+        "string",
+        "Environment (default: the first in promotion order)",
+    )
+}
+
+fn path_p(name: &str, description: &str) -> Value {
+    param(name, "path", true, "string", description)
+}
+
+fn ok(schema: &str, description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+}
+
+fn errors(codes: &[u16]) -> serde_json::Map<String, Value> {
+    codes
+        .iter()
+        .map(|c| {
+            (
+                c.to_string(),
+                json!({ "description": match c {
+                    401 => "Not logged in: send `Authorization: Bearer <token>`",
+                    403 => "Your role does not allow it, or a cookie-authenticated write lacks X-CSRF-Token",
+                    404 => "No such DAG, run, task or environment",
+                    409 => "Not in a state that allows it",
+                    422 => "The request is invalid (body, parameter, refused promotion gate)",
+                    503 => "This Drover process cannot do it now",
+                    _ => "Error",
+                }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }),
+            )
+        })
+        .collect()
+}
+
+fn op(
+    summary: &str,
+    params: Vec<Value>,
+    body: Option<&str>,
+    ok_code: u16,
+    ok_resp: Value,
+    errs: &[u16],
+) -> Value {
+    let mut responses = errors(errs);
+    responses.insert(ok_code.to_string(), ok_resp);
+    let mut o = json!({ "summary": summary, "parameters": params, "responses": responses });
+    if let Some(b) = body {
+        o["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{b}") } } } });
+    }
+    o
+}
+
+const READ: &[u16] = &[401, 404];
+const WRITE: &[u16] = &[401, 403, 404, 409, 422];
+
+/// The document.
+pub(crate) fn spec() -> Value {
+    let run_p = path_p("run", "Run id (UUID)");
+    let dag_p = path_p("dag", "DAG id");
+    let env_p = path_p("env", "Environment name");
+    let task_p = path_p("task", "Task id");
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Drover API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Run history and operations of Drover, the orchestrator for scheduled marketing ETL. Authenticate with `Authorization: Bearer <token>` (tokens are made on the account page or with `drover users token`). The same role rules hold as in the UI and CLI: viewers read; operators trigger, pause, clear, mark and revert; admins approve promotions and manage users."
+        },
+        "components": {
+            "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "object", "required": ["status", "code", "message"], "properties": {
+                    "status": { "type": "integer" }, "code": { "type": "string" }, "message": { "type": "string" }, "detail": { "type": ["string", "null"] } } } } },
+                "Me": { "type": "object", "required": ["name", "role"], "properties": { "name": { "type": "string" }, "role": { "enum": ["viewer", "operator", "admin"] }, "environment_roles": { "type": "object" } } },
+                "Run": { "type": "object", "required": ["id", "dag_id", "environment", "state", "run_type", "logical_date"], "properties": {
+                    "id": { "type": "string", "format": "uuid" }, "dag_id": { "type": "string" }, "environment": { "type": "string" }, "version_id": { "type": "integer" },
+                    "run_type": { "enum": ["scheduled", "manual", "backfill"] }, "state": { "enum": ["queued", "running", "success", "failed"] },
+                    "logical_date": { "type": "string", "format": "date-time" }, "interval_start": { "type": "string", "format": "date-time" }, "interval_end": { "type": "string", "format": "date-time" },
+                    "params": { "type": "object" }, "triggered_by": { "type": ["string", "null"] }, "commit_sha": { "type": ["string", "null"] },
+                    "created_at": { "type": "string" }, "started_at": { "type": ["string", "null"] }, "finished_at": { "type": ["string", "null"] } } },
+                "RunDetail": { "type": "object", "required": ["run", "tasks"], "properties": { "run": { "$ref": "#/components/schemas/Run" }, "tasks": { "type": "array", "items": { "$ref": "#/components/schemas/TaskInstance" } } } },
+                "TaskInstance": { "type": "object", "required": ["task_id", "state", "try_number"], "properties": {
+                    "task_id": { "type": "string" }, "state": { "enum": ["pending", "queued", "running", "success", "failed", "up_for_retry", "skipped", "upstream_failed"] },
+                    "try_number": { "type": "integer" }, "max_tries": { "type": "integer" }, "started_at": { "type": ["string", "null"] }, "finished_at": { "type": ["string", "null"] },
+                    "error": { "type": ["string", "null"] }, "rows_in": { "type": ["integer", "null"] }, "rows_out": { "type": ["integer", "null"] }, "rows_rejected": { "type": ["integer", "null"] },
+                    "api_calls": { "type": ["integer", "null"] }, "bytes_moved": { "type": ["integer", "null"] } } },
+                "RunPage": { "type": "object", "required": ["runs"], "properties": { "runs": { "type": "array", "items": { "$ref": "#/components/schemas/Run" } }, "next_before": { "type": ["string", "null"], "description": "Pass as `before` for the next page" } } },
+                "DagListing": { "type": "object", "required": ["environment", "items", "total", "page", "pages"], "properties": {
+                    "environment": { "type": "string" }, "total": { "type": "integer" }, "page": { "type": "integer" }, "pages": { "type": "integer" }, "tags": { "type": "array", "items": { "type": "string" } },
+                    "items": { "type": "array", "items": { "type": "object", "required": ["id", "schedule", "paused"], "properties": {
+                        "id": { "type": "string" }, "description": { "type": "string" }, "owner": { "type": ["string", "null"] }, "tags": { "type": "array" }, "schedule": { "type": "string" },
+                        "paused": { "type": "boolean" }, "last_state": { "type": ["string", "null"] }, "last_run_id": { "type": ["string", "null"] }, "next_run_at": { "type": ["string", "null"] },
+                        "runs_30d": { "type": "integer" }, "succeeded_30d": { "type": "integer" }, "failed_30d": { "type": "integer" } } } } } },
+                "Dag": { "type": "object", "required": ["id", "environment", "tasks"], "properties": { "id": { "type": "string" }, "environment": { "type": "string" }, "description": { "type": "string" },
+                    "schedule": { "type": ["string", "null"] }, "paused": { "type": "boolean" }, "params": { "type": "array" }, "tasks": { "type": "array" }, "version": { "type": "object" } } },
+                "Environments": { "type": "object", "required": ["environments"], "properties": { "environments": { "type": "array", "items": { "type": "object", "required": ["name"] } } } },
+                "Diff": { "type": "object", "required": ["from_commit", "to_commit", "files", "text"], "properties": { "from_commit": { "type": "string" }, "to_commit": { "type": "string" }, "files": { "type": "array" }, "text": { "type": "string" } } },
+                "Promotion": { "type": "object", "required": ["state"], "properties": { "state": { "enum": ["applied", "awaiting_approval", "rejected"] }, "commit": { "type": "string" }, "request": { "type": "integer" }, "changed_dags": { "type": "array" } } },
+                "Log": { "type": "object", "required": ["lines", "next_after", "task_state"], "properties": { "task_state": { "type": "string" }, "try_number": { "type": "integer" }, "current_try": { "type": "integer" }, "next_after": { "type": "integer" },
+                    "lines": { "type": "array", "items": { "type": "object", "required": ["id", "line"], "properties": { "id": { "type": "integer" }, "at": { "type": "string" }, "stream": { "type": "string" }, "line": { "type": "string" } } } } } },
+                "Checks": { "type": "object", "required": ["checks"], "properties": { "checks": { "type": "array", "items": { "type": "object", "required": ["result", "status"], "properties": { "status": { "enum": ["green", "amber", "red"] }, "verdict": { "type": "string" }, "result": { "type": "object" } } } } } },
+                "Audit": { "type": "object", "required": ["events"], "properties": { "events": { "type": "array", "items": { "type": "object", "required": ["id", "at", "actor", "action"] } } } },
+                "Trigger": { "type": "object", "required": ["environment"], "properties": { "environment": { "type": "string" }, "params": { "type": "object" }, "logical_date": { "type": "string", "description": "RFC 3339 or YYYY-MM-DD; default: the latest complete interval" } } },
+                "Triggered": { "type": "object", "required": ["run_id"], "properties": { "run_id": { "type": "string", "format": "uuid" } } },
+                "EnvironmentRef": { "type": "object", "required": ["environment"], "properties": { "environment": { "type": "string" } } },
+                "Paused": { "type": "object", "required": ["paused"], "properties": { "paused": { "type": "boolean" } } },
+                "Mark": { "type": "object", "required": ["state"], "properties": { "state": { "enum": ["success", "failed"] } } },
+                "Marked": { "type": "object", "required": ["state"], "properties": { "state": { "type": "string" } } },
+                "Clear": { "type": "object", "required": ["tasks"], "properties": { "tasks": { "type": "array", "items": { "type": "string" } } } },
+                "Cleared": { "type": "object", "required": ["cleared"], "properties": { "cleared": { "type": "array", "items": { "type": "string" } } } },
+                "Revert": { "type": "object", "required": ["restored"], "properties": { "restored": { "type": "integer" }, "refused": { "type": "array" }, "created_left": { "type": "integer" }, "not_written": { "type": "integer" } } },
+                "Promote": { "type": "object", "properties": { "from": { "type": "string" }, "commit": { "type": "string" }, "note": { "type": "string" } } },
+                "Note": { "type": "object", "properties": { "note": { "type": "string" } } }
+            }
+        },
+        "security": [{ "token": [] }],
+        "paths": {
+            "/api/me": { "get": op("Who you are and your roles", vec![], None, 200, ok("Me", "You"), &[401]) },
+            "/api/environments": { "get": op("Environments: commit, pending promotion, history", vec![], None, 200, ok("Environments", "Environments in promotion order"), &[401]) },
+            "/api/environments/diff": { "get": op("How two environments' DAG files differ", vec![param("from", "query", true, "string", "Environment"), param("to", "query", true, "string", "Environment")], None, 200, ok("Diff", "Files and unified diff"), &[401, 404, 409, 503]) },
+            "/api/environments/{env}/promote": { "post": op("Promote into an environment (202 when it waits for approval)", vec![env_p.clone()], Some("Promote"), 200, ok("Promotion", "Applied"), &[401, 403, 404, 409, 422, 503]) },
+            "/api/environments/{env}/approve": { "post": op("Approve the promotion waiting in an environment (a different person than who asked)", vec![env_p.clone()], None, 200, ok("Promotion", "Applied"), &[401, 403, 404, 422, 503]) },
+            "/api/environments/{env}/reject": { "post": op("Reject the promotion waiting in an environment", vec![env_p.clone()], None, 200, ok("Promotion", "Rejected"), &[401, 403, 404, 422]) },
+            "/api/environments/{env}/rollback": { "post": op("Go back to the commit the environment ran before", vec![env_p], Some("Note"), 200, ok("Promotion", "Applied"), &[401, 403, 404, 422, 503]) },
+            "/api/dags": { "get": op("DAGs of an environment with their latest run, next run and 30-day success", vec![env_q(), param("q", "query", false, "string", "Search"), param("tag", "query", false, "string", "Tag"), param("status", "query", false, "string", "failed | active | paused"), param("page", "query", false, "integer", "Page (50 per page)")], None, 200, ok("DagListing", "A page of DAGs"), READ) },
+            "/api/dags/{dag}": { "get": op("A DAG: description, schedule, params, tasks, version", vec![dag_p.clone(), env_q()], None, 200, ok("Dag", "The DAG"), READ) },
+            "/api/dags/{dag}/runs": {
+                "get": op("A DAG's runs, newest first", vec![dag_p.clone(), env_q(), param("state", "query", false, "string", "Run state"), param("before", "query", false, "string", "Logical date (RFC 3339): older runs"), param("limit", "query", false, "integer", "At most 500")], None, 200, ok("RunPage", "Runs"), READ),
+                "post": op("Trigger a run", vec![dag_p.clone()], Some("Trigger"), 201, ok("Triggered", "Created"), WRITE)
+            },
+            "/api/dags/{dag}/pause": { "post": op("Pause a DAG in an environment", vec![dag_p.clone()], Some("EnvironmentRef"), 200, ok("Paused", "Paused"), WRITE) },
+            "/api/dags/{dag}/unpause": { "post": op("Unpause a DAG in an environment", vec![dag_p], Some("EnvironmentRef"), 200, ok("Paused", "Unpaused"), WRITE) },
+            "/api/runs/{run}": { "get": op("A run with its tasks and what each moved", vec![run_p.clone()], None, 200, ok("RunDetail", "The run"), READ) },
+            "/api/runs/{run}/mark": { "post": op("Mark a run succeeded or failed", vec![run_p.clone()], Some("Mark"), 200, ok("Marked", "Marked"), WRITE) },
+            "/api/runs/{run}/clear": { "post": op("Clear finished tasks so they run again", vec![run_p.clone()], Some("Clear"), 200, ok("Cleared", "Cleared"), WRITE) },
+            "/api/runs/{run}/tasks/{task}/log": { "get": op("Log lines of a task's try, after a line id (poll for live logs)", vec![run_p.clone(), task_p.clone(), param("try", "query", false, "integer", "Try (default: the latest)"), param("after", "query", false, "integer", "Only lines after this id")], None, 200, ok("Log", "Lines"), READ) },
+            "/api/runs/{run}/tasks/{task}/revert": { "post": op("Write back the values a return overwrote", vec![run_p, task_p], None, 200, ok("Revert", "What was restored"), &[401, 403, 404, 422, 503]) },
+            "/api/checks": { "get": op("Latest result of every data check", vec![env_q()], None, 200, ok("Checks", "Checks"), &[401]) },
+            "/api/audit": { "get": op("The audit trail, newest first", vec![param("actor", "query", false, "string", "Who"), param("action", "query", false, "string", "Action prefix"), param("env", "query", false, "string", "Environment"), param("dag", "query", false, "string", "DAG"), param("before", "query", false, "integer", "Event id: older events"), param("limit", "query", false, "integer", "At most 500")], None, 200, ok("Audit", "Events"), &[401]) }
+        }
+    })
+}
+
+pub(crate) async fn document() -> Json<Value> {
+    Json(spec())
+}

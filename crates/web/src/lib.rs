@@ -1,0 +1,49 @@
+//! Drover's web UI and JSON API: run history for business users, operations for engineers,
+//! users with roles, sessions and API tokens, health and Prometheus metrics.
+//!
+//! Pages are server-rendered (askama templates in `web/templates`); the few live parts (a
+//! run's states, a running task's log) poll the JSON API. Every state-changing form carries a
+//! CSRF token tied to the session; the API takes `Authorization: Bearer` tokens.
+
+mod api;
+mod assets;
+pub mod auth;
+mod error;
+mod health;
+mod listing;
+mod pages;
+mod state;
+mod views;
+
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use state::{WebConfig, WebState};
+
+/// Every route: pages, forms, the JSON API, health and metrics, static assets.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .merge(pages::routes())
+        .nest("/api", api::routes())
+        .merge(health::routes())
+        .merge(assets::routes())
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(error::security_headers))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves; requests in flight finish first.
+pub async fn serve(
+    listener: TcpListener,
+    state: WebState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,117 @@
+//! Data checks: each check's latest value against its thresholds, green / amber / red, with
+//! its recent history as a small chart.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use drover_store::CheckResultRow;
+use serde::Deserialize;
+
+use super::{Chrome, pick_env};
+use crate::WebState;
+use crate::auth::PageUser;
+use crate::error::PageError;
+use crate::views::sparkline::{Point, sparkline};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChecksQuery {
+    env: Option<String>,
+}
+
+pub(crate) struct CheckLine {
+    latest: CheckResultRow,
+    /// green, amber or red
+    colour: &'static str,
+    verdict: &'static str,
+    thresholds: String,
+    value: String,
+    chart: String,
+    passed_of: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "checks.html")]
+pub(crate) struct ChecksPage {
+    chrome: Chrome,
+    envs: Vec<String>,
+    env: String,
+    lines: Vec<CheckLine>,
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        crate::views::format::thousands(v as i64)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+pub(crate) fn colour(c: &CheckResultRow) -> (&'static str, &'static str) {
+    match (c.passed, c.severity.as_str()) {
+        (true, _) => ("green", "holds"),
+        (false, "warn") => ("amber", "warning"),
+        (false, _) => ("red", "breached"),
+    }
+}
+
+pub(crate) fn thresholds(c: &CheckResultRow) -> String {
+    match (c.min_value, c.max_value) {
+        (Some(a), Some(b)) => format!("between {} and {}", number(a), number(b)),
+        (Some(a), None) => format!("at least {}", number(a)),
+        (None, Some(b)) => format!("at most {}", number(b)),
+        (None, None) => "no thresholds".to_owned(),
+    }
+}
+
+pub(crate) async fn page(
+    State(state): State<WebState>,
+    PageUser(user): PageUser,
+    Query(q): Query<ChecksQuery>,
+) -> Result<ChecksPage, PageError> {
+    let store = state.store();
+    let envs = drover_engine::promotion::environments(store).await?;
+    let env = pick_env(&envs, q.env.as_deref())
+        .map(|e| e.name.clone())
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    for latest in store.latest_checks(Some(&env)).await? {
+        let mut history = store
+            .check_history(&latest.dag_id, &latest.environment, &latest.task_id, 30)
+            .await?;
+        history.reverse();
+        let points: Vec<Point> = history
+            .iter()
+            .map(|h| Point {
+                value: h.value,
+                passed: h.passed,
+            })
+            .collect();
+        let passed = history.iter().filter(|h| h.passed).count();
+        let (colour, verdict) = colour(&latest);
+        lines.push(CheckLine {
+            colour,
+            verdict,
+            thresholds: thresholds(&latest),
+            value: latest.value.map_or_else(|| "no value".to_owned(), number),
+            chart: sparkline(&points, latest.min_value, latest.max_value),
+            passed_of: format!("{passed} of the last {} held", history.len()),
+            latest,
+        });
+    }
+    lines.sort_by_key(|l| {
+        (
+            match l.colour {
+                "red" => 0,
+                "amber" => 1,
+                _ => 2,
+            },
+            l.latest.dag_id.clone(),
+        )
+    });
+    Ok(ChecksPage {
+        chrome: Chrome::new(&user, "checks", Some(&env)),
+        envs: envs.iter().map(|e| e.name.clone()).collect(),
+        env,
+        lines,
+    })
+}

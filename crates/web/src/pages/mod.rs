@@ -1,0 +1,136 @@
+//! The pages: server-rendered HTML for people, and the forms that change things.
+
+mod account;
+mod audit;
+mod checks;
+mod dag;
+mod dags;
+mod environments;
+mod login;
+mod run;
+mod runs;
+mod task;
+mod users;
+
+use axum::Router;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use drover_engine::ops::role_name;
+use drover_spec::environment::{Environment, Role};
+
+use crate::WebState;
+use crate::auth::CurrentUser;
+use crate::views::url_encode;
+
+pub(crate) use checks::colour as check_colour;
+pub(crate) use run::parse_run;
+pub(crate) use task::find_task;
+
+pub(crate) fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/dags", get(dags::page))
+        .route("/dags/{dag}", get(dag::page))
+        .route("/dags/{dag}/trigger", post(dag::trigger))
+        .route("/dags/{dag}/pause", post(dag::pause))
+        .route("/dags/{dag}/unpause", post(dag::unpause))
+        .route("/runs", get(runs::page))
+        .route("/runs/{run}", get(run::page))
+        .route("/runs/{run}/mark", post(run::mark))
+        .route("/runs/{run}/clear", post(run::clear))
+        .route("/runs/{run}/revert", post(run::revert))
+        .route("/runs/{run}/datasets/{task}", get(run::dataset))
+        .route("/runs/{run}/tasks/{task}", get(task::page))
+        .route("/runs/{run}/tasks/{task}/log.txt", get(task::download))
+        .route("/environments", get(environments::page))
+        .route("/environments/diff", get(environments::diff))
+        .route("/environments/{env}/promote", post(environments::promote))
+        .route("/environments/{env}/approve", post(environments::approve))
+        .route("/environments/{env}/reject", post(environments::reject))
+        .route("/environments/{env}/rollback", post(environments::rollback))
+        .route("/checks", get(checks::page))
+        .route("/audit", get(audit::page))
+        .route("/account", get(account::page))
+        .route("/account/tokens", post(account::create_token))
+        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
+        .route("/account/password", post(account::change_password))
+        .route("/admin/users", get(users::page).post(users::add))
+        .route("/admin/users/{name}/role", post(users::set_role))
+        .route("/admin/users/{name}/disable", post(users::disable))
+        .route("/admin/users/{name}/enable", post(users::enable))
+}
+
+/// What every page's frame shows: who is logged in, the section, a notice.
+#[derive(Debug)]
+pub(crate) struct Chrome {
+    pub(crate) user: String,
+    pub(crate) role: &'static str,
+    pub(crate) csrf: String,
+    pub(crate) section: &'static str,
+    pub(crate) is_admin: bool,
+    /// `?env=…` to keep the environment across sections.
+    pub(crate) env_query: String,
+    pub(crate) notice: Option<&'static str>,
+}
+
+impl Chrome {
+    pub(crate) fn new(user: &CurrentUser, section: &'static str, env: Option<&str>) -> Self {
+        Self {
+            user: user.name().to_owned(),
+            role: role_name(user.actor.role),
+            csrf: user.csrf().to_owned(),
+            section,
+            is_admin: user.actor.role == Role::Admin,
+            env_query: env
+                .map(|e| format!("?env={}", url_encode(e)))
+                .unwrap_or_default(),
+            notice: None,
+        }
+    }
+
+    /// A notice after a form did something (`?done=<code>`).
+    pub(crate) fn with_done(mut self, done: Option<&str>) -> Self {
+        self.notice = done.and_then(notice_text);
+        self
+    }
+}
+
+/// Fixed texts for `?done=` codes (never free text from the URL).
+fn notice_text(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "triggered" => "Run triggered. It starts as soon as a worker is free.",
+        "paused" => "Paused: no new scheduled runs until it is unpaused.",
+        "unpaused" => "Unpaused: scheduled runs resume.",
+        "cleared" => "Cleared: the task runs again.",
+        "marked" => "Run marked.",
+        "reverted" => "Return reverted: the values before it were written back to the MAP.",
+        "promoted" => "Promoted.",
+        "requested" => "Promotion requested: it waits for a second person's approval.",
+        "approved" => "Promotion approved and applied.",
+        "rejected" => "Promotion rejected.",
+        "rolledback" => "Rolled back to the previous commit.",
+        "token" => "API token created.",
+        "revoked" => "API token revoked.",
+        "password" => "Password changed.",
+        "user" => "User saved.",
+        _ => return None,
+    })
+}
+
+/// The environment a page is about: the one asked for, else the first (lowest) one.
+pub(crate) fn pick_env<'a>(
+    envs: &'a [Environment],
+    asked: Option<&str>,
+) -> Option<&'a Environment> {
+    asked
+        .and_then(|a| envs.iter().find(|e| e.name == a))
+        .or_else(|| envs.first())
+}
+
+/// A form's redirect target with a notice.
+pub(crate) fn back(path: &str, done: &str) -> Redirect {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{path}{sep}done={done}"))
+}

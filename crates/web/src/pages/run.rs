@@ -1,0 +1,305 @@
+//! A run's page: state, interval, version, trigger; what went wrong in plain words first; the
+//! timeline; per task what it moved; return receipts' rejected rows; dataset previews; and
+//! the operations (mark, clear, revert).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::response::Redirect;
+use drover_engine::ops::Action;
+use drover_store::{
+    DatasetPreview, DatasetRow, RunRow, RunState, Store, TaskInstanceRow, TryMetrics,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Chrome, back};
+use crate::WebState;
+use crate::auth::{CsrfForm, PageUser};
+use crate::error::{Failure, PageError};
+use crate::views::graph_svg::{GanttBar, gantt_svg};
+use crate::views::{self, dag_info, format::thousands};
+
+pub(crate) fn parse_run(text: &str) -> Result<Uuid, Failure> {
+    Uuid::parse_str(text).map_err(|_| Failure::not_found(format!("`{text}` is not a run id")))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunQuery {
+    done: Option<String>,
+}
+
+pub(crate) struct TaskLine {
+    ti: TaskInstanceRow,
+    kind: &'static str,
+    took: String,
+    rows_in: String,
+    rows_out: String,
+    rejected: String,
+    calls: String,
+    has_receipt: bool,
+    has_output: bool,
+    headline: String,
+}
+
+pub(crate) struct Receipt {
+    task: String,
+    rejected: i64,
+    preview: Option<DatasetPreview>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "run.html")]
+pub(crate) struct RunPage {
+    chrome: Chrome,
+    run: RunRow,
+    took: String,
+    interval: String,
+    tasks: Vec<TaskLine>,
+    failures: Vec<(String, String, String)>,
+    gantt: String,
+    graph: String,
+    receipts: Vec<Receipt>,
+    datasets: Vec<DatasetRow>,
+    can_operate: bool,
+    finished: bool,
+}
+
+fn n(v: Option<i64>) -> String {
+    v.map(thousands).unwrap_or_default()
+}
+
+pub(crate) async fn page(
+    State(state): State<WebState>,
+    PageUser(user): PageUser,
+    Path(run): Path<String>,
+    Query(q): Query<RunQuery>,
+) -> Result<RunPage, PageError> {
+    let store = state.store();
+    let run = store.get_run(parse_run(&run)?).await?;
+    let env = state.ops().environment(&run.environment).await?;
+    let dag = state.ops().dags().get(run.version_id).await.ok();
+    let tis = store.task_instances(run.id).await?;
+    let metrics: HashMap<String, TryMetrics> =
+        store.run_metrics(run.id).await?.into_iter().collect();
+    let datasets = store.run_datasets(run.id).await?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let bars: Vec<GanttBar<'_>> = tis
+        .iter()
+        .map(|t| GanttBar {
+            label: &t.task_id,
+            state: t.state.0.as_str(),
+            start_ms: t.started_at.map_or(0, |s| s.timestamp_millis()),
+            end_ms: t.finished_at.map(|f| f.timestamp_millis()),
+            href: Some(format!(
+                "/runs/{}/tasks/{}",
+                run.id,
+                views::url_encode(&t.task_id)
+            )),
+        })
+        .collect();
+    let gantt = gantt_svg(&bars, now_ms);
+    let states: HashMap<&str, &str> = tis
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.state.0.as_str()))
+        .collect();
+    let graph = dag
+        .as_ref()
+        .map(|d| {
+            dag_info::graph(
+                d,
+                |t| states.get(t).map(|s| (*s).to_owned()),
+                |t| Some(format!("/runs/{}/tasks/{}", run.id, views::url_encode(t))),
+            )
+        })
+        .unwrap_or_default();
+    let failures = tis
+        .iter()
+        .filter(|t| t.state.0.as_str() == "failed")
+        .filter_map(|t| {
+            t.last_error
+                .as_ref()
+                .map(|e| (t.task_id.clone(), views::headline(e), e.clone()))
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for d in datasets.iter().filter(|d| d.kind == "receipt") {
+        let rejected = metrics
+            .get(&d.task_id)
+            .and_then(|m| m.rows_rejected)
+            .unwrap_or(0);
+        let preview = match (state.staging(), d.dropped_at) {
+            (Some(pool), None) if rejected > 0 => {
+                Store::preview_dataset(pool, d, true, 50).await.ok()
+            }
+            _ => None,
+        };
+        receipts.push(Receipt {
+            task: d.task_id.clone(),
+            rejected,
+            preview,
+        });
+    }
+    let tasks = tis
+        .into_iter()
+        .map(|ti| {
+            let kind = dag
+                .as_ref()
+                .and_then(|d| d.task(&ti.task_id))
+                .map_or("", |t| dag_info::kind_word(&t.kind));
+            TaskLine {
+                took: views::took(&ti.started_at, &ti.finished_at),
+                rows_in: n(metrics.get(&ti.task_id).and_then(|m| m.rows_in)),
+                rows_out: n(metrics.get(&ti.task_id).and_then(|m| m.rows_out)),
+                rejected: n(metrics.get(&ti.task_id).and_then(|m| m.rows_rejected)),
+                calls: n(metrics.get(&ti.task_id).and_then(|m| m.api_calls)),
+                has_receipt: datasets.iter().any(|d| {
+                    d.task_id == ti.task_id && d.kind == "receipt" && d.dropped_at.is_none()
+                }),
+                has_output: datasets.iter().any(|d| {
+                    d.task_id == ti.task_id && d.kind == "output" && d.dropped_at.is_none()
+                }),
+                headline: ti
+                    .last_error
+                    .as_deref()
+                    .map(views::headline)
+                    .unwrap_or_default(),
+                kind,
+                ti,
+            }
+        })
+        .collect();
+    Ok(RunPage {
+        chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
+        can_operate: user.actor.may(Action::Mark, Some(&env)),
+        took: views::took(&run.started_at, &run.finished_at),
+        interval: format!(
+            "{} → {}",
+            views::when(&run.interval_start),
+            views::when(&run.interval_end)
+        ),
+        finished: matches!(run.state, RunState::Success | RunState::Failed),
+        run,
+        tasks,
+        failures,
+        gantt,
+        graph,
+        receipts,
+        datasets,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct MarkForm {
+    state: String,
+}
+
+pub(crate) async fn mark(
+    State(state): State<WebState>,
+    Path(run): Path<String>,
+    form: CsrfForm<MarkForm>,
+) -> Result<Redirect, PageError> {
+    let id = parse_run(&run)?;
+    let to = RunState::parse(&form.form.state)
+        .map_err(|_| Failure::bad_request("a run can be marked success or failed"))?;
+    state.ops().mark(&form.user.actor, id, to).await?;
+    Ok(back(&format!("/runs/{id}"), "marked"))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TaskForm {
+    task: String,
+}
+
+pub(crate) async fn clear(
+    State(state): State<WebState>,
+    Path(run): Path<String>,
+    form: CsrfForm<TaskForm>,
+) -> Result<Redirect, PageError> {
+    let id = parse_run(&run)?;
+    state
+        .ops()
+        .clear(&form.user.actor, id, std::slice::from_ref(&form.form.task))
+        .await?;
+    Ok(back(&format!("/runs/{id}"), "cleared"))
+}
+
+pub(crate) async fn revert(
+    State(state): State<WebState>,
+    Path(run): Path<String>,
+    form: CsrfForm<TaskForm>,
+) -> Result<Redirect, PageError> {
+    let id = parse_run(&run)?;
+    state
+        .ops()
+        .revert(&form.user.actor, id, &form.form.task)
+        .await?;
+    Ok(back(&format!("/runs/{id}"), "reverted"))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "dataset.html")]
+pub(crate) struct DatasetPage {
+    chrome: Chrome,
+    run: RunRow,
+    task: String,
+    kind: String,
+    dataset: DatasetRow,
+    preview: Option<DatasetPreview>,
+    note: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DatasetQuery {
+    kind: Option<String>,
+}
+
+/// The first rows of a task's staged dataset (or its receipt).
+pub(crate) async fn dataset(
+    State(state): State<WebState>,
+    PageUser(user): PageUser,
+    Path((run, task)): Path<(String, String)>,
+    Query(q): Query<DatasetQuery>,
+) -> Result<DatasetPage, PageError> {
+    let run = state.store().get_run(parse_run(&run)?).await?;
+    let kind = if q.kind.as_deref() == Some("receipt") {
+        "receipt"
+    } else {
+        "output"
+    };
+    let dataset = state
+        .store()
+        .dataset(run.id, &task, kind)
+        .await?
+        .ok_or_else(|| {
+            Failure::not_found(format!("Task `{task}` of this run staged no {kind}."))
+        })?;
+    let (preview, note) = match (dataset.dropped_at, state.staging()) {
+        (Some(t), _) => (
+            None,
+            format!(
+                "These rows were dropped on {} after the environment's retention period.",
+                views::when(&t)
+            ),
+        ),
+        (None, None) => (
+            None,
+            "Dataset previews are not available from this Drover process.".to_owned(),
+        ),
+        (None, Some(pool)) => match Store::preview_dataset(pool, &dataset, false, 100).await {
+            Ok(p) => (Some(p), String::new()),
+            Err(e) => (None, format!("The rows could not be read: {e}")),
+        },
+    };
+    Ok(DatasetPage {
+        chrome: Chrome::new(&user, "runs", Some(&run.environment)),
+        run,
+        task,
+        kind: kind.to_owned(),
+        dataset,
+        preview,
+        note,
+    })
+}
