@@ -2,7 +2,9 @@
 //! processes that are killed when the test ends.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod pg;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -239,6 +241,11 @@ impl Drover<'_> {
     }
 
     pub fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        self.spawn_with(name, args, &[])
+    }
+
+    /// Spawn with extra environment variables.
+    pub fn spawn_with(&self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let log = self
             .ws
             .path()
@@ -246,6 +253,7 @@ impl Drover<'_> {
         let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
         let child = self
             .command(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

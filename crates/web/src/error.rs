@@ -182,6 +182,15 @@ pub(crate) async fn not_found(req: Request) -> Response {
     }
 }
 
+/// Unknown API paths answer in the API's error shape.
+pub(crate) async fn api_not_found(req: Request) -> Response {
+    ApiError(Failure::not_found(format!(
+        "there is no API endpoint /api{}; /api/openapi.json lists them",
+        req.uri().path()
+    )))
+    .into_response()
+}
+
 /// Headers on every answer: no sniffing, no framing, scripts only from Drover itself.
 pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;

@@ -46,7 +46,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/tasks/{task}/revert", post(revert))
         .route("/checks", get(checks))
         .route("/audit", get(audit))
-        .fallback(crate::error::not_found)
+        .fallback(crate::error::api_not_found)
 }
 
 type ApiResult = Result<Response, ApiError>;
