@@ -9,10 +9,18 @@ use std::time::{Duration, Instant};
 
 use support::{Workspace, serial};
 
-fn start(ws: &Workspace, home: &std::path::Path) -> (std::process::Child, String, Duration) {
+struct Started {
+    child: std::process::Child,
+    database_url: String,
+    web: String,
+    login: (String, String),
+    took: Duration,
+}
+
+fn start(ws: &Workspace, home: &std::path::Path) -> Started {
     let began = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["standalone", "--home"])
+        .args(["standalone", "--listen", "127.0.0.1:0", "--home"])
         .arg(home)
         .env_remove("DATABASE_URL")
         .env("DROVER_DAGS_DIR", ws.dags())
@@ -23,8 +31,14 @@ fn start(ws: &Workspace, home: &std::path::Path) -> (std::process::Child, String
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut url = String::new();
+    let (mut url, mut web, mut login) = (String::new(), String::new(), String::new());
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(u) = line.strip_prefix("Web UI:") {
+            web = u.trim().to_owned();
+        }
+        if let Some(l) = line.strip_prefix("Log in as:") {
+            login = l.trim().to_owned();
+        }
         if let Some(u) = line.split("export DATABASE_URL=").nth(1) {
             url = u.trim().to_owned();
             break;
@@ -35,7 +49,18 @@ fn start(ws: &Workspace, home: &std::path::Path) -> (std::process::Child, String
         );
     }
     assert!(!url.is_empty(), "standalone printed no database URL");
-    (child, url, began.elapsed())
+    let took = began.elapsed();
+    let (user, password) = login
+        .split_once(" / ")
+        .map(|(u, p)| (u.to_owned(), p.to_owned()))
+        .unwrap_or_else(|| panic!("standalone printed no login: {login:?}"));
+    Started {
+        child,
+        database_url: url,
+        web,
+        login: (user, password),
+        took,
+    }
 }
 
 /// Stops a standalone left running by a failed assertion (Ctrl-C first, so it stops its
@@ -70,9 +95,11 @@ fn run_to_success(url: &str, dag: &str, timeout_secs: u32) -> String {
             .output()
             .unwrap_or_else(|e| panic!("{e}"))
     };
-    let run = String::from_utf8_lossy(&drover(&["runs", "trigger", dag, "--env", "dev"]).stdout)
-        .trim()
-        .to_owned();
+    let run = String::from_utf8_lossy(
+        &drover(&["runs", "trigger", dag, "--env", "dev", "--as", "admin"]).stdout,
+    )
+    .trim()
+    .to_owned();
     let waited = drover(&["runs", "wait", &run, "--timeout", &timeout_secs.to_string()]);
     assert_eq!(
         String::from_utf8_lossy(&waited.stdout).trim(),
@@ -129,8 +156,17 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
         ),
     );
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (child, url, _) = start(&ws, home.path());
-    let mut child = Running(child);
+    let first = start(&ws, home.path());
+    let url = first.database_url.clone();
+    let mut child = Running(first.child);
+    // The web UI answers, and the printed admin login works.
+    let (web, (user, password)) = (first.web.clone(), first.login.clone());
+    support::runtime().block_on(async {
+        let session = support::web::login(&web, &user, &password).await;
+        let page = session.get("/dags").await;
+        assert_eq!(page.status.as_u16(), 200);
+        assert!(page.body.contains("hello"), "{}", page.body);
+    });
     let run = run_to_success(&url, "hello", 30);
     // A MAP DAG runs against the sandbox, which then holds the scores.
     run_to_success(&url, "bump", 90);
@@ -153,11 +189,12 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
     assert!(!pid_file.exists(), "Postgres was left running");
 
     // Warm start: the cluster is reused, the run is still there.
-    let (child, url2, took) = start(&ws, home.path());
-    let mut child = Running(child);
-    assert_eq!(url, url2, "the embedded cluster moved");
-    eprintln!("warm start to ready: {took:?}");
-    assert!(took < Duration::from_secs(30));
+    let again = start(&ws, home.path());
+    let mut child = Running(again.child);
+    assert_eq!(url, again.database_url, "the embedded cluster moved");
+    assert_eq!(again.login, (user, password), "the admin login changed");
+    eprintln!("warm start to ready: {:?}", again.took);
+    assert!(again.took < Duration::from_secs(30));
     let listed = Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["runs", "list"])
         .env("DATABASE_URL", &url)

@@ -201,10 +201,23 @@ async fn admin_login(store: &drover_store::Store, home: &std::path::Path) -> Res
         restrict(&file);
         return Ok(format!("admin / {password}"));
     }
-    match std::fs::read_to_string(&file) {
-        Ok(p) if store.user("admin").await?.is_some() => Ok(format!("admin / {}", p.trim())),
-        _ => Ok("an existing user (`drover users list`; `drover users passwd NAME` sets a new password)".to_owned()),
+    // The kept password, while it still is admin's (it may have been changed since).
+    let kept = std::fs::read_to_string(&file).unwrap_or_default();
+    let hash = store.password_hash("admin").await?.unwrap_or_default();
+    let kept = kept.trim().to_owned();
+    let still = {
+        let kept = kept.clone();
+        tokio::task::spawn_blocking(move || drover_web::auth::verify_password(&kept, &hash))
+            .await
+            .unwrap_or(false)
+    };
+    if still {
+        return Ok(format!("admin / {kept}"));
     }
+    Ok(
+        "an existing user (`drover users list`; `drover users passwd NAME` sets a new password)"
+            .to_owned(),
+    )
 }
 
 /// Only the owner may read the password file.

@@ -58,7 +58,8 @@ pub(crate) struct RunPage {
     took: String,
     interval: String,
     tasks: Vec<TaskLine>,
-    failures: Vec<(String, String, String)>,
+    /// (task, headline, the last lines it wrote to stderr, the whole error)
+    failures: Vec<(String, String, String, String)>,
     gantt: String,
     graph: String,
     receipts: Vec<Receipt>,
@@ -115,15 +116,25 @@ pub(crate) async fn page(
             )
         })
         .unwrap_or_default();
-    let failures = tis
-        .iter()
-        .filter(|t| t.state.0.as_str() == "failed")
-        .filter_map(|t| {
-            t.last_error
-                .as_ref()
-                .map(|e| (t.task_id.clone(), views::headline(e), e.clone()))
-        })
-        .collect();
+    // Plain words first: the error's headline and what the task last wrote to stderr.
+    let mut failures = Vec::new();
+    for t in tis.iter().filter(|t| t.state.0.as_str() == "failed") {
+        let Some(error) = &t.last_error else { continue };
+        let said: Vec<String> = store
+            .read_logs(t.id, Some(t.try_number), 0)
+            .await?
+            .into_iter()
+            .filter(|l| l.stream == "stderr" && !l.line.trim().is_empty())
+            .map(|l| l.line)
+            .collect();
+        let tail = said[said.len().saturating_sub(3)..].join("\n");
+        failures.push((
+            t.task_id.clone(),
+            views::headline(error),
+            tail,
+            error.clone(),
+        ));
+    }
     let mut receipts = Vec::new();
     for d in datasets.iter().filter(|d| d.kind == "receipt") {
         let rejected = metrics
