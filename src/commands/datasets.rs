@@ -3,8 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use drover_spec::dataset::quoted_relation;
-use sqlx::{AssertSqlSafe, Row};
 
 use super::Ctx;
 use super::runs::parse_run_id;
@@ -54,35 +52,21 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DatasetsCommand) -> Result<ExitCode> {
                 .staging_pool(1)
                 .await
                 .context("connecting to the staging schema")?;
-            let names: Vec<String> = d.columns.0.iter().map(|c| c.name.clone()).collect();
-            let select = names
-                .iter()
-                .map(|n| format!("{}::text", drover_spec::dataset::quote_ident(n)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "select {select} from {} limit $1",
-                quoted_relation(&d.table_name)
-            )))
-            .bind(limit.max(0))
-            .fetch_all(&staging)
-            .await?;
-            let mut table: Vec<Vec<String>> = vec![names.clone()];
-            for row in &rows {
-                let mut cells = Vec::with_capacity(names.len());
-                for i in 0..names.len() {
-                    let v: Option<String> = row.try_get(i)?;
-                    cells.push(v.unwrap_or_else(|| "∅".to_owned()));
-                }
-                table.push(cells);
+            let preview = drover_store::Store::preview_dataset(&staging, &d, false, limit).await?;
+            let shown = preview.rows.len();
+            let columns = preview.columns.len();
+            let mut table: Vec<Vec<String>> = vec![preview.columns];
+            for row in preview.rows {
+                table.push(
+                    row.into_iter()
+                        .map(|v| v.unwrap_or_else(|| "∅".to_owned()))
+                        .collect(),
+                );
             }
             print_table(&table);
             println!(
-                "\n{} of {} rows ({}, {} columns)",
-                rows.len(),
-                d.row_count,
-                d.table_name,
-                names.len()
+                "\n{shown} of {} rows ({}, {columns} columns)",
+                d.row_count, d.table_name
             );
             Ok(ExitCode::SUCCESS)
         }

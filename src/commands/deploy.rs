@@ -146,40 +146,22 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
             ))
         }
         EnvCommand::Diff { from, to } => {
-            let git = git(folders)?;
-            let commit_of = |name: String| {
-                let store = store.clone();
-                async move {
-                    store
-                        .current_deployment(&name)
-                        .await?
-                        .map(|d| d.commit_sha)
-                        .ok_or_else(|| anyhow::anyhow!("`{name}` runs no commit yet"))
-                }
-            };
-            let (a, b) = (commit_of(from.clone()).await?, commit_of(to.clone()).await?);
-            let (sa, sb) = (git.snapshot(&a).await?, git.snapshot(&b).await?);
-            let blobs = |s: &drover_repo::Snapshot| -> std::collections::BTreeMap<String, String> {
-                s.files
-                    .iter()
-                    .map(|f| (f.path.clone(), f.blob_id.clone()))
-                    .collect()
-            };
-            let (ba, bb) = (blobs(&sa), blobs(&sb));
-            println!("{from} runs {}, {to} runs {}", short(&a), short(&b));
-            for (path, blob) in &bb {
-                match ba.get(path) {
-                    None => println!("  added    {path}"),
-                    Some(old) if old != blob => println!("  changed  {path}"),
-                    _ => {}
-                }
+            let ops = drover_engine::ops::Operations::new(store.clone())
+                .with_git(std::sync::Arc::new(git(folders)?));
+            let diff = ops
+                .diff(&from, &to)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{from} runs {}, {to} runs {}",
+                short(&diff.from_commit),
+                short(&diff.to_commit)
+            );
+            for (path, how) in &diff.files {
+                println!("  {how:<8} {path}");
             }
-            for path in ba.keys().filter(|p| !bb.contains_key(*p)) {
-                println!("  removed  {path}");
-            }
-            let text = git.diff_text(Some(&a), &b).await?;
-            if !text.is_empty() {
-                println!("\n{text}");
+            if !diff.text.is_empty() {
+                println!("\n{}", diff.text);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -119,9 +119,27 @@ impl Store {
         rows.into_iter().map(RunRow::try_from).collect()
     }
 
-    /// Recent runs across DAGs (for the runs list), with the same filters as the CLI.
-    pub async fn recent_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        self.list_runs(filter).await
+    /// Runs across DAGs, newest logical date first, older than `before` (the next page).
+    pub async fn runs_page(
+        &self,
+        filter: &RunFilter,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RunRow>> {
+        let rows: Vec<crate::runs::RawRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {} from dag_run \
+             where ($1::text is null or dag_id = $1) and ($2::text is null or environment = $2) \
+               and ($3::text is null or state = $3) and ($4::timestamptz is null or logical_date < $4) \
+             order by logical_date desc, created_at desc limit $5",
+            crate::runs::RUN_COLUMNS
+        )))
+        .bind(&filter.dag_id)
+        .bind(&filter.environment)
+        .bind(filter.state.map(crate::RunState::as_str))
+        .bind(before)
+        .bind(filter.limit.clamp(1, 500))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RunRow::try_from).collect()
     }
 
     /// Task states of `runs`, for the runs × tasks grid.

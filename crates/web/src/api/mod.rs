@@ -269,7 +269,7 @@ async fn dag(
         })).collect::<Vec<_>>(),
         "tasks": dag.tasks_in_order().map(|t| json!({
             "id": t.id,
-            "kind": crate::views::dag_info::kind_word(&t.kind),
+            "kind": t.kind.name(),
             "depends_on": t.depends_on,
         })).collect::<Vec<_>>(),
     }))

@@ -159,7 +159,7 @@ pub(crate) async fn page(
             let kind = dag
                 .as_ref()
                 .and_then(|d| d.task(&ti.task_id))
-                .map_or("", |t| dag_info::kind_word(&t.kind));
+                .map_or("", |t| t.kind.name());
             TaskLine {
                 took: views::took(&ti.started_at, &ti.finished_at),
                 rows_in: n(metrics.get(&ti.task_id).and_then(|m| m.rows_in)),

@@ -10,14 +10,18 @@ use super::Chrome;
 use crate::WebState;
 use crate::auth::PageUser;
 use crate::error::{Failure, PageError};
-use crate::views;
+use crate::views::{self, url_encode};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RunsQuery {
     env: Option<String>,
     dag: Option<String>,
     state: Option<String>,
+    /// Runs older than this logical date (RFC 3339): the next page.
+    before: Option<String>,
 }
+
+const PER_PAGE: i64 = 50;
 
 pub(crate) struct Line {
     run: RunRow,
@@ -33,6 +37,8 @@ pub(crate) struct RunsPage {
     dag: String,
     state: String,
     lines: Vec<Line>,
+    older: Option<String>,
+    newer: bool,
 }
 
 pub(crate) async fn page(
@@ -48,21 +54,49 @@ pub(crate) async fn page(
         ),
         None => None,
     };
+    let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
+        Some(b) => Some(
+            chrono::DateTime::parse_from_rfc3339(b)
+                .map_err(|_| Failure::bad_request(format!("`{b}` is not a time")))?
+                .with_timezone(&chrono::Utc),
+        ),
+        None => None,
+    };
     let runs = state
         .store()
-        .list_runs(&RunFilter {
-            dag_id: q.dag.clone().filter(|d| !d.is_empty()),
-            environment: env.clone(),
-            state: run_state,
-            limit: 100,
-        })
+        .runs_page(
+            &RunFilter {
+                dag_id: q.dag.clone().filter(|d| !d.is_empty()),
+                environment: env.clone(),
+                state: run_state,
+                limit: PER_PAGE,
+            },
+            before,
+        )
         .await?;
+    let older = (runs.len() as i64 == PER_PAGE)
+        .then(|| runs.last())
+        .flatten()
+        .map(|r| {
+            format!(
+                "/runs?env={}&dag={}&state={}&before={}",
+                url_encode(env.as_deref().unwrap_or("")),
+                url_encode(q.dag.as_deref().unwrap_or("")),
+                url_encode(q.state.as_deref().unwrap_or("")),
+                url_encode(
+                    &r.logical_date
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                )
+            )
+        });
     Ok(RunsPage {
         chrome: Chrome::new(&user, "runs", env.as_deref()),
         envs: envs.into_iter().map(|e| e.name).collect(),
         env: env.unwrap_or_default(),
         dag: q.dag.unwrap_or_default(),
         state: q.state.unwrap_or_default(),
+        older,
+        newer: before.is_some(),
         lines: runs
             .into_iter()
             .map(|run| Line {

@@ -1,20 +1,8 @@
-//! What a page says about a DAG's tasks: their kind in a word, and the graph.
+//! The graph of a DAG's tasks, as a page shows it.
 
-use drover_spec::dag::{Dag, TaskKind};
+use drover_spec::dag::Dag;
 
 use super::graph_svg::{GraphNode, dag_svg};
-
-pub(crate) fn kind_word(kind: &TaskKind) -> &'static str {
-    match kind {
-        TaskKind::Export(_) => "export",
-        TaskKind::Transform(_) => "transform",
-        TaskKind::Return(_) => "return",
-        TaskKind::Sql { .. } => "sql",
-        TaskKind::Check(_) => "check",
-        TaskKind::Command(_) => "command",
-        TaskKind::Noop(_) => "noop",
-    }
-}
 
 /// The DAG's graph, each task coloured by `state_of` and linked by `href_of`.
 pub(crate) fn graph(
