@@ -119,6 +119,28 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
         let shown = d.ok(&["datasets", "show", &run.to_string(), "clean", "--limit", "2"]);
         assert!(shown.contains("ann@example.com") && shown.contains("2 of 3 rows"), "{shown}");
 
+        // The web UI shows the same: the checks page (the warn-level breach amber, the other
+        // green, with their thresholds) and the dataset's rows.
+        let password = support::web::add_user(&d, "admin", "admin");
+        let (_web, base) = support::web::start_web(&d, &[]).await;
+        let s = support::web::login(&base, "admin", &password).await;
+        let checks = s.get("/checks?env=dev").await;
+        assert_eq!(checks.status.as_u16(), 200);
+        let row = |check: &str| {
+            checks
+                .body
+                .split(&format!("data-check=\"hygiene.{check}\""))
+                .nth(1)
+                .and_then(|r| r.split("</tr>").next())
+                .unwrap_or_else(|| panic!("no row for {check}: {}", checks.body))
+                .to_owned()
+        };
+        let (enough, few) = (row("enough_rows"), row("too_few"));
+        assert!(enough.contains("dot green") && enough.contains("between 3 and 10"), "{enough}");
+        assert!(few.contains("dot amber") && few.contains("at least 100") && few.contains("warning"), "{few}");
+        let rows = s.get(&format!("/runs/{run}/datasets/clean")).await;
+        assert!(rows.body.contains("ann@example.com") && rows.body.contains("3 rows, 6 columns"), "{}", rows.body);
+
         // Past its retention, the scheduler drops a dataset (it looks at start and every
         // minute): the table goes, the registry says so, and `datasets show` explains.
         sqlx::query("update dataset set expires_at = now() - interval '1 minute' where run_id = $1 and task_id = 'raw'")

@@ -125,6 +125,25 @@ fn run_with_budget(faults: FaultProfile, mode: &str, budget: Option<u64>) -> Out
             stats,
             base: base.clone(),
         };
+        // Rejected rows show on the run's page, each with the MAP's reason.
+        if let Some((key, _, Some(reason))) = out.receipt.iter().find(|r| r.1 == "rejected") {
+            let password = support::web::add_user(&d, "admin", "admin");
+            let (_web, web) = support::web::start_web(&d, &[]).await;
+            let s = support::web::login(&web, "admin", &password).await;
+            let page = s.get(&format!("/runs/{run}")).await;
+            assert!(page.body.contains("rejected by the MAP"), "{}", page.body);
+            let escaped = |t: &str| {
+                t.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&#34;")
+                    .replace('\'', "&#39;")
+            };
+            assert!(
+                page.body.contains(&escaped(reason)),
+                "{key}: {reason} not on the page"
+            );
+        }
         // Every accepted lead holds its new score (checked on a sample).
         for (key, status, _) in out.receipt.iter().filter(|r| r.1 == "accepted").take(15) {
             let lead = get_json(&format!("{base}/_sandbox/leads/{key}")).await;

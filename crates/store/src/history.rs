@@ -187,15 +187,22 @@ impl Store {
     /// Counters for `/metrics`: cheap aggregate queries over indexed or recent rows.
     pub async fn metric_counts(&self) -> Result<MetricCounts> {
         let runs_by_state: Vec<(String, String, i64)> = sqlx::query_as(
-            "select environment, state, count(*) from dag_run \
-             where state in ('queued', 'running') or finished_at > now() - interval '1 day' \
-             group by environment, state order by 1, 2",
+            "select environment, state, count(*) from ( \
+                 select environment, state from dag_run where state in ('queued', 'running') \
+                 union all \
+                 select environment, state from dag_run \
+                 where finished_at > now() - interval '1 day' and state in ('success', 'failed') \
+             ) r group by environment, state order by 1, 2",
         )
         .fetch_all(&self.pool)
         .await?;
         let tasks_by_state: Vec<(String, String, i64)> = sqlx::query_as(
-            "select environment, state, count(*) from task_instance \
-             where state in ('queued', 'running', 'up_for_retry') group by environment, state order by 1, 2",
+            // One branch per state, so each reads its state's partial index.
+            "select environment, state, count(*) from ( \
+                 select environment, state from task_instance where state = 'queued' \
+                 union all select environment, state from task_instance where state = 'running' \
+                 union all select environment, state from task_instance where state = 'up_for_retry' \
+             ) t group by environment, state order by 1, 2",
         )
         .fetch_all(&self.pool)
         .await?;

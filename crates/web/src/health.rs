@@ -196,6 +196,36 @@ async fn metrics(State(state): State<WebState>) -> Response {
         }
         let _ = writeln!(out, "drover_check_passed{{{l}}} {}", u8::from(*passed));
     }
+    let _ = writeln!(
+        out,
+        "# HELP drover_http_request_duration_seconds Server time of requests to the UI and API, by route, since this process started.\n# TYPE drover_http_request_duration_seconds histogram"
+    );
+    for ((method, route), h) in crate::timing::snapshot() {
+        let l = format!("method=\"{}\",route=\"{}\"", label(&method), label(&route));
+        let mut cumulative = 0;
+        for (b, n) in crate::timing::BOUNDS.iter().zip(h.buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "drover_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "drover_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "drover_http_request_duration_seconds_sum{{{l}}} {:.6}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "drover_http_request_duration_seconds_count{{{l}}} {}",
+            h.count
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,

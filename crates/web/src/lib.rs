@@ -8,11 +8,13 @@
 mod api;
 mod assets;
 pub mod auth;
+mod cache;
 mod error;
 mod health;
 mod listing;
 mod pages;
 mod state;
+mod timing;
 mod views;
 
 use std::future::Future;
@@ -25,13 +27,37 @@ pub use state::{WebConfig, WebState};
 /// Every route: pages, forms, the JSON API, health and metrics, static assets.
 pub fn router(state: WebState) -> Router {
     Router::new()
-        .merge(pages::routes())
-        .nest("/api", api::routes())
+        .merge(pages::routes().route_layer(axum::middleware::from_fn(timing::record)))
+        .nest(
+            "/api",
+            api::routes().route_layer(axum::middleware::from_fn(timing::record)),
+        )
         .merge(health::routes())
         .merge(assets::routes())
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fresh_after_changes,
+        ))
         .layer(axum::middleware::from_fn(error::security_headers))
         .with_state(state)
+}
+
+/// A change made through this process empties the read cache, so its author sees it at once.
+async fn fresh_after_changes(
+    axum::extract::State(state): axum::extract::State<WebState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let writes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let res = next.run(req).await;
+    if writes {
+        state.caches().clear();
+    }
+    res
 }
 
 /// Serve until `shutdown` resolves; requests in flight finish first.

@@ -11,7 +11,7 @@ use crate::WebState;
 use crate::error::Failure;
 
 /// Which DAGs to list.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq, serde::Deserialize)]
 pub(crate) struct DagFilter {
     /// Part of the id, description or owner.
     #[serde(default)]
@@ -81,7 +81,21 @@ fn matches(dag: Option<&Dag>, id: &str, f: &DagFilter) -> bool {
     true
 }
 
-pub(crate) async fn list_dags(
+/// The DAG list, briefly cached per environment and filter.
+pub(crate) async fn cached_list_dags(
+    state: &WebState,
+    environment: &str,
+    filter: &DagFilter,
+) -> Result<Arc<DagListing>, Failure> {
+    let key = (environment.to_owned(), format!("{filter:?}"));
+    state
+        .caches()
+        .listings
+        .get_or_load(key, || list_dags(state, environment, filter))
+        .await
+}
+
+async fn list_dags(
     state: &WebState,
     environment: &str,
     filter: &DagFilter,

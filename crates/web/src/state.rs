@@ -4,7 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover_engine::ops::Operations;
-use drover_store::Store;
+use drover_spec::environment::Environment;
+use drover_store::{DagEnvRow, DagVersionRow, GridCell, ImportError, RunRow, Store};
+
+use crate::cache::TtlCache;
+use crate::error::Failure;
+use crate::listing::DagListing;
 
 /// Settings of the web server.
 #[derive(Debug, Clone)]
@@ -16,6 +21,9 @@ pub struct WebConfig {
     /// Failed logins for one user within `login_window` before further tries are refused.
     pub login_max_failures: i64,
     pub login_window: Duration,
+    /// How long the busiest reads (DAG lists, run history, environments) are reused; zero
+    /// turns the cache off. Changes made through this process show at once.
+    pub read_cache: Duration,
 }
 
 impl Default for WebConfig {
@@ -25,6 +33,7 @@ impl Default for WebConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
+            read_cache: Duration::from_secs(2),
         }
     }
 }
@@ -42,6 +51,49 @@ struct Inner {
     started: Instant,
     /// Connections to the staging schema, for dataset previews (none: previews unavailable).
     staging: Option<sqlx::PgPool>,
+    pub(crate) caches: Caches,
+}
+
+/// A DAG's page data: where it runs, its runs and their task states, its version per
+/// environment.
+#[derive(Debug)]
+pub(crate) struct DagHistory {
+    pub(crate) dag_env: DagEnvRow,
+    pub(crate) runs: Vec<RunRow>,
+    pub(crate) cells: Vec<GridCell>,
+    /// (environment, version row, paused)
+    pub(crate) versions: Vec<(String, DagVersionRow, bool)>,
+    /// The task graph coloured by the latest run, laid out on first use.
+    pub(crate) graph: std::sync::OnceLock<String>,
+}
+
+/// What the busiest pages read, kept briefly.
+#[derive(Debug)]
+pub(crate) struct Caches {
+    pub(crate) environments: TtlCache<(), Vec<Environment>>,
+    /// (environment, filter) → the DAG list
+    pub(crate) listings: TtlCache<(String, String), DagListing>,
+    /// (dag, environment, state, before) → what the DAG's page shows
+    pub(crate) history: TtlCache<(String, String, String, String), DagHistory>,
+    pub(crate) import_errors: TtlCache<String, Vec<ImportError>>,
+}
+
+impl Caches {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            environments: TtlCache::new(ttl),
+            listings: TtlCache::new(ttl),
+            history: TtlCache::new(ttl),
+            import_errors: TtlCache::new(ttl),
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        self.environments.clear();
+        self.listings.clear();
+        self.history.clear();
+        self.import_errors.clear();
+    }
 }
 
 impl WebState {
@@ -49,9 +101,10 @@ impl WebState {
         Self {
             inner: Arc::new(Inner {
                 ops,
-                config,
                 started: Instant::now(),
                 staging,
+                caches: Caches::new(config.read_cache),
+                config,
             }),
         }
     }
@@ -70,6 +123,24 @@ impl WebState {
 
     pub fn config(&self) -> &WebConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn caches(&self) -> &Caches {
+        &self.inner.caches
+    }
+
+    /// The environments in promotion order (briefly cached).
+    pub(crate) async fn environments(&self) -> Result<Arc<Vec<Environment>>, Failure> {
+        let store = self.store().clone();
+        self.inner
+            .caches
+            .environments
+            .get_or_load((), || async move {
+                drover_engine::promotion::environments(&store)
+                    .await
+                    .map_err(Failure::from)
+            })
+            .await
     }
 
     pub fn uptime(&self) -> Duration {

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use drover_engine::ops::{Action, TriggerRequest, role_name};
-use drover_engine::promotion::{self, PromotionOutcome};
+use drover_engine::promotion::PromotionOutcome;
 use drover_store::{AuditFilter, RunState};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::WebState;
 use crate::auth::ApiUser;
 use crate::error::{ApiError, Failure};
-use crate::listing::{DagFilter, list_dags};
+use crate::listing::{DagFilter, cached_list_dags};
 use crate::pages::parse_run;
 
 pub(crate) fn routes() -> Router<WebState> {
@@ -111,7 +111,7 @@ async fn me(ApiUser(user): ApiUser) -> ApiResult {
 async fn environments(State(state): State<WebState>, ApiUser(user): ApiUser) -> ApiResult {
     let store = state.store();
     let mut out = Vec::new();
-    for env in promotion::environments(store).await? {
+    for env in state.environments().await?.iter() {
         out.push(json!({
             "name": env.name,
             "order": env.order,
@@ -119,8 +119,8 @@ async fn environments(State(state): State<WebState>, ApiUser(user): ApiUser) -> 
             "current": store.current_deployment(&env.name).await?,
             "pending_promotion": store.pending_promotion(&env.name).await?,
             "history": store.deployments(&env.name, 20).await?,
-            "you_may_promote": user.actor.may(Action::Promote, Some(&env)),
-            "you_may_approve": user.actor.may(Action::Approve, Some(&env)),
+            "you_may_promote": user.actor.may(Action::Promote, Some(env)),
+            "you_may_approve": user.actor.may(Action::Approve, Some(env)),
         }));
     }
     ok(json!({ "environments": out }))
@@ -227,7 +227,7 @@ struct EnvQuery {
 }
 
 async fn env_or_first(state: &WebState, env: Option<&str>) -> Result<String, Failure> {
-    let envs = promotion::environments(state.store()).await?;
+    let envs = state.environments().await?;
     crate::pages::pick_env(&envs, env)
         .filter(|e| env.is_none_or(|asked| asked == e.name))
         .map(|e| e.name.clone())
@@ -240,8 +240,8 @@ async fn dags(
     Query(q): Query<EnvQuery>,
 ) -> ApiResult {
     let env = env_or_first(&state, q.env.as_deref()).await?;
-    let listing = list_dags(&state, &env, &q.filter).await?;
-    ok(serde_json::to_value(listing).unwrap_or_default())
+    let listing = cached_list_dags(&state, &env, &q.filter).await?;
+    ok(serde_json::to_value(&*listing).unwrap_or_default())
 }
 
 async fn dag(

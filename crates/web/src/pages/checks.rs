@@ -69,7 +69,7 @@ pub(crate) async fn page(
     Query(q): Query<ChecksQuery>,
 ) -> Result<ChecksPage, PageError> {
     let store = state.store();
-    let envs = drover_engine::promotion::environments(store).await?;
+    let envs = state.environments().await?;
     let env = pick_env(&envs, q.env.as_deref())
         .map(|e| e.name.clone())
         .unwrap_or_default();

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Redirect;
 use chrono::{DateTime, Utc};
 use drover_engine::ops::{Action, TriggerRequest};
-use drover_engine::promotion;
+
 use drover_store::RunRow;
 use serde::Deserialize;
 
@@ -17,6 +17,7 @@ use super::{Chrome, back, pick_env};
 use crate::WebState;
 use crate::auth::{CsrfForm, PageUser};
 use crate::error::{Failure, PageError};
+use crate::state::DagHistory;
 use crate::views::{self, dag_info, url_encode};
 
 /// Runs per page of history, and in the grid.
@@ -92,17 +93,10 @@ pub(crate) async fn page(
     Query(q): Query<DagQuery>,
 ) -> Result<DagPage, PageError> {
     let store = state.store();
-    let envs = promotion::environments(store).await?;
+    let envs = state.environments().await?;
     let env = pick_env(&envs, q.env.as_deref())
         .cloned()
         .ok_or_else(|| Failure::not_found("There are no environments yet."))?;
-    let de = store.dag_env(&dag_id, &env.name).await.map_err(|_| {
-        Failure::not_found(format!(
-            "There is no DAG `{dag_id}` in {}. It may be new in a lower environment, or its file was removed.",
-            env.name
-        ))
-    })?;
-    let dag = state.ops().dags().get(de.version_id).await?;
     let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
         Some(b) => Some(
             DateTime::parse_from_rfc3339(b)
@@ -112,27 +106,68 @@ pub(crate) async fn page(
         None => None,
     };
     let state_filter = q.state.clone().filter(|s| !s.is_empty());
-    let runs = store
-        .dag_runs_page(
-            &dag_id,
-            &env.name,
-            state_filter.as_deref(),
-            before,
-            RUNS_PER_PAGE,
-        )
+    let key = (
+        dag_id.clone(),
+        env.name.clone(),
+        state_filter.clone().unwrap_or_default(),
+        q.before.clone().unwrap_or_default(),
+    );
+    let page = state
+        .caches()
+        .history
+        .get_or_load(key, || async {
+            let dag_env = store.dag_env(&dag_id, &env.name).await.map_err(|_| {
+                Failure::not_found(format!(
+                    "There is no DAG `{dag_id}` in {}. It may be new in a lower environment, or its file was removed.",
+                    env.name
+                ))
+            })?;
+            let runs = store
+                .dag_runs_page(
+                    &dag_id,
+                    &env.name,
+                    state_filter.as_deref(),
+                    before,
+                    RUNS_PER_PAGE,
+                )
+                .await?;
+            let ids: Vec<uuid::Uuid> = runs.iter().map(|r| r.id).collect();
+            let cells = store.grid(&ids).await?;
+            let mut versions = Vec::new();
+            for e in envs.iter() {
+                if let Ok(v) = store.dag_env(&dag_id, &e.name).await {
+                    versions.push((e.name.clone(), store.dag_version(v.version_id).await?, v.paused));
+                }
+            }
+            Ok::<_, Failure>(DagHistory {
+                dag_env,
+                runs,
+                cells,
+                versions,
+                graph: std::sync::OnceLock::new(),
+            })
+        })
         .await?;
-    let ids: Vec<uuid::Uuid> = runs.iter().map(|r| r.id).collect();
+    let de = &page.dag_env;
+    let dag = state.ops().dags().get(de.version_id).await?;
+    let runs = &page.runs;
     let mut grid: HashMap<(uuid::Uuid, String), String> = HashMap::new();
-    for c in store.grid(&ids).await? {
-        grid.insert((c.run_id, c.task_id), c.state);
+    for c in &page.cells {
+        grid.insert((c.run_id, c.task_id.clone()), c.state.clone());
     }
     let task_ids: Vec<String> = dag.tasks_in_order().map(|t| t.id.clone()).collect();
     let latest = runs.first().map(|r| r.id);
-    let graph = dag_info::graph(
-        &dag,
-        |t| latest.and_then(|r| grid.get(&(r, t.to_owned())).cloned()),
-        |t| latest.map(|r| format!("/runs/{r}/tasks/{}", url_encode(t))),
-    );
+    // Laying out the graph is the page's dearest part: once per cached page.
+    let graph = page
+        .graph
+        .get_or_init(|| {
+            dag_info::graph(
+                &dag,
+                |t| latest.and_then(|r| grid.get(&(r, t.to_owned())).cloned()),
+                |t| latest.map(|r| format!("/runs/{r}/tasks/{}", url_encode(t))),
+            )
+        })
+        .clone();
     let older = if runs.len() as i64 == RUNS_PER_PAGE {
         runs.last().map(|r| {
             url_encode(
@@ -144,7 +179,8 @@ pub(crate) async fn page(
         None
     };
     let runs = runs
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|run| RunLine {
             took: views::took(&run.started_at, &run.finished_at),
             cells: task_ids
@@ -161,25 +197,23 @@ pub(crate) async fn page(
             run,
         })
         .collect();
-    let mut versions = Vec::new();
-    for e in &envs {
-        if let Ok(v) = store.dag_env(&dag_id, &e.name).await {
-            let row = store.dag_version(v.version_id).await?;
-            versions.push(VersionLine {
-                env: e.name.clone(),
-                file: row.path,
-                commit: row
-                    .commit_sha
-                    .as_deref()
-                    .map(views::short_sha)
-                    .unwrap_or("—")
-                    .to_owned(),
-                blob: views::short_sha(&row.blob_id).to_owned(),
-                paused: v.paused,
-                current: e.name == env.name,
-            });
-        }
-    }
+    let versions = page
+        .versions
+        .iter()
+        .map(|(e, row, paused)| VersionLine {
+            env: e.clone(),
+            file: row.path.clone(),
+            commit: row
+                .commit_sha
+                .as_deref()
+                .map(views::short_sha)
+                .unwrap_or("—")
+                .to_owned(),
+            blob: views::short_sha(&row.blob_id).to_owned(),
+            paused: *paused,
+            current: *e == env.name,
+        })
+        .collect();
     let params = dag
         .params
         .iter()

@@ -5,14 +5,14 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use drover_engine::ops::Action;
-use drover_engine::promotion;
+
 use drover_store::ImportError;
 
 use super::{Chrome, pick_env};
 use crate::WebState;
 use crate::auth::PageUser;
 use crate::error::PageError;
-use crate::listing::{DagFilter, DagItem, list_dags};
+use crate::listing::{DagFilter, DagItem, cached_list_dags};
 use crate::views::{self, format::thousands, url_encode};
 
 #[derive(Debug, serde::Deserialize)]
@@ -55,7 +55,7 @@ pub(crate) async fn page(
     PageUser(user): PageUser,
     Query(q): Query<DagsQuery>,
 ) -> Result<DagsPage, PageError> {
-    let envs = promotion::environments(state.store()).await?;
+    let envs = state.environments().await?;
     let env = pick_env(&envs, q.env.as_deref()).cloned();
     let chrome = Chrome::new(&user, "dags", env.as_ref().map(|e| e.name.as_str()))
         .with_done(q.done.as_deref());
@@ -77,11 +77,22 @@ pub(crate) async fn page(
             base_query: String::new(),
         });
     };
-    let listing = list_dags(&state, &env.name, &q.filter).await?;
-    let errors = state.store().import_errors(Some(&env.name)).await?;
+    let listing = cached_list_dags(&state, &env.name, &q.filter).await?;
+    let errors = {
+        let store = state.store().clone();
+        let name = env.name.clone();
+        state
+            .caches()
+            .import_errors
+            .get_or_load(env.name.clone(), || async move {
+                store.import_errors(Some(&name)).await
+            })
+            .await?
+    };
     let lines = listing
         .items
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|item| {
             let last_when = item
                 .last_finished_at
@@ -134,9 +145,9 @@ pub(crate) async fn page(
         q: f.q.clone().unwrap_or_default(),
         tag: f.tag.clone().unwrap_or_default(),
         status: f.status.clone().unwrap_or_default(),
-        tags: listing.tags,
+        tags: listing.tags.clone(),
         lines,
-        errors,
+        errors: errors.to_vec(),
         total: listing.total,
         page: listing.page,
         pages: listing.pages,

@@ -6,7 +6,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::response::Redirect;
 use drover_engine::ops::{Action, EnvironmentDiff};
-use drover_engine::promotion::{self, PromotionOutcome};
+use drover_engine::promotion::PromotionOutcome;
 use drover_store::{DeploymentRow, PromotionRequest};
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ pub(crate) async fn page(
     Query(q): Query<DoneQuery>,
 ) -> Result<EnvironmentsPage, PageError> {
     let store = state.store();
-    let envs = promotion::environments(store).await?;
+    let envs = state.environments().await?;
     let all = store.dag_envs(None).await?;
     let mut lines = Vec::new();
     for (i, env) in envs.iter().enumerate() {

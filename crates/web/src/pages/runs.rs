@@ -46,7 +46,7 @@ pub(crate) async fn page(
     PageUser(user): PageUser,
     Query(q): Query<RunsQuery>,
 ) -> Result<RunsPage, PageError> {
-    let envs = drover_engine::promotion::environments(state.store()).await?;
+    let envs = state.environments().await?;
     let env = q.env.clone().filter(|e| !e.is_empty());
     let run_state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(
@@ -91,7 +91,7 @@ pub(crate) async fn page(
         });
     Ok(RunsPage {
         chrome: Chrome::new(&user, "runs", env.as_deref()),
-        envs: envs.into_iter().map(|e| e.name).collect(),
+        envs: envs.iter().map(|e| e.name.clone()).collect(),
         env: env.unwrap_or_default(),
         dag: q.dag.unwrap_or_default(),
         state: q.state.unwrap_or_default(),

@@ -38,11 +38,11 @@ pub(crate) async fn page(
     Query(q): Query<DoneQuery>,
 ) -> Result<UsersPage, PageError> {
     admin_only(&user)?;
-    let envs = drover_engine::promotion::environments(state.store()).await?;
+    let envs = state.environments().await?;
     Ok(UsersPage {
         chrome: Chrome::new(&user, "users", None).with_done(q.done.as_deref()),
         users: state.store().users().await?,
-        envs: envs.into_iter().map(|e| e.name).collect(),
+        envs: envs.iter().map(|e| e.name.clone()).collect(),
     })
 }
 
