@@ -167,7 +167,7 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
         assert!(store.dataset(run, "clean", "output").await.expect("registry").is_some_and(|d| d.dropped_at.is_none()));
 
         // SQL a DAG wrote cannot read Drover's own tables.
-        let snoop = Uuid::parse_str(&d.ok(&["runs", "trigger", "snoop", "--env", "dev"])).expect("run id");
+        let snoop = Uuid::parse_str(&d.ok(&["runs", "trigger", "snoop", "--env", "dev", "--as", "admin"])).expect("run id");
         let row = wait_finished(&store, snoop, Duration::from_secs(60)).await;
         assert_eq!(row.state, RunState::Failed);
         let ti = store.task_instances(snoop).await.expect("tasks");
