@@ -346,17 +346,28 @@ struct EnvBody {
     environment: String,
 }
 
+/// Pause (`paused`) or unpause a DAG in the body's environment.
+async fn set_paused(
+    state: &WebState,
+    user: &crate::auth::CurrentUser,
+    dag_id: &str,
+    environment: &str,
+    paused: bool,
+) -> ApiResult {
+    state
+        .ops()
+        .set_paused(&user.actor, dag_id, environment, paused)
+        .await?;
+    ok(json!({ "paused": paused }))
+}
+
 async fn pause(
     State(state): State<WebState>,
     ApiUser(user): ApiUser,
     Path(dag_id): Path<String>,
     Body(b): Body<EnvBody>,
 ) -> ApiResult {
-    state
-        .ops()
-        .set_paused(&user.actor, &dag_id, &b.environment, true)
-        .await?;
-    ok(json!({ "paused": true }))
+    set_paused(&state, &user, &dag_id, &b.environment, true).await
 }
 
 async fn unpause(
@@ -365,11 +376,7 @@ async fn unpause(
     Path(dag_id): Path<String>,
     Body(b): Body<EnvBody>,
 ) -> ApiResult {
-    state
-        .ops()
-        .set_paused(&user.actor, &dag_id, &b.environment, false)
-        .await?;
-    ok(json!({ "paused": false }))
+    set_paused(&state, &user, &dag_id, &b.environment, false).await
 }
 
 async fn run(
