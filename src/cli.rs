@@ -10,6 +10,10 @@ pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:543
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, about, long_about = None)]
 pub(crate) struct Cli {
+    /// A settings file: `setting: value` lines (see README's settings table). Flags and
+    /// environment variables override it.
+    #[arg(long, global = true, env = "DROVER_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) folders: Folders,
     /// Postgres connection URL (the database is created if missing).
@@ -144,11 +148,14 @@ pub(crate) struct StandaloneArgs {
     #[arg(long, env = "DROVER_HOME", default_value = ".drover")]
     pub(crate) home: std::path::PathBuf,
     /// Task instances run at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "DROVER_CONCURRENCY", default_value_t = 4)]
     pub(crate) concurrency: usize,
     /// Leads seeded in each environment's MAP sandbox.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, env = "DROVER_SANDBOX_LEADS", default_value_t = 20_000)]
     pub(crate) sandbox_leads: usize,
+    /// How often to re-read the environments and fetch the DAGs, in seconds.
+    #[arg(long, env = "DROVER_SYNC_SECS", default_value_t = 10)]
+    pub(crate) sync_secs: u64,
     #[command(flatten)]
     pub(crate) web: WebArgs,
 }
@@ -207,13 +214,13 @@ pub(crate) enum UsersCommand {
 #[derive(Debug, Args)]
 pub(crate) struct SchedulerArgs {
     /// Longest pause between passes, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "DROVER_TICK_MS", default_value_t = 1000)]
     pub(crate) tick_ms: u64,
-    /// How often to re-read the DAGs and environments folders, in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// How often to re-read the environments and the DAGs (folder or repository), in seconds.
+    #[arg(long, env = "DROVER_SYNC_SECS", default_value_t = 10)]
     pub(crate) sync_secs: u64,
     /// Seconds past a task's timeout before the scheduler fails it itself.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "DROVER_TIMEOUT_GRACE_SECS", default_value_t = 30)]
     pub(crate) timeout_grace_secs: u64,
     /// Do one pass and exit.
     #[arg(long)]
@@ -223,22 +230,22 @@ pub(crate) struct SchedulerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
     /// Task instances run at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, env = "DROVER_CONCURRENCY", default_value_t = 8)]
     pub(crate) concurrency: usize,
     /// Worker id (default: host-pid-random).
-    #[arg(long)]
+    #[arg(long, env = "DROVER_WORKER_ID")]
     pub(crate) id: Option<String>,
     /// Lease length, in seconds: a task whose worker stops renewing it is retried after this.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, env = "DROVER_LEASE_SECS", default_value_t = 30.0)]
     pub(crate) lease_secs: f64,
     /// Lease renewal interval, in seconds (default: a third of the lease).
-    #[arg(long)]
+    #[arg(long, env = "DROVER_HEARTBEAT_SECS")]
     pub(crate) heartbeat_secs: Option<f64>,
     /// On SIGTERM, seconds running tasks get to finish before they are given back.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, env = "DROVER_GRACE_SECS", default_value_t = 30.0)]
     pub(crate) grace_secs: f64,
     /// Poll interval without notifications, in milliseconds.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, env = "DROVER_POLL_MS", default_value_t = 2000)]
     pub(crate) poll_ms: u64,
 }
 

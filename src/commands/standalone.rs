@@ -88,11 +88,18 @@ async fn serve(
 ) -> Result<()> {
     step(started, "preparing the database");
     let store = ctx.store(8).await?;
-    let source = super::dag_source(folders)?;
+    let source = dag_source(folders, &args.home)?;
     step(started, "reading DAGs and environments");
     let report = source.sync(&store).await?;
     for p in &report.problems {
         eprintln!("{p}\n");
+    }
+    let git = match &source {
+        drover_engine::DagSource::Git(git) => Some(git.clone()),
+        drover_engine::DagSource::Folder(_) => None,
+    };
+    if let Some(git) = &git {
+        start_undeployed(git, &store, &report.environments).await?;
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -106,6 +113,7 @@ async fn serve(
         store.clone(),
         SchedulerConfig {
             source: Some(source),
+            sync_every: Duration::from_secs(args.sync_secs.max(1)),
             ..SchedulerConfig::default()
         },
     );
@@ -149,7 +157,7 @@ async fn serve(
     );
     step(started, "starting the web UI");
     let login = admin_login(&store, &args.home).await?;
-    let web_state = super::web::state(&store, folders, &args.web, Some(plane)).await?;
+    let web_state = super::web::state(&store, git, &args.web, Some(plane)).await?;
     let listener = tokio::net::TcpListener::bind(&args.web.listen)
         .await
         .with_context(|| {
@@ -183,6 +191,92 @@ async fn serve(
     scheduler.await.context("scheduler task")??;
     worker.await.context("worker task")??;
     sandboxes.shutdown().await;
+    Ok(())
+}
+
+/// Where standalone reads DAGs: the repository `--repo` names; else, when the DAGs folder is
+/// in a git checkout on a branch, that checkout, with DEV following the branch it is on; else
+/// the folder as it is on disk, for every environment.
+fn dag_source(folders: &Folders, home: &std::path::Path) -> Result<drover_engine::DagSource> {
+    if folders.repo.is_some() {
+        return super::dag_source(folders);
+    }
+    let checkout = drover_repo::checkout_of(&folders.dags_dir).with_context(|| {
+        format!(
+            "cannot read the git checkout of {}",
+            folders.dags_dir.display()
+        )
+    })?;
+    let Some(drover_repo::Checkout {
+        root,
+        subdir,
+        branch: Some(branch),
+        uncommitted,
+    }) = checkout
+    else {
+        eprintln!(
+            "         {} is not on a git branch: every environment runs it as it is on disk",
+            folders.dags_dir.display()
+        );
+        return super::dag_source(folders);
+    };
+    eprintln!(
+        "         DAGs from the git checkout {}: DEV follows the branch `{branch}`, the \
+         environments above it run what is promoted into them",
+        root.display()
+    );
+    if !uncommitted.is_empty() {
+        eprintln!(
+            "         not committed, so not in DEV until you commit: {}",
+            uncommitted.join(", ")
+        );
+    }
+    let git = drover_engine::GitSource::open(
+        &root.display().to_string(),
+        &subdir,
+        &home.join("repos"),
+        folders.environments_dir.clone(),
+    )
+    .with_context(|| format!("cannot open the DAG repository {}", root.display()))?
+    .tracking(Some(branch));
+    Ok(drover_engine::DagSource::Git(git))
+}
+
+/// On first start from a checkout, the environments above DEV that have never run anything
+/// (and name no starting `commit:`) start at the commit DEV runs, so the demo runs every
+/// environment; later commits reach them only by promotion. Recorded in the audit trail.
+async fn start_undeployed(
+    git: &drover_engine::GitSource,
+    store: &drover_store::Store,
+    environments: &[drover_spec::environment::Environment],
+) -> Result<()> {
+    let Some(tracking) = environments.iter().find(|e| e.branch.is_some()) else {
+        return Ok(());
+    };
+    let Some(dev) = store.current_deployment(&tracking.name).await? else {
+        return Ok(());
+    };
+    for env in environments
+        .iter()
+        .filter(|e| e.branch.is_none() && e.commit.is_none())
+    {
+        if store.current_deployment(&env.name).await?.is_some() {
+            continue;
+        }
+        let plan = git.plan(store, &env.name, &dev.commit_sha).await?;
+        git.apply(
+            store,
+            env,
+            &plan,
+            &drover_engine::Deploy {
+                kind: "promote",
+                actor: "standalone",
+                approved_by: None,
+                note: Some("first start: every environment begins at the commit DEV runs"),
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 

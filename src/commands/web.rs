@@ -16,14 +16,12 @@ use crate::cli::{Folders, WebArgs};
 /// the MAP connections (for reverts) where they can be had.
 pub(crate) async fn state(
     store: &Store,
-    folders: &Folders,
+    git: Option<drover_engine::GitSource>,
     args: &WebArgs,
     plane: Option<drover_engine::data::DataPlane>,
 ) -> Result<WebState> {
     let mut ops = Operations::new(store.clone());
-    if folders.repo.is_some()
-        && let drover_engine::DagSource::Git(git) = super::dag_source(folders)?
-    {
+    if let Some(git) = git {
         ops = ops.with_git(Arc::new(git));
     }
     let plane = match plane {
@@ -56,7 +54,14 @@ pub(crate) fn prune_sessions(store: Store) -> tokio::task::JoinHandle<()> {
 
 pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: WebArgs) -> Result<ExitCode> {
     let store = ctx.store(16).await?;
-    let state = state(&store, folders, &args, None).await?;
+    let git = match folders.repo {
+        Some(_) => match super::dag_source(folders)? {
+            drover_engine::DagSource::Git(git) => Some(git),
+            drover_engine::DagSource::Folder(_) => None,
+        },
+        None => None,
+    };
+    let state = state(&store, git, &args, None).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -64,9 +64,12 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
 }
 
 /// Read the environment files and record the valid ones; problems are reported, not fatal.
+/// With `tracked_branch`, the branch-tracking environment follows that branch instead of the
+/// one its file names.
 pub(crate) async fn sync_environments(
     dir: &Path,
     store: &Store,
+    tracked_branch: Option<&str>,
 ) -> Result<SyncReport, EngineError> {
     let mut report = SyncReport::default();
     for path in yaml_files(dir)? {
@@ -81,6 +84,15 @@ pub(crate) async fn sync_environments(
         }
     }
     report.environments.sort_by_key(|e| e.order);
+    if let Some(branch) = tracked_branch {
+        for env in report
+            .environments
+            .iter_mut()
+            .filter(|e| e.branch.is_some())
+        {
+            env.branch = Some(branch.to_owned());
+        }
+    }
     for env in &report.environments {
         let spec = serde_json::to_value(env).map_err(|e| EngineError::Invalid(e.to_string()))?;
         store
@@ -98,7 +110,7 @@ impl FolderSource {
     /// Read both folders and record them: environments, then every valid DAG as the version
     /// each environment runs.
     pub async fn sync(&self, store: &Store) -> Result<SyncReport, EngineError> {
-        let mut report = sync_environments(&self.environments_dir, store).await?;
+        let mut report = sync_environments(&self.environments_dir, store, None).await?;
         let mut versions = Vec::new();
         for path in yaml_files(&self.dags_dir)? {
             let name = path.display().to_string();

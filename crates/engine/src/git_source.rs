@@ -18,6 +18,8 @@ use crate::folder_source::{SyncReport, sync_environments};
 pub struct GitSource {
     repo: Arc<Mutex<DagRepo>>,
     pub environments_dir: PathBuf,
+    /// The branch the branch-tracking environment follows instead of its file's.
+    tracked_branch: Option<String>,
 }
 
 /// How an environment moves to a commit: `sync`, `promote` or `rollback`, and by whom.
@@ -63,7 +65,16 @@ impl GitSource {
         Ok(Self {
             repo: Arc::new(Mutex::new(repo)),
             environments_dir,
+            tracked_branch: None,
         })
+    }
+
+    /// Make the branch-tracking environment follow `branch` (e.g. the branch a developer's
+    /// checkout is on) rather than the branch its environment file names.
+    #[must_use]
+    pub fn tracking(mut self, branch: Option<String>) -> Self {
+        self.tracked_branch = branch;
+        self
     }
 
     /// Run `f` on the repository off the async threads.
@@ -189,7 +200,12 @@ impl GitSource {
     /// Read the environments, fetch, and move the branch-tracking environment to its branch's
     /// head; an environment that has never been deployed starts at the `commit` its file names.
     pub async fn sync(&self, store: &Store) -> Result<SyncReport, EngineError> {
-        let mut report = sync_environments(&self.environments_dir, store).await?;
+        let mut report = sync_environments(
+            &self.environments_dir,
+            store,
+            self.tracked_branch.as_deref(),
+        )
+        .await?;
         self.with_repo(DagRepo::fetch).await?;
         for env in report.environments.clone() {
             let target = match (&env.branch, &env.commit) {

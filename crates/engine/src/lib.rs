@@ -19,7 +19,7 @@ mod worker;
 pub use catalog::DagCache;
 pub use error::EngineError;
 pub use folder_source::{FolderSource, SyncReport, git_blob_id};
-pub use git_source::{DagSource, GitSource, Plan};
+pub use git_source::{DagSource, Deploy, GitSource, Plan};
 pub use plan::{PlannedRun, plan_runs};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use task_specs::task_instance_specs;

@@ -15,6 +15,9 @@ use git2::{
 };
 use thiserror::Error;
 
+mod checkout;
+pub use checkout::{Checkout, checkout_of};
+
 #[derive(Debug, Error)]
 pub enum RepoError {
     #[error("git: {0}")]

@@ -109,3 +109,35 @@ fn a_local_path_reads_branches_and_a_missing_subfolder_has_no_dags() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(root.snapshot(&c1).map(|s| s.files.len()).unwrap_or(0), 1);
 }
+
+#[test]
+fn a_dags_folder_in_a_checkout_knows_its_branch_and_what_is_uncommitted() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = tmp.path();
+    assert_eq!(
+        drover_repo::checkout_of(&d.join("dags")).unwrap_or_else(|e| panic!("{e}")),
+        None,
+        "not a checkout"
+    );
+    git(d, &["init", "-q", "-b", "feature/scores"]);
+    write_commit(d, "dags/a.yaml", "id: a\ntasks: [{id: t, noop: {}}]\n");
+    std::fs::write(d.join("dags/b.yaml"), "id: b\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("README"), "outside the DAGs folder\n").unwrap_or_else(|e| panic!("{e}"));
+    let found = drover_repo::checkout_of(&d.join("dags"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the checkout was not found"));
+    assert_eq!(found.branch.as_deref(), Some("feature/scores"));
+    assert_eq!(found.subdir, "dags");
+    assert_eq!(found.uncommitted, vec!["dags/b.yaml".to_owned()]);
+    assert_eq!(
+        std::fs::canonicalize(d).unwrap_or_else(|e| panic!("{e}")),
+        found.root
+    );
+    // A detached HEAD has no branch to follow.
+    let head = git(d, &["rev-parse", "HEAD"]);
+    git(d, &["checkout", "-q", &head]);
+    let detached = drover_repo::checkout_of(&d.join("dags"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the checkout was not found"));
+    assert_eq!(detached.branch, None);
+}
