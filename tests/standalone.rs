@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::gitrepo::{commit, git};
 use support::{Workspace, serial};
 
 struct Started {
@@ -18,13 +19,23 @@ struct Started {
 }
 
 fn start(ws: &Workspace, home: &std::path::Path) -> Started {
+    start_with(&ws.dags(), &ws.environments(), home, &[])
+}
+
+fn start_with(
+    dags: &std::path::Path,
+    environments: &std::path::Path,
+    home: &std::path::Path,
+    extra: &[&str],
+) -> Started {
     let began = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["standalone", "--listen", "127.0.0.1:0", "--home"])
         .arg(home)
+        .args(extra)
         .env_remove("DATABASE_URL")
-        .env("DROVER_DAGS_DIR", ws.dags())
-        .env("DROVER_ENVIRONMENTS_DIR", ws.environments())
+        .env("DROVER_DAGS_DIR", dags)
+        .env("DROVER_ENVIRONMENTS_DIR", environments)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -203,4 +214,160 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&run));
     assert!(interrupt(&mut child.0).success());
     assert!(!pid_file.exists(), "Postgres was left running");
+}
+
+/// The demo as README's first command runs it, from a git checkout: this repository's example
+/// DAGs and environments (their MAP sandboxes moved to free ports), DEV following the branch
+/// the checkout is on. The scheduled lead-scoring run succeeds, seen over HTTP, and the
+/// sandbox holds the scores; a new commit reaches DEV but not the environments above it.
+#[test]
+fn the_demo_runs_scheduled_lead_scoring_from_a_git_checkout() {
+    let _turn = serial();
+    let checkout = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = checkout.path();
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut ports = std::collections::BTreeMap::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for folder in ["dags", "environments"] {
+        for entry in std::fs::read_dir(here.join(folder)).unwrap_or_else(|e| panic!("{e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+            for fixed in 9911..=9914u16 {
+                let from = format!("127.0.0.1:{fixed}");
+                if text.contains(&from) {
+                    let port = *ports.entry(fixed).or_insert_with(support::web::free_port);
+                    text = text.replace(&from, &format!("127.0.0.1:{port}"));
+                }
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            files.push((format!("{folder}/{}", name.unwrap_or_default()), text));
+        }
+    }
+    assert_eq!(ports.len(), 4, "each environment has a MAP sandbox");
+    git(root, &["init", "-q", "-b", "demo/scoring"]);
+    let files_ref: Vec<(&str, Option<&str>)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), Some(t.as_str())))
+        .collect();
+    let first = commit(root, &files_ref, "the example DAGs");
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let up = start_with(
+        &root.join("dags"),
+        &root.join("environments"),
+        home.path(),
+        &["--sync-secs", "1"],
+    );
+    let mut child = Running(up.child);
+    let dev_map = format!("http://127.0.0.1:{}", ports[&9911]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    support::runtime().block_on(async {
+        let (user, password) = &up.login;
+        let session = support::web::login(&up.web, user, password).await;
+        // The scheduler made lead scoring's latest daily interval a run when it started.
+        let run = support::eventually(
+            "a scheduled lead-scoring run in DEV to succeed",
+            Duration::from_secs(180),
+            || async {
+                let page = session.get("/api/dags/lead_scoring/runs?env=dev").await;
+                let runs: serde_json::Value = serde_json::from_str(&page.body).ok()?;
+                let run = runs["runs"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["run_type"] == "scheduled")?
+                    .clone();
+                assert_ne!(run["state"], "failed", "{run}");
+                (run["state"] == "success").then_some(run)
+            },
+        )
+        .await;
+        assert_eq!(run["commit_sha"], first.as_str(), "{run}");
+        let id = run["id"].as_str().unwrap_or_default().to_owned();
+        let detail: serde_json::Value =
+            serde_json::from_str(&session.get(&format!("/api/runs/{id}")).await.body)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let push = detail["tasks"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["task_id"] == "push_scores"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no push_scores in {detail}"));
+        let pushed = push["rows_out"].as_i64().unwrap_or(0);
+        assert!(pushed > 0, "nothing was scored: {detail}");
+        // The sandbox received exactly those scores.
+        let client = support::web::client();
+        let writes: serde_json::Value = client
+            .get(format!("{dev_map}/_sandbox/writes"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let written: std::collections::HashSet<i64> = writes["writes"]
+            .as_array()
+            .map(|w| w.iter().filter_map(|w| w["leadId"].as_i64()).collect())
+            .unwrap_or_default();
+        assert!(written.len() as i64 >= pushed, "{writes}");
+        // The scores Drover staged are the scores the sandbox now holds.
+        let pool = sqlx::PgPool::connect(&up.database_url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let run_id = uuid::Uuid::parse_str(&id).unwrap_or_else(|e| panic!("{e}"));
+        let table: String = sqlx::query_scalar(
+            "select table_name from dataset where run_id = $1 and task_id = 'score' and kind = 'output'",
+        )
+        .bind(run_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let scores: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select id::bigint, \"leadScore\"::bigint from staging.\"{table}\" order by id limit 5"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!scores.is_empty());
+        for (lead_id, score) in scores {
+            assert!(written.contains(&lead_id), "lead {lead_id} was not written");
+            let lead: serde_json::Value = client
+                .get(format!("{dev_map}/_sandbox/leads/{lead_id}"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(lead["leadScore"].as_i64(), Some(score), "{lead}");
+        }
+        pool.close().await;
+
+        // Every environment started at the first commit; a new commit on the branch reaches
+        // DEV only.
+        let qa = session.get("/api/dags?env=qa").await;
+        assert!(qa.body.contains("lead_scoring"), "{}", qa.body);
+        commit(
+            root,
+            &[(
+                "dags/hello.yaml",
+                Some("id: hello\ntasks:\n  - id: say\n    command: { argv: [echo, hi] }\n"),
+            )],
+            "hello",
+        );
+        support::eventually("DEV to follow the branch", Duration::from_secs(30), || async {
+            let dev = session.get("/api/dags?env=dev").await;
+            dev.body.contains("\"hello\"").then_some(())
+        })
+        .await;
+        let qa = session.get("/api/dags?env=qa").await;
+        assert!(!qa.body.contains("\"hello\""), "{}", qa.body);
+        let envs = session.get("/environments").await;
+        assert!(envs.body.contains("demo/scoring"), "the branch DEV follows: {}", envs.body);
+    });
+    assert!(interrupt(&mut child.0).success());
+    for port in ports.values() {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "a sandbox was left running"
+        );
+    }
+    assert!(!home.path().join("postgres/pgdata/postmaster.pid").exists());
 }
