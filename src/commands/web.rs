@@ -70,6 +70,7 @@ pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: WebArgs) -> Result<E
         eprintln!("No users yet: add one with `drover users add NAME --role admin` to log in.");
     }
     println!("Drover web UI at http://{addr}");
+    tracing::info!(address = %addr, "serving the web UI and API");
     let pruner = prune_sessions(store);
     drover_web::serve(listener, state, super::serve::shutdown_signal()).await?;
     pruner.abort();

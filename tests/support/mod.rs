@@ -164,6 +164,15 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A process started elsewhere, its stderr in `log`.
+    pub fn new(child: Child, name: &str, log: PathBuf) -> Self {
+        Self {
+            child,
+            name: name.to_owned(),
+            log,
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap_or(0)
     }
