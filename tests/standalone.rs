@@ -371,3 +371,55 @@ fn the_demo_runs_scheduled_lead_scoring_from_a_git_checkout() {
     }
     assert!(!home.path().join("postgres/pgdata/postmaster.pid").exists());
 }
+
+/// As root, Postgres runs as the `postgres` user; a home it cannot reach is refused at once,
+/// naming the folder that blocks it and the fix, instead of failing inside initdb.
+#[test]
+fn a_home_the_postgres_user_cannot_reach_is_refused_with_the_fix() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        eprintln!("not root: the cluster runs as this user, nothing to refuse");
+        return;
+    }
+    let ws = Workspace::new();
+    let private = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let began = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["standalone", "--listen", "127.0.0.1:0", "--home"])
+        .arg(private.path().join("home"))
+        .env_remove("DATABASE_URL")
+        .env("DROVER_DAGS_DIR", ws.dags())
+        .env("DROVER_ENVIRONMENTS_DIR", ws.environments())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Should it start after all, stop it (and its Postgres) rather than wait forever.
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(20) {
+            let _ = interrupt(&mut child);
+            panic!("standalone started in a home the postgres user cannot reach");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod o+x {}", private.path().display())),
+        "{stderr}"
+    );
+}

@@ -21,6 +21,15 @@ pub enum EmbeddedError {
         "Postgres cannot run as root and there is no `postgres` user to run it as: install Debian's `postgresql` package or create that user"
     )]
     NoUnprivilegedUser,
+    #[error(
+        "the `{user}` user runs Postgres (it cannot run as root) but cannot enter {blocked}, so cannot reach {data_dir}: \
+         choose a Drover home under a folder other users may enter (--home), or allow it with `chmod o+x {blocked}`"
+    )]
+    Unreachable {
+        user: String,
+        data_dir: String,
+        blocked: String,
+    },
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
     #[error("cannot prepare {path}: {source}")]
@@ -57,7 +66,19 @@ fn nix_uid() -> u32 {
 
 /// The newest Postgres `bin` folder on this machine.
 pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
-    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    find_binaries_in(
+        Path::new("/usr/lib/postgresql"),
+        std::env::var_os("PATH").as_deref(),
+    )
+}
+
+/// The newest `<versions>/<N>/bin` holding initdb and pg_ctl, else the first folder of `path`
+/// (a PATH-style list) holding them.
+fn find_binaries_in(
+    versions: &Path,
+    path: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf, EmbeddedError> {
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir(versions)
         .into_iter()
         .flatten()
         .flatten()
@@ -71,9 +92,8 @@ pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
     if let Some((_, bin)) = candidates.pop() {
         return Ok(bin);
     }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+    path.into_iter()
+        .flat_map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
         .ok_or(EmbeddedError::NoBinaries)
 }
@@ -174,6 +194,9 @@ impl EmbeddedPostgres {
                 });
             }
         }
+        if let Some(user) = &self.run_as {
+            self.check_reachable(user)?;
+        }
         if self.cluster_dir().join("PG_VERSION").is_file() {
             return Ok(());
         }
@@ -193,6 +216,32 @@ impl EmbeddedPostgres {
                 "--no-instructions",
             ],
         )
+    }
+
+    /// The unprivileged user can reach the data folder: every folder above it lets it in.
+    fn check_reachable(&self, user: &str) -> Result<(), EmbeddedError> {
+        let reachable = Command::new("runuser")
+            .args(["-u", user, "--", "test", "-x"])
+            .arg(&self.data_dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if reachable {
+            return Ok(());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let absolute =
+            std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        let blocked = absolute
+            .ancestors()
+            .skip(1)
+            .filter(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+            .last()
+            .unwrap_or(&absolute);
+        Err(EmbeddedError::Unreachable {
+            user: user.to_owned(),
+            data_dir: absolute.display().to_string(),
+            blocked: blocked.display().to_string(),
+        })
     }
 
     fn options(&self) -> String {
@@ -259,4 +308,35 @@ pub fn free_port() -> Result<u16, EmbeddedError> {
             path: "127.0.0.1:0".to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_binaries_the_error_names_the_package_to_install() {
+        let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let found = find_binaries_in(empty.path(), Some(empty.path().as_os_str()));
+        let message = found.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("apt-get install postgresql"), "{message}");
+    }
+
+    #[test]
+    fn the_newest_version_with_both_programs_wins() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for (version, programs) in [
+            ("13", &["initdb", "pg_ctl"][..]),
+            ("17", &["initdb", "pg_ctl"]),
+            ("18", &["initdb"]),
+        ] {
+            let bin = root.path().join(version).join("bin");
+            std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("{e}"));
+            for p in programs {
+                std::fs::write(bin.join(p), "").unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        let found = find_binaries_in(root.path(), None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found, root.path().join("17").join("bin"));
+    }
 }
