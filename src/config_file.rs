@@ -202,6 +202,34 @@ mod tests {
     }
 
     #[test]
+    fn readme_settings_table_lists_every_setting_and_nothing_else() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("### Settings")
+            .nth(1)
+            .and_then(|t| t.split("\n\n").nth(1))
+            .unwrap_or_else(|| panic!("README has no settings table"));
+        let mut documented = std::collections::BTreeSet::new();
+        for row in table.lines().skip(2) {
+            let cells: Vec<&str> = row
+                .split(" | ")
+                .map(|c| c.trim_matches(['|', ' ', '`']))
+                .collect();
+            let (key, var) = (cells[0], cells[2]);
+            if key != "—" {
+                assert_eq!(key, key_of(var), "{row}");
+            }
+            documented.insert(var.to_owned());
+        }
+        let mut known: std::collections::BTreeSet<String> = settings(&cli()).into_keys().collect();
+        known.insert(CONFIG_VAR.to_owned());
+        assert_eq!(
+            documented, known,
+            "README's settings table and the flags differ"
+        );
+    }
+
+    #[test]
     fn every_service_setting_has_a_variable() {
         let vars = settings(&cli());
         for var in [
