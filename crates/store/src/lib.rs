@@ -107,9 +107,10 @@ async fn ensure_database(options: &PgConnectOptions) -> Result<()> {
         let created = sqlx::query(sqlx::AssertSqlSafe(format!("create database {quoted}")))
             .execute(&mut conn)
             .await;
-        // Another process may have created it meanwhile (42P04 duplicate_database).
+        // Another process may have created it meanwhile: 42P04 duplicate_database, or 23505
+        // when both inserted into pg_database at once.
         if let Err(sqlx::Error::Database(e)) = &created {
-            if e.code().as_deref() != Some("42P04") {
+            if !matches!(e.code().as_deref(), Some("42P04" | "23505")) {
                 created?;
             }
         } else {

@@ -410,3 +410,41 @@ async fn an_environment_never_runs_more_than_its_concurrency() {
     );
     db.drop_db().await;
 }
+
+/// Processes started together against a server without Drover's database all connect: the
+/// one that loses the race to create it uses the winner's, and migrations run once.
+#[tokio::test]
+async fn processes_starting_at_once_create_the_database_once() {
+    let server = std::env::var("DROVER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("drover_test_{}", Uuid::new_v4().simple());
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let store = Store::connect(&url, 1).await?;
+                store.migrate().await?;
+                store.pool().close().await;
+                Ok::<_, drover_store::StoreError>(())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for start in starts {
+        results.push(start.await);
+    }
+    let admin = Store::connect(&server, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database if exists \"{name}\" with (force)"
+    )))
+    .execute(admin.pool())
+    .await;
+    for r in results {
+        r.unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("a process failed to start: {e}"));
+    }
+}
