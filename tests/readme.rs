@@ -437,7 +437,7 @@ fn every_shell_command_in_readme_runs() {
             let status = p.terminate(Duration::from_secs(20));
             assert!(
                 status.is_some_and(|s| s.success()),
-                "{}: {}",
+                "{}: {status:?}\n{}",
                 p.name,
                 p.log()
             );

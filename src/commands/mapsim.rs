@@ -9,6 +9,7 @@ use drover_mapsim::{FaultProfile, Limits, SandboxConfig};
 use crate::cli::MapsimArgs;
 
 pub(crate) async fn run(args: MapsimArgs) -> Result<ExitCode> {
+    let stop = super::serve::shutdown_signal();
     let faults: FaultProfile = args
         .faults
         .parse()
@@ -31,6 +32,6 @@ pub(crate) async fn run(args: MapsimArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot start the MAP sandbox on {addr}"))?;
     println!("MAP sandbox listening on {}", sandbox.base_url());
-    sandbox.serve_until(super::serve::shutdown_signal()).await;
+    sandbox.serve_until(stop).await;
     Ok(ExitCode::SUCCESS)
 }

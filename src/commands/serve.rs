@@ -9,24 +9,29 @@ use drover_engine::{Scheduler, SchedulerConfig, Worker, WorkerConfig};
 use super::Ctx;
 use crate::cli::{Folders, SchedulerArgs, WorkerArgs};
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this is called,
+/// not when the future is first polled: call it first thing, so a stop asked for while the
+/// process is still starting is kept and honoured once it runs (instead of killing it
+/// half-way through its start).
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        let received = |s: Option<Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = received(term) => {}
+            () = received(interrupt) => {}
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        tracing::info!("stop requested");
     }
-    tracing::info!("stop requested");
 }
 
 pub(crate) async fn scheduler(
@@ -34,6 +39,7 @@ pub(crate) async fn scheduler(
     folders: &Folders,
     args: SchedulerArgs,
 ) -> Result<ExitCode> {
+    let stop = shutdown_signal();
     let store = ctx.store(8).await?;
     let config = SchedulerConfig {
         tick: Duration::from_millis(args.tick_ms.max(10)),
@@ -54,12 +60,13 @@ pub(crate) async fn scheduler(
         .context("connecting to the staging schema (as the drover_sql role)")?;
     Scheduler::new(store, config)
         .with_data(plane)
-        .run(shutdown_signal())
+        .run(stop)
         .await?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
+    let stop = shutdown_signal();
     let connections = u32::try_from(args.concurrency.min(16)).unwrap_or(16) + 4;
     let store = ctx.store(connections).await?;
     let id = args.id.unwrap_or_else(|| {
@@ -86,7 +93,7 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     .context("connecting to the staging schema (as the drover_sql role)")?;
     Worker::new(store, config)
         .with_data(plane)
-        .run(shutdown_signal())
+        .run(stop)
         .await?;
     Ok(ExitCode::SUCCESS)
 }

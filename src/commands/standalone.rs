@@ -35,6 +35,8 @@ fn port_for(home: &std::path::Path) -> Result<u16> {
 
 pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: StandaloneArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    // Ctrl-C while it starts is kept, and stops it cleanly (Postgres too) once it is up.
+    let stop = super::serve::shutdown_signal();
     let home = std::path::absolute(&args.home).context("cannot resolve the Drover home folder")?;
     let explicit_url =
         std::env::var_os("DATABASE_URL").is_some() || ctx.database_url != DEFAULT_DATABASE_URL;
@@ -70,7 +72,7 @@ pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: StandaloneArgs) -> R
         database_url: url.clone(),
         actor: ctx.actor.clone(),
     };
-    let result = serve(&ctx, folders, &args, started).await;
+    let result = serve(&ctx, folders, &args, started, stop).await;
     if let Some(pg) = cluster {
         step(started, "stopping Postgres");
         tokio::task::spawn_blocking(move || pg.stop()).await??;
@@ -85,6 +87,7 @@ async fn serve(
     folders: &Folders,
     args: &StandaloneArgs,
     started: Instant,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     step(started, "preparing the database");
     let store = ctx.store(8).await?;
@@ -183,7 +186,7 @@ async fn serve(
         login,
         redact(&ctx.database_url)
     );
-    super::serve::shutdown_signal().await;
+    stop.await;
     step(started, "stopping: letting running tasks finish");
     let _ = stop_tx.send(true);
     pruner.abort();

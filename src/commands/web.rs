@@ -53,6 +53,7 @@ pub(crate) fn prune_sessions(store: Store) -> tokio::task::JoinHandle<()> {
 }
 
 pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: WebArgs) -> Result<ExitCode> {
+    let stop = super::serve::shutdown_signal();
     let store = ctx.store(16).await?;
     let git = match folders.repo {
         Some(_) => match super::dag_source(folders)? {
@@ -72,7 +73,7 @@ pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: WebArgs) -> Result<E
     println!("Drover web UI at http://{addr}");
     tracing::info!(address = %addr, "serving the web UI and API");
     let pruner = prune_sessions(store);
-    drover_web::serve(listener, state, super::serve::shutdown_signal()).await?;
+    drover_web::serve(listener, state, stop).await?;
     pruner.abort();
     Ok(ExitCode::SUCCESS)
 }

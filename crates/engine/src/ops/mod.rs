@@ -301,7 +301,11 @@ impl Operations {
                     .current_deployment(&name)
                     .await?
                     .map(|d| d.commit_sha)
-                    .ok_or_else(|| OpError::Conflict(format!("`{name}` runs no commit yet")))
+                    .ok_or_else(|| {
+                        OpError::Conflict(format!(
+                            "`{name}` runs no commit yet: nothing to compare until a commit is promoted into it"
+                        ))
+                    })
             }
         };
         let (a, b) = (commit_of(from).await?, commit_of(to).await?);
