@@ -91,7 +91,7 @@ async fn serve(
 ) -> Result<()> {
     step(started, "preparing the database");
     let store = ctx.store(8).await?;
-    let source = dag_source(folders, &args.home)?;
+    let (source, checkout) = dag_source(folders, &args.home)?;
     step(started, "reading DAGs and environments");
     let report = source.sync(&store).await?;
     for p in &report.problems {
@@ -178,13 +178,19 @@ async fn serve(
         "\nDrover is running: {} DAG(s) across {} environment(s).\n\
          Web UI:               http://{web_addr}\n\
          Log in as:            {}\n\
-         In another terminal:  export DATABASE_URL={}\n\
+         In another terminal:  export DATABASE_URL={}\n{}\
          then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev --as admin\n\
          Press Ctrl-C to stop.",
         dags,
         report.environments.len(),
         login,
-        redact(&ctx.database_url)
+        redact(&ctx.database_url),
+        checkout
+            .map(|root| format!(
+                "                      export DROVER_REPO={}   (for drover env promote / diff / rollback)\n",
+                root.display()
+            ))
+            .unwrap_or_default()
     );
     stop.await;
     step(started, "stopping: letting running tasks finish");
@@ -200,9 +206,13 @@ async fn serve(
 /// Where standalone reads DAGs: the repository `--repo` names; else, when the DAGs folder is
 /// in a git checkout on a branch, that checkout, with DEV following the branch it is on; else
 /// the folder as it is on disk, for every environment.
-fn dag_source(folders: &Folders, home: &std::path::Path) -> Result<drover_engine::DagSource> {
+/// Also the checkout's root, when it is one.
+fn dag_source(
+    folders: &Folders,
+    home: &std::path::Path,
+) -> Result<(drover_engine::DagSource, Option<std::path::PathBuf>)> {
     if folders.repo.is_some() {
-        return super::dag_source(folders);
+        return Ok((super::dag_source(folders)?, None));
     }
     let checkout = drover_repo::checkout_of(&folders.dags_dir).with_context(|| {
         format!(
@@ -221,7 +231,7 @@ fn dag_source(folders: &Folders, home: &std::path::Path) -> Result<drover_engine
             "         {} is not on a git branch: every environment runs it as it is on disk",
             folders.dags_dir.display()
         );
-        return super::dag_source(folders);
+        return Ok((super::dag_source(folders)?, None));
     };
     eprintln!(
         "         DAGs from the git checkout {}: DEV follows the branch `{branch}`, the \
@@ -242,7 +252,7 @@ fn dag_source(folders: &Folders, home: &std::path::Path) -> Result<drover_engine
     )
     .with_context(|| format!("cannot open the DAG repository {}", root.display()))?
     .tracking(Some(branch));
-    Ok(drover_engine::DagSource::Git(git))
+    Ok((drover_engine::DagSource::Git(git), Some(root)))
 }
 
 /// On first start from a checkout, the environments above DEV that have never run anything
