@@ -115,6 +115,10 @@ pub(crate) enum Command {
     /// Run the MAP sandbox: a local server speaking the Marketo REST API, with seeded leads
     /// and switchable faults.
     Mapsim(MapsimArgs),
+    /// Maintenance mode: no run is created or started and nothing can be changed; running
+    /// tasks finish.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
     /// The audit trail: promotions, approvals, rollbacks, pauses, triggers, clears.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -134,6 +138,25 @@ pub(crate) enum Command {
         #[arg(long)]
         to: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MaintenanceCommand {
+    /// Turn maintenance on (or change its message and end): scheduling pauses, workers claim
+    /// nothing new, the UI shows the message and the API answers changes with 503.
+    On {
+        /// What users see, e.g. "Database upgrade".
+        #[arg(long)]
+        message: String,
+        /// When it ends by itself: an RFC 3339 instant or a duration from now (`90m`, `2h`).
+        /// Without it, it lasts until `drover maintenance off`.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Turn maintenance off: scheduling resumes, each DAG catching up as its `catchup` says.
+    Off,
+    /// Whether maintenance is on, why and until when.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

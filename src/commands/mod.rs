@@ -4,6 +4,7 @@ mod dags;
 mod datasets;
 mod deploy;
 mod env;
+mod maintenance;
 mod mapsim;
 mod runs;
 mod sandboxes;
@@ -121,6 +122,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Repo(crate::cli::RepoCommand::Sync) => {
             runtime()?.block_on(deploy::sync(&ctx, &cli.folders))
         }
+        Command::Maintenance(command) => runtime()?.block_on(maintenance::run(&ctx, command)),
         Command::Audit { limit, format } => runtime()?.block_on(deploy::audit(&ctx, limit, format)),
         Command::Db(DbCommand::Migrate) => runtime()?.block_on(async {
             ctx.store(2).await?;

@@ -5,6 +5,7 @@
 //! polling as the safety net.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -48,6 +49,8 @@ pub struct Scheduler {
     cache: DagCache,
     config: SchedulerConfig,
     data: Option<crate::data::DataPlane>,
+    /// Whether the last pass found maintenance on (to log only the changes).
+    in_maintenance: AtomicBool,
 }
 
 /// How often staged datasets past their retention are looked for.
@@ -61,6 +64,7 @@ impl Scheduler {
             cache,
             config,
             data: None,
+            in_maintenance: AtomicBool::new(false),
         }
     }
 
@@ -73,13 +77,35 @@ impl Scheduler {
     /// One pass: with no `dirty` runs a full sweep (due runs, retries, lost and overdue tasks,
     /// every running run); with some, only what a notification can have changed: queued runs
     /// to start and those runs to advance. Public for `drover scheduler --once`.
+    ///
+    /// In maintenance it creates and starts no run (workers claim no task either); the rest
+    /// of its bookkeeping goes on, and when maintenance ends each DAG catches up as its
+    /// `catchup` says.
     pub async fn pass(&self, dirty: &[Uuid]) -> Result<(), EngineError> {
+        let maintenance = self.store.maintenance().await?;
+        if maintenance.is_some()
+            != self
+                .in_maintenance
+                .swap(maintenance.is_some(), Ordering::Relaxed)
+        {
+            match &maintenance {
+                Some(m) => {
+                    tracing::warn!(message = %m.message, until = ?m.until, "maintenance: no run is created or started")
+                }
+                None => tracing::info!("maintenance over: scheduling resumes"),
+            }
+        }
+        let open = maintenance.is_none();
         if !dirty.is_empty() {
-            self.start_queued_runs().await?;
+            if open {
+                self.start_queued_runs().await?;
+            }
             return self.evaluate(dirty).await;
         }
-        self.create_due_runs().await?;
-        self.start_queued_runs().await?;
+        if open {
+            self.create_due_runs().await?;
+            self.start_queued_runs().await?;
+        }
         self.store.queue_due_retries().await?;
         let reaped = self.store.reap_expired_leases().await?;
         for (ti, run, state) in &reaped {

@@ -9,6 +9,7 @@ pub mod embedded;
 mod error;
 mod history;
 mod logs;
+mod maintenance;
 mod notify;
 mod runs;
 mod staging;
@@ -23,6 +24,7 @@ pub use deployments::{CommitChange, DeploymentRow, ImportError, PromotionRequest
 pub use error::StoreError;
 pub use history::{AuditFilter, DagRunSummary, GridCell, MetricCounts};
 pub use logs::{LogLine, LogStream, StoredLogLine};
+pub use maintenance::Maintenance;
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
 pub use staging::{

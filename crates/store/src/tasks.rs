@@ -122,11 +122,13 @@ impl Store {
             // each rescan skips the rows already taken and locks `limit` more: a worker then
             // claimed hundreds of tasks for 32 free slots, in seconds. A materialized CTE read
             // through `array(…)` (an init plan) is evaluated once, whatever the plan.
+            sqlx::AssertSqlSafe(format!(
             "with busy as ( \
                select environment, count(*) as n from task_instance where state = 'running' group by environment), \
              room as ( \
                select e.name, greatest(0, coalesce((e.spec->>'concurrency')::int, 8) - coalesce(b.n, 0))::int8 as free \
-               from environment e left join busy b on b.environment = e.name), \
+               from environment e left join busy b on b.environment = e.name \
+               where not {in_maintenance}), \
              picked as materialized ( \
                select q.id from room cross join lateral ( \
                  select t.id, t.priority from task_instance t \
@@ -142,6 +144,8 @@ impl Store {
              select c.id as ti_id, c.run_id, c.task_id, c.try_number, c.timeout_secs, r.dag_id, \
                     r.environment, r.version_id, r.logical_date, r.interval_start, r.interval_end, r.params \
              from claimed c join dag_run r on r.id = c.run_id order by c.id",
+                in_maintenance = crate::maintenance::IN_MAINTENANCE
+            )),
         )
         .bind(worker_id)
         .bind(lease_secs)

@@ -18,6 +18,8 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     /// Technical detail, shown folded on pages.
     pub(crate) detail: Option<String>,
+    /// Seconds to wait before trying again (a `Retry-After` header), e.g. in maintenance.
+    pub(crate) retry_after: Option<i64>,
 }
 
 impl Failure {
@@ -26,7 +28,18 @@ impl Failure {
             status,
             message: message.into(),
             detail: None,
+            retry_after: None,
         }
+    }
+
+    /// Drover is in maintenance: 503, and when to try again.
+    pub(crate) fn maintenance(m: &drover_store::Maintenance) -> Self {
+        let mut f = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            OpError::Maintenance(m.clone()).to_string(),
+        );
+        f.retry_after = Some(m.retry_after_secs(chrono::Utc::now()));
+        f
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
@@ -48,6 +61,7 @@ impl Failure {
             message: "Drover could not answer this request. The details below help an engineer."
                 .to_owned(),
             detail: Some(detail),
+            retry_after: None,
         }
     }
 
@@ -87,6 +101,7 @@ impl From<OpError> for Failure {
             OpError::Conflict(m) => Failure::new(StatusCode::CONFLICT, m),
             OpError::Invalid(m) => Failure::bad_request(m),
             OpError::Unavailable(m) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            OpError::Maintenance(m) => Failure::maintenance(&m),
             OpError::Engine(e) => e.into(),
         }
     }
@@ -140,10 +155,12 @@ impl IntoResponse for PageError {
             message: &f.message,
             detail: f.detail.as_deref(),
         };
-        match page.render() {
+        let mut res = match page.render() {
             Ok(body) => (f.status, Html(body)).into_response(),
-            Err(_) => (f.status, f.message).into_response(),
-        }
+            Err(_) => (f.status, f.message.clone()).into_response(),
+        };
+        with_retry_after(&mut res, f.retry_after);
+        res
     }
 }
 
@@ -168,7 +185,45 @@ impl IntoResponse for ApiError {
                 "detail": f.detail,
             }
         });
-        (f.status, Json(body)).into_response()
+        let mut res = (f.status, Json(body)).into_response();
+        with_retry_after(&mut res, f.retry_after);
+        res
+    }
+}
+
+fn with_retry_after(res: &mut Response, secs: Option<i64>) {
+    if let Some(secs) = secs
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+}
+
+/// In maintenance every change is refused at the door with 503 and `Retry-After` (logging
+/// in and out still work, and every page still reads).
+pub(crate) async fn maintenance_gate(
+    axum::extract::State(state): axum::extract::State<crate::WebState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let path = req.uri().path();
+    if reads || path == "/login" || path == "/logout" {
+        return next.run(req).await;
+    }
+    let api = path.starts_with("/api/");
+    let refused = match state.store().maintenance().await {
+        Ok(None) => return next.run(req).await,
+        Ok(Some(m)) => Failure::maintenance(&m),
+        Err(e) => Failure::from(e),
+    };
+    if api {
+        ApiError(refused).into_response()
+    } else {
+        PageError(refused).into_response()
     }
 }
 

@@ -62,6 +62,14 @@ async fn metrics(State(state): State<WebState>) -> Response {
         "# HELP drover_uptime_seconds Seconds since this process started.\n# TYPE drover_uptime_seconds gauge\ndrover_uptime_seconds {:.0}",
         state.uptime().as_secs_f64()
     );
+    let maintenance = state.store().maintenance().await.ok().flatten();
+    let _ = writeln!(
+        out,
+        "# HELP drover_maintenance Whether Drover is in maintenance (no run created or started, no task claimed).
+# TYPE drover_maintenance gauge
+drover_maintenance {}",
+        u8::from(maintenance.is_some())
+    );
     let _ = writeln!(
         out,
         "# HELP drover_runs Runs by state: unfinished ones, and those finished in the last day.\n# TYPE drover_runs gauge"

@@ -39,6 +39,10 @@ pub fn router(state: WebState) -> Router {
             state.clone(),
             fresh_after_changes,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            error::maintenance_gate,
+        ))
         .layer(axum::middleware::from_fn(error::security_headers))
         .with_state(state)
 }

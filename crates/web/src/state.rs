@@ -76,6 +76,8 @@ pub(crate) struct Caches {
     /// (dag, environment, state, before) → what the DAG's page shows
     pub(crate) history: TtlCache<(String, String, String, String), DagHistory>,
     pub(crate) import_errors: TtlCache<String, Vec<ImportError>>,
+    /// Maintenance in force, for the banner every page shows.
+    pub(crate) maintenance: TtlCache<(), Option<drover_store::Maintenance>>,
 }
 
 impl Caches {
@@ -85,6 +87,7 @@ impl Caches {
             listings: TtlCache::new(ttl),
             history: TtlCache::new(ttl),
             import_errors: TtlCache::new(ttl),
+            maintenance: TtlCache::new(ttl),
         }
     }
 
@@ -93,6 +96,7 @@ impl Caches {
         self.listings.clear();
         self.history.clear();
         self.import_errors.clear();
+        self.maintenance.clear();
     }
 }
 
@@ -127,6 +131,20 @@ impl WebState {
 
     pub(crate) fn caches(&self) -> &Caches {
         &self.inner.caches
+    }
+
+    /// Maintenance in force (briefly cached), for the banner.
+    pub(crate) async fn maintenance(
+        &self,
+    ) -> Result<Arc<Option<drover_store::Maintenance>>, Failure> {
+        let store = self.store().clone();
+        self.inner
+            .caches
+            .maintenance
+            .get_or_load((), || async move {
+                store.maintenance().await.map_err(Failure::from)
+            })
+            .await
     }
 
     /// The environments in promotion order (briefly cached).

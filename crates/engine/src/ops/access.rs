@@ -26,6 +26,8 @@ pub enum Action {
     Approve,
     /// Add users, change roles, issue tokens for others.
     ManageUsers,
+    /// Turn maintenance mode on or off.
+    Maintenance,
 }
 
 impl Action {
@@ -40,6 +42,7 @@ impl Action {
             Action::Promote => "promote or roll back",
             Action::Approve => "approve promotions",
             Action::ManageUsers => "manage users",
+            Action::Maintenance => "turn maintenance on or off",
         }
     }
 }
@@ -83,7 +86,7 @@ impl Actor {
                 None => role >= Role::Operator,
             },
             Action::Approve => role == Role::Admin,
-            Action::ManageUsers => self.role == Role::Admin,
+            Action::ManageUsers | Action::Maintenance => self.role == Role::Admin,
         }
     }
 
@@ -104,7 +107,7 @@ impl Actor {
                         .join(" or ")
                 })
                 .unwrap_or_else(|| "operator".to_owned()),
-            Action::Approve | Action::ManageUsers => "admin".to_owned(),
+            Action::Approve | Action::ManageUsers | Action::Maintenance => "admin".to_owned(),
             _ => "operator or admin".to_owned(),
         };
         Err(format!(

@@ -35,6 +35,9 @@ pub enum OpError {
     /// This Drover process cannot do it (no DAG repository, no MAP connection).
     #[error("{0}")]
     Unavailable(String),
+    /// Drover is in maintenance: nothing changes until it ends.
+    #[error("Drover is in maintenance: {}{}", .0.message, .0.until.map(|u| format!(" (until {})", u.format("%Y-%m-%d %H:%M UTC"))).unwrap_or_default())]
+    Maintenance(drover_store::Maintenance),
     #[error(transparent)]
     Engine(EngineError),
 }
@@ -120,12 +123,17 @@ impl Operations {
             .ok_or_else(|| OpError::NotFound(format!("no environment `{name}`")))
     }
 
+    /// The environment, when `actor` may do `action` there and Drover is not in maintenance
+    /// (every change goes through here).
     async fn allowed(
         &self,
         actor: &Actor,
         action: Action,
         environment: &str,
     ) -> Result<Environment, OpError> {
+        if let Some(m) = self.store.maintenance().await? {
+            return Err(OpError::Maintenance(m));
+        }
         let env = self.environment(environment).await?;
         actor
             .check(action, Some(&env))

@@ -67,6 +67,27 @@ const WRITE: &[u16] = &[401, 403, 404, 409, 422];
 
 /// The document.
 pub(crate) fn spec() -> Value {
+    let mut doc = paths_and_schemas();
+    // Every change may meet maintenance: 503 with Retry-After.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            if let Some(responses) = item
+                .get_mut("post")
+                .and_then(|p| p.get_mut("responses"))
+                .and_then(Value::as_object_mut)
+            {
+                responses.insert("503".to_owned(), json!({
+                    "description": "Drover is in maintenance (Retry-After says when to try again), or this process cannot do it now",
+                    "headers": { "Retry-After": { "description": "Seconds to wait", "schema": { "type": "integer" } } },
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+                }));
+            }
+        }
+    }
+    doc
+}
+
+fn paths_and_schemas() -> Value {
     let run_p = path_p("run", "Run id (UUID)");
     let dag_p = path_p("dag", "DAG id");
     let env_p = path_p("env", "Environment name");

@@ -5,6 +5,8 @@
 pub mod password;
 mod secret_token;
 
+use std::sync::Arc;
+
 use axum::Form;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -47,6 +49,8 @@ pub(crate) struct CurrentUser {
     pub(crate) actor: Actor,
     /// The session's CSRF token (none when authenticated by API token).
     pub(crate) csrf: Option<String>,
+    /// Maintenance in force when the request came, for the pages' banner.
+    pub(crate) maintenance: Arc<Option<drover_store::Maintenance>>,
 }
 
 impl CurrentUser {
@@ -89,9 +93,13 @@ async fn authenticate(parts: &Parts, state: &WebState) -> Result<Option<CurrentU
     } else {
         None
     };
-    Ok(found.map(|a| CurrentUser {
+    let Some(a) = found else {
+        return Ok(None);
+    };
+    Ok(Some(CurrentUser {
         actor: actor_of(&a.user),
         csrf: a.csrf_token,
+        maintenance: state.maintenance().await?,
     }))
 }
 

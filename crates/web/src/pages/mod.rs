@@ -73,6 +73,8 @@ pub(crate) struct Chrome {
     /// `?env=…` to keep the environment across sections.
     pub(crate) env_query: String,
     pub(crate) notice: Option<&'static str>,
+    /// Maintenance in force: the message, and until when.
+    pub(crate) maintenance: Option<String>,
 }
 
 impl Chrome {
@@ -87,6 +89,16 @@ impl Chrome {
                 .map(|e| format!("?env={}", url_encode(e)))
                 .unwrap_or_default(),
             notice: None,
+            maintenance: user.maintenance.as_ref().as_ref().map(|m| {
+                let until = m
+                    .until
+                    .map(|u| format!(" Until {}.", u.format("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default();
+                format!(
+                    "Maintenance: {}.{until} Nothing new runs and nothing can be changed meanwhile; running tasks finish.",
+                    m.message.trim_end_matches('.')
+                )
+            }),
         }
     }
 
