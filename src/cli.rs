@@ -248,6 +248,9 @@ pub(crate) struct SchedulerArgs {
     /// Do one pass and exit.
     #[arg(long)]
     pub(crate) once: bool,
+    /// The web UI's address as people reach it, for links in notifications.
+    #[arg(long, env = "DROVER_PUBLIC_URL")]
+    pub(crate) public_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

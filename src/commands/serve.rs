@@ -58,8 +58,10 @@ pub(crate) async fn scheduler(
     let plane = drover_engine::data::DataPlane::connect(&store, 2)
         .await
         .context("connecting to the staging schema (as the drover_sql role)")?;
+    let notifier = drover_engine::Notifier::new(store.clone(), args.public_url)?;
     Scheduler::new(store, config)
         .with_data(plane)
+        .with_notifier(notifier)
         .run(stop)
         .await?;
     Ok(ExitCode::SUCCESS)

@@ -140,11 +140,7 @@ async fn serve(
     )
     .await?
     .with_provided_secrets(sandboxes.secrets.clone());
-    let scheduler = tokio::spawn(
-        scheduler
-            .with_data(plane.clone())
-            .run(stopped(stop_rx.clone())),
-    );
+    let scheduler = scheduler.with_data(plane.clone());
     let worker_store = ctx
         .store(u32::try_from(args.concurrency).unwrap_or(8) + 4)
         .await?;
@@ -170,6 +166,12 @@ async fn serve(
             )
         })?;
     let web_addr = listener.local_addr()?;
+    let notifier = drover_engine::Notifier::new(store.clone(), Some(format!("http://{web_addr}")))?;
+    let scheduler = tokio::spawn(
+        scheduler
+            .with_notifier(notifier)
+            .run(stopped(stop_rx.clone())),
+    );
     let web = tokio::spawn(drover_web::serve(listener, web_state, stopped(stop_rx)));
     let pruner = super::web::prune_sessions(store.clone());
     let dags = store.dag_envs(None).await?.len();

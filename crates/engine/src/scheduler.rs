@@ -51,10 +51,13 @@ pub struct Scheduler {
     data: Option<crate::data::DataPlane>,
     /// Whether the last pass found maintenance on (to log only the changes).
     in_maintenance: AtomicBool,
+    notifier: Option<crate::Notifier>,
 }
 
 /// How often staged datasets past their retention are looked for.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How often new events are looked for and due notifications sent.
+const NOTIFY_EVERY: Duration = Duration::from_secs(2);
 
 impl Scheduler {
     pub fn new(store: Store, config: SchedulerConfig) -> Self {
@@ -65,7 +68,15 @@ impl Scheduler {
             config,
             data: None,
             in_maintenance: AtomicBool::new(false),
+            notifier: None,
         }
+    }
+
+    /// Also send the environments' notifications.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: crate::Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Also drop staged datasets past their environment's retention.
@@ -144,6 +155,7 @@ impl Scheduler {
         let mut dirty: Vec<Uuid> = Vec::new();
         let mut known_problems: Vec<String> = Vec::new();
         let mut last_retention: Option<Instant> = None;
+        let mut last_notify: Option<Instant> = None;
         tokio::pin!(shutdown);
         tracing::info!("scheduler started");
         loop {
@@ -155,6 +167,14 @@ impl Scheduler {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(datasets = n, "dropped datasets past their retention"),
                     Err(e) => tracing::warn!(error = %e, "dropping expired datasets failed"),
+                }
+            }
+            if let Some(notifier) = &self.notifier
+                && last_notify.is_none_or(|t| t.elapsed() >= NOTIFY_EVERY)
+            {
+                last_notify = Some(Instant::now());
+                if let Err(e) = notifier.pass().await {
+                    tracing::warn!(error = %e, "notifications pass failed");
                 }
             }
             if let Some(source) = &self.config.source

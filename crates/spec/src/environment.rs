@@ -45,6 +45,67 @@ pub struct Environment {
     pub dataset_retention_days: u32,
     #[serde(default)]
     pub promotion: PromotionPolicy,
+    /// Where to tell people when runs fail, give up or recover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationChannel>,
+}
+
+/// A place notifications go: a webhook taking Slack-compatible JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationChannel {
+    /// How the channel is named in the notification history.
+    pub name: String,
+    /// Where the webhook URL is read from (it is a secret: anyone with it can post).
+    pub webhook: SecretRef,
+    /// Which events go there; default: all.
+    #[serde(default = "all_events")]
+    pub on: Vec<NotifyEvent>,
+    /// The same event of the same DAG is sent at most once per this long; the others are
+    /// recorded as suppressed. Default 1h.
+    #[serde(default = "default_dedup")]
+    pub dedup: crate::duration::Duration,
+    /// At most this many notifications an hour go to the channel; default 20.
+    #[serde(default = "default_max_per_hour")]
+    pub max_per_hour: u32,
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// A run failed.
+    Failure,
+    /// A task failed its last try.
+    RetryExhausted,
+    /// A run succeeded after the DAG's previous run had failed.
+    Recovery,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 3] = [
+        NotifyEvent::Failure,
+        NotifyEvent::RetryExhausted,
+        NotifyEvent::Recovery,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Failure => "failure",
+            NotifyEvent::RetryExhausted => "retry_exhausted",
+            NotifyEvent::Recovery => "recovery",
+        }
+    }
+}
+
+fn all_events() -> Vec<NotifyEvent> {
+    NotifyEvent::ALL.to_vec()
+}
+fn default_dedup() -> crate::duration::Duration {
+    crate::duration::Duration::from_secs(3_600)
+}
+fn default_max_per_hour() -> u32 {
+    20
 }
 
 fn default_concurrency() -> u32 {
@@ -184,6 +245,27 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
             return Err(diags);
         }
     }
+    if let Some(channels) = doc
+        .get("notifications")
+        .and_then(yaml_serde::Value::as_sequence)
+    {
+        let diags: Vec<Diagnostic> = channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.get("webhook").is_some_and(yaml_serde::Value::is_string))
+            .map(|(i, _)| {
+                let pos = positions().locate(&format!("notifications[{i}].webhook")).value;
+                Diagnostic::new(
+                    file,
+                    pos,
+                    "`webhook` must say where the URL comes from (`{ env: VARIABLE }` or `{ file: /path }`): a webhook URL is a secret".to_owned(),
+                )
+            })
+            .collect();
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+    }
     let env: Environment =
         from_section("", doc).map_err(|e| vec![e.locate(file, source, &positions())])?;
     let mut diags = Vec::new();
@@ -247,6 +329,34 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
             "promotion.allowed_roles",
             "nobody could promote into this environment: name at least one role".to_owned(),
         );
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in env.notifications.iter().enumerate() {
+        if c.name.is_empty()
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
+        {
+            at(
+                &format!("notifications[{i}].name"),
+                format!(
+                    "invalid channel name `{}`: use letters, digits, `_` and `-`",
+                    c.name
+                ),
+            );
+        } else if !names.insert(c.name.clone()) {
+            at(
+                &format!("notifications[{i}].name"),
+                format!("another channel is named `{}`", c.name),
+            );
+        }
+        if c.max_per_hour == 0 {
+            at(
+                &format!("notifications[{i}].max_per_hour"),
+                "`max_per_hour` must be at least 1".to_owned(),
+            );
+        }
     }
     for key in env.variables.keys() {
         if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.is_empty() {
@@ -396,5 +506,42 @@ variables: { sync_list: DEV Leads }
             errs.first().map(|d| (d.line, d.message.as_str())),
             Some((2, "unknown key `ordr`, did you mean `order`?"))
         );
+    }
+
+    #[test]
+    fn notification_channels_default_to_every_event_and_are_checked() {
+        let src = format!(
+            "{DEV}notifications:\n  - name: ops-slack\n    webhook: {{ env: SLACK_HOOK }}\n  - name: ops-slack\n    webhook: {{ env: OTHER }}\n    on: [recovery]\n    max_per_hour: 0\n"
+        );
+        let errs = load_environment("environments/dev.yaml", &src)
+            .err()
+            .unwrap_or_default();
+        let found: Vec<(usize, &str)> = errs.iter().map(|d| (d.line, d.message.as_str())).collect();
+        assert!(
+            found.contains(&(13, "another channel is named `ops-slack`")),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&(16, "`max_per_hour` must be at least 1")),
+            "{found:?}"
+        );
+        let ok = src.replace("  - name: ops-slack\n    webhook: { env: OTHER }\n    on: [recovery]\n    max_per_hour: 0\n", "");
+        let env =
+            load_environment("environments/dev.yaml", &ok).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(env.notifications[0].on, NotifyEvent::ALL.to_vec());
+        assert_eq!(env.notifications[0].max_per_hour, 20);
+        assert_eq!(env.notifications[0].dedup.as_secs(), 3600);
+        // A URL written in the file is refused without repeating it.
+        let literal = ok.replace(
+            "{ env: SLACK_HOOK }",
+            "https://hooks.example.com/T0/B0/s3cr3t",
+        );
+        let errs = load_environment("environments/dev.yaml", &literal)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, 12);
+        assert!(errs[0].message.contains("a webhook URL is a secret"));
+        assert!(!errs[0].to_string().contains("s3cr3t"));
     }
 }

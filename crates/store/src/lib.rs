@@ -10,6 +10,7 @@ mod error;
 mod history;
 mod logs;
 mod maintenance;
+mod notifications;
 mod notify;
 mod runs;
 mod staging;
@@ -25,6 +26,7 @@ pub use error::StoreError;
 pub use history::{AuditFilter, DagRunSummary, GridCell, MetricCounts};
 pub use logs::{LogLine, LogStream, StoredLogLine};
 pub use maintenance::Maintenance;
+pub use notifications::NotificationRow;
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
 pub use staging::{

@@ -46,6 +46,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/tasks/{task}/revert", post(revert))
         .route("/checks", get(checks))
         .route("/audit", get(audit))
+        .route("/notifications", get(notifications))
         .fallback(crate::error::api_not_found)
 }
 
@@ -514,6 +515,20 @@ struct AuditQuery {
     dag: Option<String>,
     before: Option<i64>,
     limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<i64>,
+}
+
+async fn notifications(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult {
+    let list = state.store().notifications(q.limit.unwrap_or(100)).await?;
+    ok(json!({ "notifications": list }))
 }
 
 async fn audit(

@@ -7,6 +7,7 @@ mod dag;
 mod dags;
 mod environments;
 mod login;
+mod notifications;
 mod run;
 mod runs;
 mod task;
@@ -52,6 +53,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/environments/{env}/rollback", post(environments::rollback))
         .route("/checks", get(checks::page))
         .route("/audit", get(audit::page))
+        .route("/notifications", get(notifications::page))
         .route("/account", get(account::page))
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))

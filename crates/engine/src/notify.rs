@@ -1,0 +1,228 @@
+//! Notifications: each pass records the recent events every environment's channels want, then
+//! sends what is due to its webhook as Slack-compatible JSON. The same event of the same DAG
+//! goes to a channel at most once per `dedup`, and at most `max_per_hour` a channel; the rest
+//! are recorded as suppressed with the reason. A failed send is retried with backoff (5
+//! tries), then recorded as failed with the error. Any number of schedulers may do this: an
+//! event is recorded once, and each notification is claimed by one sender.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use drover_spec::environment::{Environment, NotificationChannel, SecretRef};
+use drover_store::{NotificationRow, Store};
+
+use crate::EngineError;
+
+/// Tries before a notification is given up.
+const MAX_ATTEMPTS: i32 = 5;
+
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    store: Store,
+    client: reqwest::Client,
+    /// The web UI's address, for links in messages.
+    base_url: Option<String>,
+}
+
+impl Notifier {
+    pub fn new(store: Store, base_url: Option<String>) -> Result<Self, EngineError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| EngineError::Invalid(format!("cannot build the webhook client: {e}")))?;
+        Ok(Self {
+            store,
+            client,
+            base_url,
+        })
+    }
+
+    /// Record new events and send what is due.
+    pub async fn pass(&self) -> Result<(), EngineError> {
+        let environments: Vec<Environment> = self
+            .store
+            .environments()
+            .await?
+            .into_iter()
+            .filter_map(|e| serde_json::from_value(e.spec).ok())
+            .collect();
+        for env in &environments {
+            for channel in &env.notifications {
+                let events: Vec<&str> = channel.on.iter().map(|e| e.as_str()).collect();
+                self.store
+                    .queue_notifications(&env.name, &channel.name, &events)
+                    .await?;
+            }
+        }
+        for n in self.store.claim_notifications(50).await? {
+            let channel = environments
+                .iter()
+                .find(|e| e.name == n.environment)
+                .and_then(|e| e.notifications.iter().find(|c| c.name == n.channel));
+            let Some(channel) = channel else {
+                self.store
+                    .finish_notification(
+                        &n,
+                        "failed",
+                        Some("the channel is no longer in the environment file"),
+                        None,
+                    )
+                    .await?;
+                continue;
+            };
+            self.deliver(&n, channel).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        n: &NotificationRow,
+        channel: &NotificationChannel,
+    ) -> Result<(), EngineError> {
+        let now = Utc::now();
+        let dedup = chrono::Duration::milliseconds(
+            i64::try_from(channel.dedup.as_millis()).unwrap_or(i64::MAX),
+        );
+        if let Some(earlier) = self.store.last_sent_like(n, now - dedup).await? {
+            let why = format!(
+                "duplicate: the same event of this DAG was sent as #{earlier} within {}",
+                channel.dedup
+            );
+            self.store
+                .finish_notification(n, "suppressed", Some(&why), None)
+                .await?;
+            return Ok(());
+        }
+        let sent = self
+            .store
+            .sent_count(&n.environment, &n.channel, now - chrono::Duration::hours(1))
+            .await?;
+        if sent >= i64::from(channel.max_per_hour) {
+            let why = format!(
+                "rate limit: {} sent to this channel in the last hour",
+                channel.max_per_hour
+            );
+            self.store
+                .finish_notification(n, "suppressed", Some(&why), None)
+                .await?;
+            return Ok(());
+        }
+        let outcome = match secret(&channel.webhook) {
+            Ok(url) => self.post(&url, n).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                self.store
+                    .finish_notification(n, "sent", None, None)
+                    .await?;
+                tracing::info!(channel = %n.channel, event = %n.event, dag = %n.dag_id, "notification sent");
+            }
+            Err(e) if n.attempts >= MAX_ATTEMPTS => {
+                tracing::warn!(channel = %n.channel, error = %e, "notification given up");
+                self.store
+                    .finish_notification(
+                        n,
+                        "failed",
+                        Some(&format!("after {} tries: {e}", n.attempts)),
+                        None,
+                    )
+                    .await?;
+            }
+            Err(e) => {
+                // 5 s, 20 s, 80 s, 320 s.
+                let wait = 5 * 4_i64.pow(u32::try_from(n.attempts - 1).unwrap_or(0));
+                tracing::warn!(channel = %n.channel, error = %e, retry_in_secs = wait, "notification not delivered; retrying");
+                self.store
+                    .finish_notification(
+                        n,
+                        "pending",
+                        Some(&e),
+                        Some(now + chrono::Duration::seconds(wait)),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn post(&self, url: &str, n: &NotificationRow) -> Result<(), String> {
+        let res = self
+            .client
+            .post(url)
+            .json(&payload(n, self.base_url.as_deref()))
+            .send()
+            .await
+            .map_err(|e| format!("the webhook did not answer: {}", without_url(&e)))?;
+        if res.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the webhook answered {}", res.status()))
+        }
+    }
+}
+
+/// A reqwest error without the URL (a webhook URL is a secret).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "<webhook>");
+    }
+    s
+}
+
+fn secret(at: &SecretRef) -> Result<String, String> {
+    match at {
+        SecretRef::Env(var) => std::env::var(var).map_err(|_| {
+            format!(
+                "the webhook URL comes from the variable {var}, which is not set for the scheduler"
+            )
+        }),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| {
+                format!(
+                    "the webhook URL comes from {path}, which cannot be read: {}",
+                    e.kind()
+                )
+            }),
+    }
+}
+
+/// Slack-compatible: `text` (what Slack shows) plus the facts for other receivers.
+fn payload(n: &NotificationRow, base_url: Option<&str>) -> serde_json::Value {
+    let what = match n.event.as_str() {
+        "failure" => format!(":red_circle: {} failed in {}", n.dag_id, n.environment),
+        "retry_exhausted" => format!(
+            ":warning: {}.{} failed its last try in {}",
+            n.dag_id, n.task_id, n.environment
+        ),
+        "recovery" => format!(
+            ":large_green_circle: {} recovered in {}",
+            n.dag_id, n.environment
+        ),
+        other => format!("{other}: {} in {}", n.dag_id, n.environment),
+    };
+    let link = base_url
+        .map(|b| {
+            format!(
+                " <{}/runs/{}|run {}>",
+                b.trim_end_matches('/'),
+                n.run_id,
+                n.run_id
+            )
+        })
+        .unwrap_or_else(|| format!(" (run {})", n.run_id));
+    serde_json::json!({
+        "text": format!("{what}{link}"),
+        "drover": {
+            "event": n.event,
+            "environment": n.environment,
+            "dag_id": n.dag_id,
+            "run_id": n.run_id,
+            "task_id": (!n.task_id.is_empty()).then_some(&n.task_id),
+            "notification_id": n.id,
+        }
+    })
+}

@@ -1,0 +1,165 @@
+//! Notifications: events found in the run history (a run failed, a task used its last try,
+//! a run succeeded after a failure) become one row per channel, exactly once; senders claim
+//! due rows under a short lease and record what became of each.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::{Result, Store};
+
+/// How far back events are looked for: a channel added now does not replay old history.
+const LOOKBACK: &str = "interval '1 hour'";
+
+/// One notification and what became of it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub channel: String,
+    pub environment: String,
+    pub dag_id: String,
+    pub run_id: Uuid,
+    pub task_id: String,
+    pub event: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, channel, environment, dag_id, run_id, task_id, event, state, reason, \
+                       attempts, created_at, sent_at";
+
+impl Store {
+    /// Record the recent events of `environment` that `channel` wants (`events` by name),
+    /// each once; returns how many are new.
+    pub async fn queue_notifications(
+        &self,
+        environment: &str,
+        channel: &str,
+        events: &[&str],
+    ) -> Result<u64> {
+        let sql = format!(
+            "insert into notification (channel, environment, dag_id, run_id, task_id, event) \
+             select $2, $1, e.dag_id, e.run_id, e.task_id, e.event from ( \
+               select r.dag_id, r.id as run_id, '' as task_id, 'failure' as event from dag_run r \
+               where r.environment = $1 and r.state = 'failed' and r.finished_at > now() - {LOOKBACK} \
+               union all \
+               select r.dag_id, t.run_id, t.task_id, 'retry_exhausted' from task_instance t \
+               join dag_run r on r.id = t.run_id \
+               where t.environment = $1 and t.state = 'failed' and t.try_number >= t.max_tries \
+                 and t.finished_at > now() - {LOOKBACK} \
+               union all \
+               select r.dag_id, r.id, '', 'recovery' from dag_run r \
+               where r.environment = $1 and r.state = 'success' and r.finished_at > now() - {LOOKBACK} \
+                 and (select p.state from dag_run p \
+                      where p.dag_id = r.dag_id and p.environment = r.environment \
+                        and p.state in ('success', 'failed') and p.finished_at < r.finished_at \
+                      order by p.finished_at desc limit 1) = 'failed' \
+             ) e where e.event = any($3) \
+             on conflict (channel, environment, run_id, event, task_id) do nothing"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(environment)
+            .bind(channel)
+            .bind(events)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Take up to `limit` due notifications, each under a two-minute lease (a sender that
+    /// dies leaves it due again).
+    pub async fn claim_notifications(&self, limit: i64) -> Result<Vec<NotificationRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "update notification set attempts = attempts + 1, \
+                    next_attempt_at = now() + interval '2 minutes' \
+             where id = any(array( \
+               select id from notification where state = 'pending' and next_attempt_at <= now() \
+               order by id limit $1 for update skip locked)) \
+               and state = 'pending' \
+             returning {COLUMNS}"
+        )))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// An earlier notification of the same event and DAG to `channel` that makes `n` a
+    /// duplicate: one sent since `since`, or one still being delivered.
+    pub async fn last_sent_like(
+        &self,
+        n: &NotificationRow,
+        since: DateTime<Utc>,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "select id from notification where channel = $1 and environment = $2 and dag_id = $3 \
+               and event = $4 and id <> $6 \
+               and ((state = 'sent' and sent_at >= $5) or (state = 'pending' and id < $6)) \
+             order by id desc limit 1",
+        )
+        .bind(&n.channel)
+        .bind(&n.environment)
+        .bind(&n.dag_id)
+        .bind(&n.event)
+        .bind(since)
+        .bind(n.id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Notifications sent to `channel` (of `environment`) since `since`.
+    pub async fn sent_count(
+        &self,
+        environment: &str,
+        channel: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "select count(*) from notification where channel = $1 and environment = $2 \
+               and state = 'sent' and sent_at >= $3",
+        )
+        .bind(channel)
+        .bind(environment)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Record what became of a claimed notification: `sent`, `suppressed` or `failed` (with
+    /// the reason), or `pending` again at `retry_at`. Only the claim that took it (same
+    /// attempt) may; false when another did.
+    pub async fn finish_notification(
+        &self,
+        n: &NotificationRow,
+        state: &str,
+        reason: Option<&str>,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "update notification set state = $3, reason = $4, \
+                    sent_at = case when $3 = 'sent' then now() end, \
+                    next_attempt_at = coalesce($5, next_attempt_at) \
+             where id = $1 and attempts = $2 and state = 'pending'",
+        )
+        .bind(n.id)
+        .bind(n.attempts)
+        .bind(state)
+        .bind(reason)
+        .bind(retry_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The latest notifications, newest first.
+    pub async fn notifications(&self, limit: i64) -> Result<Vec<NotificationRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {COLUMNS} from notification order by id desc limit $1"
+        )))
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
