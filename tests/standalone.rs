@@ -12,6 +12,8 @@ use support::{Workspace, serial};
 
 struct Started {
     child: std::process::Child,
+    /// Its stderr, shown when the test fails.
+    log: std::path::PathBuf,
     database_url: String,
     web: String,
     login: (String, String),
@@ -38,7 +40,10 @@ fn start_with(
         .env("DROVER_ENVIRONMENTS_DIR", environments)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(home.join("standalone-stderr.log"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
@@ -67,6 +72,7 @@ fn start_with(
         .unwrap_or_else(|| panic!("standalone printed no login: {login:?}"));
     Started {
         child,
+        log: home.join("standalone-stderr.log"),
         database_url: url,
         web,
         login: (user, password),
@@ -76,10 +82,18 @@ fn start_with(
 
 /// Stops a standalone left running by a failed assertion (Ctrl-C first, so it stops its
 /// Postgres; SIGKILL if that does not work).
-struct Running(std::process::Child);
+struct Running(std::process::Child, std::path::PathBuf);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(150).collect();
+            eprintln!("---- standalone stderr (last lines) ----");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
         if let Ok(None) = self.0.try_wait() {
             let _ = Command::new("kill")
                 .arg("-INT")
@@ -169,7 +183,7 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let first = start(&ws, home.path());
     let url = first.database_url.clone();
-    let mut child = Running(first.child);
+    let mut child = Running(first.child, first.log.clone());
     // The web UI answers, and the printed admin login works.
     let (web, (user, password)) = (first.web.clone(), first.login.clone());
     support::runtime().block_on(async {
@@ -201,7 +215,7 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
 
     // Warm start: the cluster is reused, the run is still there.
     let again = start(&ws, home.path());
-    let mut child = Running(again.child);
+    let mut child = Running(again.child, again.log.clone());
     assert_eq!(url, again.database_url, "the embedded cluster moved");
     assert_eq!(again.login, (user, password), "the admin login changed");
     eprintln!("warm start to ready: {:?}", again.took);
@@ -257,7 +271,7 @@ fn the_demo_runs_scheduled_lead_scoring_from_a_git_checkout() {
         home.path(),
         &["--sync-secs", "1"],
     );
-    let mut child = Running(up.child);
+    let mut child = Running(up.child, up.log.clone());
     let dev_map = format!("http://127.0.0.1:{}", ports[&9911]);
     let _ = rustls::crypto::ring::default_provider().install_default();
     support::runtime().block_on(async {

@@ -155,8 +155,11 @@ async fn serve(
             .run(stopped(stop_rx.clone())),
     );
     step(started, "starting the web UI");
-    let login = admin_login(&store, &args.home).await?;
-    let web_state = super::web::state(&store, git, &args.web, Some(plane)).await?;
+    // The web server reads with connections of its own, so a busy UI never delays the
+    // scheduler, as with separate processes.
+    let web_store = ctx.store(8).await?;
+    let login = admin_login(&web_store, &args.home).await?;
+    let web_state = super::web::state(&web_store, git, &args.web, Some(plane)).await?;
     let listener = tokio::net::TcpListener::bind(&args.web.listen)
         .await
         .with_context(|| {
@@ -173,7 +176,7 @@ async fn serve(
             .run(stopped(stop_rx.clone())),
     );
     let web = tokio::spawn(drover_web::serve(listener, web_state, stopped(stop_rx)));
-    let pruner = super::web::prune_sessions(store.clone());
+    let pruner = super::web::prune_sessions(web_store.clone());
     let dags = store.dag_envs(None).await?.len();
     step(started, "Drover is running");
     println!(

@@ -32,18 +32,22 @@ impl Listener {
     /// trouble (connection lost: it reconnects on the next call after a short pause).
     pub async fn wait(&mut self, timeout: Duration) -> Option<String> {
         if self.inner.is_none() {
-            match PgListener::connect_with(&self.pool).await {
-                Ok(mut l) => match l.listen_all(self.channels.iter().copied()).await {
-                    Ok(()) => self.inner = Some(l),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "listen failed");
-                        tokio::time::sleep(timeout.min(Duration::from_millis(500))).await;
-                        return None;
-                    }
-                },
-                Err(e) => {
+            // Connecting waits for a free pooled connection: bounded like the wait itself, so
+            // a busy pool delays the caller's next pass by `timeout` at most.
+            let connect = async {
+                let mut l = PgListener::connect_with(&self.pool).await?;
+                l.listen_all(self.channels.iter().copied()).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            match tokio::time::timeout(timeout.max(Duration::from_millis(100)), connect).await {
+                Ok(Ok(l)) => self.inner = Some(l),
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "listener cannot connect");
                     tokio::time::sleep(timeout.min(Duration::from_millis(500))).await;
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!("listener could not connect in time");
                     return None;
                 }
             }
