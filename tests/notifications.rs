@@ -7,6 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::web::JsonAnswer;
 use support::web::{add_user, client, login, start_web, token};
 use support::{Drover, TestDb, Workspace, eventually, serial, server_url};
 
@@ -192,12 +193,8 @@ fn a_failing_dag_tells_each_channel_once_and_its_recovery_too() {
         let api: serde_json::Value = client()
             .get(format!("{base}/api/notifications"))
             .bearer_auth(&admin_token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .json_answer()
+            .await;
         assert_eq!(
             api["notifications"].as_array().map(Vec::len),
             Some(10),

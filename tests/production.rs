@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use drover_mapsim::FaultProfile;
 use support::gitrepo::{commit, git};
+use support::web::JsonAnswer;
 use support::web::{client, free_port};
 use support::{Proc, TestDb, Workspace, eventually, serial, server_url, start_sandbox};
 
@@ -20,16 +21,9 @@ const SECRET: &str = "prod-shape-secret";
 /// `drover ARGS` configured by the settings file only: no DATABASE_URL or DROVER_* variable
 /// from the test's own environment.
 fn drover(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name == "DATABASE_URL" || name.starts_with("DROVER_") {
-            cmd.env_remove(&*name);
-        }
-    }
+    let mut cmd = support::bare_drover();
     cmd.args(args)
         .env("DROVER_CONFIG", config)
-        .env("RUST_LOG", "info,sqlx=warn")
         .current_dir(config.parent().unwrap_or(Path::new(".")));
     cmd
 }
@@ -149,12 +143,8 @@ fn separate_scheduler_workers_and_web_run_a_dag_from_git() {
             .post(format!("{base}/api/dags/scores/runs"))
             .bearer_auth(&token)
             .json(&serde_json::json!({ "environment": "dev" }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .json_answer()
+            .await;
         let run = created["run_id"]
             .as_str()
             .unwrap_or_else(|| panic!("no run id in {created}"))
@@ -174,12 +164,8 @@ fn separate_scheduler_workers_and_web_run_a_dag_from_git() {
         assert!(pushed > 0, "{done}");
         let stats: serde_json::Value = c
             .get(format!("{}/_sandbox/stats", map.base_url()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .json_answer()
+            .await;
         assert!(stats["leadsWritten"].as_i64().unwrap_or(0) >= pushed, "{stats}");
         // Both workers took part (four one-second tasks, two slots each).
         let store = db.store().await;

@@ -121,17 +121,8 @@ impl Shell {
     }
 
     fn command(&self, words: &[String]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name == "DATABASE_URL" || name.starts_with("DROVER_") {
-                cmd.env_remove(&*name);
-            }
-        }
-        cmd.args(&words[1..])
-            .envs(&self.env)
-            .env("RUST_LOG", "info,sqlx=warn")
-            .current_dir(&self.dir);
+        let mut cmd = support::bare_drover();
+        cmd.args(&words[1..]).envs(&self.env).current_dir(&self.dir);
         cmd
     }
 

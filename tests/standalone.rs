@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::gitrepo::{commit, git};
+use support::web::JsonAnswer;
 use support::{Workspace, serial};
 
 struct Started {
@@ -310,12 +311,8 @@ fn the_demo_runs_scheduled_lead_scoring_from_a_git_checkout() {
         let client = support::web::client();
         let writes: serde_json::Value = client
             .get(format!("{dev_map}/_sandbox/writes"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .json_answer()
+            .await;
         let written: std::collections::HashSet<i64> = writes["writes"]
             .as_array()
             .map(|w| w.iter().filter_map(|w| w["leadId"].as_i64()).collect())
@@ -344,12 +341,8 @@ fn the_demo_runs_scheduled_lead_scoring_from_a_git_checkout() {
             assert!(written.contains(&lead_id), "lead {lead_id} was not written");
             let lead: serde_json::Value = client
                 .get(format!("{dev_map}/_sandbox/leads/{lead_id}"))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .json()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .json_answer()
+                .await;
             assert_eq!(lead["leadScore"].as_i64(), Some(score), "{lead}");
         }
         pool.close().await;

@@ -214,6 +214,20 @@ impl Drop for Proc {
     }
 }
 
+/// A `drover` command that inherits none of this process's DATABASE_URL and DROVER_*
+/// variables: its settings are only what the test gives it.
+pub fn bare_drover() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "DATABASE_URL" || name.starts_with("DROVER_") {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd.env("RUST_LOG", "info,sqlx=warn");
+    cmd
+}
+
 /// Runs `drover` against a test database and workspace.
 pub struct Drover<'a> {
     pub db: &'a TestDb,

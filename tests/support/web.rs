@@ -244,3 +244,19 @@ pub async fn api(
     }
     answer(req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"))).await
 }
+
+/// Sending a request and reading its JSON answer, failing the test on any error.
+pub trait JsonAnswer {
+    async fn json_answer(self) -> serde_json::Value;
+}
+
+impl JsonAnswer for reqwest::RequestBuilder {
+    async fn json_answer(self) -> serde_json::Value {
+        self.send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("not JSON: {e}"))
+    }
+}
