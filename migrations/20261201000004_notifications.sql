@@ -19,3 +19,5 @@ create table notification (
 );
 create index notification_due on notification (next_attempt_at) where state = 'pending';
 create index notification_recent on notification (channel, sent_at) where state = 'sent';
+-- The event scan reads recent finishes only (dag_run_finished serves runs).
+create index task_instance_failed_finished on task_instance (finished_at) where state = 'failed';

@@ -93,20 +93,21 @@ impl Scheduler {
     /// of its bookkeeping goes on, and when maintenance ends each DAG catches up as its
     /// `catchup` says.
     pub async fn pass(&self, dirty: &[Uuid]) -> Result<(), EngineError> {
-        let maintenance = self.store.maintenance().await?;
-        if maintenance.is_some()
-            != self
+        // Read at each full sweep (every tick); the passes between reuse what it found.
+        if dirty.is_empty() {
+            let maintenance = self.store.maintenance().await?;
+            let was = self
                 .in_maintenance
-                .swap(maintenance.is_some(), Ordering::Relaxed)
-        {
+                .swap(maintenance.is_some(), Ordering::Relaxed);
             match &maintenance {
-                Some(m) => {
-                    tracing::warn!(message = %m.message, until = ?m.until, "maintenance: no run is created or started")
+                Some(m) if !was => {
+                    tracing::warn!(message = %m.message, until = ?m.until, "maintenance: no run is created or started");
                 }
-                None => tracing::info!("maintenance over: scheduling resumes"),
+                None if was => tracing::info!("maintenance over: scheduling resumes"),
+                _ => {}
             }
         }
-        let open = maintenance.is_none();
+        let open = !self.in_maintenance.load(Ordering::Relaxed);
         if !dirty.is_empty() {
             if open {
                 self.start_queued_runs().await?;
