@@ -49,7 +49,8 @@ fn start_with(
         .unwrap_or_else(|e| panic!("{e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let (mut url, mut web, mut login) = (String::new(), String::new(), String::new());
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
         if let Some(u) = line.strip_prefix("Web UI:") {
             web = u.trim().to_owned();
         }
@@ -65,6 +66,8 @@ fn start_with(
             "standalone did not come up"
         );
     }
+    // Keep reading what it prints next, as a terminal would.
+    std::thread::spawn(move || lines.for_each(drop));
     assert!(!url.is_empty(), "standalone printed no database URL");
     let took = began.elapsed();
     let (user, password) = login
@@ -429,4 +432,57 @@ fn a_home_the_postgres_user_cannot_reach_is_refused_with_the_fix() {
         stderr.contains(&format!("chmod o+x {}", private.path().display())),
         "{stderr}"
     );
+}
+
+/// Whoever started it may stop reading its output (a closed terminal, a log pipe that went
+/// away): Drover keeps running and still stops cleanly.
+#[test]
+fn standalone_keeps_running_when_nobody_reads_its_output() {
+    let _turn = serial();
+    let ws = Workspace::new();
+    ws.dag(
+        "hello",
+        "id: hello\ntasks:\n  - id: say\n    command: { argv: [echo, hi] }\n",
+    );
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = support::web::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "standalone",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--home",
+        ])
+        .arg(home.path())
+        .env_remove("DATABASE_URL")
+        .env("DROVER_DAGS_DIR", ws.dags())
+        .env("DROVER_ENVIRONMENTS_DIR", ws.environments())
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::File::create(home.path().join("standalone-stderr.log"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(child.stdout.take()); // nobody reads it
+    let log = home.path().join("standalone-stderr.log");
+    let mut running = Running(child, log);
+    support::runtime().block_on(async {
+        support::eventually("the UI to answer", Duration::from_secs(60), || async {
+            let r = support::web::client()
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        // Past its start banner, it is still up.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    });
+    assert!(
+        matches!(running.0.try_wait(), Ok(None)),
+        "standalone exited when its output went unread"
+    );
+    assert!(interrupt(&mut running.0).success());
 }

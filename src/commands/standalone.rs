@@ -179,13 +179,13 @@ async fn serve(
     let pruner = super::web::prune_sessions(web_store.clone());
     let dags = store.dag_envs(None).await?.len();
     step(started, "Drover is running");
-    println!(
+    let banner = format!(
         "\nDrover is running: {} DAG(s) across {} environment(s).\n\
          Web UI:               http://{web_addr}\n\
          Log in as:            {}\n\
          In another terminal:  export DATABASE_URL={}\n{}\
          then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev --as admin\n\
-         Press Ctrl-C to stop.",
+         Press Ctrl-C to stop.\n",
         dags,
         report.environments.len(),
         login,
@@ -197,6 +197,12 @@ async fn serve(
             ))
             .unwrap_or_default()
     );
+    {
+        use std::io::Write;
+        // Whoever started Drover may stop reading its output: that must not stop Drover.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     stop.await;
     step(started, "stopping: letting running tasks finish");
     let _ = stop_tx.send(true);
