@@ -28,9 +28,15 @@ pub const ROOT_VARIABLES: &[&str] = &[
     "vars",
 ];
 
+/// Template instructions one render may run: far more than any real DAG needs (they run tens),
+/// few enough that a runaway loop in a DAG file fails its task in milliseconds instead of
+/// holding a worker.
+const FUEL: u64 = 1_000_000;
+
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
     env
 });
 
@@ -150,6 +156,9 @@ pub fn render(text: &str, field: &str, ctx: &RenderContext) -> Result<String, Re
         task: ctx.task_id.clone(),
         field: field.to_owned(),
         message: match e.kind() {
+            minijinja::ErrorKind::OutOfFuel => {
+                format!("template does too much work (over {FUEL} steps): simplify its loops")
+            }
             minijinja::ErrorKind::UndefinedError => {
                 let detail = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
                 format!("template uses a variable that is not defined{detail}")
@@ -163,6 +172,42 @@ pub fn render(text: &str, field: &str, ctx: &RenderContext) -> Result<String, Re
     ENVIRONMENT
         .render_str(text, minijinja::Value::from(minijinja::value::Serde(ctx)))
         .map_err(fail)
+}
+
+/// Check and render `text` with a context like a real run's, ignoring the outcome: what the
+/// template fuzz target and its corpus replay run (a panic, hang or runaway allocation here
+/// is the bug they look for).
+#[doc(hidden)]
+pub fn fuzz_one(text: &str) {
+    let _ = check(text);
+    let ctx = RenderContext {
+        dag_id: "lead_scoring".to_owned(),
+        task_id: "score".to_owned(),
+        run_id: "01a23300-0000-7000-8000-000000000000".to_owned(),
+        logical_date: "2026-12-01T00:00:00Z".to_owned(),
+        ds: "2026-12-01".to_owned(),
+        data_interval: IntervalValues {
+            start: "2026-11-30T00:00:00Z".to_owned(),
+            end: "2026-12-01T00:00:00Z".to_owned(),
+        },
+        try_number: 1,
+        params: BTreeMap::from([
+            ("points".to_owned(), serde_json::json!(10)),
+            ("region".to_owned(), serde_json::json!("emea")),
+            ("lists".to_owned(), serde_json::json!([1, 2, 3])),
+        ]),
+        env: EnvValues {
+            name: "dev".to_owned(),
+        },
+        vars: BTreeMap::from([("sync_list".to_owned(), serde_json::json!("DEV Leads"))]),
+        input: BTreeMap::from([(
+            "export_leads".to_owned(),
+            "\"staging\".\"t_export\"".to_owned(),
+        )]),
+        output: "\"staging\".\"t_out\"".to_owned(),
+        previous: Some("\"staging\".\"t_prev\"".to_owned()),
+    };
+    let _ = render(text, "sql", &ctx);
 }
 
 #[cfg(test)]
@@ -216,5 +261,27 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(render("plain", "sql", &ctx), Ok("plain".to_owned()));
+    }
+
+    #[test]
+    fn a_runaway_loop_fails_fast_instead_of_holding_the_worker() {
+        let ctx = RenderContext {
+            task_id: "spin".to_owned(),
+            ..RenderContext::default()
+        };
+        let began = std::time::Instant::now();
+        let err = render(
+            "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+            "sql",
+            &ctx,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("does too much work"), "{err}");
+        assert!(began.elapsed() < std::time::Duration::from_secs(5));
+        // An ordinary template is far below the limit.
+        let ok = render("{% for c in ['a', 'b'] %}{{ c }},{% endfor %}", "sql", &ctx);
+        assert_eq!(ok.ok().as_deref(), Some("a,b,"));
     }
 }
