@@ -122,11 +122,7 @@ fn separate_scheduler_workers_and_web_run_a_dag_from_git() {
     let base = format!("http://127.0.0.1:{port}");
     let c = client();
     rt.block_on(async {
-        eventually("the web server to be ready", Duration::from_secs(30), || async {
-            let r = c.get(format!("{base}/readyz")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
+        support::web::wait_until_ok(&format!("{base}/readyz"), Duration::from_secs(30)).await;
         let api = |path: &str| c.get(format!("{base}{path}")).bearer_auth(&token);
         // The scheduler synced DEV to the repository's head.
         eventually("DEV to run the repository's head", Duration::from_secs(30), || async {

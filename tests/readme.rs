@@ -330,36 +330,14 @@ fn every_shell_command_in_readme_runs() {
         assert!(show.contains("success"), "{show}");
 
         // The API, with a token and the web server README describes.
-        let (mut web, base) = {
-            let port = support::web::free_port();
-            let listen = format!("127.0.0.1:{port}");
-            let w = vec![
-                "drover".to_owned(),
-                "web".to_owned(),
-                "--listen".to_owned(),
-                listen.clone(),
-            ];
-            let log = dir.path().join("web.log");
-            let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
-            let child = sh
-                .command(&w)
-                .stdout(Stdio::null())
-                .stderr(file)
-                .spawn()
-                .unwrap_or_else(|e| panic!("{e}"));
-            (Proc::new(child, "web", log), format!("http://{listen}"))
-        };
-        rt.block_on(support::eventually(
-            "web",
+        let base = format!("http://127.0.0.1:{}", support::web::free_port());
+        sh.run(
+            &format!("drover web --listen {}", &base["http://".len()..]),
+            Duration::ZERO,
+        );
+        rt.block_on(support::web::wait_until_ok(
+            &format!("{base}/healthz"),
             Duration::from_secs(30),
-            || async {
-                let r = support::web::client()
-                    .get(format!("{base}/healthz"))
-                    .send()
-                    .await
-                    .ok()?;
-                r.status().is_success().then_some(())
-            },
         ));
         sh.run("drover users add admin --role admin", Duration::ZERO);
         sh.run("drover users token admin --as admin", Duration::ZERO);
@@ -370,7 +348,6 @@ fn every_shell_command_in_readme_runs() {
             sh.run(&line, Duration::ZERO);
         }
         assert!(sh.last_stdout.contains("run_id"), "{}", sh.last_stdout);
-        let _ = web.terminate(Duration::from_secs(10));
         ran.extend(sh.ran.drain(..).filter(|l| !l.starts_with("drover users")));
     }
 
@@ -412,17 +389,9 @@ fn every_shell_command_in_readme_runs() {
         for line in block_starting(&blocks, "export DROVER_CONFIG=") {
             sh.run(&line, Duration::from_secs(30));
         }
-        rt.block_on(support::eventually(
-            "web",
+        rt.block_on(support::web::wait_until_ok(
+            &format!("http://127.0.0.1:{port}/readyz"),
             Duration::from_secs(30),
-            || async {
-                let r = support::web::client()
-                    .get(format!("http://127.0.0.1:{port}/readyz"))
-                    .send()
-                    .await
-                    .ok()?;
-                r.status().is_success().then_some(())
-            },
         ));
         for p in &mut sh.background {
             let status = p.terminate(Duration::from_secs(20));

@@ -468,14 +468,10 @@ fn standalone_keeps_running_when_nobody_reads_its_output() {
     let log = home.path().join("standalone-stderr.log");
     let mut running = Running(child, log);
     support::runtime().block_on(async {
-        support::eventually("the UI to answer", Duration::from_secs(60), || async {
-            let r = support::web::client()
-                .get(format!("http://127.0.0.1:{port}/healthz"))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        })
+        support::web::wait_until_ok(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(60),
+        )
         .await;
         // Past its start banner, it is still up.
         tokio::time::sleep(Duration::from_secs(2)).await;

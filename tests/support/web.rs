@@ -2,7 +2,7 @@
 //! as an API client would (bearer tokens).
 #![allow(dead_code, unreachable_pub)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
@@ -26,6 +26,16 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_else(|e| panic!("client: {e}"))
 }
 
+/// Wait until GET `url` answers 2xx, or fail the test after `within`.
+pub async fn wait_until_ok(url: &str, within: Duration) {
+    let c = client();
+    crate::support::eventually(&format!("{url} to answer"), within, || async {
+        let r = c.get(url).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+}
+
 /// `drover web` on a free port, answering `/healthz`; returns the process and base URL.
 pub async fn start_web(d: &Drover<'_>, extra: &[&str]) -> (Proc, String) {
     let port = free_port();
@@ -34,21 +44,8 @@ pub async fn start_web(d: &Drover<'_>, extra: &[&str]) -> (Proc, String) {
     args.extend_from_slice(extra);
     let proc = d.spawn("web", &args);
     let base = format!("http://{listen}");
-    let c = client();
-    let began = Instant::now();
-    loop {
-        if let Ok(r) = c.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "drover web did not answer: {}",
-            proc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // On failure the process's log is shown as it is dropped.
+    wait_until_ok(&format!("{base}/healthz"), Duration::from_secs(30)).await;
     (proc, base)
 }
 
