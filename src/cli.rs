@@ -152,6 +152,10 @@ pub(crate) enum MaintenanceCommand {
         /// Without it, it lasts until `drover maintenance off`.
         #[arg(long)]
         until: Option<String>,
+        /// Stop running tasks too: they are interrupted and queued again (no retry used),
+        /// to run when maintenance ends. Without it they finish.
+        #[arg(long)]
+        stop_running: bool,
     },
     /// Turn maintenance off: scheduling resumes, each DAG catching up as its `catchup` says.
     Off,

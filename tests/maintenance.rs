@@ -188,3 +188,95 @@ fn maintenance_pauses_scheduling_refuses_changes_and_resumes_with_catchup() {
         .await;
     });
 }
+
+#[test]
+fn maintenance_can_stop_running_tasks_which_run_again_when_it_ends() {
+    let _turn = serial();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let marker = ws.path().join("marker");
+    ws.dag(
+        "long",
+        &format!(
+            "id: long\ntasks:\n  - id: work\n    command: {{ shell: \"echo start >> {m}; sleep 6; echo done >> {m}\" }}\n",
+            m = marker.display()
+        ),
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    add_user(&d, "admin", "admin");
+    let _scheduler = d.scheduler("scheduler");
+    let _worker = d.worker("worker", 2, 3.0);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let store = db.store().await;
+        support::synced(&store, "long").await;
+        let run = d.ok(&["runs", "trigger", "long", "--env", "dev", "--as", "admin"]);
+        let run = uuid::Uuid::parse_str(&run).unwrap_or_else(|e| panic!("{e}"));
+        eventually("the task to start", Duration::from_secs(20), || async {
+            std::fs::read_to_string(&marker)
+                .ok()
+                .filter(|m| m.contains("start"))
+        })
+        .await;
+        let on = d.ok(&[
+            "maintenance",
+            "on",
+            "--message",
+            "Emergency fix",
+            "--stop-running",
+            "--as",
+            "admin",
+        ]);
+        assert!(on.contains("1 running task(s) stopped"), "{on}");
+        assert_eq!(task_state(&store, run, "work").await, "queued");
+        // The worker sees its lease gone and stops the process: it never writes "done", and
+        // nothing claims the task while maintenance lasts.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let text = std::fs::read_to_string(&marker).unwrap_or_default();
+        assert_eq!(text.lines().collect::<Vec<_>>(), vec!["start"], "{text}");
+        assert_eq!(task_state(&store, run, "work").await, "queued");
+        let ti = store
+            .task_instances(run)
+            .await
+            .unwrap_or_default()
+            .remove(0);
+        let tries = store.task_tries(ti.id).await.unwrap_or_default();
+        assert_eq!(tries.len(), 1);
+        assert_eq!(tries[0].state, "interrupted");
+        assert_eq!(tries[0].error.as_deref(), Some("stopped for maintenance"));
+
+        d.ok(&["maintenance", "off", "--as", "admin"]);
+        let r = support::wait_finished(&store, run, Duration::from_secs(40)).await;
+        assert_eq!(r.state.as_str(), "success");
+        let ti = store
+            .task_instances(run)
+            .await
+            .unwrap_or_default()
+            .remove(0);
+        // Run again from the start, the stop not counted against its retries.
+        assert_eq!((ti.try_number, ti.max_tries, ti.lost_count), (2, 1, 1));
+        let text = std::fs::read_to_string(&marker).unwrap_or_default();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            vec!["start", "start", "done"],
+            "{text}"
+        );
+        let actions: Vec<String> = store
+            .audit_events(20)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter(|e| e.action.starts_with("maintenance"))
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "maintenance_off",
+                "maintenance_stop_running",
+                "maintenance_on"
+            ]
+        );
+    });
+}

@@ -24,7 +24,11 @@ fn parse_until(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
 pub(crate) async fn run(ctx: &Ctx, command: MaintenanceCommand) -> Result<ExitCode> {
     let store = ctx.store(2).await?;
     match command {
-        MaintenanceCommand::On { message, until } => {
+        MaintenanceCommand::On {
+            message,
+            until,
+            stop_running,
+        } => {
             let actor = ctx.authorize(&store, Action::Maintenance, None).await?;
             let now = Utc::now();
             let until = until.map(|u| parse_until(&u, now)).transpose()?;
@@ -44,17 +48,26 @@ pub(crate) async fn run(ctx: &Ctx, command: MaintenanceCommand) -> Result<ExitCo
                     .map(|u| format!(" (until {})", u.to_rfc3339()))
                     .unwrap_or_default()
             );
-            let running: i64 = store
-                .metric_counts()
-                .await?
-                .tasks_by_state
-                .iter()
-                .filter(|(_, state, _)| state == "running")
-                .map(|(_, _, n)| n)
-                .sum();
-            println!(
-                "no run is created or started and no task is claimed; {running} running task(s) finish"
-            );
+            if stop_running {
+                let stopped = store
+                    .interrupt_running_tasks(&actor.name, "stopped for maintenance")
+                    .await?;
+                println!(
+                    "no run is created or started and no task is claimed; {stopped} running task(s) stopped, to run again when maintenance ends"
+                );
+            } else {
+                let running: i64 = store
+                    .metric_counts()
+                    .await?
+                    .tasks_by_state
+                    .iter()
+                    .filter(|(_, state, _)| state == "running")
+                    .map(|(_, _, n)| n)
+                    .sum();
+                println!(
+                    "no run is created or started and no task is claimed; {running} running task(s) finish"
+                );
+            }
         }
         MaintenanceCommand::Off => {
             let actor = ctx.authorize(&store, Action::Maintenance, None).await?;

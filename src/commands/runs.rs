@@ -263,6 +263,8 @@ pub(crate) async fn backfill(
                 interval_end: interval.end,
                 params: serde_json::json!({}),
                 triggered_by: Some(ctx.actor.clone()),
+                // Backfills fill the past: they have no deadline to meet.
+                deadline_at: None,
             })
             .await?;
         if made.is_some() {

@@ -351,6 +351,7 @@ async fn run_to_success(store: &Store, dag: &str, version_id: i64) -> Result<(Uu
             interval_end: now,
             params: serde_json::json!({}),
             triggered_by: Some("bench".to_owned()),
+            deadline_at: None,
         })
         .await?
         .ok_or("run not created")?;

@@ -1,5 +1,5 @@
 //! Notifications: each pass records the recent events every environment's channels want, then
-//! sends what is due to its webhook as Slack-compatible JSON. The same event of the same DAG
+//! sends what is due to its webhook as Slack-compatible JSON, or as an email over SMTP. The same event of the same DAG
 //! goes to a channel at most once per `dedup`, and at most `max_per_hour` a channel; the rest
 //! are recorded as suppressed with the reason. A failed send is retried with backoff (5
 //! tries), then recorded as failed with the error. Any number of schedulers may do this: an
@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use drover_spec::environment::{Environment, NotificationChannel, SecretRef};
+use drover_spec::environment::{EmailTarget, Environment, NotificationChannel, SecretRef};
 use drover_store::{NotificationRow, Store};
+use lettre::message::header::ContentType;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::EngineError;
 
@@ -50,7 +52,7 @@ impl Notifier {
             for channel in &env.notifications {
                 let events: Vec<&str> = channel.on.iter().map(|e| e.as_str()).collect();
                 self.store
-                    .queue_notifications(&env.name, &channel.name, &events)
+                    .queue_notifications(&env.name, &channel.name, &events, &channel.dags)
                     .await?;
             }
         }
@@ -108,9 +110,16 @@ impl Notifier {
                 .await?;
             return Ok(());
         }
-        let outcome = match secret(&channel.webhook) {
-            Ok(url) => self.post(&url, n).await,
-            Err(e) => Err(e),
+        let outcome = match (&channel.webhook, &channel.email) {
+            (Some(hook), _) => match secret(hook, "webhook URL") {
+                Ok(url) => self.post(&url, n).await,
+                Err(e) => Err(e),
+            },
+            (None, Some(email)) => match secret(&email.smtp, "SMTP server URL") {
+                Ok(url) => self.mail(&url, email, n).await,
+                Err(e) => Err(e),
+            },
+            (None, None) => Err("the channel has neither a webhook nor an email".to_owned()),
         };
         match outcome {
             Ok(()) => {
@@ -147,6 +156,56 @@ impl Notifier {
         Ok(())
     }
 
+    /// One plain-text email: the headline as subject, the facts and the run's link as body.
+    async fn mail(&self, url: &str, to: &EmailTarget, n: &NotificationRow) -> Result<(), String> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("the SMTP server URL is not usable: {e}"))?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        let text = payload(n, self.base_url.as_deref());
+        let headline = plain_headline(n);
+        let mut message = Message::builder()
+            .from(
+                to.from
+                    .parse()
+                    .map_err(|e| format!("`from` {}: {e}", to.from))?,
+            )
+            .subject(format!("[Drover] {headline}"));
+        for address in &to.to {
+            message = message.to(address
+                .parse()
+                .map_err(|e| format!("`to` {address}: {e}"))?);
+        }
+        let link = self
+            .base_url
+            .as_deref()
+            .map(|b| format!("{}/runs/{}", b.trim_end_matches('/'), n.run_id))
+            .unwrap_or_else(|| format!("run {}", n.run_id));
+        let facts = &text["drover"];
+        let body = format!(
+            "{headline}\n\n{link}\n\nEvent: {}\nEnvironment: {}\nDAG: {}\nTask: {}\nRun: {}\nNotification: #{}\n",
+            n.event,
+            n.environment,
+            n.dag_id,
+            if n.task_id.is_empty() {
+                "-"
+            } else {
+                &n.task_id
+            },
+            n.run_id,
+            facts["notification_id"],
+        );
+        let message = message
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| format!("cannot build the email: {e}"))?;
+        transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the SMTP server did not take the email: {e}"))
+    }
+
     async fn post(&self, url: &str, n: &NotificationRow) -> Result<(), String> {
         let res = self
             .client
@@ -172,38 +231,37 @@ fn without_url(e: &reqwest::Error) -> String {
     s
 }
 
-fn secret(at: &SecretRef) -> Result<String, String> {
+fn secret(at: &SecretRef, what: &str) -> Result<String, String> {
     match at {
         SecretRef::Env(var) => std::env::var(var).map_err(|_| {
-            format!(
-                "the webhook URL comes from the variable {var}, which is not set for the scheduler"
-            )
+            format!("the {what} comes from the variable {var}, which is not set for the scheduler")
         }),
         SecretRef::File(path) => std::fs::read_to_string(path)
             .map(|s| s.trim().to_owned())
             .map_err(|e| {
                 format!(
-                    "the webhook URL comes from {path}, which cannot be read: {}",
+                    "the {what} comes from {path}, which cannot be read: {}",
                     e.kind()
                 )
             }),
     }
 }
 
+/// The headline without Slack's emoji code: "lead_scoring failed in prod".
+fn plain_headline(n: &NotificationRow) -> String {
+    let what = headline(n);
+    match what
+        .strip_prefix(':')
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((_, text)) => text.to_owned(),
+        None => what,
+    }
+}
+
 /// Slack-compatible: `text` (what Slack shows) plus the facts for other receivers.
 fn payload(n: &NotificationRow, base_url: Option<&str>) -> serde_json::Value {
-    let what = match n.event.as_str() {
-        "failure" => format!(":red_circle: {} failed in {}", n.dag_id, n.environment),
-        "retry_exhausted" => format!(
-            ":warning: {}.{} failed its last try in {}",
-            n.dag_id, n.task_id, n.environment
-        ),
-        "recovery" => format!(
-            ":large_green_circle: {} recovered in {}",
-            n.dag_id, n.environment
-        ),
-        other => format!("{other}: {} in {}", n.dag_id, n.environment),
-    };
+    let what = headline(n);
     let link = base_url
         .map(|b| {
             format!(
@@ -225,4 +283,36 @@ fn payload(n: &NotificationRow, base_url: Option<&str>) -> serde_json::Value {
             "notification_id": n.id,
         }
     })
+}
+
+/// What happened, with Slack's emoji code first.
+fn headline(n: &NotificationRow) -> String {
+    match n.event.as_str() {
+        "failure" => format!(":red_circle: {} failed in {}", n.dag_id, n.environment),
+        "retry_exhausted" => format!(
+            ":warning: {}.{} failed its last try in {}",
+            n.dag_id, n.task_id, n.environment
+        ),
+        "recovery" => format!(
+            ":large_green_circle: {} recovered in {}",
+            n.dag_id, n.environment
+        ),
+        "deadline_missed" if n.task_id.is_empty() => format!(
+            ":alarm_clock: {} missed its deadline in {}",
+            n.dag_id, n.environment
+        ),
+        "deadline_missed" => format!(
+            ":alarm_clock: {}.{} missed its deadline in {}",
+            n.dag_id, n.task_id, n.environment
+        ),
+        "check_breach" => format!(
+            ":bar_chart: check {}.{} is out of bounds in {}",
+            n.dag_id, n.task_id, n.environment
+        ),
+        "slo_burn" => format!(
+            ":fire: data SLO {}.{} is burning its error budget fast in {}",
+            n.dag_id, n.task_id, n.environment
+        ),
+        other => format!("{other}: {} in {}", n.dag_id, n.environment),
+    }
 }

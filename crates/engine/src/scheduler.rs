@@ -131,7 +131,12 @@ impl Scheduler {
             tracing::warn!(count = overdue, "tasks failed past their timeout");
         }
         let runs = self.store.running_run_ids().await?;
-        self.evaluate(&runs).await
+        self.evaluate(&runs).await?;
+        for miss in self.store.settle_deadlines().await? {
+            tracing::warn!(run = %miss.run_id, dag = %miss.dag_id, env = %miss.environment,
+                task = %miss.task_id, deadline = %miss.deadline_at, "deadline missed");
+        }
+        Ok(())
     }
 
     async fn evaluate(&self, runs: &[Uuid]) -> Result<(), EngineError> {
@@ -296,6 +301,9 @@ impl Scheduler {
                         interval_end: planned.interval.end,
                         params: serde_json::json!({}),
                         triggered_by: None,
+                        deadline_at: dag
+                            .deadline
+                            .map(|d| d.due(planned.interval.end, dag.timezone)),
                     })
                     .await?;
                 if let Some(id) = created {
@@ -308,7 +316,23 @@ impl Scheduler {
 
     /// Start queued runs while their DAG has room under `max_active_runs`.
     async fn start_queued_runs(&self) -> Result<(), EngineError> {
-        for (dag_id, environment, running) in self.store.runs_waiting_to_start().await? {
+        let waiting = self.store.runs_waiting_to_start().await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        // Environments' own caps on running runs (`limits.max_active_runs`).
+        let env_caps: HashMap<String, i64> = self
+            .store
+            .environments()
+            .await?
+            .into_iter()
+            .filter_map(|e| {
+                let spec: drover_spec::environment::Environment =
+                    serde_json::from_value(e.spec).ok()?;
+                Some((e.name, i64::from(spec.limits.max_active_runs?)))
+            })
+            .collect();
+        for (dag_id, environment, running) in waiting {
             let current = match self.store.dag_env(&dag_id, &environment).await {
                 Ok(de) => self.cache.get(de.version_id).await.ok(),
                 Err(_) => None,
@@ -329,11 +353,17 @@ impl Scheduler {
             let cache = &self.cache;
             let started = self
                 .store
-                .start_queued_runs(&dag_id, &environment, max_active, |version| {
-                    cache
-                        .get_cached(version)
-                        .map(|dag| task_instance_specs(&dag))
-                })
+                .start_queued_runs(
+                    &dag_id,
+                    &environment,
+                    max_active,
+                    env_caps.get(&environment).copied(),
+                    |version, scheduled_at| {
+                        cache
+                            .get_cached(version)
+                            .map(|dag| task_instance_specs(&dag, scheduled_at))
+                    },
+                )
                 .await?;
             for run in started {
                 tracing::info!(%run, dag = %dag_id, env = %environment, "run started");

@@ -1,5 +1,6 @@
 //! What a run's task instances look like, from its DAG.
 
+use chrono::{DateTime, Utc};
 use drover_spec::dag::Dag;
 use drover_store::TaskInstanceSpec;
 
@@ -8,8 +9,12 @@ fn secs(d: drover_spec::duration::Duration) -> i32 {
 }
 
 /// One task instance per task. Priority follows the graph: tasks with more downstream work go
-/// first, so long chains are not starved by wide fan-outs.
-pub fn task_instance_specs(dag: &Dag) -> Vec<TaskInstanceSpec> {
+/// first, so long chains are not starved by wide fan-outs. Task deadlines count from
+/// `scheduled_at`, when the run was due (none for backfills).
+pub fn task_instance_specs(
+    dag: &Dag,
+    scheduled_at: Option<DateTime<Utc>>,
+) -> Vec<TaskInstanceSpec> {
     let leaves = dag.graph.leaves();
     dag.tasks
         .iter()
@@ -35,6 +40,10 @@ pub fn task_instance_specs(dag: &Dag) -> Vec<TaskInstanceSpec> {
             .to_owned(),
             max_retry_delay_secs: secs(t.retry.max_delay),
             timeout_secs: secs(t.timeout),
+            deadline_at: t
+                .deadline
+                .zip(scheduled_at)
+                .map(|(d, at)| d.due(at, dag.timezone)),
         })
         .collect()
 }

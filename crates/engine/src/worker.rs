@@ -290,6 +290,7 @@ impl Execution {
                 log,
                 cancel,
                 environment,
+                limits: dag.limits,
             })
             .await
     }

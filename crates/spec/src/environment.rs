@@ -45,22 +45,83 @@ pub struct Environment {
     pub dataset_retention_days: u32,
     #[serde(default)]
     pub promotion: PromotionPolicy,
+    /// Backstops on what the environment may use.
+    #[serde(default)]
+    pub limits: EnvLimits,
+    /// What a unit of use costs, for show-back.
+    #[serde(default)]
+    pub costs: Costs,
     /// Where to tell people when runs fail, give up or recover.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<NotificationChannel>,
 }
 
-/// A place notifications go: a webhook taking Slack-compatible JSON.
+/// `limits:` of an environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvLimits {
+    /// Runs (of all DAGs) running at once; more wait in the queue.
+    #[serde(default)]
+    pub max_active_runs: Option<u32>,
+    /// Staged data all runs may hold at once (checked when a task stages a dataset).
+    #[serde(default)]
+    pub staged_bytes: Option<crate::bytes::ByteSize>,
+}
+
+/// `costs:` of an environment: prices per unit of use, for the usage page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Costs {
+    /// Shown next to amounts; default USD.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    #[serde(default)]
+    pub per_api_call: f64,
+    /// Per hour of task runtime (workers' time).
+    #[serde(default)]
+    pub per_runtime_hour: f64,
+    /// Per gigabyte (10⁹ bytes) of staged data held for a day.
+    #[serde(default)]
+    pub per_gb_day: f64,
+    /// Per million rows moved (rows tasks wrote).
+    #[serde(default)]
+    pub per_million_rows: f64,
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Self {
+            currency: default_currency(),
+            per_api_call: 0.0,
+            per_runtime_hour: 0.0,
+            per_gb_day: 0.0,
+            per_million_rows: 0.0,
+        }
+    }
+}
+
+fn default_currency() -> String {
+    "USD".to_owned()
+}
+
+/// A place notifications go: a webhook taking Slack-compatible JSON, or email over SMTP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationChannel {
     /// How the channel is named in the notification history.
     pub name: String,
     /// Where the webhook URL is read from (it is a secret: anyone with it can post).
-    pub webhook: SecretRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<SecretRef>,
+    /// Email instead of a webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailTarget>,
     /// Which events go there; default: all.
     #[serde(default = "all_events")]
     pub on: Vec<NotifyEvent>,
+    /// Only these DAGs' events go there; default (empty): every DAG of the environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dags: Vec<String>,
     /// The same event of the same DAG is sent at most once per this long; the others are
     /// recorded as suppressed. Default 1h.
     #[serde(default = "default_dedup")]
@@ -68,6 +129,17 @@ pub struct NotificationChannel {
     /// At most this many notifications an hour go to the channel; default 20.
     #[serde(default = "default_max_per_hour")]
     pub max_per_hour: u32,
+}
+
+/// Email over SMTP: the server's URL (a secret: it may hold a login), sender and recipients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTarget {
+    /// `smtps://user:password@host:465`, `smtp://user:password@host:587?tls=required`
+    /// (STARTTLS) or `smtp://host:25` (no TLS, for a relay on the same network).
+    pub smtp: SecretRef,
+    pub from: String,
+    pub to: Vec<String>,
 }
 
 /// What a notification is about.
@@ -80,13 +152,22 @@ pub enum NotifyEvent {
     RetryExhausted,
     /// A run succeeded after the DAG's previous run had failed.
     Recovery,
+    /// A run or task had not succeeded by its deadline.
+    DeadlineMissed,
+    /// A data check's value was outside its bounds.
+    CheckBreach,
+    /// A data SLO is spending its error budget fast.
+    SloBurn,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 3] = [
+    pub const ALL: [NotifyEvent; 6] = [
         NotifyEvent::Failure,
         NotifyEvent::RetryExhausted,
         NotifyEvent::Recovery,
+        NotifyEvent::DeadlineMissed,
+        NotifyEvent::CheckBreach,
+        NotifyEvent::SloBurn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +175,9 @@ impl NotifyEvent {
             NotifyEvent::Failure => "failure",
             NotifyEvent::RetryExhausted => "retry_exhausted",
             NotifyEvent::Recovery => "recovery",
+            NotifyEvent::DeadlineMissed => "deadline_missed",
+            NotifyEvent::CheckBreach => "check_breach",
+            NotifyEvent::SloBurn => "slo_burn",
         }
     }
 }
@@ -249,19 +333,32 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
         .get("notifications")
         .and_then(yaml_serde::Value::as_sequence)
     {
-        let diags: Vec<Diagnostic> = channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.get("webhook").is_some_and(yaml_serde::Value::is_string))
-            .map(|(i, _)| {
-                let pos = positions().locate(&format!("notifications[{i}].webhook")).value;
-                Diagnostic::new(
+        let mut diags: Vec<Diagnostic> = Vec::new();
+        for (i, c) in channels.iter().enumerate() {
+            if c.get("webhook").is_some_and(yaml_serde::Value::is_string) {
+                let pos = positions()
+                    .locate(&format!("notifications[{i}].webhook"))
+                    .value;
+                diags.push(Diagnostic::new(
                     file,
                     pos,
                     "`webhook` must say where the URL comes from (`{ env: VARIABLE }` or `{ file: /path }`): a webhook URL is a secret".to_owned(),
-                )
-            })
-            .collect();
+                ));
+            }
+            if c.get("email")
+                .and_then(|e| e.get("smtp"))
+                .is_some_and(yaml_serde::Value::is_string)
+            {
+                let pos = positions()
+                    .locate(&format!("notifications[{i}].email.smtp"))
+                    .value;
+                diags.push(Diagnostic::new(
+                    file,
+                    pos,
+                    "`smtp` must say where the server URL comes from (`{ env: VARIABLE }` or `{ file: /path }`): it may hold a password".to_owned(),
+                ));
+            }
+        }
         if !diags.is_empty() {
             return Err(diags);
         }
@@ -309,6 +406,25 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
             "give either `branch` (track it) or `commit` (pinned), not both".to_owned(),
         );
     }
+    if env.limits.max_active_runs == Some(0) {
+        at(
+            "limits.max_active_runs",
+            "`max_active_runs` must be at least 1 (leave it out for no limit)".to_owned(),
+        );
+    }
+    for (key, price) in [
+        ("per_api_call", env.costs.per_api_call),
+        ("per_runtime_hour", env.costs.per_runtime_hour),
+        ("per_gb_day", env.costs.per_gb_day),
+        ("per_million_rows", env.costs.per_million_rows),
+    ] {
+        if !(price.is_finite() && price >= 0.0) {
+            at(
+                &format!("costs.{key}"),
+                format!("`{key}` must be a price of 0 or more, not {price}"),
+            );
+        }
+    }
     if !(1..=100).contains(&env.map.calls_per_20s) {
         at(
             "map.calls_per_20s",
@@ -350,6 +466,43 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
                 &format!("notifications[{i}].name"),
                 format!("another channel is named `{}`", c.name),
             );
+        }
+        match (&c.webhook, &c.email) {
+            (Some(_), Some(_)) => at(
+                &format!("notifications[{i}].email"),
+                "a channel is either a `webhook` or an `email`, not both".to_owned(),
+            ),
+            (None, None) => at(
+                &format!("notifications[{i}].name"),
+                "a channel needs a `webhook: {{ env: … }}` or an `email: {{ smtp: {{ env: … }}, from: …, to: [...] }}`".to_owned(),
+            ),
+            _ => {}
+        }
+        if let Some(e) = &c.email {
+            let is_address = |a: &str| {
+                a.split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !a.contains(' '))
+            };
+            if !is_address(&e.from) {
+                at(
+                    &format!("notifications[{i}].email.from"),
+                    format!("`from` must be an email address, not `{}`", e.from),
+                );
+            }
+            if e.to.is_empty() {
+                at(
+                    &format!("notifications[{i}].email.to"),
+                    "`to` needs at least one address".to_owned(),
+                );
+            }
+            for (j, a) in e.to.iter().enumerate() {
+                if !is_address(a) {
+                    at(
+                        &format!("notifications[{i}].email.to[{j}]"),
+                        format!("`{a}` is not an email address"),
+                    );
+                }
+            }
         }
         if c.max_per_hour == 0 {
             at(
@@ -543,5 +696,54 @@ variables: { sync_list: DEV Leads }
         assert_eq!(errs[0].line, 12);
         assert!(errs[0].message.contains("a webhook URL is a secret"));
         assert!(!errs[0].to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn email_channels_are_checked_and_their_server_url_is_a_secret() {
+        let ok = format!(
+            "{DEV}notifications:\n  - name: mail\n    email:\n      smtp: {{ env: SMTP_URL }}\n      from: drover@example.com\n      to: [ops@example.com]\n"
+        );
+        let env =
+            load_environment("environments/dev.yaml", &ok).unwrap_or_else(|e| panic!("{e:?}"));
+        let email = env.notifications[0]
+            .email
+            .clone()
+            .unwrap_or_else(|| panic!("no email"));
+        assert_eq!(
+            (email.from.as_str(), email.to.len()),
+            ("drover@example.com", 1)
+        );
+        let errors = |text: &str| -> Vec<String> {
+            load_environment("environments/dev.yaml", text)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let literal = ok.replace(
+            "{ env: SMTP_URL }",
+            "smtp://bob:hunter2@mail.example.com:587",
+        );
+        let errs = errors(&literal);
+        assert!(
+            errs.iter().any(|e| e.contains("it may hold a password")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().all(|e| !e.contains("hunter2")), "{errs:?}");
+        let bad = ok.replace("to: [ops@example.com]", "to: [nobody]");
+        assert!(
+            errors(&bad)
+                .iter()
+                .any(|e| e.contains("`nobody` is not an email address"))
+        );
+        let both = ok.replace("    email:", "    webhook: { env: HOOK }\n    email:");
+        assert!(errors(&both).iter().any(|e| e.contains("not both")));
+        let neither = format!("{DEV}notifications:\n  - name: mail\n");
+        assert!(
+            errors(&neither)
+                .iter()
+                .any(|e| e.contains("needs a `webhook"))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Drover's specification layer: the DAG and environment model, its validation with precise
 //! `file:line:col` diagnostics, the task graph, templates and schedules. No IO happens here.
 
+pub mod bytes;
 pub mod dag;
 pub mod dataset;
 pub mod diagnostic;

@@ -4,6 +4,7 @@
 
 mod audit;
 mod dags;
+mod deadlines;
 mod deployments;
 pub mod embedded;
 mod error;
@@ -13,14 +14,17 @@ mod maintenance;
 mod notifications;
 mod notify;
 mod runs;
+mod slos;
 mod staging;
 mod states;
 mod tasks;
+mod usage;
 mod users;
 mod workers;
 
 pub use audit::AuditEvent;
 pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
+pub use deadlines::DeadlineMiss;
 pub use deployments::{CommitChange, DeploymentRow, ImportError, PromotionRequest};
 pub use error::StoreError;
 pub use history::{AuditFilter, DagRunSummary, GridCell, MetricCounts};
@@ -29,6 +33,7 @@ pub use maintenance::Maintenance;
 pub use notifications::NotificationRow;
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
+pub use slos::{SloBurn, SloTallies};
 pub use staging::{
     BudgetRefused, CheckOutcome, CheckResultRow, Column, DatasetPreview, DatasetRow, NewDataset,
     STAGING_PASSWORD_VAR, STAGING_ROLE, TryMetrics,
@@ -38,6 +43,7 @@ pub use tasks::{
     ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,
     TaskTryRow,
 };
+pub use usage::UsageRow;
 pub use users::{ApiTokenRow, Authenticated, UserRow};
 
 use std::str::FromStr;

@@ -72,6 +72,41 @@ impl Store {
         Ok(m)
     }
 
+    /// Interrupt every running task instance: queued again without using a retry (its try
+    /// recorded as interrupted with `reason`); workers see their lease gone at their next
+    /// heartbeat and stop the process. Audited. Returns how many.
+    pub async fn interrupt_running_tasks(&self, by: &str, reason: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "with stopped as ( \
+               update task_instance t set state = 'queued', queued_at = now(), lost_count = t.lost_count + 1, \
+                      worker_id = null, lease_until = null \
+               where t.state = 'running' \
+               returning t.id, t.try_number, t.started_at, \
+                         (select worker_id from task_instance o where o.id = t.id) as old_worker) \
+             insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, error) \
+             select id, try_number, old_worker, 'interrupted', started_at, now(), $1 from stopped \
+             on conflict (task_instance_id, try_number) do update \
+               set state = excluded.state, finished_at = excluded.finished_at, error = excluded.error",
+        )
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        crate::audit::record(
+            &mut tx,
+            by,
+            "maintenance_stop_running",
+            None,
+            None,
+            None,
+            &serde_json::json!({ "tasks": n, "reason": reason }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Turn maintenance off; false when it was not on. Audited when it was.
     pub async fn end_maintenance(&self, by: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;

@@ -1,5 +1,5 @@
 //! Notifications: events found in the run history (a run failed, a task used its last try,
-//! a run succeeded after a failure) become one row per channel, exactly once; senders claim
+//! a run succeeded after a failure, a deadline was missed, a data check breached) become one row per channel, exactly once; senders claim
 //! due rows under a short lease and record what became of each.
 
 use chrono::{DateTime, Utc};
@@ -32,13 +32,14 @@ const COLUMNS: &str = "id, channel, environment, dag_id, run_id, task_id, event,
                        attempts, created_at, sent_at";
 
 impl Store {
-    /// Record the recent events of `environment` that `channel` wants (`events` by name),
-    /// each once; returns how many are new.
+    /// Record the recent events of `environment` that `channel` wants (`events` by name, of
+    /// the DAGs `dags`, or of all when empty), each once; returns how many are new.
     pub async fn queue_notifications(
         &self,
         environment: &str,
         channel: &str,
         events: &[&str],
+        dags: &[String],
     ) -> Result<u64> {
         let sql = format!(
             "insert into notification (channel, environment, dag_id, run_id, task_id, event) \
@@ -57,13 +58,29 @@ impl Store {
                       where p.dag_id = r.dag_id and p.environment = r.environment \
                         and p.state in ('success', 'failed') and p.finished_at < r.finished_at \
                       order by p.finished_at desc limit 1) = 'failed' \
-             ) e where e.event = any($3) \
+               union all \
+               select r.dag_id, r.id, '', 'deadline_missed' from dag_run r \
+               where r.environment = $1 and r.deadline_state = 'missed' \
+                 and r.deadline_missed_at > now() - {LOOKBACK} \
+               union all \
+               select r.dag_id, t.run_id, t.task_id, 'deadline_missed' from task_instance t \
+               join dag_run r on r.id = t.run_id \
+               where t.environment = $1 and t.deadline_state = 'missed' \
+                 and t.deadline_missed_at > now() - {LOOKBACK} \
+               union all \
+               select c.dag_id, c.run_id, c.task_id, 'check_breach' from check_result c \
+               where c.environment = $1 and not c.passed and c.checked_at > now() - {LOOKBACK} \
+               union all \
+               select s.dag_id, s.run_id, s.task_id, 'slo_burn' from slo_burn s \
+               where s.environment = $1 and s.at > now() - {LOOKBACK} \
+             ) e where e.event = any($3) and (cardinality($4::text[]) = 0 or e.dag_id = any($4)) \
              on conflict (channel, environment, run_id, event, task_id) do nothing"
         );
         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(environment)
             .bind(channel)
             .bind(events)
+            .bind(dags)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())

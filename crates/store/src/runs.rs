@@ -19,6 +19,8 @@ pub struct NewRun {
     pub interval_end: DateTime<Utc>,
     pub params: serde_json::Value,
     pub triggered_by: Option<String>,
+    /// When it must have finished (from the DAG's deadline), if it has one.
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 /// A run as stored.
@@ -40,6 +42,10 @@ pub struct RunRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// When it must have finished, if its DAG has a deadline.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// `pending`, `met` or `missed` (none without a deadline).
+    pub deadline_state: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -59,6 +65,8 @@ pub(crate) struct RawRun {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    deadline_at: Option<DateTime<Utc>>,
+    deadline_state: Option<String>,
 }
 
 impl TryFrom<RawRun> for RunRow {
@@ -80,12 +88,15 @@ impl TryFrom<RawRun> for RunRow {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            deadline_at: r.deadline_at,
+            deadline_state: r.deadline_state,
         })
     }
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, dag_id, environment, version_id, run_type, logical_date, interval_start, \
-     interval_end, state, params, triggered_by, commit_sha, created_at, started_at, finished_at";
+     interval_end, state, params, triggered_by, commit_sha, created_at, started_at, finished_at, \
+     deadline_at, deadline_state";
 
 /// Filters for listing runs; `None` means any.
 #[derive(Debug, Clone, Default)]
@@ -109,6 +120,8 @@ pub struct TaskInstanceSpec {
     pub retry_backoff: String,
     pub max_retry_delay_secs: i32,
     pub timeout_secs: i32,
+    /// When it must have finished, if its task has a deadline.
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -118,9 +131,10 @@ impl Store {
         let id = Uuid::now_v7();
         let inserted = sqlx::query(
             "insert into dag_run (id, dag_id, environment, version_id, run_type, logical_date, \
-             interval_start, interval_end, state, params, triggered_by, commit_sha) \
+             interval_start, interval_end, state, params, triggered_by, commit_sha, deadline_at, deadline_state) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, \
-                     (select commit_sha from deployment where environment = $3 order by id desc limit 1)) \
+                     (select commit_sha from deployment where environment = $3 order by id desc limit 1), \
+                     $11, case when $11::timestamptz is not null then 'pending' end) \
              on conflict (dag_id, environment, logical_date) where run_type in ('scheduled', 'backfill') do nothing",
         )
         .bind(id)
@@ -133,6 +147,7 @@ impl Store {
         .bind(run.interval_end)
         .bind(&run.params)
         .bind(&run.triggered_by)
+        .bind(run.deadline_at)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -243,18 +258,21 @@ impl Store {
     }
 
     /// Start queued runs of one DAG in one environment, oldest logical date first, while
-    /// fewer than `max_active` are running. `tasks_of(version_id)` gives the task instances to
-    /// create. The DAG's row is locked meanwhile, so concurrent schedulers cannot exceed the
-    /// limit. Returns the started run ids.
+    /// fewer than `max_active` are running. `tasks_of(version_id, scheduled_at)` gives the task
+    /// instances to create (`scheduled_at`: when the run was due, deadlines count from it; none
+    /// for backfills). The DAG's row is locked meanwhile, so concurrent schedulers cannot exceed the
+    /// limit. `env_max_active` caps the running runs of all DAGs of the environment (its row
+    /// is locked too then). Returns the started run ids.
     pub async fn start_queued_runs<F>(
         &self,
         dag_id: &str,
         environment: &str,
         max_active: i64,
+        env_max_active: Option<i64>,
         mut tasks_of: F,
     ) -> Result<Vec<Uuid>>
     where
-        F: FnMut(i64) -> Option<Vec<TaskInstanceSpec>>,
+        F: FnMut(i64, Option<DateTime<Utc>>) -> Option<Vec<TaskInstanceSpec>>,
     {
         let mut tx = self.pool.begin().await?;
         sqlx::query("select 1 from dag_env where dag_id = $1 and environment = $2 for update")
@@ -269,12 +287,27 @@ impl Store {
         .bind(environment)
         .fetch_one(&mut *tx)
         .await?;
-        let room = max_active - running;
+        let mut room = max_active - running;
+        if let Some(env_max) = env_max_active {
+            sqlx::query("select 1 from environment where name = $1 for update")
+                .bind(environment)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let env_running: i64 = sqlx::query_scalar(
+                "select count(*) from dag_run where environment = $1 and state = 'running'",
+            )
+            .bind(environment)
+            .fetch_one(&mut *tx)
+            .await?;
+            room = room.min(env_max - env_running);
+        }
         if room <= 0 {
             return Ok(Vec::new());
         }
-        let queued: Vec<(Uuid, i64)> = sqlx::query_as(
-            "select id, version_id from dag_run where dag_id = $1 and environment = $2 \
+        let queued: Vec<(Uuid, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "select id, version_id, \
+                    case run_type when 'scheduled' then interval_end when 'manual' then created_at end \
+             from dag_run where dag_id = $1 and environment = $2 \
              and state = 'queued' order by logical_date, created_at limit $3",
         )
         .bind(dag_id)
@@ -283,8 +316,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let mut started = Vec::new();
-        for (run_id, version_id) in queued {
-            let Some(tasks) = tasks_of(version_id) else {
+        for (run_id, version_id, scheduled_at) in queued {
+            let Some(tasks) = tasks_of(version_id, scheduled_at) else {
                 fail_unloadable_run(&mut tx, run_id, version_id).await?;
                 continue;
             };
@@ -355,13 +388,14 @@ pub(crate) async fn insert_task_instances(
         .collect();
     sqlx::query(
         "insert into task_instance (run_id, environment, task_id, state, upstream, trigger_rule, is_leaf, priority, \
-           retries, max_tries, retry_delay_secs, retry_backoff, max_retry_delay_secs, timeout_secs) \
+           retries, max_tries, retry_delay_secs, retry_backoff, max_retry_delay_secs, timeout_secs, \
+           deadline_at, deadline_state) \
          select $1, (select environment from dag_run where id = $1), t.task_id, 'pending', array(select jsonb_array_elements_text(t.upstream)), \
                 t.trigger_rule, t.is_leaf, t.priority, t.retries, t.retries + 1, t.retry_delay, \
-                t.backoff, t.max_delay, t.timeout \
+                t.backoff, t.max_delay, t.timeout, t.deadline, case when t.deadline is not null then 'pending' end \
          from unnest($2::text[], $3::jsonb[], $4::text[], $5::bool[], $6::int[], $7::int[], $8::int[], \
-                     $9::text[], $10::int[], $11::int[]) \
-              as t(task_id, upstream, trigger_rule, is_leaf, priority, retries, retry_delay, backoff, max_delay, timeout)",
+                     $9::text[], $10::int[], $11::int[], $12::timestamptz[]) \
+              as t(task_id, upstream, trigger_rule, is_leaf, priority, retries, retry_delay, backoff, max_delay, timeout, deadline)",
     )
     .bind(run_id)
     .bind(col(|t| t.task_id.clone()))
@@ -374,6 +408,12 @@ pub(crate) async fn insert_task_instances(
     .bind(col(|t| t.retry_backoff.clone()))
     .bind(int(|t| t.max_retry_delay_secs))
     .bind(int(|t| t.timeout_secs))
+    .bind(
+        tasks
+            .iter()
+            .map(|t| t.deadline_at)
+            .collect::<Vec<Option<DateTime<Utc>>>>(),
+    )
     .execute(&mut *conn)
     .await?;
     Ok(())

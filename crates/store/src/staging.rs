@@ -54,6 +54,8 @@ pub struct NewDataset<'a> {
     pub row_count: i64,
     pub columns: &'a [Column],
     pub retention_days: u32,
+    /// The table's size on disk.
+    pub bytes: i64,
 }
 
 /// The first rows of a dataset, as text (`None` for SQL null).
@@ -134,10 +136,10 @@ impl Store {
     /// Register a staged table (replacing the entry a previous try wrote).
     pub async fn record_dataset(&self, d: &NewDataset<'_>) -> Result<()> {
         sqlx::query(
-            "insert into dataset (run_id, task_id, kind, environment, table_name, row_count, columns, expires_at)
-             values ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(days => $8))
+            "insert into dataset (run_id, task_id, kind, environment, table_name, row_count, columns, expires_at, bytes)
+             values ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(days => $8), $9)
              on conflict (run_id, task_id, kind) do update
-               set table_name = excluded.table_name, row_count = excluded.row_count,
+               set table_name = excluded.table_name, row_count = excluded.row_count, bytes = excluded.bytes,
                    columns = excluded.columns, created_at = now(),
                    expires_at = excluded.expires_at, dropped_at = null",
         )
@@ -149,8 +151,20 @@ impl Store {
         .bind(d.row_count)
         .bind(sqlx::types::Json(d.columns))
         .bind(i32::try_from(d.retention_days).unwrap_or(i32::MAX))
+        .bind(d.bytes)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Remove a dataset's entry (its table was dropped before anyone used it).
+    pub async fn forget_dataset(&self, run_id: Uuid, task_id: &str, kind: &str) -> Result<()> {
+        sqlx::query("delete from dataset where run_id = $1 and task_id = $2 and kind = $3")
+            .bind(run_id)
+            .bind(task_id)
+            .bind(kind)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

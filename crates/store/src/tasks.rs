@@ -13,7 +13,8 @@ use crate::{Result, RunState, Store, StoreError, TaskState};
 /// The advisory lock claims take turns on.
 const CLAIM_LOCK: i64 = 0x0d12_0fe2_c1a1;
 
-/// How many times a task lost with its worker is retried by the system before it fails.
+/// How many times a task lost with its worker is queued again without using one of its
+/// retries.
 pub const LOST_LIMIT: i32 = 3;
 
 /// A task instance claimed by a worker, with what it needs to run it.
@@ -71,6 +72,10 @@ pub struct TaskInstanceRow {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub worker_id: Option<String>,
     pub last_error: Option<String>,
+    /// When it must have finished, if its task has a deadline.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// `pending`, `met` or `missed` (none without a deadline).
+    pub deadline_state: Option<String>,
 }
 
 /// A stored state, checked on read.
@@ -292,7 +297,9 @@ impl Store {
     }
 
     /// Running task instances whose lease expired (their worker died or lost the database):
-    /// queued again, up to [`LOST_LIMIT`] times, then failed. Returns (task instance, new state).
+    /// queued again without using a retry, up to [`LOST_LIMIT`] times; after that each loss
+    /// uses one of the task's retries (so a task that kills its worker every time stops once
+    /// they are spent). Returns (task instance, new state).
     pub async fn reap_expired_leases(&self) -> Result<Vec<(i64, Uuid, TaskState)>> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
@@ -303,9 +310,16 @@ impl Store {
                for update skip locked), \
              lost as ( \
                update task_instance t set \
-                 state = case when t.lost_count + 1 < $1 then 'queued' else 'failed' end, \
-                 queued_at = now(), finished_at = case when t.lost_count + 1 < $1 then null else now() end, \
-                 lost_count = t.lost_count + 1, worker_id = null, lease_until = null, \
+                 state = case when t.lost_count + 1 < $1 then 'queued' \
+                              when t.try_number - t.lost_count < t.max_tries then 'up_for_retry' \
+                              else 'failed' end, \
+                 queued_at = now(), \
+                 finished_at = case when t.lost_count + 1 < $1 then null else now() end, \
+                 next_attempt_at = case when t.lost_count + 1 >= $1 and t.try_number - t.lost_count < t.max_tries \
+                   then now() + drover_retry_delay(t.retry_backoff, t.retry_delay_secs, t.max_retry_delay_secs, \
+                                                   t.try_number - t.lost_count) end, \
+                 lost_count = case when t.lost_count + 1 < $1 then t.lost_count + 1 else t.lost_count end, \
+                 worker_id = null, lease_until = null, \
                  last_error = 'worker lost: its lease expired (worker killed, host gone, or cut off from the database)' \
                where t.id = any(array(select id from expired)) \
                  and t.state = 'running' and t.lease_until < now() \
@@ -370,7 +384,7 @@ impl Store {
     pub async fn task_instances(&self, run_id: Uuid) -> Result<Vec<TaskInstanceRow>> {
         Ok(sqlx::query_as(
             "select id, run_id, task_id, state, upstream, try_number, max_tries, lost_count, queued_at, \
-                    started_at, finished_at, next_attempt_at, worker_id, last_error \
+                    started_at, finished_at, next_attempt_at, worker_id, last_error, deadline_at, deadline_state \
              from task_instance where run_id = $1 order by id",
         )
         .bind(run_id)

@@ -52,6 +52,7 @@ fn task(id: &str, upstream: &[&str]) -> TaskInstanceSpec {
         retry_backoff: "exponential".to_owned(),
         max_retry_delay_secs: 3600,
         timeout_secs: 60,
+        deadline_at: None,
     }
 }
 
@@ -91,6 +92,7 @@ async fn queued_run(store: &Store, version: i64, offset_hours: i64) -> Uuid {
         interval_end: at,
         params: serde_json::json!({}),
         triggered_by: None,
+        deadline_at: None,
     };
     let id = store
         .insert_run(&run)
@@ -115,7 +117,7 @@ async fn concurrent_claims_never_share_a_task_and_respect_their_limit() {
     queued_run(&db.store, version, 1).await;
     let started = db
         .store
-        .start_queued_runs("d", "dev", 1, |_| Some(tasks.clone()))
+        .start_queued_runs("d", "dev", 1, None, |_, _| Some(tasks.clone()))
         .await
         .unwrap_or_default();
     assert_eq!(started.len(), 1);
@@ -153,7 +155,7 @@ async fn a_stale_or_foreign_completion_writes_nothing() {
     let tasks = vec![task("a", &[]), task("b", &["a"])];
     let run = queued_run(&db.store, version, 1).await;
     db.store
-        .start_queued_runs("d", "dev", 1, |_| Some(tasks.clone()))
+        .start_queued_runs("d", "dev", 1, None, |_, _| Some(tasks.clone()))
         .await
         .unwrap_or_default();
     let claimed = db.store.claim("w1", 10, 30.0).await.unwrap_or_default();
@@ -211,7 +213,7 @@ async fn failed_tries_are_retried_with_backoff_then_fail() {
     let tasks = vec![task("a", &[])];
     queued_run(&db.store, version, 1).await;
     db.store
-        .start_queued_runs("d", "dev", 1, |_| Some(tasks.clone()))
+        .start_queued_runs("d", "dev", 1, None, |_, _| Some(tasks.clone()))
         .await
         .unwrap_or_default();
     let fail = |ti_id, try_number| {
@@ -283,7 +285,7 @@ async fn concurrent_starts_respect_max_active_runs() {
         let tasks = tasks.clone();
         tokio::spawn(async move {
             store
-                .start_queued_runs("d", "dev", 2, |_| Some(tasks.clone()))
+                .start_queued_runs("d", "dev", 2, None, |_, _| Some(tasks.clone()))
                 .await
                 .unwrap_or_default()
         })
@@ -359,7 +361,7 @@ async fn an_environment_never_runs_more_than_its_concurrency() {
     let tasks: Vec<TaskInstanceSpec> = (0..20).map(|i| task(&format!("t{i}"), &[])).collect();
     queued_run(&db.store, version, 1).await;
     db.store
-        .start_queued_runs("d", "dev", 1, |_| Some(tasks.clone()))
+        .start_queued_runs("d", "dev", 1, None, |_, _| Some(tasks.clone()))
         .await
         .unwrap_or_default();
     let claims = (0..4).map(|w| {
@@ -447,4 +449,67 @@ async fn processes_starting_at_once_create_the_database_once() {
         r.unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|e| panic!("a process failed to start: {e}"));
     }
+}
+
+#[tokio::test]
+async fn lost_tries_are_free_up_to_the_limit_then_use_retries() {
+    let db = db().await;
+    let version = setup_dag(&db.store).await;
+    let mut a = task("a", &[]);
+    a.retry_delay_secs = 0;
+    let tasks = vec![a];
+    let run = queued_run(&db.store, version, 1).await;
+    db.store
+        .start_queued_runs("d", "dev", 1, None, |_, _| Some(tasks.clone()))
+        .await
+        .unwrap_or_default();
+    let expire = || async {
+        sqlx::query("update task_instance set lease_until = now() - interval '1 second'")
+            .execute(db.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.store
+            .reap_expired_leases()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let claim = || async {
+        db.store.queue_due_retries().await.unwrap_or_default();
+        db.store
+            .claim("w", 1, 30.0)
+            .await
+            .unwrap_or_default()
+            .pop()
+            .unwrap_or_else(|| panic!("nothing to claim"))
+    };
+    // Losses below the limit queue the task again at once and use no retry.
+    for n in 1..drover_store::LOST_LIMIT {
+        let c = claim().await;
+        assert_eq!(c.try_number, n);
+        let reaped = expire().await;
+        assert_eq!(reaped[0].2, drover_store::TaskState::Queued, "loss {n}");
+    }
+    // From the limit on a loss uses one of the task's retries (it has one) ...
+    let c = claim().await;
+    assert_eq!(c.try_number, drover_store::LOST_LIMIT);
+    assert_eq!(expire().await[0].2, drover_store::TaskState::UpForRetry);
+    // ... and once they are spent the task fails, and its run with it.
+    claim().await;
+    assert_eq!(expire().await[0].2, drover_store::TaskState::Failed);
+    let tries = db
+        .store
+        .task_instances(run)
+        .await
+        .unwrap_or_default()
+        .remove(0);
+    let tries = db.store.task_tries(tries.id).await.unwrap_or_default();
+    let states: Vec<&str> = tries.iter().map(|t| t.state.as_str()).collect();
+    assert_eq!(states, vec!["lost"; 4]);
+    let r = db
+        .store
+        .get_run(run)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.state, drover_store::RunState::Failed);
+    db.drop_db().await;
 }

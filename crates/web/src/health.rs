@@ -70,6 +70,23 @@ async fn metrics(State(state): State<WebState>) -> Response {
 drover_maintenance {}",
         u8::from(maintenance.is_some())
     );
+    write_slos(&mut out, &state).await;
+    let _ = writeln!(
+        out,
+        "# HELP drover_deadlines_missed Runs and tasks that missed their deadline in the last day.\n# TYPE drover_deadlines_missed gauge"
+    );
+    for (env, n) in state
+        .store()
+        .deadline_misses_last_day()
+        .await
+        .unwrap_or_default()
+    {
+        let _ = writeln!(
+            out,
+            "drover_deadlines_missed{{environment=\"{}\"}} {n}",
+            label(&env)
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP drover_runs Runs by state: unfinished ones, and those finished in the last day.\n# TYPE drover_runs gauge"
@@ -242,4 +259,55 @@ drover_maintenance {}",
         out,
     )
         .into_response()
+}
+
+/// Each data SLO's indicator, error budget left and burn rates.
+async fn write_slos(out: &mut String, state: &WebState) {
+    let Ok(slos) = crate::slos::slo_lines(state, None).await else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "# HELP drover_slo_objective Share of checks that must pass over the SLO's period.\n# TYPE drover_slo_objective gauge\n\
+         # HELP drover_slo_sli Share of checks that passed over the SLO's period.\n# TYPE drover_slo_sli gauge\n\
+         # HELP drover_slo_error_budget_remaining Share of the error budget left (below 0: overspent).\n# TYPE drover_slo_error_budget_remaining gauge\n\
+         # HELP drover_slo_burn_rate How fast the error budget is spent (1: exactly over the period).\n# TYPE drover_slo_burn_rate gauge"
+    );
+    for s in &slos {
+        let labels = format!(
+            "environment=\"{}\",dag=\"{}\",check=\"{}\"",
+            label(&s.environment),
+            label(&s.dag_id),
+            label(&s.task_id)
+        );
+        let _ = writeln!(out, "drover_slo_objective{{{labels}}} {}", num(s.objective));
+        if let Some(sli) = s.status.sli {
+            let _ = writeln!(out, "drover_slo_sli{{{labels}}} {}", num(sli));
+        }
+        let _ = writeln!(
+            out,
+            "drover_slo_error_budget_remaining{{{labels}}} {}",
+            num(s.status.budget_remaining)
+        );
+        for (window, burn) in [("1h", s.status.burn_1h), ("6h", s.status.burn_6h)] {
+            if let Some(b) = burn {
+                let _ = writeln!(
+                    out,
+                    "drover_slo_burn_rate{{{labels},window=\"{window}\"}} {}",
+                    num(b)
+                );
+            }
+        }
+    }
+}
+
+/// A ratio without float noise: `25`, not `24.999999999999975`.
+fn num(v: f64) -> String {
+    let s = format!("{v:.9}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
 }

@@ -4,6 +4,7 @@
 //! Pages are server-rendered (askama templates in `web/templates`); the few live parts (a
 //! run's states, a running task's log) poll the JSON API. Every state-changing form carries a
 //! CSRF token tied to the session; the API takes `Authorization: Bearer` tokens.
+#![recursion_limit = "256"]
 
 mod api;
 mod assets;
@@ -13,8 +14,10 @@ mod error;
 mod health;
 mod listing;
 mod pages;
+mod slos;
 mod state;
 mod timing;
+mod usage;
 mod views;
 
 use std::future::Future;

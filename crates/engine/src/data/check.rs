@@ -2,9 +2,10 @@
 //! thresholds. The value and verdict are stored for the data-checks view; a failing check
 //! with severity `fail` fails its task, with `warn` it only says so.
 
+use drover_spec::dag::slo::Slo;
 use drover_spec::dag::{CheckSource, CheckSpec, Severity};
 use drover_spec::template::render;
-use drover_store::{CheckOutcome, TryMetrics};
+use drover_store::{CheckOutcome, SloBurn, TryMetrics};
 use sqlx::AssertSqlSafe;
 
 use super::transform_sql::as_subquery;
@@ -57,6 +58,11 @@ pub(super) async fn run(
             severity,
         })
         .await?;
+    if let Some(slo) = &spec.slo
+        && !passed
+    {
+        slo_burn(plane, id, job, slo).await?;
+    }
     let shown = value.map_or_else(|| "no value (null)".to_owned(), |v| format!("{v}"));
     let expected = expectation(spec.min, spec.max);
     if passed {
@@ -72,6 +78,52 @@ pub(super) async fn run(
         }
         Severity::Fail => Err(TaskError::Invalid(message)),
     }
+}
+
+/// A failed check of an SLO: say where its error budget stands, and record a fast burn
+/// (the `slo_burn` notification).
+async fn slo_burn(
+    plane: &DataPlane,
+    id: &TryId,
+    job: &Job<'_>,
+    slo: &Slo,
+) -> Result<(), TaskError> {
+    let t = plane
+        .store
+        .slo_tallies(
+            &id.dag_id,
+            &id.environment.name,
+            &id.task_id,
+            slo.period.to_std().as_secs_f64(),
+        )
+        .await?;
+    let status = slo.status(t.period, t.last_1h, t.last_6h);
+    job.log.system(format!(
+        "SLO {}: {:.0}% of the error budget left",
+        slo.describe(),
+        status.budget_remaining * 100.0
+    ));
+    if status.burning_fast() {
+        job.log.system(format!(
+            "SLO {} is burning its error budget fast (burn rate {:.1} over 1h, {:.1} over 6h)",
+            slo.describe(),
+            status.burn_1h.unwrap_or(0.0),
+            status.burn_6h.unwrap_or(0.0)
+        ));
+        plane
+            .store
+            .record_slo_burn(&SloBurn {
+                run_id: id.run_id,
+                task_id: &id.task_id,
+                dag_id: &id.dag_id,
+                environment: &id.environment.name,
+                burn_1h: status.burn_1h,
+                burn_6h: status.burn_6h,
+                budget_remaining: status.budget_remaining,
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 fn expectation(min: Option<f64>, max: Option<f64>) -> String {

@@ -23,6 +23,15 @@ fn map_day() -> chrono::NaiveDate {
 
 use chrono::Offset;
 
+/// When the MAP's current day began.
+pub(crate) fn map_day_start() -> chrono::DateTime<Utc> {
+    let cst = FixedOffset::west_opt(6 * 3600).unwrap_or_else(|| Utc.fix());
+    map_day()
+        .and_hms_opt(0, 0, 0)
+        .and_then(|midnight| midnight.and_local_timezone(cst).single())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
+}
+
 /// An environment's daily MAP API budget, shared by every worker through Postgres.
 #[derive(Debug, Clone)]
 pub struct PgBudget {

@@ -15,7 +15,7 @@ pub(crate) mod transform_sql;
 
 use std::sync::Arc;
 
-use drover_spec::dag::TaskKind;
+use drover_spec::dag::{CheckSource, DagLimits, TaskKind};
 use drover_spec::environment::Environment;
 use drover_store::{Outcome, Store, TryMetrics};
 use sqlx::PgPool;
@@ -81,6 +81,9 @@ pub(crate) enum TaskError {
     /// Something that may pass on a retry (the network, the MAP's load, the database).
     #[error("{0}")]
     Transient(String),
+    /// Over a backstop (`limits:` of the DAG or environment): not retried.
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl TaskError {
@@ -131,6 +134,8 @@ pub(crate) struct TryId {
     pub(crate) dag_id: String,
     pub(crate) task_id: String,
     pub(crate) environment: Arc<Environment>,
+    /// The DAG's backstops.
+    pub(crate) limits: DagLimits,
 }
 
 /// Runs the data kinds.
@@ -168,8 +173,12 @@ impl Runner for DataRunner {
                 dag_id: job.context.dag_id.clone(),
                 task_id: job.context.task_id.clone(),
                 environment,
+                limits: job.limits,
             };
             let work = async {
+                if uses_the_map(&job.task.kind) {
+                    within_dag_api_budget(&self.plane, &id).await?;
+                }
                 match &job.task.kind {
                     TaskKind::Export(spec) => export::run(&self.plane, &id, &job, spec).await,
                     TaskKind::Transform(steps) => {
@@ -208,6 +217,33 @@ impl Runner for DataRunner {
             }
         })
     }
+}
+
+fn uses_the_map(kind: &TaskKind) -> bool {
+    match kind {
+        TaskKind::Export(_) | TaskKind::Return(_) => true,
+        TaskKind::Check(c) => matches!(c.source, CheckSource::Map(_)),
+        _ => false,
+    }
+}
+
+/// The DAG's own daily MAP API budget (`limits.map_api_calls_per_day`), checked before a MAP
+/// task starts: the calls its finished tries spent since the MAP's day began.
+async fn within_dag_api_budget(plane: &DataPlane, id: &TryId) -> Result<(), TaskError> {
+    let Some(limit) = id.limits.map_api_calls_per_day else {
+        return Ok(());
+    };
+    let used = plane
+        .store
+        .dag_api_calls_since(&id.environment.name, &id.dag_id, maps::map_day_start())
+        .await?;
+    if u64::try_from(used).unwrap_or(0) >= limit {
+        return Err(TaskError::Limit(format!(
+            "the daily MAP API budget of DAG `{}` in {} is used up: {used} of {limit} calls spent today (`limits.map_api_calls_per_day`; the MAP's day starts at midnight US Central)",
+            id.dag_id, id.environment.name
+        )));
+    }
+    Ok(())
 }
 
 fn failed(error: String, retryable: bool) -> Outcome {

@@ -1,6 +1,7 @@
 //! Staged tables: their columns, inputs found through the registry, outputs replaced whole
 //! and registered with the environment's retention.
 
+use drover_spec::bytes::ByteSize;
 use drover_spec::dataset::{quoted_relation, table_name};
 use drover_store::{Column, NewDataset};
 use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr};
@@ -96,6 +97,12 @@ pub(crate) async fn register(
     rows: i64,
 ) -> Result<Vec<Column>, TaskError> {
     let columns = columns(&plane.staging, table).await?;
+    let bytes: i64 = sqlx::query_scalar(
+        "select pg_total_relation_size(format('staging.%I', $1::text)::regclass)",
+    )
+    .bind(table)
+    .fetch_one(&plane.staging)
+    .await?;
     plane
         .store
         .record_dataset(&NewDataset {
@@ -107,9 +114,60 @@ pub(crate) async fn register(
             row_count: rows,
             columns: &columns,
             retention_days: id.environment.dataset_retention_days,
+            bytes,
         })
         .await?;
+    if let Err(over) = within_staging_limits(plane, id).await {
+        // Over a backstop: the table goes (its entry with it) and the task fails saying why.
+        sqlx::query(AssertSqlSafe(format!(
+            "drop table if exists {}",
+            quoted_relation(table)
+        )))
+        .execute(&plane.staging)
+        .await?;
+        plane
+            .store
+            .forget_dataset(id.run_id, &id.task_id, kind)
+            .await?;
+        return Err(over);
+    }
     Ok(columns)
+}
+
+/// The environment's and the DAG's `staged_bytes` limits, with this try's table counted.
+async fn within_staging_limits(plane: &DataPlane, id: &TryId) -> Result<(), TaskError> {
+    let limits = &id.limits;
+    let env_limit = id.environment.limits.staged_bytes;
+    if env_limit.is_none() && limits.staged_bytes.is_none() {
+        return Ok(());
+    }
+    let (env_total, dag_total) = plane
+        .store
+        .staged_bytes(&id.environment.name, &id.dag_id)
+        .await?;
+    let held = |b: i64| ByteSize(u64::try_from(b).unwrap_or(0));
+    if let Some(limit) = limits.staged_bytes
+        && held(dag_total) > limit
+    {
+        return Err(TaskError::Limit(format!(
+            "staged data of DAG `{}` in {} would be {}, over its limit of {} (`limits.staged_bytes`); the dataset was dropped",
+            id.dag_id,
+            id.environment.name,
+            held(dag_total),
+            limit
+        )));
+    }
+    if let Some(limit) = env_limit
+        && held(env_total) > limit
+    {
+        return Err(TaskError::Limit(format!(
+            "staged data in environment {} would be {}, over its limit of {} (`limits.staged_bytes`); the dataset was dropped",
+            id.environment.name,
+            held(env_total),
+            limit
+        )));
+    }
+    Ok(())
 }
 
 /// The output table of this try's task.

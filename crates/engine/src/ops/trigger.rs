@@ -63,6 +63,7 @@ pub(super) async fn trigger(
             interval_end: end,
             params: serde_json::Value::Object(params),
             triggered_by: Some(actor.name.clone()),
+            deadline_at: dag.deadline.map(|d| d.due(now, dag.timezone)),
         })
         .await?
         .ok_or_else(|| OpError::Conflict("the run was not created".to_owned()))?;

@@ -57,6 +57,8 @@ pub struct Job<'a> {
     /// The environment the run belongs to, as its file says (`None` if this worker cannot
     /// read it).
     pub environment: Option<std::sync::Arc<drover_spec::environment::Environment>>,
+    /// The DAG's backstops (`limits:`).
+    pub limits: drover_spec::dag::DagLimits,
 }
 
 pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;

@@ -13,8 +13,8 @@ mod map_checks;
 use super::params::parse_param;
 use super::raw::{RawCheck, RawCommand, RawDefaults, RawHeader, RawTask};
 use super::{
-    CheckSource, CheckSpec, CommandProgram, CommandSpec, Dag, NoopSpec, Param, RetryPolicy,
-    TASK_KINDS, Task, TaskKind, defaults,
+    CheckSource, CheckSpec, CommandProgram, CommandSpec, Dag, Deadline, NoopSpec, Param,
+    RetryPolicy, TASK_KINDS, Task, TaskKind, defaults,
 };
 use crate::diagnostic::{Diagnostic, Position, sort_diagnostics};
 use crate::duration::Duration;
@@ -128,6 +128,8 @@ pub fn load_dag(file: &str, source: &str) -> Result<Dag, Vec<Diagnostic>> {
             end_date: h.end_date,
             catchup: h.catchup,
             max_active_runs: h.max_active_runs,
+            deadline: h.deadline,
+            limits: h.limits,
             params: h.params,
             tasks,
             graph,
@@ -185,6 +187,8 @@ struct Header {
     end_date: Option<DateTime<Utc>>,
     catchup: bool,
     max_active_runs: u32,
+    deadline: Option<Deadline>,
+    limits: super::DagLimits,
     params: Vec<Param>,
     defaults: RawDefaults,
 }
@@ -322,6 +326,8 @@ fn check_header(c: &mut Checker<'_>, h: RawHeader) -> Option<Header> {
         end_date,
         catchup: h.catchup,
         max_active_runs,
+        deadline: h.deadline,
+        limits: h.limits,
         params,
         defaults: h.defaults,
     })
@@ -570,6 +576,7 @@ fn check_task(
         pool: t.pool.clone().or_else(|| d.and_then(|d| d.pool.clone())),
         retry,
         timeout,
+        deadline: t.deadline,
         kind: kind?,
     })
 }
@@ -669,6 +676,7 @@ fn resolve_check(c: &mut Checker<'_>, path: &str, k: &RawCheck) -> Option<CheckS
         min,
         max,
         severity: k.severity,
+        slo: k.slo,
     })
 }
 

@@ -1,11 +1,14 @@
 //! A DAG: its schedule, parameters and tasks, resolved and validated.
 
+mod deadline;
 mod load;
 pub mod map_kinds;
 mod params;
 mod raw;
+pub mod slo;
 mod trigger;
 
+pub use deadline::Deadline;
 pub use load::{DAG_FILE_EXTENSIONS, check_unique_ids, load_dag};
 pub use params::{Param, ParamType};
 pub use trigger::{Readiness, UpstreamCounts};
@@ -47,6 +50,10 @@ pub struct Dag {
     pub end_date: Option<DateTime<Utc>>,
     pub catchup: bool,
     pub max_active_runs: u32,
+    /// When each run must have finished, counted from its scheduled time.
+    pub deadline: Option<Deadline>,
+    /// Backstops on what the DAG may use in each environment.
+    pub limits: DagLimits,
     pub params: Vec<Param>,
     pub tasks: Vec<Task>,
     pub graph: TaskGraph,
@@ -78,6 +85,18 @@ impl Dag {
     }
 }
 
+/// `limits:` of a DAG, per environment it runs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DagLimits {
+    /// MAP API calls its tasks may spend per MAP day (checked when a MAP task starts).
+    #[serde(default)]
+    pub map_api_calls_per_day: Option<u64>,
+    /// Staged data its runs may hold at once (checked when a task stages a dataset).
+    #[serde(default)]
+    pub staged_bytes: Option<crate::bytes::ByteSize>,
+}
+
 /// One task of a DAG, with the DAG's defaults applied.
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -88,6 +107,8 @@ pub struct Task {
     pub pool: Option<String>,
     pub retry: RetryPolicy,
     pub timeout: Duration,
+    /// When this task must have finished, counted from its run's scheduled time.
+    pub deadline: Option<Deadline>,
     pub kind: TaskKind,
 }
 
@@ -141,6 +162,8 @@ pub struct CheckSpec {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub severity: Severity,
+    /// The check as a data SLO: the objective its passes are held to.
+    pub slo: Option<slo::Slo>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

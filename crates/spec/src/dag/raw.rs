@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::duration::Duration;
 
 use super::map_kinds::{ExportSpec, MapCount, ReturnSpec, Step};
-use super::{Backoff, Severity, TriggerRule};
+use super::{Backoff, Deadline, Severity, TriggerRule};
 
 /// Everything in a DAG file except `tasks` (which are read one by one, so one broken task
 /// does not hide the problems of the others).
@@ -37,6 +37,10 @@ pub(crate) struct RawHeader {
     pub(crate) params: IndexMap<String, yaml_serde::Value>,
     #[serde(default)]
     pub(crate) defaults: RawDefaults,
+    #[serde(default)]
+    pub(crate) deadline: Option<Deadline>,
+    #[serde(default)]
+    pub(crate) limits: super::DagLimits,
 }
 
 /// `defaults:` for every task of the DAG.
@@ -68,6 +72,8 @@ pub(crate) struct RawTask {
     pub(crate) retry_backoff: Option<Backoff>,
     pub(crate) max_retry_delay: Option<Duration>,
     pub(crate) timeout: Option<Duration>,
+    #[serde(default)]
+    pub(crate) deadline: Option<Deadline>,
     // The kinds: exactly one must be present.
     pub(crate) export: Option<ExportSpec>,
     pub(crate) transform: Option<Vec<Step>>,
@@ -89,6 +95,8 @@ pub(crate) struct RawCheck {
     pub(crate) max: Option<f64>,
     #[serde(default)]
     pub(crate) severity: Severity,
+    #[serde(default)]
+    pub(crate) slo: Option<super::slo::Slo>,
 }
 
 #[derive(Debug, Deserialize)]

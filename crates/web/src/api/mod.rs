@@ -45,6 +45,8 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/tasks/{task}/log", get(log))
         .route("/runs/{run}/tasks/{task}/revert", post(revert))
         .route("/checks", get(checks))
+        .route("/slos", get(slos))
+        .route("/usage", get(usage))
         .route("/audit", get(audit))
         .route("/notifications", get(notifications))
         .fallback(crate::error::api_not_found)
@@ -404,6 +406,7 @@ async fn run(
                 "error": t.last_error,
                 "rows_in": m.rows_in, "rows_out": m.rows_out, "rows_rejected": m.rows_rejected,
                 "api_calls": m.api_calls, "bytes_moved": m.bytes_moved,
+                "deadline_at": t.deadline_at, "deadline_state": t.deadline_state,
             })
         })
         .collect();
@@ -505,6 +508,40 @@ async fn checks(
         })
         .collect();
     ok(json!({ "checks": out }))
+}
+
+/// The data SLOs of an environment (or all) and where their error budgets stand.
+async fn slos(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Query(q): Query<ChecksQuery>,
+) -> ApiResult {
+    let lines = crate::slos::slo_lines(&state, q.env.as_deref()).await?;
+    ok(json!({ "slos": lines }))
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    env: String,
+    days: Option<i64>,
+}
+
+/// Show-back: an environment's use per DAG and per day, priced.
+async fn usage(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Query(q): Query<UsageQuery>,
+) -> ApiResult {
+    let u = crate::usage::usage(&state, &q.env, q.days.unwrap_or(30)).await?;
+    let totals = |t: &crate::usage::UsageTotals| serde_json::to_value(t).unwrap_or_default();
+    ok(json!({
+        "environment": u.environment,
+        "days": u.days,
+        "costs": u.costs,
+        "total": totals(&u.total),
+        "dags": u.dags.iter().map(|(d, t)| json!({ "dag_id": d, "usage": totals(t) })).collect::<Vec<_>>(),
+        "per_day": u.per_day.iter().map(|(d, t)| json!({ "day": d, "usage": totals(t) })).collect::<Vec<_>>(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

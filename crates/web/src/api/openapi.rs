@@ -110,13 +110,16 @@ fn paths_and_schemas() -> Value {
                     "run_type": { "enum": ["scheduled", "manual", "backfill"] }, "state": { "enum": ["queued", "running", "success", "failed"] },
                     "logical_date": { "type": "string", "format": "date-time" }, "interval_start": { "type": "string", "format": "date-time" }, "interval_end": { "type": "string", "format": "date-time" },
                     "params": { "type": "object" }, "triggered_by": { "type": ["string", "null"] }, "commit_sha": { "type": ["string", "null"] },
-                    "created_at": { "type": "string" }, "started_at": { "type": ["string", "null"] }, "finished_at": { "type": ["string", "null"] } } },
+                    "created_at": { "type": "string" }, "started_at": { "type": ["string", "null"] }, "finished_at": { "type": ["string", "null"] },
+                    "deadline_at": { "type": ["string", "null"], "description": "When the run must have finished (the DAG's `deadline`)" },
+                    "deadline_state": { "enum": ["pending", "met", "missed", null] } } },
                 "RunDetail": { "type": "object", "required": ["run", "tasks"], "properties": { "run": { "$ref": "#/components/schemas/Run" }, "tasks": { "type": "array", "items": { "$ref": "#/components/schemas/TaskInstance" } } } },
                 "TaskInstance": { "type": "object", "required": ["task_id", "state", "try_number"], "properties": {
                     "task_id": { "type": "string" }, "state": { "enum": ["pending", "queued", "running", "success", "failed", "up_for_retry", "skipped", "upstream_failed"] },
                     "try_number": { "type": "integer" }, "max_tries": { "type": "integer" }, "started_at": { "type": ["string", "null"] }, "finished_at": { "type": ["string", "null"] },
                     "error": { "type": ["string", "null"] }, "rows_in": { "type": ["integer", "null"] }, "rows_out": { "type": ["integer", "null"] }, "rows_rejected": { "type": ["integer", "null"] },
-                    "api_calls": { "type": ["integer", "null"] }, "bytes_moved": { "type": ["integer", "null"] } } },
+                    "api_calls": { "type": ["integer", "null"] }, "bytes_moved": { "type": ["integer", "null"] },
+                    "deadline_at": { "type": ["string", "null"] }, "deadline_state": { "enum": ["pending", "met", "missed", null] } } },
                 "RunPage": { "type": "object", "required": ["runs"], "properties": { "runs": { "type": "array", "items": { "$ref": "#/components/schemas/Run" } }, "next_before": { "type": ["string", "null"], "description": "Pass as `before` for the next page" } } },
                 "DagListing": { "type": "object", "required": ["environment", "items", "total", "page", "pages"], "properties": {
                     "environment": { "type": "string" }, "total": { "type": "integer" }, "page": { "type": "integer" }, "pages": { "type": "integer" }, "tags": { "type": "array", "items": { "type": "string" } },
@@ -131,6 +134,19 @@ fn paths_and_schemas() -> Value {
                 "Promotion": { "type": "object", "required": ["state"], "properties": { "state": { "enum": ["applied", "awaiting_approval", "rejected"] }, "commit": { "type": "string" }, "request": { "type": "integer" }, "changed_dags": { "type": "array" } } },
                 "Log": { "type": "object", "required": ["lines", "next_after", "task_state"], "properties": { "task_state": { "type": "string" }, "try_number": { "type": "integer" }, "current_try": { "type": "integer" }, "next_after": { "type": "integer" },
                     "lines": { "type": "array", "items": { "type": "object", "required": ["id", "line"], "properties": { "id": { "type": "integer" }, "at": { "type": "string" }, "stream": { "type": "string" }, "line": { "type": "string" } } } } } },
+                "Usage": { "type": "object", "required": ["environment", "days", "costs", "total", "dags", "per_day"], "properties": {
+                    "environment": { "type": "string" }, "days": { "type": "integer" }, "costs": { "type": "object" },
+                    "total": { "$ref": "#/components/schemas/UsageTotals" },
+                    "dags": { "type": "array", "items": { "type": "object", "properties": { "dag_id": { "type": "string" }, "usage": { "$ref": "#/components/schemas/UsageTotals" } } } },
+                    "per_day": { "type": "array", "items": { "type": "object", "properties": { "day": { "type": "string", "format": "date" }, "usage": { "$ref": "#/components/schemas/UsageTotals" } } } } } },
+                "UsageTotals": { "type": "object", "properties": { "api_calls": { "type": "integer" }, "rows_moved": { "type": "integer" }, "runtime_hours": { "type": "number" },
+                    "storage_gb_days": { "type": "number" }, "storage_bytes_now": { "type": "integer" }, "cost": { "type": "number", "description": "In `costs.currency`" } } },
+                "Slos": { "type": "object", "required": ["slos"], "properties": { "slos": { "type": "array", "items": { "type": "object", "required": ["environment", "dag_id", "task_id", "objective", "status", "verdict"], "properties": {
+                    "environment": { "type": "string" }, "dag_id": { "type": "string" }, "task_id": { "type": "string" },
+                    "objective": { "type": "number", "description": "Share of checks that must pass, e.g. 0.99" }, "period_secs": { "type": "integer" }, "described": { "type": "string" },
+                    "good": { "type": "integer" }, "total": { "type": "integer" }, "verdict": { "enum": ["ok", "burning", "exhausted"] },
+                    "status": { "type": "object", "properties": { "sli": { "type": ["number", "null"] }, "budget_remaining": { "type": "number", "description": "1 untouched, 0 spent, below 0 overspent" },
+                      "failures_left": { "type": "number" }, "burn_1h": { "type": ["number", "null"] }, "burn_6h": { "type": ["number", "null"] } } } } } } } },
                 "Checks": { "type": "object", "required": ["checks"], "properties": { "checks": { "type": "array", "items": { "type": "object", "required": ["result", "status"], "properties": { "status": { "enum": ["green", "amber", "red"] }, "verdict": { "type": "string" }, "result": { "type": "object" } } } } } },
                 "Notifications": { "type": "object", "required": ["notifications"], "properties": { "notifications": { "type": "array", "items": { "type": "object" } } } },
                 "Audit": { "type": "object", "required": ["events"], "properties": { "events": { "type": "array", "items": { "type": "object", "required": ["id", "at", "actor", "action"] } } } },
@@ -170,6 +186,8 @@ fn paths_and_schemas() -> Value {
             "/api/runs/{run}/tasks/{task}/log": { "get": op("Log lines of a task's try, after a line id (poll for live logs)", vec![run_p.clone(), task_p.clone(), param("try", "query", false, "integer", "Try (default: the latest)"), param("after", "query", false, "integer", "Only lines after this id")], None, 200, ok("Log", "Lines"), READ) },
             "/api/runs/{run}/tasks/{task}/revert": { "post": op("Write back the values a return overwrote", vec![run_p, task_p], None, 200, ok("Revert", "What was restored"), &[401, 403, 404, 422, 503]) },
             "/api/checks": { "get": op("Latest result of every data check", vec![env_q()], None, 200, ok("Checks", "Checks"), &[401]) },
+            "/api/usage": { "get": op("Show-back: an environment's MAP API calls, rows moved, runtime and staged storage per DAG and per day, priced at its `costs`", vec![param("env", "query", true, "string", "Environment"), param("days", "query", false, "integer", "Days back, 1 to 400; default 30")], None, 200, ok("Usage", "Usage"), &[401, 404]) },
+            "/api/slos": { "get": op("Data SLOs: each check with an `slo`, its indicator over the period, error budget left and burn rates", vec![env_q()], None, 200, ok("Slos", "SLOs"), &[401]) },
             "/api/notifications": { "get": op("Notifications, newest first: channel, event, DAG, run, and what became of each (sent, suppressed with the reason, failed)", vec![param("limit", "query", false, "integer", "At most 1000")], None, 200, ok("Notifications", "Notifications"), &[401]) },
             "/api/audit": { "get": op("The audit trail, newest first", vec![param("actor", "query", false, "string", "Who"), param("action", "query", false, "string", "Action prefix"), param("env", "query", false, "string", "Environment"), param("dag", "query", false, "string", "DAG"), param("before", "query", false, "integer", "Event id: older events"), param("limit", "query", false, "integer", "At most 500")], None, 200, ok("Audit", "Events"), &[401]) }
         }

@@ -1,5 +1,5 @@
-//! Data checks: each check's latest value against its thresholds, green / amber / red, with
-//! its recent history as a small chart.
+//! Data checks: the data SLOs with their error budgets, then each check's latest value against
+//! its thresholds, green / amber / red, with its recent history as a small chart.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -11,6 +11,7 @@ use super::{Chrome, pick_env};
 use crate::WebState;
 use crate::auth::PageUser;
 use crate::error::PageError;
+use crate::slos::{SloLine, slo_lines};
 use crate::views::sparkline::{Point, sparkline};
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +37,7 @@ pub(crate) struct ChecksPage {
     envs: Vec<String>,
     env: String,
     lines: Vec<CheckLine>,
+    slos: Vec<SloLine>,
 }
 
 fn number(v: f64) -> String {
@@ -108,8 +110,16 @@ pub(crate) async fn page(
             l.latest.dag_id.clone(),
         )
     });
+    let mut slos = slo_lines(&state, Some(&env)).await?;
+    slos.sort_by(|a, b| {
+        a.status
+            .budget_remaining
+            .total_cmp(&b.status.budget_remaining)
+            .then_with(|| a.dag_id.cmp(&b.dag_id))
+    });
     Ok(ChecksPage {
         chrome: Chrome::new(&user, "checks", Some(&env)),
+        slos,
         envs: envs.iter().map(|e| e.name.clone()).collect(),
         env,
         lines,

@@ -11,6 +11,7 @@ mod notifications;
 mod run;
 mod runs;
 mod task;
+mod usage;
 mod users;
 
 use axum::Router;
@@ -54,6 +55,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/checks", get(checks::page))
         .route("/audit", get(audit::page))
         .route("/notifications", get(notifications::page))
+        .route("/usage", get(usage::page))
         .route("/account", get(account::page))
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))

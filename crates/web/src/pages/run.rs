@@ -66,6 +66,10 @@ pub(crate) struct RunPage {
     datasets: Vec<DatasetRow>,
     can_operate: bool,
     finished: bool,
+    /// The DAG's deadline in words ("by 07:00").
+    deadline: Option<String>,
+    /// Why a queued run has not started.
+    waiting: Option<String>,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -182,6 +186,26 @@ pub(crate) async fn page(
             }
         })
         .collect();
+    let waiting = if run.state == RunState::Queued {
+        let (in_env, of_dag) = store.running_counts(&run.environment, &run.dag_id).await?;
+        let dag_max = dag.as_ref().map_or(1, |d| i64::from(d.max_active_runs));
+        let env_max = env.limits.max_active_runs.map(i64::from);
+        Some(if of_dag >= dag_max {
+            format!(
+                "{of_dag} run(s) of {} are running in {}, its limit (`max_active_runs: {dag_max}`); this one starts when one finishes",
+                run.dag_id, run.environment
+            )
+        } else if let Some(max) = env_max.filter(|m| in_env >= *m) {
+            format!(
+                "{in_env} runs are running in {}, the environment's limit (`limits.max_active_runs: {max}`); this one starts when one finishes",
+                run.environment
+            )
+        } else {
+            "waiting for the scheduler to start it".to_owned()
+        })
+    } else {
+        None
+    };
     Ok(RunPage {
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
@@ -192,6 +216,8 @@ pub(crate) async fn page(
             views::when(&run.interval_end)
         ),
         finished: matches!(run.state, RunState::Success | RunState::Failed),
+        deadline: dag.as_ref().and_then(|d| d.deadline).map(|d| d.describe()),
+        waiting,
         run,
         tasks,
         failures,
