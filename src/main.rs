@@ -14,6 +14,19 @@ use clap::{CommandFactory, FromArgMatches};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // A task's guard (see `drover_engine::task_guard_main`): nothing else of Drover runs.
+    if std::env::args_os().nth(1).as_deref() == Some(drover_engine::TASK_GUARD_ARG.as_ref()) {
+        let argv: Vec<String> = std::env::args_os()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let code = drover_engine::task_guard_main(&argv);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    // Commands that workers start run under this same binary as their guard.
+    if let Ok(me) = std::env::current_exe() {
+        drover_engine::use_task_guard(me);
+    }
     // TLS for MAP connections: ring, the one provider built in.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match parse() {

@@ -163,7 +163,7 @@ fn a_task_of_a_killed_worker_is_retried_after_its_lease_and_never_runs_twice_at_
     ws.dag(
         "long",
         &format!(
-            "id: long\ntasks:\n  - id: work\n    command: {{ shell: \"echo start; sleep 3; echo {marker}-done\" }}\n  - id: after\n    depends_on: [work]\n    noop: {{}}\n"
+            "id: long\ntasks:\n  - id: work\n    command: {{ shell: \"echo start; sh -c 'sleep 3; echo {marker}-inner'; echo {marker}-done\" }}\n  - id: after\n    depends_on: [work]\n    noop: {{}}\n"
         ),
     );
     let d = Drover { db: &db, ws: &ws };
@@ -180,16 +180,24 @@ fn a_task_of_a_killed_worker_is_retried_after_its_lease_and_never_runs_twice_at_
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         w1.kill9();
-        // The task's process dies with its worker (parent-death signal): no orphan keeps running.
+        // The task's processes die with their worker, the ones it started too (its guard
+        // stops the whole process group): no orphan keeps running.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let orphans = std::process::Command::new("pgrep")
-            .arg("-f")
-            .arg(format!("sleep 3; echo {marker}"))
-            .output();
-        assert!(
-            orphans.map(|o| o.stdout.is_empty()).unwrap_or(true),
-            "the killed worker's task process survived it"
-        );
+        for what in [format!("sleep 3; echo {marker}"), format!("{marker}-inner")] {
+            let orphans = std::process::Command::new("pgrep")
+                .arg("-f")
+                .arg(&what)
+                .output();
+            let found = orphans.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            assert!(
+                found
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .is_empty(),
+                "a process of the killed worker's task survived it ({what}): {found:?}"
+            );
+        }
         let _w2 = d.worker("worker-2", 2, 2.0);
         let finished = wait_finished(&store, run, Duration::from_secs(60)).await;
         assert_eq!(finished.state, RunState::Success);

@@ -83,9 +83,11 @@ impl Fault {
 }
 
 /// A command task that records its start and end in `ledger`, holding a lock per task
-/// instance while it works: a second copy of the same task instance running at the same time
-/// cannot take the lock and writes `concurrent` instead.
-fn ledger_task(id: &str, deps: &[&str], dir: &Path) -> String {
+/// instance while it works `secs`: a second copy of the same task instance running at the
+/// same time cannot take the lock and writes `concurrent` instead. The work runs two processes
+/// below the task's own (`sh` → `flock` → `sh` → `sleep`), so a copy orphaned by a killed
+/// worker would hold the lock.
+fn ledger_task(id: &str, deps: &[&str], secs: u32, dir: &Path) -> String {
     let ledger = dir.join("ledger").display().to_string();
     let locks = dir.join("locks").display().to_string();
     let depends = if deps.is_empty() {
@@ -96,7 +98,7 @@ fn ledger_task(id: &str, deps: &[&str], dir: &Path) -> String {
     format!(
         "  - id: {id}\n{depends}    command:\n      shell: |\n        \
          key=\"{{{{ run_id }}}} {{{{ task_id }}}} {{{{ try_number }}}}\"\n        \
-         flock -n -E 99 {locks}/{{{{ run_id }}}}-{{{{ task_id }}}} sh -c \"echo start $key >> {ledger}; sleep 1; echo end $key >> {ledger}\"\n        \
+         flock -n -E 99 {locks}/{{{{ run_id }}}}-{{{{ task_id }}}} sh -c \"echo start $key >> {ledger}; sleep {secs}; echo end $key >> {ledger}\"\n        \
          rc=$?\n        \
          if [ $rc = 99 ]; then echo concurrent $key >> {ledger}; fi\n        \
          exit $rc\n"
@@ -109,10 +111,12 @@ fn command_dag(id: &str, start: DateTime<Utc>, end: DateTime<Utc>, dir: &Path) -
          defaults: {{ retries: 6, retry_delay: 1s, retry_backoff: constant }}\ntasks:\n{}{}{}{}",
         rfc3339(start),
         rfc3339(end),
-        ledger_task("extract", &[], dir),
-        ledger_task("left", &["extract"], dir),
-        ledger_task("right", &["extract"], dir),
-        ledger_task("join", &["left", "right"], dir),
+        ledger_task("extract", &[], 1, dir),
+        ledger_task("left", &["extract"], 1, dir),
+        ledger_task("right", &["extract"], 1, dir),
+        // Longer than a worker's lease: a killed worker's copy would still be at work when
+        // the task is queued again.
+        ledger_task("join", &["left", "right"], 6, dir),
     )
 }
 

@@ -23,6 +23,7 @@ pub use folder_source::{FolderSource, SyncReport, git_blob_id};
 pub use git_source::{DagSource, Deploy, GitSource, Plan};
 pub use notify::Notifier;
 pub use plan::{PlannedRun, plan_runs};
+pub use runner::process_guard::{TASK_GUARD_ARG, task_guard_main, use_task_guard};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use task_specs::task_instance_specs;
 pub use worker::{Worker, WorkerConfig};

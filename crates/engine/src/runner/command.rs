@@ -11,7 +11,6 @@ use drover_store::{LogStream, Outcome};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 
 use super::{Job, LogSink, RunFuture, Runner, cancelled, process_guard};
 
@@ -74,9 +73,8 @@ async fn run_command(mut job: Job<'_>) -> Outcome {
     let Some((program, args)) = argv.split_first() else {
         return failed("empty command", false);
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .envs(env)
+    let mut cmd = process_guard::command(program, args);
+    cmd.envs(env)
         .env("DROVER_DAG_ID", &ctx.dag_id)
         .env("DROVER_TASK_ID", &ctx.task_id)
         .env("DROVER_RUN_ID", &ctx.run_id)

@@ -2,7 +2,7 @@
 //! kinds plug in here.
 
 mod command;
-mod process_guard;
+pub mod process_guard;
 
 use std::future::Future;
 use std::pin::Pin;
