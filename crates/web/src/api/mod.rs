@@ -522,7 +522,7 @@ async fn slos(
 
 #[derive(Debug, Deserialize)]
 struct UsageQuery {
-    env: String,
+    env: Option<String>,
     days: Option<i64>,
 }
 
@@ -532,7 +532,16 @@ async fn usage(
     ApiUser(_user): ApiUser,
     Query(q): Query<UsageQuery>,
 ) -> ApiResult {
-    let u = crate::usage::usage(&state, &q.env, q.days.unwrap_or(30)).await?;
+    let env = match q.env {
+        Some(e) => e,
+        None => state
+            .environments()
+            .await?
+            .first()
+            .map(|e| e.name.clone())
+            .unwrap_or_default(),
+    };
+    let u = crate::usage::usage(&state, &env, q.days.unwrap_or(30)).await?;
     let totals = |t: &crate::usage::UsageTotals| serde_json::to_value(t).unwrap_or_default();
     ok(json!({
         "environment": u.environment,
