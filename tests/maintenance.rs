@@ -35,6 +35,18 @@ async fn runs_of(store: &Store, dag: &str) -> usize {
         .len()
 }
 
+/// The maintenance events of the audit trail, newest first: "action actor".
+async fn maintenance_audit(store: &Store) -> Vec<String> {
+    store
+        .audit_events(20)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|e| e.action.starts_with("maintenance"))
+        .map(|e| format!("{} {}", e.action, e.actor))
+        .collect()
+}
+
 #[test]
 fn maintenance_pauses_scheduling_refuses_changes_and_resumes_with_catchup() {
     let _turn = serial();
@@ -171,15 +183,10 @@ fn maintenance_pauses_scheduling_refuses_changes_and_resumes_with_catchup() {
             (1..=2).contains(&latest_only),
             "without catchup only the latest interval runs: {latest_only}"
         );
-        let actions: Vec<String> = store
-            .audit_events(20)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .filter(|e| e.action.starts_with("maintenance"))
-            .map(|e| format!("{} {}", e.action, e.actor))
-            .collect();
-        assert_eq!(actions, ["maintenance_off admin", "maintenance_on admin"]);
+        assert_eq!(
+            maintenance_audit(&store).await,
+            ["maintenance_off admin", "maintenance_on admin"]
+        );
         // Pages reuse what they read for up to 2 s.
         eventually("the banner to go", Duration::from_secs(10), || async {
             let page = session.get("/dags").await;
@@ -262,20 +269,12 @@ fn maintenance_can_stop_running_tasks_which_run_again_when_it_ends() {
             vec!["start", "start", "done"],
             "{text}"
         );
-        let actions: Vec<String> = store
-            .audit_events(20)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .filter(|e| e.action.starts_with("maintenance"))
-            .map(|e| e.action)
-            .collect();
         assert_eq!(
-            actions,
+            maintenance_audit(&store).await,
             [
-                "maintenance_off",
-                "maintenance_stop_running",
-                "maintenance_on"
+                "maintenance_off admin",
+                "maintenance_stop_running admin",
+                "maintenance_on admin"
             ]
         );
     });

@@ -59,18 +59,37 @@ fn received(got: &Received, channel: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Add `channels` (YAML list items) as the dev environment's `notifications:`.
+fn add_channels(ws: &Workspace, channels: &str) {
+    let dev = ws.environments().join("dev.yaml");
+    let mut text = std::fs::read_to_string(&dev).unwrap_or_else(|e| panic!("{e}"));
+    text.push_str("notifications:\n");
+    text.push_str(channels);
+    std::fs::write(&dev, text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `/metrics` of the web server at `base`.
+async fn metrics(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
 #[test]
 fn a_failing_dag_tells_each_channel_once_and_its_recovery_too() {
     let _turn = serial();
     let db = TestDb::new(&server_url());
     let ws = Workspace::new();
-    let dev = ws.environments().join("dev.yaml");
-    let mut text = std::fs::read_to_string(&dev).unwrap_or_else(|e| panic!("{e}"));
-    text.push_str(
-        "notifications:\n  - name: ops\n    webhook: { env: TEST_OPS_HOOK }\n\
+    add_channels(
+        &ws,
+        "  - name: ops\n    webhook: { env: TEST_OPS_HOOK }\n\
          \x20 - name: pager\n    webhook: { env: TEST_PAGER_HOOK }\n    on: [failure]\n    dedup: 0s\n    max_per_hour: 1\n",
     );
-    std::fs::write(&dev, text).unwrap_or_else(|e| panic!("{e}"));
     ws.dag(
         "flaky",
         "id: flaky\nparams:\n  ok: { type: string, default: \"no\" }\ntasks:\n  - id: step\n    command: { shell: \"test {{ params.ok }} = yes\" }\n",
@@ -218,14 +237,12 @@ fn missed_deadlines_and_breached_checks_are_marked_and_told_to_the_channels_that
     let _turn = serial();
     let db = TestDb::new(&server_url());
     let ws = Workspace::new();
-    let dev = ws.environments().join("dev.yaml");
-    let mut text = std::fs::read_to_string(&dev).unwrap_or_else(|e| panic!("{e}"));
     // `late` hears only about the `slow` DAG's deadlines; `data` only about checks.
-    text.push_str(
-        "notifications:\n  - name: late\n    webhook: { env: TEST_LATE_HOOK }\n    on: [deadline_missed]\n    dags: [slow]\n    dedup: 0s\n\
+    add_channels(
+        &ws,
+        "  - name: late\n    webhook: { env: TEST_LATE_HOOK }\n    on: [deadline_missed]\n    dags: [slow]\n    dedup: 0s\n\
          \x20 - name: data\n    webhook: { env: TEST_DATA_HOOK }\n    on: [check_breach]\n",
     );
-    std::fs::write(&dev, text).unwrap_or_else(|e| panic!("{e}"));
     ws.dag(
         "slow",
         "id: slow\ndeadline: { within: 3s }\ntasks:\n  - id: wait\n    deadline: { within: 2s }\n    noop: { sleep: 5s }\n\
@@ -372,14 +389,7 @@ fn missed_deadlines_and_breached_checks_are_marked_and_told_to_the_channels_that
             .cloned()
             .unwrap_or_default();
         assert_eq!(wait["deadline_state"], "missed", "{detail}");
-        let metrics = client()
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default();
+        let metrics = metrics(&base).await;
         assert!(
             metrics.contains("drover_deadlines_missed{environment=\"dev\"} 3"),
             "{metrics}"
@@ -393,12 +403,10 @@ fn data_slos_keep_an_error_budget_and_a_fast_burn_is_told() {
     let _turn = serial();
     let db = TestDb::new(&server_url());
     let ws = Workspace::new();
-    let dev = ws.environments().join("dev.yaml");
-    let mut text = std::fs::read_to_string(&dev).unwrap_or_else(|e| panic!("{e}"));
-    text.push_str(
-        "notifications:\n  - name: slo\n    webhook: { env: TEST_SLO_HOOK }\n    on: [slo_burn]\n",
+    add_channels(
+        &ws,
+        "  - name: slo\n    webhook: { env: TEST_SLO_HOOK }\n    on: [slo_burn]\n",
     );
-    std::fs::write(&dev, text).unwrap_or_else(|e| panic!("{e}"));
     // "form submissions in the last hour ≥ 1", held to 99 %; a share held to 50 %.
     ws.dag(
         "forms",
@@ -484,14 +492,7 @@ fn data_slos_keep_an_error_budget_and_a_fast_burn_is_told() {
             );
         }
         assert!(page.body.contains("3 of 4 passed") && page.body.contains("99% over 28d") && page.body.contains("50% over 7d"), "{}", page.body);
-        let metrics = client()
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default();
+        let metrics = metrics(&base).await;
         for line in [
             "drover_slo_error_budget_remaining{environment=\"dev\",dag=\"crm\",check=\"missing_ratio\"} 0.5",
             "drover_slo_sli{environment=\"dev\",dag=\"forms\",check=\"enough_fills\"} 0.75",
@@ -568,12 +569,10 @@ fn a_channel_can_be_email_over_smtp() {
     let _turn = serial();
     let db = TestDb::new(&server_url());
     let ws = Workspace::new();
-    let dev = ws.environments().join("dev.yaml");
-    let mut text = std::fs::read_to_string(&dev).unwrap_or_else(|e| panic!("{e}"));
-    text.push_str(
-        "notifications:\n  - name: mail\n    email:\n      smtp: { env: TEST_SMTP_URL }\n      from: drover@example.com\n      to: [ops@example.com, data@example.com]\n    on: [failure]\n",
+    add_channels(
+        &ws,
+        "  - name: mail\n    email:\n      smtp: { env: TEST_SMTP_URL }\n      from: drover@example.com\n      to: [ops@example.com, data@example.com]\n    on: [failure]\n",
     );
-    std::fs::write(&dev, text).unwrap_or_else(|e| panic!("{e}"));
     ws.dag(
         "boom",
         "id: boom\ntasks:\n  - id: fail\n    noop: { fail: true }\n",
