@@ -160,3 +160,88 @@ fn limits_hold_runs_back_or_fail_them_with_the_reason_and_usage_is_priced() {
         map.shutdown().await;
     });
 }
+
+#[test]
+fn a_returns_receipt_is_kept_even_over_the_staged_data_limit() {
+    let _turn = serial();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let dag = |limit: Option<i64>| {
+        let limits = limit
+            .map(|b| format!("limits: {{ staged_bytes: {b} }}\n"))
+            .unwrap_or_default();
+        format!(
+            "id: push_back\n{limits}tasks:\n  - id: scores\n    sql: \"create table {{{{ output }}}} as select g as id, 7 as \\\"leadScore\\\" from generate_series(1, 50) g\"\n\
+             \x20 - id: push\n    depends_on: [scores]\n    return: {{ object: leads, lookup: id, fields: [leadScore] }}\n"
+        )
+    };
+    rt.block_on(async {
+        let map = start_sandbox(400, 6, CLIENT_ID, SECRET, FaultProfile::default()).await;
+        ws.map_environment(&map.base_url(), CLIENT_ID, SECRET, None);
+        ws.dag("push_back", &dag(None));
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        add_user(&d, "admin", "admin");
+        let _s = d.scheduler("scheduler");
+        let _w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        synced(&store, "push_back").await;
+        // A first run, without a limit, tells the sizes.
+        let first = trigger(&d, "push_back");
+        assert_eq!(
+            wait_finished(&store, first, Duration::from_secs(60))
+                .await
+                .state,
+            RunState::Success
+        );
+        let sizes: Vec<(String, i64)> =
+            sqlx::query_as("select kind, bytes from dataset where run_id = $1")
+                .bind(first)
+                .fetch_all(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let size = |kind: &str| {
+            sizes
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map(|(_, b)| *b)
+                .unwrap_or_else(|| panic!("no {kind}: {sizes:?}"))
+        };
+        let (output, receipt) = (size("output"), size("receipt"));
+        assert!(output > 0 && receipt > 0, "{sizes:?}");
+        // Room for the first run's data and the next output, not for the next receipt too.
+        let version = store
+            .dag_env("push_back", "dev")
+            .await
+            .map(|de| de.version_id)
+            .ok();
+        ws.dag("push_back", &dag(Some(2 * output + receipt + receipt / 2)));
+        eventually("the limit to be read", Duration::from_secs(20), || async {
+            let now = store.dag_env("push_back", "dev").await.ok()?.version_id;
+            (Some(now) != version).then_some(())
+        })
+        .await;
+        let second = trigger(&d, "push_back");
+        let r = wait_finished(&store, second, Duration::from_secs(60)).await;
+        let errors: Vec<Option<String>> = store
+            .task_instances(second)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.last_error)
+            .collect();
+        assert_eq!(r.state, RunState::Success, "{errors:?}");
+        assert!(
+            store
+                .dataset(second, "push", "receipt")
+                .await
+                .ok()
+                .flatten()
+                .is_some(),
+            "the receipt was dropped"
+        );
+        map.shutdown().await;
+    });
+}
