@@ -68,6 +68,24 @@ fn add_channels(ws: &Workspace, channels: &str) {
     std::fs::write(&dev, text).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A scheduler that tells `http://drover.example` as its web address, with the webhook and
+/// SMTP URLs in `hooks` (variable, value).
+fn scheduler(d: &Drover<'_>, hooks: &[(&str, &str)]) -> support::Proc {
+    d.spawn_with(
+        "scheduler",
+        &[
+            "scheduler",
+            "--tick-ms",
+            "200",
+            "--sync-secs",
+            "1",
+            "--public-url",
+            "http://drover.example",
+        ],
+        hooks,
+    )
+}
+
 /// `/metrics` of the web server at `base`.
 async fn metrics(base: &str) -> String {
     client()
@@ -103,19 +121,7 @@ fn a_failing_dag_tells_each_channel_once_and_its_recovery_too() {
         let (hooks, got, server) = receiver().await;
         let ops = format!("{hooks}/ops");
         let pager = format!("{hooks}/pager");
-        let _scheduler = d.spawn_with(
-            "scheduler",
-            &[
-                "scheduler",
-                "--tick-ms",
-                "200",
-                "--sync-secs",
-                "1",
-                "--public-url",
-                "http://drover.example",
-            ],
-            &[("TEST_OPS_HOOK", &ops), ("TEST_PAGER_HOOK", &pager)],
-        );
+        let _scheduler = scheduler(&d, &[("TEST_OPS_HOOK", &ops), ("TEST_PAGER_HOOK", &pager)]);
         let _worker = d.worker("worker", 2, 5.0);
         let store = db.store().await;
         support::synced(&store, "flaky").await;
@@ -268,11 +274,7 @@ fn missed_deadlines_and_breached_checks_are_marked_and_told_to_the_channels_that
     rt.block_on(async {
         let (hooks, got, server) = receiver().await;
         let (late, data) = (format!("{hooks}/late"), format!("{hooks}/data"));
-        let _scheduler = d.spawn_with(
-            "scheduler",
-            &["scheduler", "--tick-ms", "200", "--sync-secs", "1"],
-            &[("TEST_LATE_HOOK", &late), ("TEST_DATA_HOOK", &data)],
-        );
+        let _scheduler = scheduler(&d, &[("TEST_LATE_HOOK", &late), ("TEST_DATA_HOOK", &data)]);
         let _worker = d.worker("worker", 4, 5.0);
         let store = db.store().await;
         let mut runs = std::collections::HashMap::new();
@@ -424,11 +426,7 @@ fn data_slos_keep_an_error_budget_and_a_fast_burn_is_told() {
     rt.block_on(async {
         let (hooks, got, server) = receiver().await;
         let hook = format!("{hooks}/slo");
-        let _scheduler = d.spawn_with(
-            "scheduler",
-            &["scheduler", "--tick-ms", "200", "--sync-secs", "1"],
-            &[("TEST_SLO_HOOK", &hook)],
-        );
+        let _scheduler = scheduler(&d, &[("TEST_SLO_HOOK", &hook)]);
         let _worker = d.worker("worker", 2, 5.0);
         let store = db.store().await;
         support::synced(&store, "forms").await;
@@ -584,19 +582,7 @@ fn a_channel_can_be_email_over_smtp() {
     rt.block_on(async {
         let (port, mails, server) = smtp_server().await;
         let url = format!("smtp://127.0.0.1:{port}");
-        let _scheduler = d.spawn_with(
-            "scheduler",
-            &[
-                "scheduler",
-                "--tick-ms",
-                "200",
-                "--sync-secs",
-                "1",
-                "--public-url",
-                "http://drover.example",
-            ],
-            &[("TEST_SMTP_URL", &url)],
-        );
+        let _scheduler = scheduler(&d, &[("TEST_SMTP_URL", &url)]);
         let _worker = d.worker("worker", 2, 5.0);
         let store = db.store().await;
         support::synced(&store, "boom").await;
