@@ -556,6 +556,12 @@ fn api_errors_have_one_shape_and_the_openapi_document_covers_every_route() {
             (Method::GET, "/api/dags?env=nowhere".to_owned(), None, 404),
             (Method::GET, "/api/nothing/here".to_owned(), None, 404),
             (
+                Method::GET,
+                "/api/notifications?limit=lots".to_owned(),
+                None,
+                422,
+            ),
+            (
                 Method::POST,
                 "/api/dags/hello/runs".to_owned(),
                 Some(json!({ "env": "dev" })),

@@ -5,8 +5,9 @@
 mod openapi;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -78,6 +79,27 @@ impl<T: DeserializeOwned + Default> FromRequest<WebState> for OptionalBody<T> {
     }
 }
 
+/// Query parameters whose problems answer in the API's error shape (422), not as plain text.
+#[derive(Debug)]
+struct Params<T>(T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<WebState> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Params(v))
+            .map_err(|e| {
+                ApiError(Failure::bad_request(format!(
+                    "the query string is invalid: {}",
+                    e.body_text()
+                        .trim_start_matches("Failed to deserialize query string: ")
+                )))
+            })
+    }
+}
+
 /// A JSON body whose problems answer in the API's error shape (422).
 #[derive(Debug)]
 struct Body<T>(T);
@@ -138,7 +160,7 @@ struct DiffQuery {
 async fn diff(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
-    Query(q): Query<DiffQuery>,
+    Params(q): Params<DiffQuery>,
 ) -> ApiResult {
     ok(serde_json::to_value(state.ops().diff(&q.from, &q.to).await?).unwrap_or_default())
 }
@@ -240,7 +262,7 @@ async fn env_or_first(state: &WebState, env: Option<&str>) -> Result<String, Fai
 async fn dags(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
-    Query(q): Query<EnvQuery>,
+    Params(q): Params<EnvQuery>,
 ) -> ApiResult {
     let env = env_or_first(&state, q.env.as_deref()).await?;
     let listing = cached_list_dags(&state, &env, &q.filter).await?;
@@ -251,7 +273,7 @@ async fn dag(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
     Path(dag_id): Path<String>,
-    Query(q): Query<EnvQuery>,
+    Params(q): Params<EnvQuery>,
 ) -> ApiResult {
     let env = env_or_first(&state, q.env.as_deref()).await?;
     let de = state.store().dag_env(&dag_id, &env).await?;
@@ -290,7 +312,7 @@ async fn dag_runs(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
     Path(dag_id): Path<String>,
-    Query(q): Query<RunsQuery>,
+    Params(q): Params<RunsQuery>,
 ) -> ApiResult {
     let env = env_or_first(&state, q.env.as_deref()).await?;
     let limit = q.limit.unwrap_or(25).clamp(1, 500);
@@ -471,7 +493,7 @@ async fn log(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
     Path((run, task)): Path<(String, String)>,
-    Query(q): Query<LogQuery>,
+    Params(q): Params<LogQuery>,
 ) -> ApiResult {
     let (_run, ti) = crate::pages::find_task(&state, &run, &task).await?;
     let try_number = q.try_number.unwrap_or(ti.try_number.max(1));
@@ -497,7 +519,7 @@ struct ChecksQuery {
 async fn checks(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
-    Query(q): Query<ChecksQuery>,
+    Params(q): Params<ChecksQuery>,
 ) -> ApiResult {
     let latest = state.store().latest_checks(q.env.as_deref()).await?;
     let out: Vec<Value> = latest
@@ -514,7 +536,7 @@ async fn checks(
 async fn slos(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
-    Query(q): Query<ChecksQuery>,
+    Params(q): Params<ChecksQuery>,
 ) -> ApiResult {
     let lines = crate::slos::slo_lines(&state, q.env.as_deref()).await?;
     ok(json!({ "slos": lines }))
@@ -530,7 +552,7 @@ struct UsageQuery {
 async fn usage(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
-    Query(q): Query<UsageQuery>,
+    Params(q): Params<UsageQuery>,
 ) -> ApiResult {
     let env = match q.env {
         Some(e) => e,
@@ -571,7 +593,7 @@ struct LimitQuery {
 async fn notifications(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
-    Query(q): Query<LimitQuery>,
+    Params(q): Params<LimitQuery>,
 ) -> ApiResult {
     let list = state.store().notifications(q.limit.unwrap_or(100)).await?;
     ok(json!({ "notifications": list }))
@@ -580,7 +602,7 @@ async fn notifications(
 async fn audit(
     State(state): State<WebState>,
     ApiUser(_user): ApiUser,
-    Query(q): Query<AuditQuery>,
+    Params(q): Params<AuditQuery>,
 ) -> ApiResult {
     let events = state
         .store()

@@ -54,6 +54,10 @@ fn op(
     errs: &[u16],
 ) -> Value {
     let mut responses = errors(errs);
+    // A query string that does not read (`limit=lots`) is answered 422.
+    if params.iter().any(|p| p["in"] == "query") && !errs.contains(&422) {
+        responses.extend(errors(&[422]));
+    }
     responses.insert(ok_code.to_string(), ok_resp);
     let mut o = json!({ "summary": summary, "parameters": params, "responses": responses });
     if let Some(b) = body {
