@@ -76,26 +76,4 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
-
-    /// Recent deadline misses, newest first (runs and tasks).
-    pub async fn recent_deadline_misses(
-        &self,
-        environment: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<DeadlineMiss>> {
-        Ok(sqlx::query_as(
-            "select * from ( \
-               select id as run_id, dag_id, environment, '' as task_id, deadline_at, deadline_missed_at \
-               from dag_run where deadline_state = 'missed' and ($1::text is null or environment = $1) \
-               union all \
-               select t.run_id, r.dag_id, t.environment, t.task_id, t.deadline_at, t.deadline_missed_at \
-               from task_instance t join dag_run r on r.id = t.run_id \
-               where t.deadline_state = 'missed' and ($1::text is null or t.environment = $1) \
-             ) m order by deadline_missed_at desc limit $2",
-        )
-        .bind(environment)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
-    }
 }
