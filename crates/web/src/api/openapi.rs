@@ -36,7 +36,7 @@ fn errors(codes: &[u16]) -> serde_json::Map<String, Value> {
                     403 => "Your role does not allow it, or a cookie-authenticated write lacks X-CSRF-Token",
                     404 => "No such DAG, run, task or environment",
                     409 => "Not in a state that allows it",
-                    422 => "The request is invalid (body, parameter, refused promotion gate)",
+                    422 => "The request is invalid (body, parameter, refused promotion gate), or carries text that cannot be stored (a NUL character, bytes that are not UTF-8)",
                     503 => "This Drover process cannot do it now",
                     _ => "Error",
                 }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }),
@@ -75,6 +75,19 @@ pub(crate) fn spec() -> Value {
     // Every change may meet maintenance: 503 with Retry-After.
     if let Some(paths) = doc["paths"].as_object_mut() {
         for item in paths.values_mut() {
+            // Text that cannot be stored (a NUL character, bytes that are not UTF-8) in the
+            // path, query or body is refused with 422 by every operation.
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut)
+                    && !responses.contains_key("422")
+                {
+                    responses.extend(errors(&[422]));
+                }
+            }
             if let Some(responses) = item
                 .get_mut("post")
                 .and_then(|p| p.get_mut("responses"))
