@@ -756,10 +756,12 @@ variables: { sync_list: DEV Leads }
 
     #[test]
     fn rows_are_visible_to_viewers_unless_the_file_says_otherwise() {
-        let env = load_environment("environments/dev.yaml", DEV).unwrap_or_else(|e| panic!("{e:?}"));
+        let env =
+            load_environment("environments/dev.yaml", DEV).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(env.rows_visible_to, Role::Viewer);
         let src = format!("{DEV}rows_visible_to: operator\n");
-        let env = load_environment("environments/dev.yaml", &src).unwrap_or_else(|e| panic!("{e:?}"));
+        let env =
+            load_environment("environments/dev.yaml", &src).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(env.rows_visible_to, Role::Operator);
         let src = format!("{DEV}rows_visible_to: operators\n");
         let errs = load_environment("environments/dev.yaml", &src)

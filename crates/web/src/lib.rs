@@ -14,6 +14,7 @@ mod error;
 mod health;
 mod listing;
 mod pages;
+mod row_access;
 mod slos;
 mod state;
 mod text_check;
