@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +31,20 @@ pub(crate) enum HashRefused {
 #[derive(Debug)]
 pub(crate) struct HashPool {
     jobs: Mutex<SyncSender<Job>>,
+    /// Logins admitted and not finished, at most `threads + queue`.
+    admitted: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// A login's turn at the hashing threads, taken before any other work on it (dropped when
+/// the login is done).
+#[derive(Debug)]
+pub(crate) struct Admission(Arc<AtomicUsize>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl HashPool {
@@ -49,7 +64,21 @@ impl HashPool {
         }
         Self {
             jobs: Mutex::new(tx),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            capacity: threads + queue,
         }
+    }
+
+    /// A turn for one more login, or `Busy` at once when as many are admitted as the threads
+    /// and the queue can take: a login that would be refused costs nothing more (no database
+    /// query, no hash).
+    pub(crate) fn admit(&self) -> Result<Admission, HashRefused> {
+        self.admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .map(|_| Admission(Arc::clone(&self.admitted)))
+            .map_err(|_| HashRefused::Busy)
     }
 
     /// Run `f` (a password hash or check) on a hashing thread, or refuse at once when the
@@ -258,5 +287,15 @@ mod tests {
             assert_eq!(q.await.ok(), Some(i));
         }
         assert_eq!(pool.run(|| 7).await, Ok(7));
+    }
+
+    #[test]
+    fn logins_are_admitted_up_to_threads_plus_queue() {
+        let pool = HashPool::new(1, 2);
+        let turns: Vec<_> = (0..3).filter_map(|_| pool.admit().ok()).collect();
+        assert_eq!(turns.len(), 3);
+        assert_eq!(pool.admit().err(), Some(HashRefused::Busy));
+        drop(turns);
+        assert!(pool.admit().is_ok());
     }
 }

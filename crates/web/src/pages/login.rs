@@ -214,6 +214,10 @@ async fn login(
     let client = client.map(|c| c.ip().to_string()).unwrap_or_default();
     let cfg = state.config();
     let name = name.trim();
+    // A turn at the password checks first: a login refused for lack of one costs nothing.
+    let Ok(_turn) = state.hashing().admit() else {
+        return Ok(Outcome::Busy);
+    };
     if store
         .recent_failed_logins(name, cfg.login_window.as_secs() as i64)
         .await?
