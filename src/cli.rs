@@ -198,6 +198,10 @@ pub(crate) struct WebArgs {
     /// How long a login lasts, in hours.
     #[arg(long, env = "DROVER_SESSION_HOURS", default_value_t = 12)]
     pub(crate) session_hours: u64,
+    /// Login attempts one client address may make per minute (and at once); more are
+    /// answered 429 with Retry-After.
+    #[arg(long, env = "DROVER_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub(crate) login_attempts_per_minute: u32,
 }
 
 #[derive(Debug, Subcommand)]

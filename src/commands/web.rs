@@ -35,6 +35,8 @@ pub(crate) async fn state(
     let config = WebConfig {
         secure_cookies: args.secure_cookies,
         session_ttl: Duration::from_secs(args.session_hours.max(1) * 3600),
+        login_attempts_per_minute: args.login_attempts_per_minute.max(1),
+        login_burst: args.login_attempts_per_minute.max(1),
         ..WebConfig::default()
     };
     Ok(WebState::new(ops, config, staging))

@@ -26,6 +26,18 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_else(|e| panic!("client: {e}"))
 }
 
+/// A client whose connections come from `local` (any 127.x.y.z address reaches a server on
+/// 127.0.0.1, so tests can be several clients to per-address limits).
+pub fn client_from(local: std::net::IpAddr) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .local_address(local)
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
+
 /// Wait until GET `url` answers 2xx, or fail the test after `within`.
 pub async fn wait_until_ok(url: &str, within: Duration) {
     let c = client();
@@ -130,7 +142,16 @@ pub async fn login(base: &str, name: &str, password: &str) -> Session {
 
 /// Log in through the login form: the session, or the page that refused.
 pub async fn try_login(base: &str, name: &str, password: &str) -> Result<Session, Answer> {
-    let c = client();
+    try_login_with(client(), base, name, password).await
+}
+
+/// Log in through the login form with the client `c` (e.g. one from another address).
+pub async fn try_login_with(
+    c: reqwest::Client,
+    base: &str,
+    name: &str,
+    password: &str,
+) -> Result<Session, Answer> {
     let page = c
         .get(format!("{base}/login"))
         .send()

@@ -43,6 +43,10 @@ pub struct Environment {
     /// Days staged datasets are kept.
     #[serde(default = "default_retention_days")]
     pub dataset_retention_days: u32,
+    /// Who may see the rows of this environment's staged datasets and return receipts (they
+    /// may hold personal data); everyone else sees counts, columns and rejection reasons.
+    #[serde(default = "default_rows_visible_to")]
+    pub rows_visible_to: Role,
     #[serde(default)]
     pub promotion: PromotionPolicy,
     /// Backstops on what the environment may use.
@@ -197,6 +201,9 @@ fn default_concurrency() -> u32 {
 }
 fn default_retention_days() -> u32 {
     7
+}
+fn default_rows_visible_to() -> Role {
+    Role::Viewer
 }
 fn yes() -> bool {
     true
@@ -745,5 +752,24 @@ variables: { sync_list: DEV Leads }
                 .iter()
                 .any(|e| e.contains("needs a `webhook"))
         );
+    }
+
+    #[test]
+    fn rows_are_visible_to_viewers_unless_the_file_says_otherwise() {
+        let env =
+            load_environment("environments/dev.yaml", DEV).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(env.rows_visible_to, Role::Viewer);
+        let src = format!("{DEV}rows_visible_to: operator\n");
+        let env =
+            load_environment("environments/dev.yaml", &src).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(env.rows_visible_to, Role::Operator);
+        let src = format!("{DEV}rows_visible_to: operators\n");
+        let errs = load_environment("environments/dev.yaml", &src)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, 10, "{errs:?}");
+        assert!(errs[0].message.contains("operators"), "{errs:?}");
+        assert!(errs[0].message.contains("operator"), "{errs:?}");
     }
 }

@@ -107,6 +107,24 @@ impl From<OpError> for Failure {
     }
 }
 
+impl From<crate::auth::login_limits::HashRefused> for Failure {
+    fn from(e: crate::auth::login_limits::HashRefused) -> Self {
+        match e {
+            crate::auth::login_limits::HashRefused::Busy => {
+                let mut f = Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Drover is busy checking other passwords. Try again in a moment.",
+                );
+                f.retry_after = Some(1);
+                f
+            }
+            crate::auth::login_limits::HashRefused::Failed => {
+                Failure::internal("the password hashing thread stopped".to_owned())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match e {

@@ -14,8 +14,10 @@ mod error;
 mod health;
 mod listing;
 mod pages;
+mod row_access;
 mod slos;
 mod state;
+mod text_check;
 mod timing;
 mod usage;
 mod views;
@@ -45,6 +47,9 @@ pub fn router(state: WebState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             error::maintenance_gate,
+        ))
+        .layer(axum::middleware::from_fn(
+            text_check::refuse_unstorable_text,
         ))
         .layer(axum::middleware::from_fn(error::security_headers))
         .with_state(state)

@@ -7,6 +7,7 @@ use drover_engine::ops::Operations;
 use drover_spec::environment::Environment;
 use drover_store::{DagEnvRow, DagVersionRow, GridCell, ImportError, RunRow, Store};
 
+use crate::auth::login_limits::{ClientLimits, HashPool};
 use crate::cache::TtlCache;
 use crate::error::Failure;
 use crate::listing::DagListing;
@@ -21,6 +22,16 @@ pub struct WebConfig {
     /// Failed logins for one user within `login_window` before further tries are refused.
     pub login_max_failures: i64,
     pub login_window: Duration,
+    /// Login attempts a client address may make per minute, after a first `login_burst`.
+    pub login_attempts_per_minute: u32,
+    pub login_burst: u32,
+    /// Client addresses whose attempts are remembered (beyond, the oldest is forgotten).
+    pub login_clients_tracked: usize,
+    /// Password hashes computed at once (default: one per core but one, kept for serving
+    /// everything else), and how many more may wait for a turn; logins beyond both are
+    /// answered 503 with `Retry-After` at once.
+    pub hash_threads: usize,
+    pub hash_queue: usize,
     /// How long the busiest reads (DAG lists, run history, environments) are reused; zero
     /// turns the cache off. Changes made through this process show at once.
     pub read_cache: Duration,
@@ -33,9 +44,18 @@ impl Default for WebConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
+            login_attempts_per_minute: 10,
+            login_burst: 10,
+            login_clients_tracked: 10_000,
+            hash_threads: cores().saturating_sub(1).max(1),
+            hash_queue: 4 * cores(),
             read_cache: Duration::from_secs(2),
         }
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Shared by every handler: cheap to clone.
@@ -52,6 +72,8 @@ struct Inner {
     /// Connections to the staging schema, for dataset previews (none: previews unavailable).
     staging: Option<sqlx::PgPool>,
     pub(crate) caches: Caches,
+    hashing: HashPool,
+    login_clients: ClientLimits,
 }
 
 /// A DAG's page data: where it runs, its runs and their task states, its version per
@@ -108,6 +130,12 @@ impl WebState {
                 started: Instant::now(),
                 staging,
                 caches: Caches::new(config.read_cache),
+                hashing: HashPool::new(config.hash_threads, config.hash_queue),
+                login_clients: ClientLimits::new(
+                    config.login_attempts_per_minute,
+                    config.login_burst,
+                    config.login_clients_tracked,
+                ),
                 config,
             }),
         }
@@ -127,6 +155,16 @@ impl WebState {
 
     pub fn config(&self) -> &WebConfig {
         &self.inner.config
+    }
+
+    /// Where passwords are hashed and checked: a few threads, a short queue.
+    pub(crate) fn hashing(&self) -> &HashPool {
+        &self.inner.hashing
+    }
+
+    /// Login attempts per client address.
+    pub(crate) fn login_clients(&self) -> &ClientLimits {
+        &self.inner.login_clients
     }
 
     pub(crate) fn caches(&self) -> &Caches {

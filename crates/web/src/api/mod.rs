@@ -44,6 +44,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/mark", post(mark))
         .route("/runs/{run}/clear", post(clear))
         .route("/runs/{run}/tasks/{task}/log", get(log))
+        .route("/runs/{run}/tasks/{task}/rows", get(rows))
         .route("/runs/{run}/tasks/{task}/revert", post(revert))
         .route("/checks", get(checks))
         .route("/slos", get(slos))
@@ -508,6 +509,75 @@ async fn log(
         "current_try": ti.try_number,
         "lines": lines,
         "next_after": next_after,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RowsQuery {
+    kind: Option<String>,
+    limit: Option<i64>,
+}
+
+/// A task's staged dataset (or receipt): counts and columns for everyone, its first rows for
+/// those the environment's `rows_visible_to` allows (others get `rows: null` and
+/// `rows_hidden` saying why), a receipt's rejected rows by reason.
+async fn rows(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path((run, task)): Path<(String, String)>,
+    Params(q): Params<RowsQuery>,
+) -> ApiResult {
+    let kind = match q.kind.as_deref() {
+        None | Some("output") => "output",
+        Some("receipt") => "receipt",
+        Some(other) => {
+            return Err(Failure::bad_request(format!(
+                "kind must be output or receipt, not `{other}`"
+            ))
+            .into());
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(0, 1000);
+    let run = state.store().get_run(parse_run(&run)?).await?;
+    let dataset = state
+        .store()
+        .dataset(run.id, &task, kind)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("task `{task}` of this run staged no {kind}")))?;
+    let env = state.ops().environment(&run.environment).await?;
+    let (rows, hidden) = match dataset.dropped_at {
+        Some(_) => (
+            None,
+            Some("the rows were dropped after the environment's retention period".to_owned()),
+        ),
+        None => match crate::row_access::rows(&state, &user.actor, &env, &dataset, false, limit)
+            .await?
+        {
+            crate::row_access::Rows::Shown(p) => (Some(p.rows), None),
+            crate::row_access::Rows::Hidden(why) => (None, Some(why)),
+            crate::row_access::Rows::Unavailable => (
+                None,
+                Some("dataset previews are not available from this Drover process".to_owned()),
+            ),
+        },
+    };
+    let reasons: Vec<Value> = crate::row_access::rejection_reasons(&state, &env, &dataset)
+        .await?
+        .into_iter()
+        .map(|(reason, rows)| json!({ "reason": reason, "rows": rows }))
+        .collect();
+    ok(json!({
+        "run_id": dataset.run_id,
+        "task_id": dataset.task_id,
+        "kind": dataset.kind,
+        "environment": dataset.environment,
+        "row_count": dataset.row_count,
+        "columns": dataset.columns.0,
+        "expires_at": dataset.expires_at,
+        "dropped_at": dataset.dropped_at,
+        "rows": rows,
+        "rows_hidden": hidden,
+        "rejected_reasons": reasons,
     }))
 }
 

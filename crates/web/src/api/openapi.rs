@@ -36,7 +36,7 @@ fn errors(codes: &[u16]) -> serde_json::Map<String, Value> {
                     403 => "Your role does not allow it, or a cookie-authenticated write lacks X-CSRF-Token",
                     404 => "No such DAG, run, task or environment",
                     409 => "Not in a state that allows it",
-                    422 => "The request is invalid (body, parameter, refused promotion gate)",
+                    422 => "The request is invalid (body, parameter, refused promotion gate), or carries text that cannot be stored (a NUL character, bytes that are not UTF-8)",
                     503 => "This Drover process cannot do it now",
                     _ => "Error",
                 }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }),
@@ -75,6 +75,19 @@ pub(crate) fn spec() -> Value {
     // Every change may meet maintenance: 503 with Retry-After.
     if let Some(paths) = doc["paths"].as_object_mut() {
         for item in paths.values_mut() {
+            // Text that cannot be stored (a NUL character, bytes that are not UTF-8) in the
+            // path, query or body is refused with 422 by every operation.
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut)
+                    && !responses.contains_key("422")
+                {
+                    responses.extend(errors(&[422]));
+                }
+            }
             if let Some(responses) = item
                 .get_mut("post")
                 .and_then(|p| p.get_mut("responses"))
@@ -138,6 +151,14 @@ fn paths_and_schemas() -> Value {
                 "Promotion": { "type": "object", "required": ["state"], "properties": { "state": { "enum": ["applied", "awaiting_approval", "rejected"] }, "commit": { "type": "string" }, "request": { "type": "integer" }, "changed_dags": { "type": "array" } } },
                 "Log": { "type": "object", "required": ["lines", "next_after", "task_state"], "properties": { "task_state": { "type": "string" }, "try_number": { "type": "integer" }, "current_try": { "type": "integer" }, "next_after": { "type": "integer" },
                     "lines": { "type": "array", "items": { "type": "object", "required": ["id", "line"], "properties": { "id": { "type": "integer" }, "at": { "type": "string" }, "stream": { "type": "string" }, "line": { "type": "string" } } } } } },
+                "DatasetRows": { "type": "object", "required": ["run_id", "task_id", "kind", "environment", "row_count", "columns", "rows", "rows_hidden", "rejected_reasons"], "properties": {
+                    "run_id": { "type": "string", "format": "uuid" }, "task_id": { "type": "string" }, "kind": { "enum": ["output", "receipt"] }, "environment": { "type": "string" },
+                    "row_count": { "type": "integer" },
+                    "columns": { "type": "array", "items": { "type": "object", "required": ["name", "type"], "properties": { "name": { "type": "string" }, "type": { "type": "string", "description": "Postgres type" } } } },
+                    "expires_at": { "type": "string", "format": "date-time" }, "dropped_at": { "type": ["string", "null"] },
+                    "rows": { "type": ["array", "null"], "items": { "type": "array", "items": { "type": ["string", "null"] } }, "description": "The first rows, each cell as text (null for SQL null); null when they are not shown to you (see `rows_hidden`)" },
+                    "rows_hidden": { "type": ["string", "null"], "description": "Why `rows` is null: the environment's `rows_visible_to` names a role above yours (rows may hold personal data), or the rows were dropped" },
+                    "rejected_reasons": { "type": "array", "description": "A receipt's rejected rows by reason, most frequent first (shown to everyone)", "items": { "type": "object", "required": ["reason", "rows"], "properties": { "reason": { "type": "string" }, "rows": { "type": "integer" } } } } } },
                 "Usage": { "type": "object", "required": ["environment", "days", "costs", "total", "dags", "per_day"], "properties": {
                     "environment": { "type": "string" }, "days": { "type": "integer" }, "costs": { "type": "object" },
                     "total": { "$ref": "#/components/schemas/UsageTotals" },
@@ -188,6 +209,7 @@ fn paths_and_schemas() -> Value {
             "/api/runs/{run}/mark": { "post": op("Mark a run succeeded or failed", vec![run_p.clone()], Some("Mark"), 200, ok("Marked", "Marked"), WRITE) },
             "/api/runs/{run}/clear": { "post": op("Clear finished tasks so they run again", vec![run_p.clone()], Some("Clear"), 200, ok("Cleared", "Cleared"), WRITE) },
             "/api/runs/{run}/tasks/{task}/log": { "get": op("Log lines of a task's try, after a line id (poll for live logs)", vec![run_p.clone(), task_p.clone(), param("try", "query", false, "integer", "Try (default: the latest)"), param("after", "query", false, "integer", "Only lines after this id")], None, 200, ok("Log", "Lines"), READ) },
+            "/api/runs/{run}/tasks/{task}/rows": { "get": op("A task's staged dataset or receipt: counts, columns, rejection reasons, and its first rows if the environment's `rows_visible_to` allows your role (otherwise `rows` is null and `rows_hidden` says why)", vec![run_p.clone(), task_p.clone(), param("kind", "query", false, "string", "output (default) or receipt"), param("limit", "query", false, "integer", "Rows, at most 1000; default 100")], None, 200, ok("DatasetRows", "The dataset"), READ) },
             "/api/runs/{run}/tasks/{task}/revert": { "post": op("Write back the values a return overwrote", vec![run_p, task_p], None, 200, ok("Revert", "What was restored"), &[401, 403, 404, 422, 503]) },
             "/api/checks": { "get": op("Latest result of every data check", vec![env_q()], None, 200, ok("Checks", "Checks"), &[401]) },
             "/api/usage": { "get": op("Show-back: an environment's MAP API calls, rows moved, runtime and staged storage per DAG and per day, priced at its `costs`", vec![param("env", "query", false, "string", "Environment; default the first (lowest) one"), param("days", "query", false, "integer", "Days back, 1 to 400; default 30")], None, 200, ok("Usage", "Usage"), &[401, 404]) },

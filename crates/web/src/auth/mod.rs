@@ -2,6 +2,7 @@
 //! their roles; CSRF checks on every state-changing form and on cookie-authenticated API
 //! writes.
 
+pub(crate) mod login_limits;
 pub mod password;
 mod secret_token;
 

@@ -136,11 +136,10 @@ pub(crate) async fn change_password(
         .await?
         .unwrap_or_default();
     let (current, new) = (form.form.current, form.form.new);
-    let ok = tokio::task::spawn_blocking(move || {
-        auth::verify_password(&current, &stored).then(|| auth::hash_password(&new))
-    })
-    .await
-    .map_err(|e| Failure::bad_request(e.to_string()))?;
+    let ok = state
+        .hashing()
+        .run(move || auth::verify_password(&current, &stored).then(|| auth::hash_password(&new)))
+        .await?;
     let hash = match ok {
         None => return Err(Failure::forbidden("The current password is not right.").into()),
         Some(Err(e)) => return Err(Failure::bad_request(e.to_string()).into()),

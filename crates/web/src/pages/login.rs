@@ -1,5 +1,7 @@
-//! Logging in and out. The login form is protected by a double-submit cookie; failed logins
-//! are throttled per user name; every login and logout is in the audit trail.
+//! Logging in and out. The login form is protected by a double-submit cookie; attempts are
+//! limited per client address, failed logins throttled per user name, and passwords checked
+//! by a few hashing threads behind a short queue (so a flood cannot hold memory without
+//! bound); every login and logout is in the audit trail.
 
 use askama::Template;
 use axum::Form;
@@ -31,11 +33,25 @@ pub(crate) struct NextQuery {
 }
 
 /// Only a path on this site (never `//host` or a full URL) is a place to go after login.
+/// Browsers drop tabs and line breaks from a URL and read `\\` as `/`, so `/\t/host` or
+/// `/\\host` would leave the site: a `next` with any control character, backslash, or an
+/// encoded one of those, goes to the DAG list instead.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n) if on_site(n) => n,
         _ => "/dags",
     }
+}
+
+fn on_site(next: &str) -> bool {
+    let plain = |p: &str| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.chars().any(|c| c.is_control() || c == '\\')
+    };
+    // The same once percent-decoded: `/%09/host` must not become `/\t/host` further on.
+    let decoded = crate::text_check::percent_decode(next.as_bytes());
+    plain(next) && std::str::from_utf8(&decoded).is_ok_and(plain)
 }
 
 fn render(page: &LoginPage<'_>, status: StatusCode, cookie: Option<String>) -> Response {
@@ -105,6 +121,7 @@ pub(crate) async fn submit(
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .cloned();
     let next = safe_next(Some(&f.next)).to_owned();
+    let peer = connect.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     let cookie_token = auth::cookie(&parts, LOGIN_COOKIE).unwrap_or_default();
     let fail = |status: StatusCode, message: &str| {
         let token = random_token();
@@ -124,6 +141,20 @@ pub(crate) async fn submit(
             )),
         )
     };
+    if let Err(wait) = state
+        .login_clients()
+        .attempt(peer, std::time::Instant::now())
+    {
+        let mut res = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many login attempts from your address. Wait a minute and try again.",
+        );
+        let secs = wait.as_secs().max(1);
+        if let Ok(v) = secs.to_string().parse() {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     if cookie_token.is_empty() || !same(cookie_token, &f.csrf) {
         return fail(
             StatusCode::FORBIDDEN,
@@ -152,6 +183,15 @@ pub(crate) async fn submit(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed logins for this user. Wait 15 minutes, or ask an admin to reset the password.",
         ),
+        Ok(Outcome::Busy) => {
+            let mut res = fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Drover is busy checking other logins. Try again in a moment.",
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            res
+        }
         Err(e) => PageError(e).into_response(),
     }
 }
@@ -160,6 +200,8 @@ enum Outcome {
     LoggedIn(String),
     Wrong,
     Throttled,
+    /// Every hashing thread is busy and the queue is full.
+    Busy,
 }
 
 async fn login(
@@ -172,6 +214,10 @@ async fn login(
     let client = client.map(|c| c.ip().to_string()).unwrap_or_default();
     let cfg = state.config();
     let name = name.trim();
+    // A turn at the password checks first: a login refused for lack of one costs nothing.
+    let Ok(_turn) = state.hashing().admit() else {
+        return Ok(Outcome::Busy);
+    };
     if store
         .recent_failed_logins(name, cfg.login_window.as_secs() as i64)
         .await?
@@ -181,11 +227,20 @@ async fn login(
     }
     let stored = store.password_hash(name).await?;
     let (password, known) = (password.to_owned(), stored.is_some());
-    let stored = stored.unwrap_or_else(|| auth::password::decoy_hash().to_owned());
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false)
-        && known;
+    // An unknown name is checked against a decoy hash: it costs the same time and the same
+    // place in the queue as a known one.
+    let checked = state
+        .hashing()
+        .run(move || match stored {
+            Some(hash) => verify_password(&password, &hash),
+            None => verify_password(&password, auth::password::decoy_hash()),
+        })
+        .await;
+    let matches = match checked {
+        Ok(m) => m && known,
+        Err(crate::auth::login_limits::HashRefused::Busy) => return Ok(Outcome::Busy),
+        Err(e) => return Err(e.into()),
+    };
     store.record_login_attempt(name, &client, matches).await?;
     if !matches {
         return Ok(Outcome::Wrong);

@@ -9,9 +9,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::response::Redirect;
 use drover_engine::ops::Action;
-use drover_store::{
-    DatasetPreview, DatasetRow, RunRow, RunState, Store, TaskInstanceRow, TryMetrics,
-};
+use drover_store::{DatasetPreview, DatasetRow, RunRow, RunState, TaskInstanceRow, TryMetrics};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -19,6 +17,7 @@ use super::{Chrome, back};
 use crate::WebState;
 use crate::auth::{CsrfForm, PageUser};
 use crate::error::{Failure, PageError};
+use crate::row_access::{self, Rows};
 use crate::views::graph_svg::{GanttBar, gantt_svg};
 use crate::views::{self, dag_info, format::thousands};
 
@@ -48,6 +47,10 @@ pub(crate) struct Receipt {
     task: String,
     rejected: i64,
     preview: Option<DatasetPreview>,
+    /// "3 rows rejected: 2 × …", when the MAP rejected rows.
+    reasons: String,
+    /// Why the rejected rows are not shown to this user.
+    hidden: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -145,16 +148,25 @@ pub(crate) async fn page(
             .get(&d.task_id)
             .and_then(|m| m.rows_rejected)
             .unwrap_or(0);
-        let preview = match (state.staging(), d.dropped_at) {
-            (Some(pool), None) if rejected > 0 => {
-                Store::preview_dataset(pool, d, true, 50).await.ok()
+        let (mut preview, mut hidden, mut reasons) = (None, None, String::new());
+        if rejected > 0 && d.dropped_at.is_none() {
+            match row_access::rows(&state, &user.actor, &env, d, true, 50).await {
+                Ok(Rows::Shown(p)) => preview = Some(p),
+                Ok(Rows::Hidden(why)) => hidden = Some(why),
+                Ok(Rows::Unavailable) | Err(_) => {}
             }
-            _ => None,
-        };
+            if let Ok(r) = row_access::rejection_reasons(&state, &env, d).await
+                && !r.is_empty()
+            {
+                reasons = row_access::describe_reasons(&r);
+            }
+        }
         receipts.push(Receipt {
             task: d.task_id.clone(),
             rejected,
             preview,
+            reasons,
+            hidden,
         });
     }
     let tasks = tis
@@ -286,6 +298,10 @@ pub(crate) struct DatasetPage {
     dataset: DatasetRow,
     preview: Option<DatasetPreview>,
     note: String,
+    /// Why the rows are not shown to this user (then the columns are listed instead).
+    hidden: bool,
+    /// A receipt's rejected rows by reason.
+    reasons: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,22 +329,32 @@ pub(crate) async fn dataset(
         .ok_or_else(|| {
             Failure::not_found(format!("Task `{task}` of this run staged no {kind}."))
         })?;
-    let (preview, note) = match (dataset.dropped_at, state.staging()) {
-        (Some(t), _) => (
+    let env = state.ops().environment(&run.environment).await?;
+    let mut hidden = false;
+    let (preview, note) = match dataset.dropped_at {
+        Some(t) => (
             None,
             format!(
                 "These rows were dropped on {} after the environment's retention period.",
                 views::when(&t)
             ),
         ),
-        (None, None) => (
-            None,
-            "Dataset previews are not available from this Drover process.".to_owned(),
-        ),
-        (None, Some(pool)) => match Store::preview_dataset(pool, &dataset, false, 100).await {
-            Ok(p) => (Some(p), String::new()),
+        None => match row_access::rows(&state, &user.actor, &env, &dataset, false, 100).await {
+            Ok(Rows::Shown(p)) => (Some(p), String::new()),
+            Ok(Rows::Hidden(why)) => {
+                hidden = true;
+                (None, why)
+            }
+            Ok(Rows::Unavailable) => (
+                None,
+                "Dataset previews are not available from this Drover process.".to_owned(),
+            ),
             Err(e) => (None, format!("The rows could not be read: {e}")),
         },
+    };
+    let reasons = match row_access::rejection_reasons(&state, &env, &dataset).await {
+        Ok(r) if !r.is_empty() => row_access::describe_reasons(&r),
+        _ => String::new(),
     };
     Ok(DatasetPage {
         chrome: Chrome::new(&user, "runs", Some(&run.environment)),
@@ -338,5 +364,7 @@ pub(crate) async fn dataset(
         dataset,
         preview,
         note,
+        hidden,
+        reasons,
     })
 }

@@ -63,9 +63,10 @@ pub(crate) async fn add(
         .map(drover_engine::ops::role_name)
         .ok_or_else(|| Failure::bad_request("the role must be viewer, operator or admin"))?;
     let password = f.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| Failure::bad_request(e.to_string()))?
+    let hash = state
+        .hashing()
+        .run(move || auth::hash_password(&password))
+        .await?
         .map_err(|e| Failure::bad_request(e.to_string()))?;
     state
         .store()
