@@ -661,7 +661,13 @@ variables: { sync_list: DEV Leads }
 
     #[test]
     fn environment_names_are_sql_safe_and_located() {
-        for good in ["dev", "prod", "qa_2", "a", "a234567890123456789012345678901"] {
+        for good in [
+            "dev",
+            "prod",
+            "qa_2",
+            "a",
+            "a234567890123456789012345678901",
+        ] {
             assert!(valid_environment_name(good), "{good}");
         }
         for bad in [

@@ -118,7 +118,11 @@ fn sql_text(value: &minijinja::Value) -> Result<String, minijinja::Error> {
         ValueKind::Bool => Ok(if value.is_true() { "true" } else { "false" }.to_owned()),
         ValueKind::Number => {
             if let Some(i) = value.as_i64() {
-                return Ok(if i < 0 { format!("({i})") } else { i.to_string() });
+                return Ok(if i < 0 {
+                    format!("({i})")
+                } else {
+                    i.to_string()
+                });
             }
             let text = value.to_string();
             match text.parse::<f64>() {
@@ -402,10 +406,10 @@ pub fn fuzz_one(text: &str) {
         vars: BTreeMap::from([("sync_list".to_owned(), serde_json::json!("DEV Leads"))]),
         input: BTreeMap::from([(
             "export_leads".to_owned(),
-            "\"staging\".\"t_export\"".to_owned(),
+            "\"staging_dev\".\"t_export\"".to_owned(),
         )]),
-        output: "\"staging\".\"t_out\"".to_owned(),
-        previous: Some("\"staging\".\"t_prev\"".to_owned()),
+        output: "\"staging_dev\".\"t_out\"".to_owned(),
+        previous: Some("\"staging_dev\".\"t_prev\"".to_owned()),
     };
     let _ = render(text, "sql", &ctx);
     let _ = render_sql(text, "sql", &ctx);
@@ -493,14 +497,17 @@ mod tests {
             output: "\"staging_dev\".\"r__gate\"".to_owned(),
             ..RenderContext::default()
         };
-        ctx.input
-            .insert("clean".to_owned(), "\"staging_dev\".\"r__clean\"".to_owned());
+        ctx.input.insert(
+            "clean".to_owned(),
+            "\"staging_dev\".\"r__clean\"".to_owned(),
+        );
         ctx.params
             .insert("p".to_owned(), serde_json::json!("x' or 'x'='x"));
         ctx.params.insert("n".to_owned(), serde_json::json!(-5));
         ctx.params.insert("f".to_owned(), serde_json::json!(2.5));
         ctx.params.insert("b".to_owned(), serde_json::json!(true));
-        ctx.params.insert("none".to_owned(), serde_json::Value::Null);
+        ctx.params
+            .insert("none".to_owned(), serde_json::Value::Null);
         ctx.params
             .insert("ids".to_owned(), serde_json::json!([1, 2, "a'b"]));
         ctx.params
@@ -509,7 +516,8 @@ mod tests {
             .insert("col".to_owned(), serde_json::json!("lead\"Score"));
         ctx.params
             .insert("slash".to_owned(), serde_json::json!("a\\' or 1=1 --"));
-        ctx.params.insert("nul".to_owned(), serde_json::json!("a\0b"));
+        ctx.params
+            .insert("nul".to_owned(), serde_json::json!("a\0b"));
         ctx.data_interval.start = "2026-01-01T00:00:00Z".to_owned();
         ctx
     }
@@ -522,15 +530,20 @@ mod tests {
     fn sql_values_are_literals_and_relations_are_written_as_is() {
         assert_eq!(
             sql("select count(*) from {{ input.clean }} where a = {{ params.p }}"),
-            Ok(r#"select count(*) from "staging_dev"."r__clean" where a = 'x'' or ''x''=''x'"#
-                .to_owned())
+            Ok(
+                r#"select count(*) from "staging_dev"."r__clean" where a = 'x'' or ''x''=''x'"#
+                    .to_owned()
+            )
         );
         assert_eq!(
             sql("{{ output }} {{ params.n }} {{ params.f }} {{ params.b }} {{ params.none }}"),
             Ok(r#""staging_dev"."r__gate" (-5) 2.5 true null"#.to_owned())
         );
         // A negative number never becomes a comment after a minus.
-        assert_eq!(sql("select 10 -{{ params.n }}"), Ok("select 10 -(-5)".to_owned()));
+        assert_eq!(
+            sql("select 10 -{{ params.n }}"),
+            Ok("select 10 -(-5)".to_owned())
+        );
         assert_eq!(
             sql("{{ params.ids }} {{ [] }}"),
             Ok("array[1, 2, 'a''b'] '{}'".to_owned())
@@ -551,11 +564,15 @@ mod tests {
         for (text, says) in [
             ("{{ params.obj }}", "cannot be written in SQL as one value"),
             ("{{ params.nul }}", "NUL"),
-            ("{{ params.ids | ident }}", "`ident` quotes a name given as text"),
+            (
+                "{{ params.ids | ident }}",
+                "`ident` quotes a name given as text",
+            ),
         ] {
             let err = sql(text).err().unwrap_or_default();
             assert!(
-                err.starts_with("task `gate`, field `check.sql`: template error:") && err.contains(says),
+                err.starts_with("task `gate`, field `check.sql`: template error:")
+                    && err.contains(says),
                 "{text}: {err}"
             );
         }
@@ -591,7 +608,10 @@ mod tests {
             "{% filter upper %}{{ params.p }}{% endfilter %}",
         ] {
             let out = sql(text).unwrap_or_default();
-            assert!(out.starts_with("'''") || out.starts_with("'''X"), "{text}: {out}");
+            assert!(
+                out.starts_with("'''") || out.starts_with("'''X"),
+                "{text}: {out}"
+            );
         }
         // `raw` writes the template's own text, never a value.
         assert_eq!(
@@ -615,6 +635,9 @@ mod tests {
             templates_inside_quotes("where e like '%{{ params.p }}%'"),
             vec![15]
         );
-        assert!(templates_inside_quotes("select 'it''s', {{ p }} -- '{{ q }}'\n, {{ '{{' }}").is_empty());
+        assert!(
+            templates_inside_quotes("select 'it''s', {{ p }} -- '{{ q }}'\n, {{ '{{' }}")
+                .is_empty()
+        );
     }
 }

@@ -89,14 +89,18 @@ impl<'a> Checker<'a> {
         let found = if n.block {
             (n.value.line + line..=n.value.line + line + 1).find_map(|number| {
                 let l = self.source.lines().nth(number.checked_sub(1)?)?;
-                let b = l.find(template_line).filter(|_| !template_line.trim().is_empty())?;
+                let b = l
+                    .find(template_line)
+                    .filter(|_| !template_line.trim().is_empty())?;
                 Some((number, l[..b].chars().count()))
             })
         } else {
             None
         };
         match found {
-            Some((number, indent)) => self.push(Position::new(number, indent + column + 1), message),
+            Some((number, indent)) => {
+                self.push(Position::new(number, indent + column + 1), message)
+            }
             None => self.at_value(
                 path,
                 format!("{message} (line {} of the template)", line + 1),
@@ -813,14 +817,18 @@ fn is_sql_field(field: &str) -> bool {
     field == "sql"
         || field == "check.sql"
         || (field.starts_with("transform[")
-            && (field.ends_with("].sql") || field.ends_with("].filter") || field.contains("].derive.")))
+            && (field.ends_with("].sql")
+                || field.ends_with("].filter")
+                || field.contains("].derive.")))
 }
 
 /// A template inside a SQL string literal (`'{{ ds }}'`) renders as a literal inside a
 /// literal: say so at its place.
 fn check_sql_quotes(c: &mut Checker<'_>, path: &str, text: &str, task: &str) {
     for offset in template::templates_inside_quotes(text) {
-        let end = text[offset..].find("}}").map_or(text.len(), |e| offset + e + 2);
+        let end = text[offset..]
+            .find("}}")
+            .map_or(text.len(), |e| offset + e + 2);
         let expr = &text[offset..end];
         let whole = text[..offset].ends_with('\'') && text[end..].starts_with('\'');
         let hint = if whole {
