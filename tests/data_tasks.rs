@@ -70,13 +70,13 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
         // The transform's rows: emails trimmed and lower-cased, duplicates gone (the latest
         // kept), null emails all kept, countries as ISO codes, phones in E.164, one row
         // filtered by the sql step.
-        let staging = store.staging_pool(1).await.expect("staging pool");
+        let staging = store.staging_pool("dev", 1).expect("staging pool");
         let d_clean = store.dataset(run, "clean", "output").await.expect("registry").expect("clean dataset");
         assert_eq!(d_clean.row_count, 3);
         let rows: Vec<CleanRow> = sqlx::query_as(
             sqlx::AssertSqlSafe(format!(
                 "select id, email, country, phone, tier from {} order by id",
-                drover_spec::dataset::quoted_relation(&d_clean.table_name)
+                d_clean.relation()
             )),
         )
         .fetch_all(&staging)
@@ -154,7 +154,7 @@ fn sql_transform_and_checks_stage_clean_rows_and_record_verdicts() {
         })
         .await;
         let gone: bool = sqlx::query_scalar(
-            "select not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'staging' and c.relname = $1)",
+            "select not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'staging_dev' and c.relname = $1)",
         )
         .bind(&raw.table_name)
         .fetch_one(store.pool())

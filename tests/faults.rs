@@ -189,12 +189,11 @@ async fn accepted_keys(store: &Store, run: uuid::Uuid) -> Vec<u32> {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("run {run} has no receipt"));
     let staging = store
-        .staging_pool(1)
-        .await
+        .staging_pool(&d.environment, 1)
         .unwrap_or_else(|e| panic!("{e}"));
     let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "select key, status from {}",
-        drover_spec::dataset::quoted_relation(&d.table_name)
+        d.relation()
     )))
     .fetch_all(&staging)
     .await

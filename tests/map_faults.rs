@@ -59,12 +59,11 @@ async fn receipt(store: &Store, run: Uuid) -> Vec<(String, String, Option<String
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no receipt"));
     let staging = store
-        .staging_pool(1)
-        .await
+        .staging_pool(&d.environment, 1)
         .unwrap_or_else(|e| panic!("{e}"));
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "select key, status, reason from {} order by key",
-        drover_spec::dataset::quoted_relation(&d.table_name)
+        d.relation()
     )))
     .fetch_all(&staging)
     .await

@@ -75,13 +75,12 @@ async fn staged_scores(
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no dataset for {task}"));
     let staging = store
-        .staging_pool(1)
-        .await
+        .staging_pool(&d.environment, 1)
         .unwrap_or_else(|e| panic!("{e}"));
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "select id::bigint, {}::bigint from {} order by id",
         drover_spec::dataset::quote_ident(column),
-        drover_spec::dataset::quoted_relation(&d.table_name)
+        d.relation()
     )))
     .fetch_all(&staging)
     .await
@@ -190,10 +189,10 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
         .expect("texts");
         assert!(texts.iter().all(|t| !t.contains(SECRET)));
         assert!(!w.log().contains(SECRET));
-        let staging = store.staging_pool(1).await.expect("staging");
+        let staging = store.staging_pool(&receipt.environment, 1).expect("staging");
         let receipts: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "select coalesce(string_agg(t::text, ''), '') from {} t",
-            drover_spec::dataset::quoted_relation(&receipt.table_name)
+            receipt.relation()
         )))
         .fetch_one(&staging)
         .await

@@ -334,7 +334,7 @@ fn the_demo_runs_scheduled_lead_scoring_from_a_git_checkout() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         let scores: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "select id::bigint, \"leadScore\"::bigint from staging.\"{table}\" order by id limit 5"
+            "select id::bigint, \"leadScore\"::bigint from staging_dev.\"{table}\" order by id limit 5"
         )))
         .fetch_all(&pool)
         .await

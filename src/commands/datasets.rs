@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::Ctx;
 use super::runs::parse_run_id;
@@ -48,10 +48,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DatasetsCommand) -> Result<ExitCode> {
                     "the dataset of `{task}` in run {run} was dropped after its retention period"
                 );
             }
-            let staging = store
-                .staging_pool(1)
-                .await
-                .context("connecting to the staging schema")?;
+            let staging = drover_store::StagingPools::new(store.clone(), 1);
             let preview = drover_store::Store::preview_dataset(&staging, &d, false, limit).await?;
             let shown = preview.rows.len();
             let columns = preview.columns.len();

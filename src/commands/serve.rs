@@ -57,7 +57,7 @@ pub(crate) async fn scheduler(
     }
     let plane = drover_engine::data::DataPlane::connect(&store, 2)
         .await
-        .context("connecting to the staging schema (as the drover_sql role)")?;
+        .context("preparing the data plane")?;
     let notifier = drover_engine::Notifier::new(store.clone(), args.public_url)?;
     Scheduler::new(store, config)
         .with_data(plane)
@@ -92,7 +92,7 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         u32::try_from(args.concurrency).unwrap_or(8) + 2,
     )
     .await
-    .context("connecting to the staging schema (as the drover_sql role)")?;
+    .context("preparing the data plane")?;
     Worker::new(store, config)
         .with_data(plane)
         .run(stop)

@@ -31,7 +31,7 @@ pub(crate) async fn state(
     if let Some(plane) = plane {
         ops = ops.with_data(plane);
     }
-    let staging = store.staging_pool(4).await.ok();
+    let staging = Some(drover_store::StagingPools::new(store.clone(), 4));
     let config = WebConfig {
         secure_cookies: args.secure_cookies,
         session_ttl: Duration::from_secs(args.session_hours.max(1) * 3600),

@@ -37,7 +37,7 @@ pub(crate) fn render_context(
             let id = &dag.tasks[a].id;
             (
                 id.clone(),
-                dataset::relation(&task.run_id.simple().to_string(), id),
+                dataset::relation(&task.environment, &task.run_id.simple().to_string(), id),
             )
         })
         .collect();
@@ -59,7 +59,11 @@ pub(crate) fn render_context(
         },
         vars,
         input,
-        output: dataset::relation(&task.run_id.simple().to_string(), &task.task_id),
+        output: dataset::relation(
+            &task.environment,
+            &task.run_id.simple().to_string(),
+            &task.task_id,
+        ),
         previous: None,
     }
 }

@@ -102,6 +102,15 @@ pub(crate) async fn sync_environments(
                 &spec,
             )
             .await?;
+        // Its own staging schema and SQL role, from the moment Drover knows it.
+        match store.provision_sql_environment(&env.name).await {
+            Ok(done) => crate::data::report_provisioned(&env.name, &done),
+            Err(e) => tracing::warn!(
+                environment = %env.name,
+                error = %e,
+                "could not provision the environment's SQL schemas and role; its data tasks fail until they can be"
+            ),
+        }
     }
     Ok(report)
 }

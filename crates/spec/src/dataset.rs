@@ -1,7 +1,27 @@
-//! Names of staged datasets: one table per task output per run, in the staging schema.
+//! Names of staged datasets: one table per task output per run, in the schema of the run's
+//! environment (`staging_<env>`); return receipts and the values before a write in the
+//! environment's receipts schema (`receipts_<env>`), which user SQL can only read.
 
-/// The schema that holds staged datasets; user-written SQL can reach it and nothing else.
-pub const STAGING_SCHEMA: &str = "staging";
+/// The schema of the layout before one schema per environment; its tables move to their
+/// environment's schema when Drover provisions the environment.
+pub const OLD_STAGING_SCHEMA: &str = "staging";
+
+/// The schema holding an environment's staged datasets: user SQL of that environment can
+/// read and write it, and nothing of another environment.
+pub fn staging_schema(environment: &str) -> String {
+    format!("staging_{environment}")
+}
+
+/// The schema holding an environment's return receipts and values-before snapshots: written
+/// only by Drover, readable by that environment's SQL role.
+pub fn receipts_schema(environment: &str) -> String {
+    format!("receipts_{environment}")
+}
+
+/// The role an environment's user SQL runs as.
+pub fn sql_role(environment: &str) -> String {
+    format!("drover_sql_{environment}")
+}
 
 /// Postgres truncates identifiers longer than this many bytes.
 const MAX_IDENTIFIER: usize = 63;
@@ -26,14 +46,18 @@ pub fn table_name(run: &str, task_id: &str, suffix: Option<&str>) -> String {
     format!("{}_{hash}", &full[..cut])
 }
 
-/// The dataset as a quoted, schema-qualified SQL relation: `"staging"."<run>__<task>"`.
-pub fn relation(run: &str, task_id: &str) -> String {
-    quoted_relation(&table_name(run, task_id, None))
+/// A task's dataset in a run of `environment`, as a quoted, schema-qualified SQL relation:
+/// `"staging_<env>"."<run>__<task>"`.
+pub fn relation(environment: &str, run: &str, task_id: &str) -> String {
+    quoted_relation(
+        &staging_schema(environment),
+        &table_name(run, task_id, None),
+    )
 }
 
-/// `"staging"."<table>"`.
-pub fn quoted_relation(table: &str) -> String {
-    format!("{}.{}", quote_ident(STAGING_SCHEMA), quote_ident(table))
+/// `"<schema>"."<table>"`.
+pub fn quoted_relation(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
 /// A SQL identifier, always quoted (embedded quotes doubled), so names from YAML can never
@@ -83,6 +107,9 @@ mod tests {
             quote_ident(r#"x"; drop table run; --"#),
             r#""x""; drop table run; --""#
         );
-        assert_eq!(relation(RUN, "t"), format!("\"staging\".\"{RUN}__t\""));
+        assert_eq!(
+            relation("dev", RUN, "t"),
+            format!("\"staging_dev\".\"{RUN}__t\"")
+        );
     }
 }

@@ -310,6 +310,15 @@ pub enum Role {
     Admin,
 }
 
+/// Whether `name` can name an environment: `^[a-z][a-z0-9_]{0,30}$`. The name becomes part of
+/// SQL identifiers (`staging_<name>`, `drover_sql_<name>`), so nothing else is allowed.
+pub fn valid_environment_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 31
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Parse and validate one environment file; its name must equal the file name.
 pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Diagnostic>> {
     let doc = parse_document(file, source).map_err(|d| vec![d])?;
@@ -381,7 +390,15 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or(file);
-    if env.name != stem {
+    if !valid_environment_name(&env.name) {
+        at(
+            "name",
+            format!(
+                "invalid environment name `{}`: use a lower-case letter, then up to 30 lower-case letters, digits or `_` (it names the environment's SQL schema and role)",
+                env.name
+            ),
+        );
+    } else if env.name != stem {
         at(
             "name",
             format!(
@@ -646,6 +663,44 @@ variables: { sync_list: DEV Leads }
         assert!(
             !errs[0].to_string().contains("s3cr3t"),
             "the error must not repeat the secret"
+        );
+    }
+
+    #[test]
+    fn environment_names_are_sql_safe_and_located() {
+        for good in [
+            "dev",
+            "prod",
+            "qa_2",
+            "a",
+            "a234567890123456789012345678901",
+        ] {
+            assert!(valid_environment_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Dev",
+            "2dev",
+            "dev-eu",
+            "dev\"x",
+            "_dev",
+            "a2345678901234567890123456789012",
+        ] {
+            assert!(!valid_environment_name(bad), "{bad}");
+        }
+        let src = DEV.replace("name: dev", "name: Dev-EU");
+        let errs = load_environment("environments/Dev-EU.yaml", &src)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            errs.first().map(|d| (d.line, d.column)),
+            Some((1, 7)),
+            "{errs:?}"
+        );
+        assert!(
+            errs.first()
+                .is_some_and(|d| d.message.contains("invalid environment name `Dev-EU`")),
+            "{errs:?}"
         );
     }
 

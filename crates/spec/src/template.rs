@@ -40,6 +40,139 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
+/// The environment SQL fields render in: every value a SQL literal (see [`render_sql`]).
+static SQL_ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_formatter(|out, _state, value| {
+        let text = sql_text(value)?;
+        out.write_str(&text).map_err(minijinja::Error::from)
+    });
+    env.add_filter("ident", ident);
+    // No escape hatch for values: `safe` (and the filters that mark text safe) would let a
+    // value reach the statement as SQL. Values are literals; names go through `ident`.
+    for name in ["safe", "escape", "e", "tojson", "urlize"] {
+        env.add_filter(name, move |_value: minijinja::Value| -> Result<minijinja::Value, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("`{name}` is not available in SQL: every value is written as a SQL literal; quote a name with `| ident`"),
+            ))
+        });
+    }
+    env
+});
+
+/// SQL that Drover made (a relation name, an `ident`-quoted name): written as is. No template
+/// can make one from a value; any filter or `~` turns it back into text, which is quoted.
+#[derive(Debug)]
+struct SqlText(String);
+
+impl minijinja::value::Object for SqlText {
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `{{ name | ident }}`: text as a quoted SQL identifier.
+fn ident(value: minijinja::Value) -> Result<minijinja::Value, minijinja::Error> {
+    let refuse = |why: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, why);
+    let Some(name) = value.as_str() else {
+        return Err(refuse(format!(
+            "`ident` quotes a name given as text, not {}",
+            describe(&value)
+        )));
+    };
+    if name.is_empty() || name.contains('\0') {
+        return Err(refuse(
+            "`ident` needs a name that is not empty and holds no NUL character".to_owned(),
+        ));
+    }
+    Ok(minijinja::Value::from_object(SqlText(
+        crate::dataset::quote_ident(name),
+    )))
+}
+
+fn describe(value: &minijinja::Value) -> String {
+    let shown = value.to_string();
+    let shown: String = if shown.chars().count() > 40 {
+        shown.chars().take(40).chain("…".chars()).collect()
+    } else {
+        shown
+    };
+    format!("{} `{shown}`", value.kind())
+}
+
+/// A value as SQL: a Drover-made relation as is; text a quoted literal (`'` doubled, and as an
+/// `E'…'` literal with `\` doubled when it holds a backslash, so no session setting can change
+/// its meaning); finite numbers as numbers (negative ones in parentheses, so `-` can never
+/// start a comment); booleans `true`/`false`; none `null`; lists `array[…]` of literals.
+fn sql_text(value: &minijinja::Value) -> Result<String, minijinja::Error> {
+    use minijinja::value::ValueKind;
+    let refuse = |why: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, why);
+    if let Some(sql) = value.downcast_object_ref::<SqlText>() {
+        return Ok(sql.0.clone());
+    }
+    match value.kind() {
+        ValueKind::None | ValueKind::Undefined => Ok("null".to_owned()),
+        ValueKind::Bool => Ok(if value.is_true() { "true" } else { "false" }.to_owned()),
+        ValueKind::Number => {
+            if let Some(i) = value.as_i64() {
+                return Ok(if i < 0 {
+                    format!("({i})")
+                } else {
+                    i.to_string()
+                });
+            }
+            let text = value.to_string();
+            match text.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(if text.starts_with('-') {
+                    format!("({text})")
+                } else {
+                    text
+                }),
+                _ => Err(refuse(format!(
+                    "{} cannot be written in SQL: only finite numbers can",
+                    describe(value)
+                ))),
+            }
+        }
+        ValueKind::String => {
+            let text = value.as_str().unwrap_or_default();
+            if text.contains('\0') {
+                return Err(refuse(format!(
+                    "{} holds a NUL character, which SQL text cannot",
+                    describe(value)
+                )));
+            }
+            Ok(sql_literal(text))
+        }
+        ValueKind::Seq => {
+            let items = value
+                .try_iter()?
+                .map(|v| sql_text(&v))
+                .collect::<Result<Vec<_>, _>>()?;
+            if items.is_empty() {
+                return Ok("'{}'".to_owned());
+            }
+            Ok(format!("array[{}]", items.join(", ")))
+        }
+        _ => Err(refuse(format!(
+            "{} cannot be written in SQL as one value: use one of its members",
+            describe(value)
+        ))),
+    }
+}
+
+/// A SQL string literal of `text`.
+pub fn sql_literal(text: &str) -> String {
+    if text.contains('\\') {
+        format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+}
+
 /// Whether `text` contains template syntax at all (most strings don't; they skip the compiler).
 pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
@@ -152,7 +285,81 @@ pub fn render(text: &str, field: &str, ctx: &RenderContext) -> Result<String, Re
     if !is_template(text) {
         return Ok(text.to_owned());
     }
-    let fail = |e: minijinja::Error| RenderError {
+    ENVIRONMENT
+        .render_str(text, minijinja::Value::from(minijinja::value::Serde(ctx)))
+        .map_err(|e| render_error(ctx, field, e))
+}
+
+/// Render a SQL field (`sql` tasks, transform `sql` steps and expressions, `check.sql`): every
+/// `{{ value }}` becomes a SQL literal, so no parameter, variable or date can change the
+/// statement's structure; `input.*`, `output` and `previous` (relation names Drover made)
+/// are written as is; `{{ name | ident }}` writes a value as a quoted identifier. There is no
+/// raw escape hatch for values.
+pub fn render_sql(text: &str, field: &str, ctx: &RenderContext) -> Result<String, RenderError> {
+    if !is_template(text) {
+        return Ok(text.to_owned());
+    }
+    let relation = |r: &str| minijinja::Value::from_object(SqlText(r.to_owned()));
+    let mut root: BTreeMap<String, minijinja::Value> = BTreeMap::new();
+    if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(ctx) {
+        for (k, v) in map {
+            root.insert(k, minijinja::Value::from(minijinja::value::Serde(&v)));
+        }
+    }
+    let inputs: BTreeMap<String, minijinja::Value> = ctx
+        .input
+        .iter()
+        .map(|(k, v)| (k.clone(), relation(v)))
+        .collect();
+    root.insert("input".to_owned(), minijinja::Value::from(inputs));
+    root.insert("output".to_owned(), relation(&ctx.output));
+    match &ctx.previous {
+        Some(p) => root.insert("previous".to_owned(), relation(p)),
+        None => root.remove("previous"),
+    };
+    SQL_ENVIRONMENT
+        .render_str(text, minijinja::Value::from(root))
+        .map_err(|e| render_error(ctx, field, e))
+}
+
+/// Where `text` (a SQL field) puts a template inside a SQL string literal, as in
+/// `'{{ ds }}'`: the byte offset of each such `{{`. Values are literals already, so quotes
+/// around one make a string that holds the quotes too.
+pub fn templates_inside_quotes(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut in_quote = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let skip_to = |close: &str| text[i..].find(close).map(|end| i + end + close.len());
+        let next = match (bytes[i], bytes.get(i + 1)) {
+            (b'\'', _) => {
+                in_quote = !in_quote;
+                Some(i + 1)
+            }
+            (b'{', Some(b'{')) => {
+                if in_quote {
+                    out.push(i);
+                }
+                // Quotes inside the expression are the template's, not SQL's.
+                skip_to("}}")
+            }
+            (b'{', Some(b'%')) => skip_to("%}"),
+            (b'{', Some(b'#')) => skip_to("#}"),
+            // A comment runs to the end of its line.
+            (b'-', Some(b'-')) if !in_quote => skip_to("\n"),
+            _ => Some(i + 1),
+        };
+        match next {
+            Some(n) => i = n,
+            None => break,
+        }
+    }
+    out
+}
+
+fn render_error(ctx: &RenderContext, field: &str, e: minijinja::Error) -> RenderError {
+    RenderError {
         task: ctx.task_id.clone(),
         field: field.to_owned(),
         message: match e.kind() {
@@ -168,10 +375,7 @@ pub fn render(text: &str, field: &str, ctx: &RenderContext) -> Result<String, Re
                 e.detail().unwrap_or(&e.kind().to_string())
             ),
         },
-    };
-    ENVIRONMENT
-        .render_str(text, minijinja::Value::from(minijinja::value::Serde(ctx)))
-        .map_err(fail)
+    }
 }
 
 /// Check and render `text` with a context like a real run's, ignoring the outcome: what the
@@ -202,12 +406,14 @@ pub fn fuzz_one(text: &str) {
         vars: BTreeMap::from([("sync_list".to_owned(), serde_json::json!("DEV Leads"))]),
         input: BTreeMap::from([(
             "export_leads".to_owned(),
-            "\"staging\".\"t_export\"".to_owned(),
+            "\"staging_dev\".\"t_export\"".to_owned(),
         )]),
-        output: "\"staging\".\"t_out\"".to_owned(),
-        previous: Some("\"staging\".\"t_prev\"".to_owned()),
+        output: "\"staging_dev\".\"t_out\"".to_owned(),
+        previous: Some("\"staging_dev\".\"t_prev\"".to_owned()),
     };
     let _ = render(text, "sql", &ctx);
+    let _ = render_sql(text, "sql", &ctx);
+    let _ = templates_inside_quotes(text);
 }
 
 #[cfg(test)]
@@ -283,5 +489,155 @@ mod tests {
         // An ordinary template is far below the limit.
         let ok = render("{% for c in ['a', 'b'] %}{{ c }},{% endfor %}", "sql", &ctx);
         assert_eq!(ok.ok().as_deref(), Some("a,b,"));
+    }
+
+    fn sql_ctx() -> RenderContext {
+        let mut ctx = RenderContext {
+            task_id: "gate".to_owned(),
+            output: "\"staging_dev\".\"r__gate\"".to_owned(),
+            ..RenderContext::default()
+        };
+        ctx.input.insert(
+            "clean".to_owned(),
+            "\"staging_dev\".\"r__clean\"".to_owned(),
+        );
+        ctx.params
+            .insert("p".to_owned(), serde_json::json!("x' or 'x'='x"));
+        ctx.params.insert("n".to_owned(), serde_json::json!(-5));
+        ctx.params.insert("f".to_owned(), serde_json::json!(2.5));
+        ctx.params.insert("b".to_owned(), serde_json::json!(true));
+        ctx.params
+            .insert("none".to_owned(), serde_json::Value::Null);
+        ctx.params
+            .insert("ids".to_owned(), serde_json::json!([1, 2, "a'b"]));
+        ctx.params
+            .insert("obj".to_owned(), serde_json::json!({ "k": 1 }));
+        ctx.params
+            .insert("col".to_owned(), serde_json::json!("lead\"Score"));
+        ctx.params
+            .insert("slash".to_owned(), serde_json::json!("a\\' or 1=1 --"));
+        ctx.params
+            .insert("nul".to_owned(), serde_json::json!("a\0b"));
+        ctx.data_interval.start = "2026-01-01T00:00:00Z".to_owned();
+        ctx
+    }
+
+    fn sql(text: &str) -> Result<String, String> {
+        render_sql(text, "check.sql", &sql_ctx()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sql_values_are_literals_and_relations_are_written_as_is() {
+        assert_eq!(
+            sql("select count(*) from {{ input.clean }} where a = {{ params.p }}"),
+            Ok(
+                r#"select count(*) from "staging_dev"."r__clean" where a = 'x'' or ''x''=''x'"#
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            sql("{{ output }} {{ params.n }} {{ params.f }} {{ params.b }} {{ params.none }}"),
+            Ok(r#""staging_dev"."r__gate" (-5) 2.5 true null"#.to_owned())
+        );
+        // A negative number never becomes a comment after a minus.
+        assert_eq!(
+            sql("select 10 -{{ params.n }}"),
+            Ok("select 10 -(-5)".to_owned())
+        );
+        assert_eq!(
+            sql("{{ params.ids }} {{ [] }}"),
+            Ok("array[1, 2, 'a''b'] '{}'".to_owned())
+        );
+        assert_eq!(
+            sql("{{ data_interval.start }}"),
+            Ok("'2026-01-01T00:00:00Z'".to_owned())
+        );
+        // A backslash cannot escape the closing quote, whatever the session's settings.
+        assert_eq!(
+            sql("{{ params.slash }}"),
+            Ok(r"E'a\\'' or 1=1 --'".to_owned())
+        );
+        assert_eq!(
+            sql("select {{ params.col | ident }}"),
+            Ok(r#"select "lead""Score""#.to_owned())
+        );
+        for (text, says) in [
+            ("{{ params.obj }}", "cannot be written in SQL as one value"),
+            ("{{ params.nul }}", "NUL"),
+            (
+                "{{ params.ids | ident }}",
+                "`ident` quotes a name given as text",
+            ),
+        ] {
+            let err = sql(text).err().unwrap_or_default();
+            assert!(
+                err.starts_with("task `gate`, field `check.sql`: template error:")
+                    && err.contains(says),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_template_trick_lets_a_value_through_raw() {
+        let quoted = "'x'' or ''x''=''x'";
+        // Filters that mark text safe are refused.
+        for f in ["safe", "e", "escape", "tojson", "urlize"] {
+            let err = sql(&format!("{{{{ params.p | {f} }}}}"))
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains("is not available in SQL"), "{f}: {err}");
+        }
+        // Text made from values, in every way a template can, is still a literal.
+        for text in [
+            "{{ params.p | string }}",
+            "{{ params.p | trim }}",
+            "{{ params.p ~ '' }}",
+            "{% set v = params.p %}{{ v }}",
+            "{% for v in [params.p] %}{{ v }}{% endfor %}",
+            "{{ [params.p] | join(',') }}",
+            "{{ params.p | replace('x', 'x') }}",
+        ] {
+            assert_eq!(sql(text).as_deref(), Ok(quoted), "{text}");
+        }
+        // A block or macro holds what it rendered (values already quoted); the text it makes
+        // is a value again, and quoted as one.
+        for text in [
+            "{% set v %}{{ params.p }}{% endset %}{{ v }}",
+            "{% macro m() %}{{ params.p }}{% endmacro %}{{ m() }}",
+            "{% filter upper %}{{ params.p }}{% endfilter %}",
+        ] {
+            let out = sql(text).unwrap_or_default();
+            assert!(
+                out.starts_with("'''") || out.starts_with("'''X"),
+                "{text}: {out}"
+            );
+        }
+        // `raw` writes the template's own text, never a value.
+        assert_eq!(
+            sql("{% raw %}{{ params.p }}{% endraw %}").as_deref(),
+            Ok("{{ params.p }}")
+        );
+        // A relation turned into text is text.
+        assert_eq!(
+            sql("{{ input.clean | string }}").as_deref(),
+            Ok(r#"'"staging_dev"."r__clean"'"#)
+        );
+    }
+
+    #[test]
+    fn finds_templates_placed_inside_quotes() {
+        assert_eq!(
+            templates_inside_quotes("where d >= '{{ data_interval.start }}' and x = {{ p }}"),
+            vec![12]
+        );
+        assert_eq!(
+            templates_inside_quotes("where e like '%{{ params.p }}%'"),
+            vec![15]
+        );
+        assert!(
+            templates_inside_quotes("select 'it''s', {{ p }} -- '{{ q }}'\n, {{ '{{' }}")
+                .is_empty()
+        );
     }
 }

@@ -15,6 +15,7 @@ mod notifications;
 mod notify;
 mod runs;
 mod slos;
+mod sql_environments;
 mod staging;
 mod states;
 mod tasks;
@@ -34,9 +35,13 @@ pub use notifications::NotificationRow;
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
 pub use slos::{SloBurn, SloTallies};
+pub use sql_environments::{
+    Provisioned, STAGING_PASSWORD_VAR, SessionLimits, StagingPools, TEMP_FILE_LIMIT,
+    staging_password_var,
+};
 pub use staging::{
     BudgetRefused, CheckOutcome, CheckResultRow, Column, DatasetPreview, DatasetRow, NewDataset,
-    STAGING_PASSWORD_VAR, STAGING_ROLE, TryMetrics,
+    TryMetrics,
 };
 pub use states::{RunState, RunType, TaskState};
 pub use tasks::{

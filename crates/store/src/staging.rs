@@ -1,22 +1,13 @@
-//! Staged data: the pool user-written SQL runs on (as the `drover_sql` role), the registry of
-//! staged tables with their retention, what each try moved, data-check results, and the MAP
-//! API calls spent per environment and day.
-
-use std::time::Duration;
+//! Staged data: the registry of staged tables with their retention, what each try moved,
+//! data-check results, and the MAP API calls spent per environment and day. (The schemas and
+//! roles user SQL runs in are in `sql_environments`.)
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{FromRow, PgPool};
+use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::{Result, Store};
-
-/// The role user-written SQL runs as (created by the migrations).
-pub const STAGING_ROLE: &str = "drover_sql";
-
-/// The variable holding `drover_sql`'s password, where the server asks for one.
-pub const STAGING_PASSWORD_VAR: &str = "DROVER_SQL_PASSWORD";
 
 /// A staged table's column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -40,6 +31,23 @@ pub struct DatasetRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub dropped_at: Option<DateTime<Utc>>,
+}
+
+impl DatasetRow {
+    /// The schema holding the table: the environment's staging schema for an output, its
+    /// receipts schema for a receipt.
+    pub fn schema(&self) -> String {
+        if self.kind == "receipt" {
+            drover_spec::dataset::receipts_schema(&self.environment)
+        } else {
+            drover_spec::dataset::staging_schema(&self.environment)
+        }
+    }
+
+    /// The table as a quoted, schema-qualified relation.
+    pub fn relation(&self) -> String {
+        drover_spec::dataset::quoted_relation(&self.schema(), &self.table_name)
+    }
 }
 
 /// A dataset to register.
@@ -115,24 +123,6 @@ pub struct BudgetRefused {
 }
 
 impl Store {
-    /// A pool whose connections log in as [`STAGING_ROLE`] with `search_path` = `staging`: the
-    /// only way Drover runs SQL a DAG wrote. Same server and database as the store.
-    pub async fn staging_pool(&self, max_connections: u32) -> Result<PgPool> {
-        let mut options = (*self.pool.connect_options())
-            .clone()
-            .username(STAGING_ROLE)
-            .options([("search_path", "staging")]);
-        if let Ok(password) = std::env::var(STAGING_PASSWORD_VAR) {
-            options = options.password(&password);
-        }
-        // Lazy: a worker that runs only command tasks starts even where the role cannot log
-        // in; data tasks then fail with the server's reason.
-        Ok(PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_lazy_with(options))
-    }
-
     /// Register a staged table (replacing the entry a previous try wrote).
     pub async fn record_dataset(&self, d: &NewDataset<'_>) -> Result<()> {
         sqlx::query(
@@ -186,10 +176,10 @@ impl Store {
         .await?)
     }
 
-    /// The first `limit` rows of a staged dataset as text (`None` for SQL null), read on a
-    /// staging connection; `only_problems` keeps a receipt's rejected and warning rows.
+    /// The first `limit` rows of a staged dataset as text (`None` for SQL null), read as its
+    /// environment's SQL role; `only_problems` keeps a receipt's rejected and warning rows.
     pub async fn preview_dataset(
-        staging: &PgPool,
+        staging: &crate::StagingPools,
         d: &DatasetRow,
         only_problems: bool,
         limit: i64,
@@ -208,10 +198,10 @@ impl Store {
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "select {select} from {}{filter} limit $1",
-            drover_spec::dataset::quoted_relation(&d.table_name)
+            d.relation()
         )))
         .bind(limit.max(0))
-        .fetch_all(staging)
+        .fetch_all(&staging.pool(&d.environment)?)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {

@@ -69,8 +69,9 @@ struct Inner {
     ops: Operations,
     config: WebConfig,
     started: Instant,
-    /// Connections to the staging schema, for dataset previews (none: previews unavailable).
-    staging: Option<sqlx::PgPool>,
+    /// Connections as each environment's SQL role, for dataset previews (none: previews
+    /// unavailable).
+    staging: Option<drover_store::StagingPools>,
     pub(crate) caches: Caches,
     hashing: HashPool,
     login_clients: ClientLimits,
@@ -123,7 +124,11 @@ impl Caches {
 }
 
 impl WebState {
-    pub fn new(ops: Operations, config: WebConfig, staging: Option<sqlx::PgPool>) -> Self {
+    pub fn new(
+        ops: Operations,
+        config: WebConfig,
+        staging: Option<drover_store::StagingPools>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ops,
@@ -141,7 +146,7 @@ impl WebState {
         }
     }
 
-    pub fn staging(&self) -> Option<&sqlx::PgPool> {
+    pub fn staging(&self) -> Option<&drover_store::StagingPools> {
         self.inner.staging.as_ref()
     }
 

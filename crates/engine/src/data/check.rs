@@ -4,7 +4,7 @@
 
 use drover_spec::dag::slo::Slo;
 use drover_spec::dag::{CheckSource, CheckSpec, Severity};
-use drover_spec::template::render;
+use drover_spec::template::render_sql;
 use drover_store::{CheckOutcome, SloBurn, TryMetrics};
 use sqlx::AssertSqlSafe;
 
@@ -14,6 +14,7 @@ use crate::runner::Job;
 
 pub(super) async fn run(
     plane: &DataPlane,
+    conn: Option<&mut sqlx::PgConnection>,
     id: &TryId,
     job: &Job<'_>,
     spec: &CheckSpec,
@@ -21,13 +22,18 @@ pub(super) async fn run(
     let mut metrics = TryMetrics::default();
     let value = match &spec.source {
         CheckSource::Sql(text) => {
-            let sql = render(text, "check.sql", &job.context)
+            let sql = render_sql(text, "check.sql", &job.context)
                 .map_err(|e| TaskError::Invalid(e.to_string()))?;
+            let Some(conn) = conn else {
+                return Err(TaskError::Transient(
+                    "no connection for the check's SQL".to_owned(),
+                ));
+            };
             sqlx::query_scalar::<_, Option<f64>>(AssertSqlSafe(format!(
                 "select (({}))::double precision",
                 as_subquery(&sql)
             )))
-            .fetch_one(&plane.staging)
+            .fetch_one(conn)
             .await?
         }
         CheckSource::Map(count) => {

@@ -9,7 +9,7 @@ use drover_map::{
     split_date_range,
 };
 use drover_spec::dag::map_kinds::{ActivityExport, ExportSpec, LeadFilter, ListRef, Window};
-use drover_spec::dataset::{quote_ident, quoted_relation};
+use drover_spec::dataset::quote_ident;
 use drover_spec::template::render;
 use drover_store::TryMetrics;
 use futures_util::StreamExt;
@@ -49,6 +49,7 @@ const ACTIVITY_COLUMNS: &[(&str, &str)] = &[
 
 pub(super) async fn run(
     plane: &DataPlane,
+    conn: &mut sqlx::PgConnection,
     id: &TryId,
     job: &Job<'_>,
     spec: &ExportSpec,
@@ -101,7 +102,7 @@ pub(super) async fn run(
     );
 
     let table = staged::output_table(id);
-    let relation = quoted_relation(&table);
+    let relation = staged::output_relation(id);
     let column_list = columns
         .iter()
         .map(|(n, _)| quote_ident(n))
@@ -115,13 +116,12 @@ pub(super) async fn run(
     sqlx::raw_sql(AssertSqlSafe(format!(
         "drop table if exists {relation}; create table {relation} ({definition})"
     )))
-    .execute(&plane.staging)
+    .execute(&mut *conn)
     .await?;
     let copy = format!(
         "copy {relation} ({column_list}) from stdin with (format csv, header match, null 'null')"
     );
     let mut rows: u64 = 0;
-    let mut conn = plane.staging.acquire().await?;
     let count = jobs.0.len();
     for (i, handle) in jobs.0.iter_mut().enumerate() {
         let export = handle
@@ -170,9 +170,8 @@ pub(super) async fn run(
             .rows_affected();
         rows -= removed.min(rows);
     }
-    drop(conn);
     let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-    staged::register(plane, id, "output", &table, rows).await?;
+    staged::register_output(plane, conn, id, &table, rows).await?;
     let usage = client.usage();
     job.log.system(format!(
         "staged {rows} rows ({} bytes downloaded, {} API calls, {} retries)",

@@ -1,6 +1,9 @@
 //! The data task kinds: export, transform, return, sql and check. Their rows live in the
-//! staging schema; SQL a DAG wrote runs on the staging pool (as `drover_sql`), Drover's own
-//! bookkeeping (dataset registry, receipts' registry, metrics, check results) on the store.
+//! environment's staging schema (`staging_<env>`). Each try runs on a connection of its own,
+//! logged in as the environment's SQL role (`drover_sql_<env>`) with server-side limits,
+//! closed when the try ends; a try that times out or is cancelled has its server query
+//! ended before its outcome is recorded. Drover's own bookkeeping (dataset registry,
+//! receipts, metrics, check results) is written by Drover's login.
 
 mod check;
 mod export;
@@ -13,12 +16,15 @@ mod staged;
 mod transform;
 pub(crate) mod transform_sql;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use drover_spec::dag::{CheckSource, DagLimits, TaskKind};
 use drover_spec::environment::Environment;
-use drover_store::{Outcome, Store, TryMetrics};
-use sqlx::PgPool;
+use drover_store::{Outcome, SessionLimits, StagingPools, Store, TryMetrics};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 pub use maps::{MapClients, PgBudget};
@@ -28,22 +34,29 @@ pub use revert::{RevertReport, revert_return};
 use crate::EngineError;
 use crate::runner::{Job, RunFuture, Runner};
 
-/// What the data kinds need: the store, the staging pool, and a MAP client per environment.
+/// How long Drover waits for the server to end a timed-out try's session.
+const END_BACKEND_WITHIN: Duration = Duration::from_secs(5);
+
+/// What the data kinds need: the store, each environment's SQL role, and a MAP client per
+/// environment.
 #[derive(Debug, Clone)]
 pub struct DataPlane {
     pub(crate) store: Store,
-    pub(crate) staging: PgPool,
+    pub(crate) staging: StagingPools,
     pub(crate) maps: Arc<MapClients>,
+    /// Environments whose schemas and role this process has provisioned.
+    provisioned: Arc<Mutex<HashSet<String>>>,
 }
 
 impl DataPlane {
-    /// Connect the staging pool (as `drover_sql`) next to `store`.
+    /// A plane next to `store`; each environment's schemas and role are provisioned when a
+    /// task of it first runs, and its connections open lazily.
     pub async fn connect(store: &Store, max_connections: u32) -> Result<Self, EngineError> {
-        let staging = store.staging_pool(max_connections).await?;
         Ok(Self {
             maps: Arc::new(MapClients::new(store.clone())),
             store: store.clone(),
-            staging,
+            staging: StagingPools::new(store.clone(), max_connections),
+            provisioned: Arc::default(),
         })
     }
 
@@ -59,12 +72,82 @@ impl DataPlane {
         self
     }
 
-    pub fn staging(&self) -> &PgPool {
+    /// Pools as each environment's SQL role, for reading staged rows.
+    pub fn staging(&self) -> &StagingPools {
         &self.staging
     }
 
     pub fn maps(&self) -> &MapClients {
         &self.maps
+    }
+
+    /// Provision `environment`'s schemas and role once per process.
+    pub async fn provision(&self, environment: &str) -> Result<(), EngineError> {
+        if self
+            .provisioned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(environment)
+        {
+            return Ok(());
+        }
+        let done = self.store.provision_sql_environment(environment).await?;
+        report_provisioned(environment, &done);
+        self.provisioned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(environment.to_owned());
+        Ok(())
+    }
+
+    /// A connection of its own for one try's SQL, as `environment`'s role, its statements,
+    /// lock waits and idle transactions bounded by `remaining`.
+    async fn try_connection(
+        &self,
+        environment: &str,
+        remaining: Duration,
+    ) -> Result<PgConnection, TaskError> {
+        self.provision(environment).await.map_err(|e| {
+            TaskError::Transient(format!("preparing the SQL role of {environment}: {e}"))
+        })?;
+        let options = self
+            .store
+            .staging_options(environment, SessionLimits::within(remaining))?;
+        PgConnection::connect_with(&options).await.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")) => {
+                TaskError::Invalid(format!(
+                    "cannot connect as `{}`, the SQL role of environment {environment}: {} (give the role a password and set {} or {})",
+                    drover_spec::dataset::sql_role(environment),
+                    db.message(),
+                    drover_store::staging_password_var(environment),
+                    drover_store::STAGING_PASSWORD_VAR
+                ))
+            }
+            _ => TaskError::from(e),
+        })
+    }
+}
+
+/// Say what provisioning did that an operator should know (a refused `temp_file_limit` once
+/// per process).
+pub fn report_provisioned(environment: &str, done: &drover_store::Provisioned) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if done.moved > 0 {
+        tracing::info!(
+            environment,
+            tables = done.moved,
+            "moved staged tables of the old shared schema into the environment's schemas"
+        );
+    }
+    if let Some(why) = &done.temp_file_limit_refused {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                environment,
+                reason = %why,
+                "could not set temp_file_limit on the SQL roles (Drover's login may not): user SQL may fill the disk with temporary files; set it as a superuser: alter role drover_sql_<env> set temp_file_limit = '{}'",
+                drover_store::TEMP_FILE_LIMIT
+            );
+        });
     }
 }
 
@@ -103,12 +186,12 @@ impl From<sqlx::Error> for TaskError {
             {
                 TaskError::Invalid(format!("the database refused the SQL: {}", db.message()))
             }
-            // The staging role cannot log in: a setting to fix, not a moment to wait out.
+            // A role that cannot log in: a setting to fix, not a moment to wait out.
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")) => {
                 TaskError::Invalid(format!(
-                    "cannot connect as the staging role `{}`: {} (give the role a password and set {})",
-                    drover_store::STAGING_ROLE,
+                    "cannot connect as the environment's SQL role: {} (give the role a password and set {}_<ENV> or {})",
                     db.message(),
+                    drover_store::STAGING_PASSWORD_VAR,
                     drover_store::STAGING_PASSWORD_VAR
                 ))
             }
@@ -175,28 +258,65 @@ impl Runner for DataRunner {
                 environment,
                 limits: job.limits,
             };
+            let started = Instant::now();
+            // The server process of the try's connection, once it is open.
+            let backend = AtomicI32::new(0);
             let work = async {
                 if uses_the_map(&job.task.kind) {
                     within_dag_api_budget(&self.plane, &id).await?;
                 }
-                match &job.task.kind {
-                    TaskKind::Export(spec) => export::run(&self.plane, &id, &job, spec).await,
-                    TaskKind::Transform(steps) => {
-                        transform::run(&self.plane, &id, &job, steps).await
+                let mut conn = if needs_sql(&job.task.kind) {
+                    let remaining = job.timeout.saturating_sub(started.elapsed());
+                    let mut conn = self
+                        .plane
+                        .try_connection(&id.environment.name, remaining)
+                        .await?;
+                    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+                        .fetch_one(&mut conn)
+                        .await?;
+                    backend.store(pid, Ordering::SeqCst);
+                    Some(conn)
+                } else {
+                    None
+                };
+                let done = match (&job.task.kind, conn.as_mut()) {
+                    (TaskKind::Export(spec), Some(c)) => {
+                        export::run(&self.plane, c, &id, &job, spec).await
                     }
-                    TaskKind::Return(spec) => ret::run(&self.plane, &id, &job, spec).await,
-                    TaskKind::Sql { query } => sql_task::run(&self.plane, &id, &job, query).await,
-                    TaskKind::Check(spec) => check::run(&self.plane, &id, &job, spec).await,
-                    TaskKind::Command(_) | TaskKind::Noop(_) => {
-                        Err(TaskError::Invalid("not a data task".to_owned()))
+                    (TaskKind::Transform(steps), Some(c)) => {
+                        transform::run(&self.plane, c, &id, &job, steps).await
                     }
+                    (TaskKind::Return(spec), Some(c)) => {
+                        ret::run(&self.plane, c, &id, &job, spec).await
+                    }
+                    (TaskKind::Sql { query }, Some(c)) => {
+                        sql_task::run(&self.plane, c, &id, &job, query).await
+                    }
+                    (TaskKind::Check(spec), c) => check::run(&self.plane, c, &id, &job, spec).await,
+                    _ => Err(TaskError::Invalid("not a data task".to_owned())),
+                };
+                // Nothing the try's SQL did (locks, settings, a changed role) outlives it:
+                // its connection is closed, never reused.
+                if let Some(conn) = conn {
+                    let _ = conn.close().await;
                 }
+                done
             };
             let mut cancel = job.cancel.clone();
-            let result = tokio::select! {
-                r = work => r,
-                () = tokio::time::sleep(job.timeout) => Err(TaskError::Transient(format!("timed out after {}s", job.timeout.as_secs()))),
-                () = crate::runner::cancelled(&mut cancel) => Err(TaskError::Transient("cancelled".to_owned())),
+            let stopped = tokio::select! {
+                r = work => Ok(r),
+                () = tokio::time::sleep(job.timeout) => Err(format!("timed out after {}s", job.timeout.as_secs())),
+                () = crate::runner::cancelled(&mut cancel) => Err("cancelled".to_owned()),
+            };
+            let result = match stopped {
+                Ok(r) => r,
+                // The try's future is gone (its connection with it), but the server may still
+                // be running its statement: end it before the outcome is recorded.
+                Err(why) => Err(TaskError::Transient(
+                    self.plane
+                        .end_try_backend(backend.load(Ordering::SeqCst), &why)
+                        .await,
+                )),
             };
             match result {
                 Ok(metrics) => {
@@ -216,6 +336,32 @@ impl Runner for DataRunner {
                 }
             }
         })
+    }
+}
+
+impl DataPlane {
+    /// End the server process of a stopped try (`pid` 0: it had none) and say so after `why`.
+    async fn end_try_backend(&self, pid: i32, why: &str) -> String {
+        if pid == 0 {
+            return why.to_owned();
+        }
+        match self.store.end_backend(pid, END_BACKEND_WITHIN).await {
+            Ok(true) => format!("{why}; the query was cancelled on the server"),
+            Ok(false) => format!(
+                "{why}; the server was asked to cancel the query but its session had not ended after {}s",
+                END_BACKEND_WITHIN.as_secs()
+            ),
+            Err(e) => format!("{why}; the query could not be cancelled on the server: {e}"),
+        }
+    }
+}
+
+/// Whether a kind runs SQL (a check of the MAP does not).
+fn needs_sql(kind: &TaskKind) -> bool {
+    match kind {
+        TaskKind::Check(c) => matches!(c.source, CheckSource::Sql(_)),
+        TaskKind::Command(_) | TaskKind::Noop(_) => false,
+        _ => true,
     }
 }
 

@@ -2,6 +2,10 @@
 //! files for large ones — with a receipt per row: the key, accepted / rejected / warning with
 //! the MAP's reason, and the record's values before the write (so `revert` can restore them).
 //!
+//! The rows to send are read on the try's connection (as the environment's SQL role); the
+//! receipt, the values before the write and the MAP's answers are written by Drover's own
+//! login in the environment's receipts schema, which user SQL can read but not change.
+//!
 //! Retry-safe: the values before the write are kept from the first try (a retry never
 //! snapshots what the first try wrote), and both write paths are upserts by key.
 
@@ -9,7 +13,9 @@ use drover_map::{
     FileFormat, ImportRequest, LeadQuery, MapConnector, RecordStatus, SyncAction, SyncRequest,
 };
 use drover_spec::dag::map_kinds::{AUTO_SYNC_MAX_ROWS, ReturnMode, ReturnSpec};
-use drover_spec::dataset::{quote_ident, quote_literal, quoted_relation, table_name};
+use drover_spec::dataset::{
+    quote_ident, quote_literal, quoted_relation, receipts_schema, table_name,
+};
 use drover_store::TryMetrics;
 use futures_util::StreamExt;
 use sqlx::{AssertSqlSafe, Executor, Row};
@@ -27,6 +33,7 @@ const IMPORT_FETCH_ROWS: i64 = 5_000;
 
 pub(super) async fn run(
     plane: &DataPlane,
+    conn: &mut sqlx::PgConnection,
     id: &TryId,
     job: &Job<'_>,
     spec: &ReturnSpec,
@@ -69,14 +76,14 @@ pub(super) async fn run(
     let side = SideTables::new(id);
     side.create(plane).await?;
     let key = key_expr(&spec.lookup);
+    let sent = json_object(std::iter::once(&spec.lookup).chain(&spec.fields));
     let query = match mode {
         ReturnMode::Sync => format!(
-            "select {key} as key, {} as rec from {}",
-            json_object(std::iter::once(&spec.lookup).chain(&spec.fields)),
+            "select {key} as key, {sent} as sent from {}",
             input.relation
         ),
         _ => format!(
-            "select {key} as key, array[{}] as vals from {}",
+            "select {key} as key, {sent} as sent, array[{}] as vals from {}",
             std::iter::once(&spec.lookup)
                 .chain(&spec.fields)
                 .map(|f| format!("{}::text", quote_ident(f)))
@@ -85,7 +92,6 @@ pub(super) async fn run(
             input.relation
         ),
     };
-    let mut conn = plane.staging.acquire().await?;
     (&mut *conn).execute("begin").await?;
     (&mut *conn)
         .execute(AssertSqlSafe(format!(
@@ -93,43 +99,44 @@ pub(super) async fn run(
         )))
         .await?;
     let outcome = match mode {
-        ReturnMode::Sync => send_by_sync(plane, &mut conn, &client, spec, &side).await,
-        _ => send_by_import(plane, &mut conn, &client, spec, &side, job).await,
+        ReturnMode::Sync => send_by_sync(plane, conn, &client, spec, &side).await,
+        _ => send_by_import(plane, conn, &client, spec, &side, job).await,
     };
     let _ = (&mut *conn).execute("rollback").await;
-    drop(conn);
     outcome?;
 
     let receipt = staged::receipt_table(id);
+    let receipt_relation = quoted_relation(&receipts_schema(&id.environment.name), &receipt);
     let create = format!(
-        "create table {} as
+        "create table {receipt_relation} as
          select i.key, coalesce(r.status, {default_status}) as status, r.reason, r.map_id, p.previous, i.sent
-         from (select {key} as key, {sent} as sent from {input}) i
+         from {sent_rows} i
          left join (select distinct on (key) * from {results} order by key, status desc) r on r.key = i.key
-         left join {prev} p on p.key = i.key",
-        quoted_relation(&receipt),
+         left join {prev} p on p.key = i.key;
+         grant select on {receipt_relation} to {role}",
         default_status = if mode == ReturnMode::Sync { "'unknown'" } else { "'accepted'" },
-        sent = json_object(std::iter::once(&spec.lookup).chain(&spec.fields)),
-        input = input.relation,
+        sent_rows = side.sent,
         results = side.results,
         prev = side.prev,
+        role = quote_ident(&drover_spec::dataset::sql_role(&id.environment.name)),
     );
-    let rows = staged::replace(&plane.staging, &receipt, create).await?;
-    side.drop_results(plane).await?;
-    let counts: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "select count(*) filter (where status in ('accepted', 'warning')), count(*) filter (where status = 'rejected') from {}",
-        quoted_relation(&receipt)
+    let mut tx = plane.store.pool().begin().await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "drop table if exists {receipt_relation}"
     )))
-    .fetch_one(&plane.staging)
+    .execute(&mut *tx)
     .await?;
-    staged::register(
-        plane,
-        id,
-        "receipt",
-        &receipt,
-        i64::try_from(rows).unwrap_or(i64::MAX),
-    )
+    sqlx::raw_sql(AssertSqlSafe(create))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    side.drop_results(plane).await?;
+    let counts: (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "select count(*) filter (where status in ('accepted', 'warning')), count(*) filter (where status = 'rejected'), count(*) from {receipt_relation}"
+    )))
+    .fetch_one(plane.store.pool())
     .await?;
+    staged::register_receipt(plane, id, &receipt, counts.2).await?;
     let usage = client.usage();
     job.log.system(format!(
         "the MAP accepted {} rows and rejected {} ({} API calls, {} bytes sent)",
@@ -168,17 +175,23 @@ fn json_object<'a>(fields: impl Iterator<Item = &'a String>) -> String {
     format!("jsonb_build_object({})", pairs.join(", "))
 }
 
-/// Per-try side tables: the values before the write (kept across tries) and the MAP's answers.
+/// Per-try side tables in the receipts schema, written by Drover's own login: the values
+/// before the write (kept across tries), the MAP's answers and the rows sent.
 struct SideTables {
     prev: String,
     results: String,
+    sent: String,
 }
 
 impl SideTables {
     fn new(id: &TryId) -> Self {
+        let schema = receipts_schema(&id.environment.name);
+        let side =
+            |suffix| quoted_relation(&schema, &table_name(&id.run, &id.task_id, Some(suffix)));
         Self {
-            prev: quoted_relation(&table_name(&id.run, &id.task_id, Some("before"))),
-            results: quoted_relation(&table_name(&id.run, &id.task_id, Some("answers"))),
+            prev: side("before"),
+            results: side("answers"),
+            sent: side("sent"),
         }
     }
 
@@ -186,20 +199,40 @@ impl SideTables {
         sqlx::raw_sql(AssertSqlSafe(format!(
             "create table if not exists {} (key text primary key, previous jsonb);
              drop table if exists {};
-             create table {} (key text, status text, reason text, map_id bigint);",
-            self.prev, self.results, self.results
+             create table {} (key text, status text, reason text, map_id bigint);
+             drop table if exists {};
+             create table {} (key text, sent jsonb);",
+            self.prev, self.results, self.results, self.sent, self.sent
         )))
-        .execute(&plane.staging)
+        .execute(plane.store.pool())
         .await?;
         Ok(())
     }
 
     async fn drop_results(&self, plane: &DataPlane) -> Result<(), TaskError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "drop table if exists {}",
-            self.results
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "drop table if exists {}; drop table if exists {}",
+            self.results, self.sent
         )))
-        .execute(&plane.staging)
+        .execute(plane.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Note the rows about to be sent.
+    async fn sending(
+        &self,
+        plane: &DataPlane,
+        keys: &[String],
+        sent: &[serde_json::Value],
+    ) -> Result<(), TaskError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "insert into {} (key, sent) select * from unnest($1::text[], $2::jsonb[])",
+            self.sent
+        )))
+        .bind(keys)
+        .bind(sent)
+        .execute(plane.store.pool())
         .await?;
         Ok(())
     }
@@ -220,7 +253,7 @@ impl SideTables {
             self.prev
         )))
         .bind(keys)
-        .fetch_all(&plane.staging)
+        .fetch_all(plane.store.pool())
         .await?;
         let missing: Vec<String> = keys
             .iter()
@@ -273,7 +306,7 @@ impl SideTables {
         )))
         .bind(&found_keys)
         .bind(&previous)
-        .execute(&plane.staging)
+        .execute(plane.store.pool())
         .await?;
         Ok(())
     }
@@ -294,7 +327,7 @@ impl SideTables {
         .bind(statuses)
         .bind(reasons)
         .bind(ids)
-        .execute(&plane.staging)
+        .execute(plane.store.pool())
         .await?;
         Ok(())
     }
@@ -336,10 +369,15 @@ async fn send_by_sync(
         for row in &rows {
             let key: Option<String> = row.try_get("key")?;
             let rec: sqlx::types::Json<serde_json::Map<String, serde_json::Value>> =
-                row.try_get("rec")?;
+                row.try_get("sent")?;
             keys.push(key.unwrap_or_default());
             records.push(rec.0);
         }
+        let sent: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| serde_json::Value::Object(r.clone()))
+            .collect();
+        side.sending(plane, &keys, &sent).await?;
         side.snapshot(plane, client, spec, &keys).await?;
         let results = client
             .sync_leads(SyncRequest {
@@ -400,13 +438,19 @@ async fn send_by_import(
         .fetch_all(&mut *conn)
         .await?;
         let last = rows.is_empty();
+        let mut fetched = Vec::with_capacity(rows.len());
+        let mut sent = Vec::with_capacity(rows.len());
         for row in &rows {
             let key: Option<String> = row.try_get("key")?;
             let vals: Vec<Option<String>> = row.try_get("vals")?;
+            let record: serde_json::Value = row.try_get("sent")?;
             file.write_record(vals.iter().map(|v| v.as_deref().unwrap_or("")))
                 .map_err(|e| TaskError::Transient(format!("writing the import file: {e}")))?;
+            fetched.push(key.clone().unwrap_or_default());
+            sent.push(record);
             keys.push(key.unwrap_or_default());
         }
+        side.sending(plane, &fetched, &sent).await?;
         let size = file.get_ref().len();
         if (last && !keys.is_empty()) || size >= IMPORT_FILE_BYTES {
             let body = std::mem::replace(&mut file, new_file(&header)?)

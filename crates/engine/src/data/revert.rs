@@ -1,7 +1,6 @@
 //! Reverting a return: the values each record had before the write, sent back by id.
 
 use drover_map::{RecordStatus, SyncAction, SyncRequest};
-use drover_spec::dataset::quoted_relation;
 use drover_spec::environment::Environment;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
@@ -48,9 +47,10 @@ pub async fn revert_return(
         .scoped();
     let rows = sqlx::query(AssertSqlSafe(format!(
         "select key, status, previous, sent from {} order by key",
-        quoted_relation(&receipt.table_name)
+        receipt.relation()
     )))
-    .fetch_all(&plane.staging)
+    // Drover's own login reads its receipts schema: no user SQL can have changed it.
+    .fetch_all(plane.store.pool())
     .await
     .map_err(|e| EngineError::Invalid(format!("reading the receipt: {e}")))?;
     let mut report = RevertReport::default();

@@ -1,10 +1,12 @@
 //! Staged tables: their columns, inputs found through the registry, outputs replaced whole
-//! and registered with the environment's retention.
+//! and registered with the environment's retention. Outputs live in the environment's
+//! staging schema and are made on the try's own connection (as the environment's SQL role);
+//! receipts live in its receipts schema and are made by Drover's own login.
 
 use drover_spec::bytes::ByteSize;
-use drover_spec::dataset::{quoted_relation, table_name};
+use drover_spec::dataset::{quoted_relation, receipts_schema, staging_schema, table_name};
 use drover_store::{Column, NewDataset};
-use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgExecutor, SqlSafeStr};
 
 use super::{DataPlane, TaskError, TryId};
 
@@ -35,24 +37,29 @@ pub(crate) async fn input(plane: &DataPlane, id: &TryId, task: &str) -> Result<I
         )));
     }
     Ok(Input {
-        relation: quoted_relation(&d.table_name),
+        relation: d.relation(),
         columns: d.columns.0,
         rows: d.row_count,
     })
 }
 
-/// The columns of a staged table, in order, with their types.
-pub(crate) async fn columns(pool: &PgPool, table: &str) -> Result<Vec<Column>, TaskError> {
+/// The columns of a table of `schema`, in order, with their types.
+pub(crate) async fn columns<'e>(
+    db: impl PgExecutor<'e>,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<Column>, TaskError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "select a.attname::text, format_type(a.atttypid, a.atttypmod)
          from pg_attribute a
          join pg_class c on c.oid = a.attrelid
          join pg_namespace n on n.oid = c.relnamespace
-         where n.nspname = 'staging' and c.relname = $1 and a.attnum > 0 and not a.attisdropped
+         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped
          order by a.attnum",
     )
+    .bind(schema)
     .bind(table)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
@@ -60,27 +67,33 @@ pub(crate) async fn columns(pool: &PgPool, table: &str) -> Result<Vec<Column>, T
         .collect())
 }
 
-/// Whether a staged table exists.
-pub(crate) async fn exists(pool: &PgPool, table: &str) -> Result<bool, TaskError> {
+/// Whether a table of `schema` exists.
+pub(crate) async fn exists<'e>(
+    db: impl PgExecutor<'e>,
+    schema: &str,
+    table: &str,
+) -> Result<bool, TaskError> {
     Ok(sqlx::query_scalar(
         "select exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                        where n.nspname = 'staging' and c.relname = $1)",
+                        where n.nspname = $1 and c.relname = $2)",
     )
+    .bind(schema)
     .bind(table)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?)
 }
 
-/// Drop `table` if an earlier try left it, then run `create` (which makes it), in one
+/// Drop `relation` if an earlier try left it, then run `create` (which makes it), in one
 /// transaction. Returns the rows `create` reported.
-pub(crate) async fn replace(pool: &PgPool, table: &str, create: String) -> Result<u64, TaskError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "drop table if exists {}",
-        quoted_relation(table)
-    )))
-    .execute(&mut *tx)
-    .await?;
+pub(crate) async fn replace(
+    conn: &mut PgConnection,
+    relation: &str,
+    create: String,
+) -> Result<u64, TaskError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query(AssertSqlSafe(format!("drop table if exists {relation}")))
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query(AssertSqlSafe(create).into_sql_str())
         .execute(&mut *tx)
         .await?;
@@ -88,21 +101,74 @@ pub(crate) async fn replace(pool: &PgPool, table: &str, create: String) -> Resul
     Ok(done.rows_affected())
 }
 
-/// Register this task's output (or receipt) table with its columns.
-pub(crate) async fn register(
+/// Register this task's output table (in the staging schema, read on the try's connection).
+pub(crate) async fn register_output(
+    plane: &DataPlane,
+    conn: &mut PgConnection,
+    id: &TryId,
+    table: &str,
+    rows: i64,
+) -> Result<Vec<Column>, TaskError> {
+    let schema = staging_schema(&id.environment.name);
+    let columns = columns(&mut *conn, &schema, table).await?;
+    let bytes = table_bytes(&mut *conn, &schema, table).await?;
+    record(plane, id, "output", table, rows, &columns, bytes).await?;
+    if let Err(over) = within_staging_limits(plane, id).await {
+        // Over a backstop: the table goes (its entry with it) and the task fails saying why.
+        sqlx::query(AssertSqlSafe(format!(
+            "drop table if exists {}",
+            quoted_relation(&schema, table)
+        )))
+        .execute(&mut *conn)
+        .await?;
+        plane
+            .store
+            .forget_dataset(id.run_id, &id.task_id, "output")
+            .await?;
+        return Err(over);
+    }
+    Ok(columns)
+}
+
+/// Register this task's receipt (in the receipts schema, made by Drover's login). A receipt
+/// is never dropped for a limit: it records what the MAP was already sent, and `revert`
+/// needs it.
+pub(crate) async fn register_receipt(
+    plane: &DataPlane,
+    id: &TryId,
+    table: &str,
+    rows: i64,
+) -> Result<Vec<Column>, TaskError> {
+    let schema = receipts_schema(&id.environment.name);
+    let columns = columns(plane.store.pool(), &schema, table).await?;
+    let bytes = table_bytes(plane.store.pool(), &schema, table).await?;
+    record(plane, id, "receipt", table, rows, &columns, bytes).await?;
+    Ok(columns)
+}
+
+async fn table_bytes<'e>(
+    db: impl PgExecutor<'e>,
+    schema: &str,
+    table: &str,
+) -> Result<i64, TaskError> {
+    Ok(sqlx::query_scalar(
+        "select pg_total_relation_size(format('%I.%I', $1::text, $2::text)::regclass)",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_one(db)
+    .await?)
+}
+
+async fn record(
     plane: &DataPlane,
     id: &TryId,
     kind: &str,
     table: &str,
     rows: i64,
-) -> Result<Vec<Column>, TaskError> {
-    let columns = columns(&plane.staging, table).await?;
-    let bytes: i64 = sqlx::query_scalar(
-        "select pg_total_relation_size(format('staging.%I', $1::text)::regclass)",
-    )
-    .bind(table)
-    .fetch_one(&plane.staging)
-    .await?;
+    columns: &[Column],
+    bytes: i64,
+) -> Result<(), TaskError> {
     plane
         .store
         .record_dataset(&NewDataset {
@@ -112,31 +178,12 @@ pub(crate) async fn register(
             environment: &id.environment.name,
             table_name: table,
             row_count: rows,
-            columns: &columns,
+            columns,
             retention_days: id.environment.dataset_retention_days,
             bytes,
         })
         .await?;
-    // A receipt is never dropped: it records what the MAP was already sent, and `revert`
-    // needs it. Outputs are held to the limits.
-    if kind == "receipt" {
-        return Ok(columns);
-    }
-    if let Err(over) = within_staging_limits(plane, id).await {
-        // Over a backstop: the table goes (its entry with it) and the task fails saying why.
-        sqlx::query(AssertSqlSafe(format!(
-            "drop table if exists {}",
-            quoted_relation(table)
-        )))
-        .execute(&plane.staging)
-        .await?;
-        plane
-            .store
-            .forget_dataset(id.run_id, &id.task_id, kind)
-            .await?;
-        return Err(over);
-    }
-    Ok(columns)
+    Ok(())
 }
 
 /// The environment's and the DAG's `staged_bytes` limits, with this try's table counted.
@@ -178,6 +225,11 @@ async fn within_staging_limits(plane: &DataPlane, id: &TryId) -> Result<(), Task
 /// The output table of this try's task.
 pub(crate) fn output_table(id: &TryId) -> String {
     table_name(&id.run, &id.task_id, None)
+}
+
+/// The output of this try's task as a quoted relation in its environment's staging schema.
+pub(crate) fn output_relation(id: &TryId) -> String {
+    quoted_relation(&staging_schema(&id.environment.name), &output_table(id))
 }
 
 /// The receipt table of this try's task.

@@ -1,8 +1,7 @@
 //! `transform`: the steps compiled to one `create table … as with …` in the staging schema.
 
 use drover_spec::dag::map_kinds::Step;
-use drover_spec::dataset::quoted_relation;
-use drover_spec::template::render;
+use drover_spec::template::render_sql;
 use drover_store::TryMetrics;
 use sqlx::{AssertSqlSafe, Executor, SqlSafeStr};
 
@@ -12,6 +11,7 @@ use crate::runner::Job;
 
 pub(super) async fn run(
     plane: &DataPlane,
+    conn: &mut sqlx::PgConnection,
     id: &TryId,
     job: &Job<'_>,
     steps: &[Step],
@@ -28,7 +28,6 @@ pub(super) async fn run(
     let mut ctes = vec![format!("\"s0\" as (select * from {})", input.relation)];
     let mut prev = "\"s0\"".to_owned();
     let mut columns = input.column_names();
-    let mut conn = plane.staging.acquire().await?;
     for (i, step) in steps.iter().enumerate() {
         let field = format!("transform[{i}].{}", step.name());
         let name = format!("\"s{}\"", i + 1);
@@ -37,8 +36,8 @@ pub(super) async fn run(
             Step::Sql(text) => {
                 let mut ctx = job.context.clone();
                 ctx.previous = Some(prev.clone());
-                let sql =
-                    render(text, &field, &ctx).map_err(|e| TaskError::Invalid(e.to_string()))?;
+                let sql = render_sql(text, &field, &ctx)
+                    .map_err(|e| TaskError::Invalid(e.to_string()))?;
                 let body = as_subquery(&sql).to_owned();
                 let probe = format!(
                     "with {}, {name} as ({body}) select * from {name}",
@@ -58,7 +57,7 @@ pub(super) async fn run(
             _ => {
                 let rendered = expressions(step)
                     .iter()
-                    .map(|text| render(text, &field, &job.context))
+                    .map(|text| render_sql(text, &field, &job.context))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| TaskError::Invalid(e.to_string()))?;
                 let joined = match step {
@@ -91,16 +90,15 @@ pub(super) async fn run(
         ctes.push(format!("{name} as ({sql})"));
         prev = name;
     }
-    drop(conn);
     let table = staged::output_table(id);
+    let relation = staged::output_relation(id);
     let create = format!(
-        "create table {} as with {} select * from {prev}",
-        quoted_relation(&table),
+        "create table {relation} as with {} select * from {prev}",
         ctes.join(", ")
     );
-    let rows = staged::replace(&plane.staging, &table, create).await?;
+    let rows = staged::replace(conn, &relation, create).await?;
     let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-    staged::register(plane, id, "output", &table, rows).await?;
+    staged::register_output(plane, conn, id, &table, rows).await?;
     job.log.system(format!("wrote {rows} rows"));
     Ok(rows_metrics(Some(input.rows), rows))
 }

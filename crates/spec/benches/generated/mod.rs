@@ -73,7 +73,7 @@ pub fn dag_yaml(i: usize, description: &str) -> String {
             for n in 0..8 {
                 let dep = if n == 0 { String::new() } else { format!("    depends_on: [step_{}]\n", n - 1) };
                 s.push_str(&format!(
-                    "  - id: step_{n}\n{dep}    sql: \"insert into t{n} select * from source where day = '{{{{ ds }}}}'\"\n"
+                    "  - id: step_{n}\n{dep}    sql: \"insert into t{n} select * from source where day = {{{{ ds }}}}\"\n"
                 ));
             }
             s

@@ -72,6 +72,42 @@ impl<'a> Checker<'a> {
         self.push(pos, message);
     }
 
+    /// At byte `offset` of `text`, the template text of the value at `path`: its own line and
+    /// column where the file shows the text as written (one line, or a `|` block).
+    fn at_template(&mut self, path: &str, text: &str, offset: usize, message: String) {
+        let offset = offset.min(text.len());
+        let line = text[..offset].matches('\n').count();
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let column = text[line_start..offset].chars().count();
+        let n = self.positions().locate(path);
+        if line == 0 && !n.block {
+            self.at_text(path, column, message);
+            return;
+        }
+        let template_line = text[line_start..].lines().next().unwrap_or_default();
+        // A block's text starts on the line of its indicator's value position or the next.
+        let found = if n.block {
+            (n.value.line + line..=n.value.line + line + 1).find_map(|number| {
+                let l = self.source.lines().nth(number.checked_sub(1)?)?;
+                let b = l
+                    .find(template_line)
+                    .filter(|_| !template_line.trim().is_empty())?;
+                Some((number, l[..b].chars().count()))
+            })
+        } else {
+            None
+        };
+        match found {
+            Some((number, indent)) => {
+                self.push(Position::new(number, indent + column + 1), message)
+            }
+            None => self.at_value(
+                path,
+                format!("{message} (line {} of the template)", line + 1),
+            ),
+        }
+    }
+
     fn structural(&mut self, e: &StructuralError) {
         let d = e.locate(self.file, self.source, self.positions());
         self.diags.push(d);
@@ -531,7 +567,11 @@ fn check_task(
     let kind = resolve_kind(c, &base, t, scope);
     if let Some(kind) = &kind {
         for (field, text) in template_fields(kind) {
-            check_template(c, &format!("{base}.{field}"), &text, scope);
+            let path = format!("{base}.{field}");
+            check_template(c, &path, &text, scope);
+            if is_sql_field(&field) {
+                check_sql_quotes(c, &path, &text, scope.task);
+            }
         }
     }
     let d = dag_defaults;
@@ -768,6 +808,40 @@ fn collect_strings(path: &str, v: &serde_json::Value, out: &mut Vec<(String, Str
             }
         }
         _ => {}
+    }
+}
+
+/// Whether a task field (as [`template_fields`] names it) is SQL: its values render as SQL
+/// literals.
+fn is_sql_field(field: &str) -> bool {
+    field == "sql"
+        || field == "check.sql"
+        || (field.starts_with("transform[")
+            && (field.ends_with("].sql")
+                || field.ends_with("].filter")
+                || field.contains("].derive.")))
+}
+
+/// A template inside a SQL string literal (`'{{ ds }}'`) renders as a literal inside a
+/// literal: say so at its place.
+fn check_sql_quotes(c: &mut Checker<'_>, path: &str, text: &str, task: &str) {
+    for offset in template::templates_inside_quotes(text) {
+        let end = text[offset..]
+            .find("}}")
+            .map_or(text.len(), |e| offset + e + 2);
+        let expr = &text[offset..end];
+        let whole = text[..offset].ends_with('\'') && text[end..].starts_with('\'');
+        let hint = if whole {
+            String::new()
+        } else {
+            format!(" (to build text around it, join literals: `'…' || {expr} || '…'`)")
+        };
+        c.at_template(
+            path,
+            text,
+            offset,
+            format!("task `{task}`: values are SQL literals already: remove the quotes around `{expr}`{hint}"),
+        );
     }
 }
 
