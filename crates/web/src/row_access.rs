@@ -26,7 +26,7 @@ pub(crate) fn rows_hidden(actor: &Actor, env: &Environment) -> Option<String> {
 }
 
 /// The connections that read `env`'s staged tables (none: not from this process).
-fn staging<'a>(state: &'a WebState, _env: &Environment) -> Option<&'a sqlx::PgPool> {
+fn staging<'a>(state: &'a WebState) -> Option<&'a drover_store::StagingPools> {
     state.staging()
 }
 
@@ -52,7 +52,7 @@ pub(crate) async fn rows(
     if let Some(why) = rows_hidden(actor, env) {
         return Ok(Rows::Hidden(why));
     }
-    match staging(state, env) {
+    match staging(state) {
         Some(pool) => Ok(Rows::Shown(
             Store::preview_dataset(pool, d, only_problems, limit).await?,
         )),
@@ -68,7 +68,7 @@ pub(crate) async fn rejection_reasons(
     d: &DatasetRow,
 ) -> Result<Vec<(String, i64)>, drover_store::StoreError> {
     let has = |name: &str| d.columns.0.iter().any(|c| c.name == name);
-    let Some(pool) = staging(state, env) else {
+    let Some(pools) = staging(state) else {
         return Ok(Vec::new());
     };
     if d.kind != "receipt" || d.dropped_at.is_some() || !has("status") || !has("reason") {
@@ -77,9 +77,9 @@ pub(crate) async fn rejection_reasons(
     // The relation is Drover's own name for the receipt, quoted; nothing else is spliced.
     let reasons: Vec<(Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "select reason, count(*) from {} where status = 'rejected' group by reason order by 2 desc, 1 limit 20",
-        drover_spec::dataset::quoted_relation(&d.table_name)
+        d.relation()
     )))
-    .fetch_all(pool)
+    .fetch_all(&pools.pool(&env.name)?)
     .await
     .map_err(drover_store::StoreError::from)?;
     Ok(reasons
