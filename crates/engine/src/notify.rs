@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use drover_spec::environment::{EmailTarget, Environment, NotificationChannel, SecretRef};
 use drover_map::Redactor;
+use drover_spec::environment::{EmailTarget, Environment, NotificationChannel, SecretRef};
 use drover_store::{NotificationRow, Store};
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -265,7 +265,11 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied(), bytes.get(i + 2).copied()) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
             (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
                 let v = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
                 out.push(u8::try_from(v).unwrap_or(b'?'));

@@ -270,7 +270,11 @@ mod tests {
     fn base64_forms_are_redacted() {
         let s = Secret::new("s3cr?t>>~");
         for echoed in ["czNjcj90Pj5+", "czNjcj90Pj5-"] {
-            assert_eq!(s.redact(&format!("token {echoed}.")), "token ***.", "{echoed}");
+            assert_eq!(
+                s.redact(&format!("token {echoed}.")),
+                "token ***.",
+                "{echoed}"
+            );
         }
         let s = Secret::new("hunter2");
         assert_eq!(s.redact("x aHVudGVyMg== y"), "x *** y");
@@ -284,17 +288,26 @@ mod tests {
         // echo it in a 535 reply.
         for (blob, user) in [
             ("AGJvYgBodW50ZXIyLXh5eg==", "bob"),
-            ("AGJvYkBleGFtcGxlLmNvbQBodW50ZXIyLXh5eg==", "bob@example.com"),
+            (
+                "AGJvYkBleGFtcGxlLmNvbQBodW50ZXIyLXh5eg==",
+                "bob@example.com",
+            ),
             ("AHgAaHVudGVyMi14eXo=", "x"),
             ("AGFiAGh1bnRlcjIteHl6", "ab"),
         ] {
             let reply = format!("535 5.7.8 Authentication failed: AUTH PLAIN {blob}");
             let redacted = s.redact(&reply);
             assert!(redacted.contains("***"), "{user}: {redacted}");
-            assert!(!redacted.contains(&blob[blob.len() / 2..]), "{user}: {redacted}");
+            assert!(
+                !redacted.contains(&blob[blob.len() / 2..]),
+                "{user}: {redacted}"
+            );
         }
         // AUTH LOGIN sends the password alone.
-        assert_eq!(s.redact("334 UGFzc3dvcmQ6 aHVudGVyMi14eXo="), "334 UGFzc3dvcmQ6 ***");
+        assert_eq!(
+            s.redact("334 UGFzc3dvcmQ6 aHVudGVyMi14eXo="),
+            "334 UGFzc3dvcmQ6 ***"
+        );
         // A token in a longer URL-safe blob.
         let t = Secret::new("s3cr?t>>~");
         let blob = "dXNlcj1ib2IBYXV0aD1CZWFyZXIgczNjcj90Pj5+AQE=";
@@ -308,9 +321,15 @@ mod tests {
             r.redact("alpha-secret-1 and YmV0YS1zZWNyZXQtMjI= and plain text"),
             "*** and *** and plain text"
         );
-        assert_eq!(r.redact("nothing here: abc%20def"), "nothing here: abc%20def");
+        assert_eq!(
+            r.redact("nothing here: abc%20def"),
+            "nothing here: abc%20def"
+        );
         assert!(Redactor::new([""]).is_empty());
         assert_eq!(Redactor::new([""]).redact("text"), "text");
-        assert_eq!(Secret::new("é-secret").redact("x é-secret y %C3%A9-secret"), "x *** y ***");
+        assert_eq!(
+            Secret::new("é-secret").redact("x é-secret y %C3%A9-secret"),
+            "x *** y ***"
+        );
     }
 }

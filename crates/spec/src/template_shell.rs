@@ -26,7 +26,11 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 /// Every printed value, whatever it is and however it was made (filters, `| safe`, `set`),
 /// goes out as one quoted shell word.
-fn shell_formatter(out: &mut Output<'_>, _state: &mut State<'_, '_>, value: &Value) -> Result<(), Error> {
+fn shell_formatter(
+    out: &mut Output<'_>,
+    _state: &mut State<'_, '_>,
+    value: &Value,
+) -> Result<(), Error> {
     let text = if value.is_none() {
         String::new()
     } else {
@@ -130,7 +134,11 @@ mod tests {
             "'",
             "",
         ] {
-            let line = render_shell("printf '%s' {{ params.p }}", "command.shell", &ctx(hostile.into()));
+            let line = render_shell(
+                "printf '%s' {{ params.p }}",
+                "command.shell",
+                &ctx(hostile.into()),
+            );
             let line = line.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(sh(&line), hostile, "rendered as {line}");
         }
@@ -145,7 +153,8 @@ mod tests {
             "printf '%s' {{ params.p ~ '' }}",
             "printf '%s' {{ [params.p] | join(' ') }}",
         ] {
-            let line = render_shell(template, "command.shell", &c).unwrap_or_else(|e| panic!("{e}"));
+            let line =
+                render_shell(template, "command.shell", &c).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(sh(&line), "$(echo pwned)", "{template} rendered as {line}");
         }
     }
@@ -153,11 +162,19 @@ mod tests {
     #[test]
     fn numbers_lists_and_the_line_itself() {
         assert_eq!(
-            render_shell("echo {{ params.p }} {{ ds }} | wc -c", "command.shell", &ctx(10.into())),
+            render_shell(
+                "echo {{ params.p }} {{ ds }} | wc -c",
+                "command.shell",
+                &ctx(10.into())
+            ),
             Ok("echo 10 2026-12-01 | wc -c".to_owned())
         );
         assert_eq!(
-            render_shell("echo {{ params.p }}", "command.shell", &ctx(serde_json::json!([1, "a b"]))),
+            render_shell(
+                "echo {{ params.p }}",
+                "command.shell",
+                &ctx(serde_json::json!([1, "a b"]))
+            ),
             Ok("echo '[1, '\\''a b'\\'']'".to_owned())
         );
         assert_eq!(
@@ -173,7 +190,9 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.starts_with("task `say`, field `command.shell`: template uses a variable that is not defined"),
+            err.starts_with(
+                "task `say`, field `command.shell`: template uses a variable that is not defined"
+            ),
             "{err}"
         );
         let err = render_shell(

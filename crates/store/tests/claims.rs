@@ -217,13 +217,19 @@ async fn a_worker_bound_to_environments_claims_only_theirs() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claimed.len(), 3);
-    assert!(claimed.iter().all(|c| c.environment == "prod"), "{claimed:?}");
+    assert!(
+        claimed.iter().all(|c| c.environment == "prod"),
+        "{claimed:?}"
+    );
     let none = db
         .store
         .claim_in("prod-worker", 100, 30.0, Some(&prod))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(none.is_empty(), "DEV's tasks are not for a PROD worker: {none:?}");
+    assert!(
+        none.is_empty(),
+        "DEV's tasks are not for a PROD worker: {none:?}"
+    );
     let dev = db
         .store
         .claim("any-worker", 100, 30.0)

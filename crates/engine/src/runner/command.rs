@@ -151,14 +151,22 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource) -> Outcome {
         argv.join(" "),
         pid.map_or(0, Pid::as_raw)
     ));
-    let out = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(pump(s, job.log.clone(), LogStream::Stdout, redactor.clone())));
-    let err = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(pump(s, job.log.clone(), LogStream::Stderr, redactor.clone())));
+    let out = child.stdout.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            job.log.clone(),
+            LogStream::Stdout,
+            redactor.clone(),
+        ))
+    });
+    let err = child.stderr.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            job.log.clone(),
+            LogStream::Stderr,
+            redactor.clone(),
+        ))
+    });
 
     let timeout = job.timeout;
     let status = tokio::select! {

@@ -724,8 +724,7 @@ fn resolve_command(c: &mut Checker<'_>, path: &str, k: &RawCommand) -> Option<Co
                 &at,
                 format!("secret `{name}` becomes the variable {var}, which `env` sets too"),
             );
-        } else if super::INHERITED_VARIABLES.contains(&var.as_str()) || var.starts_with("DROVER_")
-        {
+        } else if super::INHERITED_VARIABLES.contains(&var.as_str()) || var.starts_with("DROVER_") {
             c.at_value(
                 &at,
                 format!(
