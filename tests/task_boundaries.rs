@@ -246,7 +246,7 @@ tasks:
         assert_eq!(tries[0].1, "success", "{tries:?}");
         let expected = format!("p={injected_p}|q={injected_q}");
         assert!(
-            lines.iter().any(|l| *l == expected),
+            lines.contains(&expected),
             "expected `{expected}` in:\n{}",
             lines.join("\n")
         );

@@ -137,9 +137,7 @@ fn match_encoded(text: &[u8], start: usize, secret: &[u8]) -> Option<usize> {
     let mut j = start;
     for &b in secret {
         let c = *text.get(j)?;
-        if c == b {
-            j += 1;
-        } else if b == b' ' && c == b'+' {
+        if c == b || (b == b' ' && c == b'+') {
             j += 1;
         } else if c == b'%' {
             let hi = hex_value(*text.get(j + 1)?)?;
