@@ -281,6 +281,15 @@ pub(crate) struct WorkerArgs {
     /// Poll interval without notifications, in milliseconds.
     #[arg(long, env = "DROVER_POLL_MS", default_value_t = 2000)]
     pub(crate) poll_ms: u64,
+    /// Claim only the tasks of this environment (repeatable; the variable and the settings
+    /// file take a comma-separated list). Default: every environment.
+    #[arg(
+        long = "env",
+        env = "DROVER_WORKER_ENVS",
+        value_name = "ENV",
+        value_delimiter = ','
+    )]
+    pub(crate) envs: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

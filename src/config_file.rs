@@ -182,6 +182,27 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_is_bound_to_the_environments_of_a_comma_separated_list() {
+        let values = parse("drover.yaml", "worker_envs: prod,stage\n", &cli())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let envs = |args: &[&str]| -> Vec<String> {
+            let matches = apply(cli(), &values)
+                .try_get_matches_from(args)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (_, worker) = matches.subcommand().unwrap_or_else(|| panic!("no command"));
+            worker
+                .get_many::<String>("envs")
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(envs(&["drover", "worker"]), ["prod", "stage"]);
+        assert_eq!(
+            envs(&["drover", "worker", "--env", "dev", "--env", "qa"]),
+            ["dev", "qa"]
+        );
+    }
+
+    #[test]
     fn unknown_and_nested_settings_are_refused_by_name() {
         let e = parse("d.yaml", "sync_sec: 3\n", &cli())
             .err()

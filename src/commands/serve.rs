@@ -87,6 +87,7 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     );
     config.grace = Duration::from_secs_f64(args.grace_secs.max(0.0));
     config.poll = Duration::from_millis(args.poll_ms.max(10));
+    config.environments = bound_environments(&store, &args.envs).await?;
     let plane = drover_engine::data::DataPlane::connect(
         &store,
         u32::try_from(args.concurrency).unwrap_or(8) + 2,
@@ -98,4 +99,50 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         .run(stop)
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The environments a worker is bound to (`None`: all), each a possible environment name;
+/// a name no environment has yet is worth a warning (the scheduler may not have read the
+/// files yet), not a refusal.
+async fn bound_environments(
+    store: &drover_store::Store,
+    names: &[String],
+) -> Result<Option<Vec<String>>> {
+    let mut names: Vec<String> = names
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    names.sort();
+    names.dedup();
+    for name in &names {
+        let valid = name.len() <= 31
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            anyhow::bail!(
+                "`--env {name}`: an environment name is lower-case letters, digits and `_`, starting with a letter"
+            );
+        }
+    }
+    let known: Vec<String> = store
+        .environments()
+        .await
+        .map(|envs| envs.into_iter().map(|e| e.name).collect())
+        .unwrap_or_default();
+    for name in &names {
+        if !known.is_empty() && !known.contains(name) {
+            tracing::warn!(
+                environment = %name,
+                "this worker is bound to an environment that is not defined (yet){}",
+                drover_spec::environment::suggest_name(name, known.iter().map(String::as_str))
+            );
+        }
+    }
+    Ok(Some(names))
 }

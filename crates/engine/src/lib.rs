@@ -14,6 +14,7 @@ mod plan;
 pub mod promotion;
 pub mod runner;
 mod scheduler;
+pub mod secrets;
 mod task_specs;
 mod worker;
 

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use drover_map::Redactor;
 use drover_spec::environment::{EmailTarget, Environment, NotificationChannel, SecretRef};
 use drover_store::{NotificationRow, Store};
 use lettre::message::header::ContentType;
@@ -110,17 +111,23 @@ impl Notifier {
                 .await?;
             return Ok(());
         }
-        let outcome = match (&channel.webhook, &channel.email) {
+        let (outcome, redactor) = match (&channel.webhook, &channel.email) {
             (Some(hook), _) => match secret(hook, "webhook URL") {
-                Ok(url) => self.post(&url, n).await,
-                Err(e) => Err(e),
+                Ok(url) => (self.post(&url, n).await, url_redactor(&url)),
+                Err(e) => (Err(e), Redactor::default()),
             },
             (None, Some(email)) => match secret(&email.smtp, "SMTP server URL") {
-                Ok(url) => self.mail(&url, email, n).await,
-                Err(e) => Err(e),
+                Ok(url) => (self.mail(&url, email, n).await, url_redactor(&url)),
+                Err(e) => (Err(e), Redactor::default()),
             },
-            (None, None) => Err("the channel has neither a webhook nor an email".to_owned()),
+            (None, None) => (
+                Err("the channel has neither a webhook nor an email".to_owned()),
+                Redactor::default(),
+            ),
         };
+        // A server's answer may echo the URL's secret parts (an SMTP 535 quoting AUTH, a
+        // proxy quoting the path), in any encoding: none of it is stored or logged.
+        let outcome = outcome.map_err(|e| redactor.redact(&e));
         match outcome {
             Ok(()) => {
                 self.store
@@ -231,6 +238,52 @@ fn without_url(e: &reqwest::Error) -> String {
     s
 }
 
+/// A redactor for a channel URL's secret parts: the whole URL, its password (as written and
+/// decoded: SMTP `AUTH` sends it decoded) and its path and query (a webhook's token).
+fn url_redactor(url: &str) -> Redactor {
+    let mut parts = vec![url.to_owned()];
+    if let Some((_, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            parts.push(password.to_owned());
+            parts.push(percent_decode(password));
+        }
+        // A bare `/` or a short path is no secret, and redacting it would garble the text.
+        if path.len() >= 8 {
+            parts.push(path.to_owned());
+        }
+    }
+    Redactor::new(parts.iter().map(String::as_str))
+}
+
+/// `%XX` sequences decoded (invalid ones kept as written).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                let v = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn secret(at: &SecretRef, what: &str) -> Result<String, String> {
     match at {
         SecretRef::Env(var) => std::env::var(var).map_err(|_| {
@@ -314,5 +367,40 @@ fn headline(n: &NotificationRow) -> String {
             n.dag_id, n.task_id, n.environment
         ),
         other => format!("{other}: {} in {}", n.dag_id, n.environment),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_urls_secret_parts_are_redacted_in_every_form() {
+        let smtp = url_redactor("smtps://ops%40example.com:p%40ss-w0rd!@mail.example.com:465");
+        // 535 replies that quote the AUTH PLAIN and AUTH LOGIN exchanges.
+        for (reply, leaked) in [
+            (
+                "535 5.7.8 bad credentials for AGJvYgBwQHNzLXcwcmQh",
+                "QHNzLXcw",
+            ),
+            ("535 5.7.8 bad password cEBzcy13MHJkIQ==", "cEBzcy13MHJkIQ"),
+            ("535 wrong password p@ss-w0rd!", "p@ss-w0rd!"),
+            ("535 wrong password p%40ss-w0rd!", "p%40ss-w0rd!"),
+        ] {
+            let redacted = smtp.redact(reply);
+            assert!(
+                redacted.contains("***") && !redacted.contains(leaked),
+                "{reply} → {redacted}"
+            );
+        }
+        let hook = url_redactor("https://hooks.example.com/services/T000/B000/XXXXSECRET");
+        let redacted = hook.redact(
+            "proxy said: no route to /services/T000/B000/XXXXSECRET (%2Fservices%2FT000%2FB000%2FXXXXSECRET)",
+        );
+        assert_eq!(redacted, "proxy said: no route to /*** (%2F***)");
+        assert_eq!(
+            url_redactor("smtp://127.0.0.1:25").redact("the SMTP server did not take the email"),
+            "the SMTP server did not take the email"
+        );
     }
 }

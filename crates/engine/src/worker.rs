@@ -29,6 +29,9 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// On stop: how long running tasks may take to finish before they are given back.
     pub grace: Duration,
+    /// Claim only the task instances of these environments (`None`: of every environment).
+    /// A worker bound to PROD runs on PROD's machines with PROD's variables and nothing else.
+    pub environments: Option<Vec<String>>,
 }
 
 impl WorkerConfig {
@@ -40,6 +43,7 @@ impl WorkerConfig {
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_secs(2),
             grace: Duration::from_secs(30),
+            environments: None,
         }
     }
 }
@@ -100,7 +104,12 @@ impl Worker {
             )
         })
         .await?;
-        tracing::info!(worker = %cfg.id, concurrency = cfg.concurrency, "worker started");
+        tracing::info!(
+            worker = %cfg.id,
+            concurrency = cfg.concurrency,
+            environments = cfg.environments.as_ref().map_or_else(|| "all".to_owned(), |e| e.join(",")),
+            "worker started"
+        );
 
         let running: RunningSet = Arc::new(Mutex::new(HashMap::new()));
         let wake = Arc::new(Notify::new());
@@ -130,11 +139,19 @@ impl Worker {
             let free = cfg.concurrency.saturating_sub(lock(&running).len());
             let mut claimed_all = false;
             if free > 0 {
-                match self
-                    .store
-                    .claim(&cfg.id, free as i64, cfg.lease.as_secs_f64())
-                    .await
-                {
+                // The claim may wait for its turn (a bounded wait); a stop asked for meanwhile
+                // is honoured at once (the unfinished claim's transaction is rolled back).
+                let claim = self.store.claim_in(
+                    &cfg.id,
+                    free as i64,
+                    cfg.lease.as_secs_f64(),
+                    cfg.environments.as_deref(),
+                );
+                let claimed = tokio::select! {
+                    () = &mut shutdown => break,
+                    claimed = claim => claimed,
+                };
+                match claimed {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
                         for task in claimed {

@@ -266,7 +266,7 @@ impl MapError {
     /// Removes a secret from every text field (used on the identity path).
     pub(crate) fn scrubbed(self, secret: &crate::Secret) -> Self {
         match self {
-            MapError::Auth(m) => MapError::Auth(secret.scrub(&m)),
+            MapError::Auth(m) => MapError::Auth(secret.redact(&m)),
             MapError::Transport {
                 operation,
                 message,
@@ -274,7 +274,7 @@ impl MapError {
                 maybe_executed,
             } => MapError::Transport {
                 operation,
-                message: secret.scrub(&message),
+                message: secret.redact(&message),
                 timeout,
                 maybe_executed,
             },
@@ -285,11 +285,11 @@ impl MapError {
             } => MapError::Http {
                 operation,
                 status,
-                detail: secret.scrub(&detail),
+                detail: secret.redact(&detail),
             },
             MapError::Protocol { operation, message } => MapError::Protocol {
                 operation,
-                message: secret.scrub(&message),
+                message: secret.redact(&message),
             },
             MapError::RetriesExhausted {
                 operation,

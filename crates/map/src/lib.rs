@@ -42,6 +42,6 @@ pub use marketo::{
 pub use poll::PollPolicy;
 pub use rate_limit::{MAX_CALLS_PER_20S, MAX_CONCURRENCY, Permit, RateLimit, RateLimiter};
 pub use retry::RetryPolicy;
-pub use secret::Secret;
+pub use secret::{REDACTED, Redactor, Secret};
 pub use usage::Usage;
 pub use windows::{DateWindow, MAX_EXPORT_WINDOW_DAYS, split_date_range};

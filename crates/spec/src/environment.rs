@@ -58,6 +58,23 @@ pub struct Environment {
     /// Where to tell people when runs fail, give up or recover.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<NotificationChannel>,
+    /// Secrets command tasks of this environment may ask for by name (`secrets: [name]`),
+    /// each read from where it says, by the worker, when a try starts. A task gets only those
+    /// it names, as the variable of the upper-cased name (`crm_token` → `CRM_TOKEN`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub secrets: IndexMap<String, SecretRef>,
+}
+
+/// Whether `name` may name a secret: `^[a-z][a-z0-9_]*$`.
+pub fn is_secret_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The environment variable a secret reaches a task as: its name upper-cased.
+pub fn secret_variable(name: &str) -> String {
+    name.to_ascii_uppercase()
 }
 
 /// `limits:` of an environment.
@@ -345,6 +362,25 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
             return Err(diags);
         }
     }
+    if let Some(secrets) = doc.get("secrets").and_then(yaml_serde::Value::as_mapping) {
+        let mut diags = Vec::new();
+        for (key, value) in secrets {
+            if value.is_string() || value.is_number() || value.is_bool() {
+                let name = key.as_str().unwrap_or_default();
+                let pos = positions().locate(&format!("secrets.{name}")).value;
+                diags.push(Diagnostic::new(
+                    file,
+                    pos,
+                    format!(
+                        "secret `{name}` must say where it comes from (`{{ env: VARIABLE }}` or `{{ file: /path }}`), never hold the secret itself"
+                    ),
+                ));
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+    }
     if let Some(channels) = doc
         .get("notifications")
         .and_then(yaml_serde::Value::as_sequence)
@@ -540,6 +576,16 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
             at(
                 &format!("variables.{key}"),
                 format!("invalid variable name `{key}`: use letters, digits and `_`"),
+            );
+        }
+    }
+    for name in env.secrets.keys() {
+        if !is_secret_name(name) {
+            at(
+                &format!("secrets.{name}"),
+                format!(
+                    "invalid secret name `{name}`: use lower-case letters, digits and `_`, starting with a letter"
+                ),
             );
         }
     }
@@ -826,5 +872,50 @@ variables: { sync_list: DEV Leads }
         assert_eq!(errs[0].line, 10, "{errs:?}");
         assert!(errs[0].message.contains("operators"), "{errs:?}");
         assert!(errs[0].message.contains("operator"), "{errs:?}");
+    }
+
+    #[test]
+    fn secrets_are_named_references_never_values() {
+        let ok = format!(
+            "{DEV}secrets:\n  crm_token: {{ env: DROVER_DEV_CRM_TOKEN }}\n  ftp_key: {{ file: /run/secrets/ftp }}\n"
+        );
+        let env =
+            load_environment("environments/dev.yaml", &ok).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            env.secrets.get("crm_token"),
+            Some(&SecretRef::Env("DROVER_DEV_CRM_TOKEN".to_owned()))
+        );
+        assert_eq!(secret_variable("crm_token"), "CRM_TOKEN");
+        let literal = ok.replace("{ env: DROVER_DEV_CRM_TOKEN }", "tok-s3cr3t");
+        let errs = load_environment("environments/dev.yaml", &literal)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].line, errs[0].column), (11, 14));
+        assert!(errs[0].message.contains("never hold the secret itself"));
+        assert!(!errs[0].to_string().contains("s3cr3t"));
+        let bad = ok.replace("crm_token:", "CRM-Token:");
+        let errs = load_environment("environments/dev.yaml", &bad)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            errs.first().map(|d| (d.line, d.message.as_str())),
+            Some((
+                11,
+                "invalid secret name `CRM-Token`: use lower-case letters, digits and `_`, starting with a letter"
+            ))
+        );
+        let neither = ok.replace("{ file: /run/secrets/ftp }", "{ path: /x }");
+        assert!(load_environment("environments/dev.yaml", &neither).is_err());
+    }
+
+    #[test]
+    fn secret_names() {
+        for ok in ["a", "crm_token", "k2"] {
+            assert!(is_secret_name(ok), "{ok}");
+        }
+        for bad in ["", "2k", "_a", "Crm", "a-b", "a b"] {
+            assert!(!is_secret_name(bad), "{bad}");
+        }
     }
 }

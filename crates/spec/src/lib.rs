@@ -11,4 +11,5 @@ pub mod graph;
 pub mod schedule;
 pub mod suggest;
 pub mod template;
+pub mod template_shell;
 pub mod yaml;

@@ -10,8 +10,9 @@ use crate::notify::{CHANNEL_QUEUE, CHANNEL_RUNS};
 use crate::runs::finish_runs;
 use crate::{Result, RunState, Store, StoreError, TaskState};
 
-/// The advisory lock claims take turns on.
-const CLAIM_LOCK: i64 = 0x0d12_0fe2_c1a1;
+/// How long a claim waits for its turn before giving up this round (the worker tries again;
+/// it never waits without bound, so it stays responsive to a stop).
+const CLAIM_TURN_WAIT: &str = "5s";
 
 /// How many times a task lost with its worker is queued again without using one of its
 /// retries.
@@ -112,15 +113,43 @@ impl Store {
         limit: i64,
         lease_secs: f64,
     ) -> Result<Vec<ClaimedTask>> {
-        // Claims take turns (a transaction-level advisory lock), so each sees the others' claims
-        // and no environment ever runs more than its `concurrency` task instances at once. The
-        // start is stamped with the clock, not the transaction's start (`now()`), which may
-        // precede the wait for the lock and so the completion of the upstream task.
+        self.claim_in(worker_id, limit, lease_secs, None).await
+    }
+
+    /// [`Store::claim`], of the task instances of `environments` only (`None`: of all).
+    pub async fn claim_in(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        lease_secs: f64,
+        environments: Option<&[String]>,
+    ) -> Result<Vec<ClaimedTask>> {
+        // Claims take turns (a row lock on `claim_turn`, which only Drover's role can take),
+        // so each sees the others' claims and no environment ever runs more than its
+        // `concurrency` task instances at once. The wait for the turn is bounded: a claim
+        // that does not get it in time claims nothing this round. The start is stamped with
+        // the clock, not the transaction's start (`now()`), which may precede the wait for
+        // the turn and so the completion of the upstream task.
         let mut tx = self.pool.begin().await?;
-        sqlx::query("select pg_advisory_xact_lock($1)")
-            .bind(CLAIM_LOCK)
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "set local lock_timeout = '{CLAIM_TURN_WAIT}'"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        match sqlx::query("select id from claim_turn for update")
             .execute(&mut *tx)
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+                tracing::warn!(
+                    waited = CLAIM_TURN_WAIT,
+                    "no turn to claim: another claim holds it; trying again"
+                );
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        }
         let claimed = sqlx::query_as(
             // The locking pick must run exactly once: as `t.id in (subquery)` the planner may
             // put it on the inner side of a nested loop and rescan it for every queued row, and
@@ -133,7 +162,7 @@ impl Store {
              room as ( \
                select e.name, greatest(0, coalesce((e.spec->>'concurrency')::int, 8) - coalesce(b.n, 0))::int8 as free \
                from environment e left join busy b on b.environment = e.name \
-               where not {in_maintenance}), \
+               where not {in_maintenance} and ($4::text[] is null or e.name = any($4))), \
              picked as materialized ( \
                select q.id from room cross join lateral ( \
                  select t.id, t.priority from task_instance t \
@@ -155,6 +184,7 @@ impl Store {
         .bind(worker_id)
         .bind(lease_secs)
         .bind(limit)
+        .bind(environments)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -108,6 +108,11 @@ impl MapClients {
         }
     }
 
+    /// The `{ env: NAME }` values this process was handed.
+    pub fn provided(&self) -> &HashMap<String, Secret> {
+        &self.provided
+    }
+
     /// The client of `env` (built on first use).
     pub(crate) fn client(&self, env: &Environment) -> Result<Arc<dyn MapConnector>, TaskError> {
         let mut clients = self

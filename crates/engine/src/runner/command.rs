@@ -1,24 +1,45 @@
 //! `command`: a process with arguments, environment and working directory. Its output goes to
 //! the task log line by line; on timeout or cancellation its whole process group is stopped
 //! (SIGTERM, then SIGKILL after a grace period).
+//!
+//! A task sees only what it is given: the process starts from an empty environment plus
+//! [`INHERITED_VARIABLES`] of the worker's, the `DROVER_*` facts of the try, the task's `env:`
+//! and the secrets it names (from its own environment's file only). Nothing else of the
+//! worker's environment (the database URL, other environments' MAP credentials, SMTP and
+//! webhook URLs) reaches it. Its output and its error go through a redactor of the secrets it
+//! was given, so a task that prints its own secret leaves `***` in the log.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use drover_spec::dag::{CommandProgram, TaskKind};
+use std::sync::Arc;
+
+use drover_map::Redactor;
+use drover_spec::dag::{CommandProgram, INHERITED_VARIABLES, TaskKind};
 use drover_spec::template::render;
+use drover_spec::template_shell::render_shell;
 use drover_store::{LogStream, Outcome};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::{Job, LogSink, RunFuture, Runner, cancelled, process_guard};
+use crate::secrets::SecretSource;
 
 /// How long a stopped process group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
-#[derive(Debug)]
-pub(crate) struct CommandRunner;
+#[derive(Debug, Default)]
+pub(crate) struct CommandRunner {
+    secrets: SecretSource,
+}
+
+impl CommandRunner {
+    /// Tasks' secrets read from `secrets`.
+    pub(crate) fn new(secrets: SecretSource) -> Self {
+        Self { secrets }
+    }
+}
 
 fn failed(error: impl Into<String>, retryable: bool) -> Outcome {
     Outcome::Failed {
@@ -30,11 +51,11 @@ fn failed(error: impl Into<String>, retryable: bool) -> Outcome {
 
 impl Runner for CommandRunner {
     fn run<'a>(&'a self, job: Job<'a>) -> RunFuture<'a> {
-        Box::pin(run_command(job))
+        Box::pin(run_command(job, &self.secrets))
     }
 }
 
-async fn run_command(mut job: Job<'_>) -> Outcome {
+async fn run_command(mut job: Job<'_>, secrets: &SecretSource) -> Outcome {
     let TaskKind::Command(spec) = &job.task.kind else {
         return failed("not a command task", false);
     };
@@ -50,7 +71,7 @@ async fn run_command(mut job: Job<'_>) -> Outcome {
                 vec![
                     "sh".to_owned(),
                     "-c".to_owned(),
-                    render(line, "command.shell", ctx)?,
+                    render_shell(line, "command.shell", ctx)?,
                 ]
             }
         };
@@ -73,7 +94,34 @@ async fn run_command(mut job: Job<'_>) -> Outcome {
     let Some((program, args)) = argv.split_first() else {
         return failed("empty command", false);
     };
+    let given = if spec.secrets.is_empty() {
+        Vec::new()
+    } else {
+        let Some(environment) = job.environment.as_deref() else {
+            return failed(
+                format!(
+                    "task `{}` names secrets, but this worker cannot read environment `{}`'s file",
+                    ctx.task_id, ctx.env.name
+                ),
+                true,
+            );
+        };
+        match secrets.for_task(&ctx.task_id, &spec.secrets, environment) {
+            Ok(given) => given,
+            Err(why) => {
+                job.log.system(format!("failed: {why}"));
+                return failed(why, false);
+            }
+        }
+    };
+    let redactor = Arc::new(Redactor::new(given.iter().map(|(_, s)| s.expose())));
     let mut cmd = process_guard::command(program, args);
+    cmd.env_clear();
+    for var in INHERITED_VARIABLES {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
     cmd.envs(env)
         .env("DROVER_DAG_ID", &ctx.dag_id)
         .env("DROVER_TASK_ID", &ctx.task_id)
@@ -81,6 +129,7 @@ async fn run_command(mut job: Job<'_>) -> Outcome {
         .env("DROVER_TRY_NUMBER", ctx.try_number.to_string())
         .env("DROVER_LOGICAL_DATE", &ctx.logical_date)
         .env("DROVER_ENV", &ctx.env.name)
+        .envs(given.iter().map(|(var, value)| (var, value.expose())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -102,14 +151,22 @@ async fn run_command(mut job: Job<'_>) -> Outcome {
         argv.join(" "),
         pid.map_or(0, Pid::as_raw)
     ));
-    let out = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(pump(s, job.log.clone(), LogStream::Stdout)));
-    let err = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(pump(s, job.log.clone(), LogStream::Stderr)));
+    let out = child.stdout.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            job.log.clone(),
+            LogStream::Stdout,
+            redactor.clone(),
+        ))
+    });
+    let err = child.stderr.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            job.log.clone(),
+            LogStream::Stderr,
+            redactor.clone(),
+        ))
+    });
 
     let timeout = job.timeout;
     let status = tokio::select! {
@@ -145,10 +202,19 @@ async fn run_command(mut job: Job<'_>) -> Outcome {
     outcome
 }
 
-async fn pump(stream: impl AsyncRead + Unpin, log: LogSink, kind: LogStream) {
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    log: LogSink,
+    kind: LogStream,
+    redactor: Arc<Redactor>,
+) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        log.line(kind, line);
+        if redactor.is_empty() {
+            log.line(kind, line);
+        } else {
+            log.line(kind, redactor.redact(&line));
+        }
     }
 }
 

@@ -79,7 +79,7 @@ pub struct Runners {
 impl Default for Runners {
     fn default() -> Self {
         Self {
-            command: command::CommandRunner,
+            command: command::CommandRunner::default(),
             noop: NoopRunner,
             data: None,
         }
@@ -88,10 +88,13 @@ impl Default for Runners {
 
 impl Runners {
     /// Runners for every kind, the data kinds on `plane`.
+    /// Command tasks' secrets come from where the plane's MAP credentials do.
     pub fn with_data(plane: crate::data::DataPlane) -> Self {
+        let secrets = crate::secrets::SecretSource::with_provided(plane.maps().provided().clone());
         Self {
+            command: command::CommandRunner::new(secrets),
+            noop: NoopRunner,
             data: Some(crate::data::DataRunner::new(plane)),
-            ..Self::default()
         }
     }
 

@@ -196,10 +196,21 @@ impl MarketoClient {
     }
 
     async fn attempt(&self, call: &Call) -> Result<Reply, Failure> {
-        let shared = &self.shared;
         // Token first: identity calls are free, and a call that cannot be authenticated must
         // not cost budget.
         let token = self.token().await.map_err(Failure::stop)?;
+        // What the MAP answers may echo the token (a URL, a header) in any encoding.
+        self.attempt_with(call, &token).await.map_err(|f| Failure {
+            error: f
+                .error
+                .scrubbed(&token)
+                .scrubbed(&self.shared.config.client_secret),
+            next: f.next,
+        })
+    }
+
+    async fn attempt_with(&self, call: &Call, token: &Secret) -> Result<Reply, Failure> {
+        let shared = &self.shared;
         shared
             .budget
             .spend(1)
@@ -359,7 +370,7 @@ impl MarketoClient {
         Err(match classify_code(&first.code, &first.message) {
             CodeClass::Reauth => Failure {
                 error: api,
-                next: Next::Reauth(token),
+                next: Next::Reauth(token.clone()),
             },
             CodeClass::Transient if first.code == "1016" && call.caller_waits_for_queue => {
                 Failure::stop(api)

@@ -746,9 +746,37 @@ fn resolve_command(c: &mut Checker<'_>, path: &str, k: &RawCommand) -> Option<Co
             );
         }
     }
+    let mut named = std::collections::HashSet::new();
+    for (i, name) in k.secrets.iter().enumerate() {
+        let at = format!("{path}.secrets[{i}]");
+        let var = crate::environment::secret_variable(name);
+        if !crate::environment::is_secret_name(name) {
+            c.at_value(
+                &at,
+                format!(
+                    "invalid secret name `{name}`: use lower-case letters, digits and `_`, starting with a letter"
+                ),
+            );
+        } else if !named.insert(name.as_str()) {
+            c.at_value(&at, format!("secret `{name}` is named twice"));
+        } else if k.env.contains_key(&var) {
+            c.at_value(
+                &at,
+                format!("secret `{name}` becomes the variable {var}, which `env` sets too"),
+            );
+        } else if super::INHERITED_VARIABLES.contains(&var.as_str()) || var.starts_with("DROVER_") {
+            c.at_value(
+                &at,
+                format!(
+                    "secret `{name}` would become the variable {var}, which Drover sets itself: rename it"
+                ),
+            );
+        }
+    }
     Some(CommandSpec {
         program,
         env: k.env.clone(),
+        secrets: k.secrets.clone(),
         workdir: k.workdir.clone(),
     })
 }

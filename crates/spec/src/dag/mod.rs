@@ -177,8 +177,15 @@ pub enum CheckSource {
 pub struct CommandSpec {
     pub program: CommandProgram,
     pub env: IndexMap<String, String>,
+    /// Secrets of the run's environment the process gets, by name (each as the variable of
+    /// its upper-cased name).
+    pub secrets: Vec<String>,
     pub workdir: Option<String>,
 }
+
+/// The worker's own variables a command task inherits; everything else of the worker's
+/// environment stays out of the task.
+pub const INHERITED_VARIABLES: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandProgram {
@@ -332,5 +339,15 @@ mod tests {
         assert_eq!(delays(Backoff::Constant), vec![60, 60, 60, 60, 60]);
         assert_eq!(delays(Backoff::Linear), vec![60, 120, 180, 240, 300]);
         assert_eq!(delays(Backoff::Exponential), vec![60, 120, 240, 300, 300]);
+    }
+
+    #[test]
+    fn command_tasks_name_their_secrets() {
+        let src = "id: d\ntasks:\n  - id: push\n    command:\n      shell: push --token \"$CRM_TOKEN\"\n      secrets: [crm_token]\n";
+        let dag = load_dag("dags/d.yaml", src).unwrap_or_else(|e| panic!("{e:?}"));
+        let Some(TaskKind::Command(cmd)) = dag.task("push").map(|t| &t.kind) else {
+            panic!("not a command task");
+        };
+        assert_eq!(cmd.secrets, vec!["crm_token".to_owned()]);
     }
 }

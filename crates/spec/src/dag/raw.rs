@@ -106,6 +106,8 @@ pub(crate) struct RawCommand {
     pub(crate) shell: Option<String>,
     #[serde(default)]
     pub(crate) env: IndexMap<String, String>,
+    #[serde(default)]
+    pub(crate) secrets: Vec<String>,
     pub(crate) workdir: Option<String>,
 }
 
