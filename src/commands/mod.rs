@@ -92,11 +92,13 @@ pub(crate) fn dag_source(folders: &crate::cli::Folders) -> Result<drover_engine:
                 &folders.repo_cache,
                 folders.environments_dir.clone(),
             )
-            .with_context(|| format!("cannot open the DAG repository {location}"))?,
+            .with_context(|| format!("cannot open the DAG repository {location}"))?
+            .with_max_dag_bytes(folders.max_dag_bytes.0),
         ),
         None => drover_engine::DagSource::Folder(drover_engine::FolderSource {
             dags_dir: folders.dags_dir.clone(),
             environments_dir: folders.environments_dir.clone(),
+            max_dag_bytes: folders.max_dag_bytes.0,
         }),
     })
 }

@@ -190,12 +190,33 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    /// How long a caller waits for a fetch.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Fetch every branch of the remote, waiting at most the timeout.
     pub fn fetch(&self) -> Result<(), RepoError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.start(move |result| {
+            let _ = tx.send(result);
+        })?;
+        match rx.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(_) => Err(RepoError::FetchTimeout(self.timeout)),
+        }
+    }
+
+    /// Start a fetch on its own thread and hand its result to `done`; the caller decides how
+    /// long to wait (async callers wait without holding a thread). Refused while an earlier
+    /// fetch still runs.
+    pub fn start(
+        &self,
+        done: impl FnOnce(Result<(), RepoError>) + Send + 'static,
+    ) -> Result<(), RepoError> {
         if self.running.swap(true, Ordering::AcqRel) {
             return Err(RepoError::FetchStillRunning);
         }
-        let (tx, rx) = std::sync::mpsc::channel();
         let (git_dir, credentials, running) = (
             self.git_dir.clone(),
             self.credentials.clone(),
@@ -207,19 +228,15 @@ impl Fetcher {
             .spawn(move || {
                 let result = fetch_into(&git_dir, &credentials, deadline);
                 running.store(false, Ordering::Release);
-                let _ = tx.send(result);
+                done(result);
             });
-        if let Err(e) = spawned {
+        spawned.map(|_| ()).map_err(|e| {
             self.running.store(false, Ordering::Release);
-            return Err(RepoError::Io {
+            RepoError::Io {
                 path: self.git_dir.display().to_string(),
                 source: e,
-            });
-        }
-        match rx.recv_timeout(self.timeout) {
-            Ok(result) => result,
-            Err(_) => Err(RepoError::FetchTimeout(self.timeout)),
-        }
+            }
+        })
     }
 }
 

@@ -1,0 +1,89 @@
+//! The control plane keeps its promises under trouble: scheduling goes on while the DAG
+//! remote never answers.
+
+mod support;
+
+use std::time::Duration;
+
+use drover_engine::{DagSource, FolderSource, GitSource, Scheduler, SchedulerConfig};
+use drover_store::{RunFilter, RunState};
+use support::{TestDb, Workspace, eventually, runtime, server_url};
+
+/// A TCP port that accepts connections and never answers on them.
+fn silent_remote() -> String {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    format!("http://127.0.0.1:{port}/dags.git")
+}
+
+#[test]
+fn scheduling_goes_on_while_the_dag_remote_never_answers() {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    ws.dag(
+        "hourly",
+        "id: hourly\nschedule: \"@hourly\"\ntasks:\n  - id: a\n    noop: {}\n",
+    );
+    rt.block_on(async {
+        let store = db.store().await;
+        // What an earlier sync recorded: the DAG, in dev.
+        FolderSource::new(ws.dags(), ws.environments())
+            .sync(&store)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Now the DAGs come from a remote that never answers, with a fetch timeout far longer
+        // than the test: a sync inside the loop would hold it for all that time.
+        let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let git =
+            GitSource::open_unfetched(&silent_remote(), "dags", cache.path(), ws.environments())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .with_fetch_timeout(Duration::from_secs(600));
+        let scheduler = Scheduler::new(
+            store.clone(),
+            SchedulerConfig {
+                tick: Duration::from_millis(200),
+                source: Some(DagSource::Git(git)),
+                sync_every: Duration::from_millis(100),
+                ..SchedulerConfig::default()
+            },
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(scheduler.run(async {
+            let _ = stopped.await;
+        }));
+        let started = std::time::Instant::now();
+        let run = eventually(
+            "the scheduled run to be created and started",
+            Duration::from_secs(10),
+            || async {
+                store
+                    .list_runs(&RunFilter {
+                        dag_id: Some("hourly".to_owned()),
+                        environment: Some("dev".to_owned()),
+                        state: None,
+                        limit: 10,
+                    })
+                    .await
+                    .ok()
+                    .and_then(|runs| runs.into_iter().find(|r| r.state != RunState::Queued))
+            },
+        )
+        .await;
+        assert_eq!(run.run_type.as_str(), "scheduled");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let _ = stop.send(());
+        let stopped_in = tokio::time::timeout(Duration::from_secs(10), running).await;
+        assert!(
+            stopped_in.is_ok(),
+            "the scheduler stops promptly, its sync abandoned"
+        );
+    });
+}
