@@ -87,3 +87,48 @@ fn scheduling_goes_on_while_the_dag_remote_never_answers() {
         );
     });
 }
+
+#[test]
+fn a_fifty_megabyte_dag_file_is_refused_at_once_with_its_size_and_the_limit() {
+    let ws = Workspace::new();
+    ws.dag("good", "id: good\ntasks:\n  - id: a\n    noop: {}\n");
+    let big = ws.dags().join("huge.yaml");
+    std::fs::write(&big, "id: huge\ntasks: []\n").unwrap_or_else(|e| panic!("{e}"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap_or_else(|e| panic!("{e}"));
+    file.set_len(50 * 1024 * 1024)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let start = std::time::Instant::now();
+    let out = support::bare_drover()
+        .args(["dags", "validate", "--format", "json"])
+        .arg(ws.dags())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "file is 52.4 MB (52428800 bytes), over the 1 MB limit for a DAG file: it was not read"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("huge.yaml"), "{text}");
+    assert!(!out.status.success());
+    // The limit is a setting; a file under it validates as before.
+    let out = support::bare_drover()
+        .args(["dags", "validate", "--max-dag-bytes", "10kB"])
+        .arg(ws.dags().join("good.yaml"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
