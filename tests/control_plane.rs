@@ -132,3 +132,127 @@ fn a_fifty_megabyte_dag_file_is_refused_at_once_with_its_size_and_the_limit() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Make every audit insert of this test's database fail, as a full disk or a broken audit
+/// table would.
+async fn break_the_audit_table(store: &drover_store::Store) {
+    sqlx::raw_sql(
+        "create function refuse_audit() returns trigger language plpgsql as \
+         $$ begin raise exception 'the audit table refuses rows'; end $$; \
+         create trigger refuse_audit before insert on audit_event \
+         for each row execute function refuse_audit();",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_change_whose_audit_row_cannot_be_written_does_not_happen() {
+    use drover_engine::ops::{Actor, Operations, TriggerRequest, parse_role};
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    ws.dag("manual", "id: manual\ntasks:\n  - id: a\n    noop: {}\n");
+    rt.block_on(async {
+        let store = db.store().await;
+        FolderSource::new(ws.dags(), ws.environments())
+            .sync(&store)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ops = Operations::new(store.clone());
+        let admin = Actor::with_role("ana", parse_role("admin").unwrap_or_else(|| panic!()));
+        let request = TriggerRequest {
+            dag_id: "manual".to_owned(),
+            environment: "dev".to_owned(),
+            params: Vec::new(),
+            logical_date: None,
+        };
+        // With a working audit table: a run, marked succeeded, each with its event.
+        let run = ops
+            .trigger(&admin, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // One scheduler pass starts it (its task instances are made).
+        Scheduler::new(store.clone(), SchedulerConfig::default())
+            .pass(&[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ops.mark(&admin, run, RunState::Success)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let events = store.audit_events(100).await.unwrap_or_default().len();
+        assert_eq!(events, 2);
+        let runs = |store: drover_store::Store| async move {
+            store
+                .list_runs(&RunFilter {
+                    dag_id: Some("manual".to_owned()),
+                    environment: None,
+                    state: None,
+                    limit: 100,
+                })
+                .await
+                .unwrap_or_default()
+        };
+        assert_eq!(runs(store.clone()).await.len(), 1);
+
+        break_the_audit_table(&store).await;
+        // Trigger: no run without its event.
+        let refused = ops.trigger(&admin, &request).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("refuses rows")),
+            "{refused:?}"
+        );
+        assert_eq!(runs(store.clone()).await.len(), 1, "no run was created");
+        // Mark: the run keeps its state.
+        assert!(ops.mark(&admin, run, RunState::Failed).await.is_err());
+        let kept = store.get_run(run).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kept.state, RunState::Success, "the run was not marked");
+        // Clear: the task stays finished.
+        let refused = ops.clear(&admin, run, &["a".to_owned()]).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("refuses rows")),
+            "{refused:?}"
+        );
+        let tasks = store.task_instances(run).await.unwrap_or_default();
+        assert!(
+            !tasks.is_empty() && tasks.iter().all(|t| t.state.0.as_str() == "success"),
+            "the task was not cleared: {:?}",
+            tasks.iter().map(|t| t.state.0.as_str()).collect::<Vec<_>>()
+        );
+        // Users: added, given a role, given a token, disabled only with their events.
+        let mut tx = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        tx.create_user("bo", "x", "viewer")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let audited = tx
+            .audit(
+                "ana",
+                "user.add",
+                None,
+                None,
+                None,
+                &serde_json::json!({ "user": "bo" }),
+            )
+            .await;
+        assert!(audited.is_err());
+        drop(tx);
+        assert!(
+            store
+                .user("bo")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none(),
+            "the user was not added"
+        );
+        assert_eq!(
+            store.audit_events(100).await.unwrap_or_default().len(),
+            events,
+            "no event either"
+        );
+    });
+}

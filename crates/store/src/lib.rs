@@ -18,6 +18,7 @@ mod slos;
 mod staging;
 mod states;
 mod tasks;
+mod tx;
 mod usage;
 mod users;
 mod workers;
@@ -43,6 +44,7 @@ pub use tasks::{
     ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,
     TaskTryRow,
 };
+pub use tx::Tx;
 pub use usage::UsageRow;
 pub use users::{ApiTokenRow, Authenticated, UserRow};
 
