@@ -256,3 +256,204 @@ fn a_change_whose_audit_row_cannot_be_written_does_not_happen() {
         );
     });
 }
+
+/// A DAG repository with three commits of one DAG, environments dev (tracking main), qa and
+/// prod (approval required), synced into `store`; qa and prod run the first commit.
+struct Promotions {
+    _repo: tempfile::TempDir,
+    _ws: Workspace,
+    git: std::sync::Arc<GitSource>,
+    commits: Vec<String>,
+}
+
+async fn promotions(store: &drover_store::Store) -> Promotions {
+    use support::gitrepo::{commit, git};
+    let ws = Workspace::new();
+    let env = |name: &str, order: u32, extra: &str| {
+        let text = format!(
+            "name: {name}\norder: {order}\n{extra}map:\n  kind: marketo\n  base_url: http://127.0.0.1:9\n  client_id: {{ env: X_ID }}\n  client_secret: {{ env: X_SECRET }}\n"
+        );
+        std::fs::write(ws.environments().join(format!("{name}.yaml")), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    env("dev", 1, "branch: main\n");
+    env("qa", 2, "");
+    env(
+        "prod",
+        3,
+        "promotion: { allowed_roles: [admin], require_approval: true }\n",
+    );
+    let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let commits: Vec<String> = (1..=3)
+        .map(|n| {
+            let dag =
+                format!("id: alpha\ndescription: version {n}\ntasks:\n  - id: a\n    noop: {{}}\n");
+            commit(r, &[("dags/alpha.yaml", Some(&dag))], &format!("v{n}"))
+        })
+        .collect();
+    let source = GitSource::open(
+        &r.display().to_string(),
+        "dags",
+        std::path::Path::new("/nonexistent"),
+        ws.environments(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    source.sync(store).await.unwrap_or_else(|e| panic!("{e}"));
+    let git = std::sync::Arc::new(source);
+    let ops = drover_engine::ops::Operations::new(store.clone()).with_git(git.clone());
+    let first = admin("first");
+    ops.promote(&first, "qa", None, Some(&commits[0]), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let asked = ops
+        .promote(&first, "prod", None, Some(&commits[0]), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        asked,
+        drover_engine::promotion::PromotionOutcome::AwaitingApproval { .. }
+    ));
+    ops.approve(&admin("second"), "prod")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Promotions {
+        _repo: repo,
+        _ws: ws,
+        git,
+        commits,
+    }
+}
+
+fn admin(name: &str) -> drover_engine::ops::Actor {
+    drover_engine::ops::Actor::with_role(
+        name,
+        drover_engine::ops::parse_role("admin").unwrap_or_else(|| panic!("admin is a role")),
+    )
+}
+
+/// Sessions of this database waiting for a lock.
+async fn waiting_for_locks(store: &drover_store::Store) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity where datname = current_database() \
+         and wait_event_type = 'Lock'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap_or(0)
+}
+
+#[test]
+fn of_two_concurrent_promotions_one_wins_and_the_other_is_refused() {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    rt.block_on(async {
+        let store = db.store().await;
+        let p = promotions(&store).await;
+        let ops = drover_engine::ops::Operations::new(store.clone()).with_git(p.git.clone());
+        let events_before = store.audit_events(1000).await.unwrap_or_default().len();
+        // Hold qa's row, as a slow change of qa would: both promotions are checked from the
+        // same commit and then wait for the lock.
+        let mut holder = store.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("select 1 from environment where name = 'qa' for update")
+            .execute(&mut *holder)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (ana, bo) = (admin("ana"), admin("bo"));
+        let one = ops.promote(&ana, "qa", None, Some(&p.commits[1]), None);
+        let two = ops.promote(&bo, "qa", None, Some(&p.commits[2]), None);
+        let release = async {
+            eventually("both promotions to wait for qa", Duration::from_secs(20), || async {
+                (waiting_for_locks(&store).await >= 2).then_some(())
+            })
+            .await;
+            holder.commit().await.unwrap_or_else(|e| panic!("{e}"));
+        };
+        let (one, two, ()) = tokio::join!(one, two, release);
+        let (won, lost) = match (&one, &two) {
+            (Ok(_), Err(e)) => (&p.commits[1], e.to_string()),
+            (Err(e), Ok(_)) => (&p.commits[2], e.to_string()),
+            other => panic!("exactly one must win: {other:?}"),
+        };
+        assert!(
+            lost.contains(&format!(
+                "qa moved from {} to {} while this promotion was being checked; look again and retry",
+                &p.commits[0][..10],
+                &won[..10]
+            )),
+            "{lost}"
+        );
+        let deployed = store
+            .current_deployment("qa")
+            .await
+            .ok()
+            .flatten()
+            .map(|d| d.commit_sha);
+        assert_eq!(deployed.as_ref(), Some(won));
+        let events = store.audit_events(1000).await.unwrap_or_default();
+        let promotions: Vec<_> = events[..events.len() - events_before]
+            .iter()
+            .filter(|e| e.action == "environment.promote")
+            .collect();
+        assert_eq!(promotions.len(), 1, "{promotions:?}");
+    });
+}
+
+#[test]
+fn an_approval_whose_move_fails_leaves_the_request_pending() {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    rt.block_on(async {
+        let store = db.store().await;
+        let p = promotions(&store).await;
+        let ops = drover_engine::ops::Operations::new(store.clone()).with_git(p.git.clone());
+        ops.promote(&admin("ana"), "prod", None, Some(&p.commits[1]), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The move itself fails: its deployment row cannot be written.
+        sqlx::raw_sql(
+            "create function refuse_deployment() returns trigger language plpgsql as \
+             $$ begin raise exception 'deployments refused'; end $$; \
+             create trigger refuse_deployment before insert on deployment \
+             for each row execute function refuse_deployment();",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let refused = ops.approve(&admin("bo"), "prod").await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("deployments refused")),
+            "{refused:?}"
+        );
+        let pending = store
+            .pending_promotion("prod")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pending.map(|r| r.commit_sha).as_ref(),
+            Some(&p.commits[1]),
+            "still waiting for approval"
+        );
+        let deployed = store
+            .current_deployment("prod")
+            .await
+            .ok()
+            .flatten()
+            .map(|d| d.commit_sha);
+        assert_eq!(deployed.as_ref(), Some(&p.commits[0]));
+        let approvals = store
+            .audit_events(1000)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.action == "environment.promotion_approved")
+            .count();
+        assert_eq!(
+            approvals, 1,
+            "only the first approval is in the audit trail"
+        );
+    });
+}

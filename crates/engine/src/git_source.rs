@@ -41,6 +41,9 @@ pub struct Plan {
     pub removed: Vec<String>,
     /// (path, message) of files that fail validation.
     pub errors: Vec<(String, String)>,
+    /// The commit the environment ran when this was planned: applying moves it only from
+    /// there.
+    pub from: Option<String>,
 }
 
 impl Plan {
@@ -188,12 +191,18 @@ impl GitSource {
         environment: &str,
         commit: &str,
     ) -> Result<Plan, EngineError> {
+        // The commit it runs first: what the plan starts from, and what applying it expects.
+        let from = store
+            .current_deployment(environment)
+            .await?
+            .map(|d| d.commit_sha);
         // Both at once: the snapshot reads git (on a blocking thread), the blobs read Postgres.
         let (snapshot, current) = tokio::try_join!(self.snapshot(commit), async {
             Ok::<_, EngineError>(store.environment_blobs(environment).await?)
         })?;
         let mut plan = Plan {
             commit: commit.to_owned(),
+            from,
             ..Plan::default()
         };
         let mut seen = std::collections::HashSet::new();
@@ -244,13 +253,38 @@ impl GitSource {
         Ok(plan)
     }
 
-    /// Move `env` to `commit` as planned, recording who did it and how.
+    /// Move `env` to `commit` as planned, recording who did it and how. Refused (a
+    /// conflict) when the environment no longer runs the commit the plan started from.
     pub async fn apply(
         &self,
         store: &Store,
         env: &Environment,
         plan: &Plan,
         by: &Deploy<'_>,
+    ) -> Result<Option<i64>, EngineError> {
+        self.apply_change(store, env, plan, by, None).await
+    }
+
+    /// As [`GitSource::apply`], marking the pending promotion `request` applied in the same
+    /// transaction: if the move fails, the request stays pending.
+    pub async fn apply_request(
+        &self,
+        store: &Store,
+        env: &Environment,
+        plan: &Plan,
+        by: &Deploy<'_>,
+        request: i64,
+    ) -> Result<Option<i64>, EngineError> {
+        self.apply_change(store, env, plan, by, Some(request)).await
+    }
+
+    async fn apply_change(
+        &self,
+        store: &Store,
+        env: &Environment,
+        plan: &Plan,
+        by: &Deploy<'_>,
+        request: Option<i64>,
     ) -> Result<Option<i64>, EngineError> {
         Ok(store
             .apply_commit(&CommitChange {
@@ -264,6 +298,8 @@ impl GitSource {
                 actor: by.actor,
                 approved_by: by.approved_by,
                 note: by.note,
+                expected_from: plan.from.as_deref(),
+                applies_request: request,
             })
             .await?)
     }
