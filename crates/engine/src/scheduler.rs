@@ -159,7 +159,7 @@ impl Scheduler {
         let mut last_full = Instant::now();
         let mut backoff = Duration::from_millis(200);
         let mut dirty: Vec<Uuid> = Vec::new();
-        let mut known_problems: Vec<String> = Vec::new();
+        let mut known_problems = std::collections::HashSet::<String>::new();
         let mut last_retention: Option<Instant> = None;
         let mut last_notify: Option<Instant> = None;
         let mut syncing: Option<tokio::task::JoinHandle<Result<crate::SyncReport, EngineError>>> =
@@ -196,9 +196,9 @@ impl Scheduler {
                 match task.await {
                     Ok(Ok(r)) => {
                         // Say each problem once, not at every sync.
-                        let problems: Vec<String> =
+                        let problems: std::collections::HashSet<String> =
                             r.problems.iter().map(ToString::to_string).collect();
-                        for p in problems.iter().filter(|p| !known_problems.contains(p)) {
+                        for p in problems.iter().filter(|p| !known_problems.contains(*p)) {
                             tracing::warn!(problem = %p, "file skipped: its DAG keeps its last good version");
                         }
                         known_problems = problems;
