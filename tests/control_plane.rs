@@ -1,5 +1,6 @@
-//! The control plane keeps its promises under trouble: scheduling goes on while the DAG
-//! remote never answers.
+//! The control plane keeps its promises under trouble: scheduling and lease recovery go on
+//! while the DAG remote never answers; bad DAG files are refused cheaply; a change and its
+//! audit event commit together; of two concurrent promotions exactly one lands.
 
 mod support;
 
@@ -79,6 +80,36 @@ fn scheduling_goes_on_while_the_dag_remote_never_answers() {
         .await;
         assert_eq!(run.run_type.as_str(), "scheduled");
         assert!(started.elapsed() < Duration::from_secs(10));
+        // A worker took its task and vanished: its lease ran out a moment ago.
+        sqlx::query(
+            "update task_instance set state = 'running', try_number = 1, started_at = now(), \
+             lease_until = now() - interval '1 second' where run_id = $1",
+        )
+        .bind(run.id)
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let recovered = eventually(
+            "the lost task to be recovered",
+            Duration::from_secs(10),
+            || async {
+                store
+                    .task_instances(run.id)
+                    .await
+                    .ok()
+                    .and_then(|tis| tis.into_iter().next())
+                    .filter(|ti| ti.state.0.as_str() != "running")
+            },
+        )
+        .await;
+        assert!(
+            recovered
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("worker lost")),
+            "{:?}",
+            recovered.last_error
+        );
         let _ = stop.send(());
         let stopped_in = tokio::time::timeout(Duration::from_secs(10), running).await;
         assert!(
