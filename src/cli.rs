@@ -74,6 +74,16 @@ pub(crate) struct Folders {
         default_value = ".drover/repos"
     )]
     pub(crate) repo_cache: PathBuf,
+    /// Largest DAG file read (`1MB`, `500kB`, `2MiB` or a number of bytes): a larger file is
+    /// refused unread, with its size and the limit, and the other DAGs are unaffected.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_MAX_DAG_BYTES",
+        default_value = "1MB",
+        value_name = "SIZE"
+    )]
+    pub(crate) max_dag_bytes: drover_spec::bytes::ByteSize,
 }
 
 #[derive(Debug, Subcommand)]

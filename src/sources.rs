@@ -47,12 +47,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Read each file; an unreadable or non-UTF-8 file becomes a diagnostic, not a failure.
-pub(crate) fn read_all(files: &[PathBuf]) -> Vec<Source> {
+/// Read each file; an unreadable or non-UTF-8 file becomes a diagnostic, not a failure, and
+/// so does a DAG file over `max_dag_bytes` (refused by its size on disk, unread).
+pub(crate) fn read_all(files: &[PathBuf], max_dag_bytes: Option<u64>) -> Vec<Source> {
     files
         .iter()
         .map(|path| {
             let name = path.display().to_string();
+            if let (Some(limit), Ok(meta)) = (max_dag_bytes, std::fs::metadata(path))
+                && let Err(d) = drover_spec::dag::check_dag_size(&name, meta.len(), limit)
+            {
+                return (name, Err(d));
+            }
             let text = std::fs::read(path)
                 .map_err(|e| {
                     Diagnostic::new(&name, Position::START, format!("cannot read file: {e}"))

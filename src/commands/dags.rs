@@ -22,11 +22,12 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    pub(crate) fn load(paths: &[PathBuf]) -> Result<Self> {
+    /// `max_bytes`: DAG files larger than this are refused unread.
+    pub(crate) fn load(paths: &[PathBuf], max_bytes: u64) -> Result<Self> {
         let files = yaml_files(paths)?;
         let mut problems = Vec::new();
         let mut readable = Vec::with_capacity(files.len());
-        for (name, text) in read_all(&files) {
+        for (name, text) in read_all(&files, Some(max_bytes)) {
             match text {
                 Ok(text) => readable.push((name, text)),
                 Err(d) => problems.push(d),
@@ -100,14 +101,20 @@ pub(crate) fn run(ctx: &super::Ctx, folders: &Folders, cmd: DagsCommand) -> Resu
             } else {
                 paths
             };
-            validate(&paths, format)
+            validate(&paths, folders.max_dag_bytes.0, format)
         }
         DagsCommand::List { format } => list(
-            &Catalog::load(std::slice::from_ref(&folders.dags_dir))?,
+            &Catalog::load(
+                std::slice::from_ref(&folders.dags_dir),
+                folders.max_dag_bytes.0,
+            )?,
             format,
         ),
         DagsCommand::Show { id, format } => {
-            let catalog = Catalog::load(std::slice::from_ref(&folders.dags_dir))?;
+            let catalog = Catalog::load(
+                std::slice::from_ref(&folders.dags_dir),
+                folders.max_dag_bytes.0,
+            )?;
             show(catalog.find(&id)?, format)
         }
         DagsCommand::Next { dag, count, after } => {
@@ -123,9 +130,12 @@ pub(crate) fn run(ctx: &super::Ctx, folders: &Folders, cmd: DagsCommand) -> Resu
             };
             let path = Path::new(&dag);
             let catalog = if path.is_file() {
-                Catalog::load(&[path.to_path_buf()])?
+                Catalog::load(&[path.to_path_buf()], folders.max_dag_bytes.0)?
             } else {
-                Catalog::load(std::slice::from_ref(&folders.dags_dir))?
+                Catalog::load(
+                    std::slice::from_ref(&folders.dags_dir),
+                    folders.max_dag_bytes.0,
+                )?
             };
             let dag = match catalog.dags.as_slice() {
                 [only] if path.is_file() => only,
@@ -142,8 +152,8 @@ pub(crate) fn run(ctx: &super::Ctx, folders: &Folders, cmd: DagsCommand) -> Resu
     }
 }
 
-fn validate(paths: &[PathBuf], format: Format) -> Result<ExitCode> {
-    let catalog = Catalog::load(paths)?;
+fn validate(paths: &[PathBuf], max_bytes: u64, format: Format) -> Result<ExitCode> {
+    let catalog = Catalog::load(paths, max_bytes)?;
     let valid = catalog.files - catalog.broken_files;
     match format {
         Format::Json => {

@@ -30,7 +30,7 @@ fn validate(paths: &[PathBuf], format: Format) -> Result<ExitCode> {
     let files = yaml_files(paths)?;
     let mut problems = Vec::new();
     let mut envs = Vec::new();
-    for (name, text) in read_all(&files) {
+    for (name, text) in read_all(&files, None) {
         match text
             .map_err(|d| vec![d])
             .and_then(|t| load_environment(&name, &t))

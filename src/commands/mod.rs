@@ -82,21 +82,45 @@ impl Ctx {
 }
 
 /// Where the scheduler and deployment commands read DAGs: the git repository when one is
-/// configured, else the DAGs folder.
+/// configured (fetched now), else the DAGs folder.
 pub(crate) fn dag_source(folders: &crate::cli::Folders) -> Result<drover_engine::DagSource> {
+    open_dag_source(folders, true)
+}
+
+/// As [`dag_source`], leaving a remote's fetch to the first sync: a scheduler starts, and
+/// schedules what it has, even while the remote does not answer.
+pub(crate) fn dag_source_unfetched(
+    folders: &crate::cli::Folders,
+) -> Result<drover_engine::DagSource> {
+    open_dag_source(folders, false)
+}
+
+fn open_dag_source(
+    folders: &crate::cli::Folders,
+    fetch_now: bool,
+) -> Result<drover_engine::DagSource> {
     Ok(match &folders.repo {
-        Some(location) => drover_engine::DagSource::Git(
-            drover_engine::GitSource::open(
-                location,
-                &folders.repo_subdir,
-                &folders.repo_cache,
-                folders.environments_dir.clone(),
+        Some(location) => {
+            let open = if fetch_now {
+                drover_engine::GitSource::open
+            } else {
+                drover_engine::GitSource::open_unfetched
+            };
+            drover_engine::DagSource::Git(
+                open(
+                    location,
+                    &folders.repo_subdir,
+                    &folders.repo_cache,
+                    folders.environments_dir.clone(),
+                )
+                .with_context(|| format!("cannot open the DAG repository {location}"))?
+                .with_max_dag_bytes(folders.max_dag_bytes.0),
             )
-            .with_context(|| format!("cannot open the DAG repository {location}"))?,
-        ),
+        }
         None => drover_engine::DagSource::Folder(drover_engine::FolderSource {
             dags_dir: folders.dags_dir.clone(),
             environments_dir: folders.environments_dir.clone(),
+            max_dag_bytes: folders.max_dag_bytes.0,
         }),
     })
 }

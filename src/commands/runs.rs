@@ -247,12 +247,14 @@ pub(crate) async fn backfill(
     let starts = schedule
         .fire_times(from - chrono::Duration::seconds(1))
         .take_while(|t| *t < to);
+    // The runs and their audit event commit together.
+    let mut tx = store.begin().await?;
     for start in starts {
         let Some(end) = schedule.next_after(start) else {
             break;
         };
         let interval = drover_spec::schedule::DataInterval { start, end };
-        let made = store
+        let made = tx
             .insert_run(&NewRun {
                 dag_id: dag_id.to_owned(),
                 environment: env.to_owned(),
@@ -273,16 +275,16 @@ pub(crate) async fn backfill(
             existing += 1
         }
     }
-    store
-        .audit(
-            &ctx.actor,
-            "dag.backfill",
-            Some(env),
-            Some(dag_id),
-            None,
-            &serde_json::json!({ "from": rfc3339(from), "to": rfc3339(to), "created": created }),
-        )
-        .await?;
+    tx.audit(
+        &ctx.actor,
+        "dag.backfill",
+        Some(env),
+        Some(dag_id),
+        None,
+        &serde_json::json!({ "from": rfc3339(from), "to": rfc3339(to), "created": created }),
+    )
+    .await?;
+    tx.commit().await?;
     println!(
         "{} created{}; they run oldest first, {} at a time",
         plural(created, "backfill run"),

@@ -43,7 +43,12 @@ pub(crate) async fn scheduler(
     let store = ctx.store(8).await?;
     let config = SchedulerConfig {
         tick: Duration::from_millis(args.tick_ms.max(10)),
-        source: Some(super::dag_source(folders)?),
+        // `--once` syncs first, fetching; the loop fetches at its first sync, in the background.
+        source: Some(if args.once {
+            super::dag_source(folders)?
+        } else {
+            super::dag_source_unfetched(folders)?
+        }),
         sync_every: Duration::from_secs(args.sync_secs),
         timeout_grace: Duration::from_secs(args.timeout_grace_secs),
         ..SchedulerConfig::default()

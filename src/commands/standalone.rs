@@ -262,6 +262,7 @@ fn dag_source(
         folders.environments_dir.clone(),
     )
     .with_context(|| format!("cannot open the DAG repository {}", root.display()))?
+    .with_max_dag_bytes(folders.max_dag_bytes.0)
     .tracking(Some(branch));
     Ok((drover_engine::DagSource::Git(git), Some(root)))
 }

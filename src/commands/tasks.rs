@@ -39,17 +39,18 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
                         .map(|d| dag.tasks[d].id.clone()),
                 );
             }
-            let cleared = store.clear_tasks(run.id, &ids).await?;
-            store
-                .audit(
-                    &ctx.actor,
-                    "task.clear",
-                    Some(&run.environment),
-                    Some(&run.dag_id),
-                    Some(run.id),
-                    &serde_json::json!({ "tasks": cleared }),
-                )
-                .await?;
+            let mut tx = store.begin().await?;
+            let cleared = tx.clear_tasks(run.id, &ids).await?;
+            tx.audit(
+                &ctx.actor,
+                "task.clear",
+                Some(&run.environment),
+                Some(&run.dag_id),
+                Some(run.id),
+                &serde_json::json!({ "tasks": cleared }),
+            )
+            .await?;
+            tx.commit().await?;
             println!("cleared: {}", cleared.join(", "));
             Ok(ExitCode::SUCCESS)
         }

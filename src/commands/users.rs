@@ -56,17 +56,18 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
                 .with_context(|| format!("`{role}` is not a role: viewer, operator or admin"))?;
             let (pw, generated) = password(password_stdin)?;
             let hash = hash_password(&pw)?;
-            store.create_user(&name, &hash, role).await?;
-            store
-                .audit(
-                    &actor.name,
-                    "user.add",
-                    None,
-                    None,
-                    None,
-                    &serde_json::json!({ "user": name, "role": role }),
-                )
-                .await?;
+            let mut tx = store.begin().await?;
+            tx.create_user(&name, &hash, role).await?;
+            tx.audit(
+                &actor.name,
+                "user.add",
+                None,
+                None,
+                None,
+                &serde_json::json!({ "user": name, "role": role }),
+            )
+            .await?;
+            tx.commit().await?;
             println!("added {name} ({role})");
             if generated {
                 println!("password: {pw}");
@@ -77,17 +78,18 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
             password_stdin,
         } => {
             let (pw, generated) = password(password_stdin)?;
-            store.set_password(&name, &hash_password(&pw)?).await?;
-            store
-                .audit(
-                    &actor.name,
-                    "user.password",
-                    None,
-                    None,
-                    None,
-                    &serde_json::json!({ "user": name }),
-                )
-                .await?;
+            let mut tx = store.begin().await?;
+            tx.set_password(&name, &hash_password(&pw)?).await?;
+            tx.audit(
+                &actor.name,
+                "user.password",
+                None,
+                None,
+                None,
+                &serde_json::json!({ "user": name }),
+            )
+            .await?;
+            tx.commit().await?;
             println!("password of {name} changed; their sessions ended");
             if generated {
                 println!("password: {pw}");
@@ -101,17 +103,18 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
                         format!("`{r}` is not a role: viewer, operator or admin")
                     })?),
                 };
-            store.set_role(&name, env.as_deref(), role).await?;
-            store
-                .audit(
-                    &actor.name,
-                    "user.role",
-                    env.as_deref(),
-                    None,
-                    None,
-                    &serde_json::json!({ "user": name, "role": role }),
-                )
-                .await?;
+            let mut tx = store.begin().await?;
+            tx.set_role(&name, env.as_deref(), role).await?;
+            tx.audit(
+                &actor.name,
+                "user.role",
+                env.as_deref(),
+                None,
+                None,
+                &serde_json::json!({ "user": name, "role": role }),
+            )
+            .await?;
+            tx.commit().await?;
             match (&env, role) {
                 (Some(e), Some(r)) => println!("{name} is {r} in {e}"),
                 (Some(e), None) => println!("{name} has their overall role in {e}"),
@@ -122,17 +125,18 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
             if name != actor.name && !actor.may(Action::ManageUsers, None) {
                 bail!("only admins make tokens for others");
             }
-            let (token, id) = issue_api_token(&store, &name, &label).await?;
-            store
-                .audit(
-                    &actor.name,
-                    "user.token.create",
-                    None,
-                    None,
-                    None,
-                    &serde_json::json!({ "user": name, "token_id": id, "label": label }),
-                )
-                .await?;
+            let mut tx = store.begin().await?;
+            let (token, id) = issue_api_token(&mut tx, &name, &label).await?;
+            tx.audit(
+                &actor.name,
+                "user.token.create",
+                None,
+                None,
+                None,
+                &serde_json::json!({ "user": name, "token_id": id, "label": label }),
+            )
+            .await?;
+            tx.commit().await?;
             println!("{token}");
         }
         UsersCommand::List => {
@@ -156,31 +160,33 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
             }
         }
         UsersCommand::Disable { name } => {
-            store.set_disabled(&name, true).await?;
-            store
-                .audit(
-                    &actor.name,
-                    "user.disable",
-                    None,
-                    None,
-                    None,
-                    &serde_json::json!({ "user": name }),
-                )
-                .await?;
+            let mut tx = store.begin().await?;
+            tx.set_disabled(&name, true).await?;
+            tx.audit(
+                &actor.name,
+                "user.disable",
+                None,
+                None,
+                None,
+                &serde_json::json!({ "user": name }),
+            )
+            .await?;
+            tx.commit().await?;
             println!("{name} disabled");
         }
         UsersCommand::Enable { name } => {
-            store.set_disabled(&name, false).await?;
-            store
-                .audit(
-                    &actor.name,
-                    "user.enable",
-                    None,
-                    None,
-                    None,
-                    &serde_json::json!({ "user": name }),
-                )
-                .await?;
+            let mut tx = store.begin().await?;
+            tx.set_disabled(&name, false).await?;
+            tx.audit(
+                &actor.name,
+                "user.enable",
+                None,
+                None,
+                None,
+                &serde_json::json!({ "user": name }),
+            )
+            .await?;
+            tx.commit().await?;
             println!("{name} enabled");
         }
     }

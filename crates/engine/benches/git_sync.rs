@@ -266,6 +266,8 @@ fn sync_change(plan: &Plan, new_paused: bool) -> CommitChange<'_> {
         actor: "bench",
         approved_by: None,
         note: None,
+        expected_from: plan.from.as_deref(),
+        applies_request: None,
     }
 }
 

@@ -217,10 +217,7 @@ async fn bench(args: Args, url: String) -> Result<Summary> {
     admin.migrate().await?;
 
     let dir = tempfile::tempdir()?;
-    let source = FolderSource {
-        dags_dir: dir.path().join("dags"),
-        environments_dir: dir.path().join("environments"),
-    };
+    let source = FolderSource::new(dir.path().join("dags"), dir.path().join("environments"));
     std::fs::create_dir_all(&source.dags_dir)?;
     std::fs::create_dir_all(&source.environments_dir)?;
     std::fs::write(source.environments_dir.join("dev.yaml"), ENVIRONMENT_YAML)?;

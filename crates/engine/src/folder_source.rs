@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use drover_spec::dag::{DAG_FILE_EXTENSIONS, load_dag};
+use drover_spec::dag::{DAG_FILE_EXTENSIONS, DEFAULT_MAX_DAG_BYTES, check_dag_size, load_dag};
 use drover_spec::diagnostic::Diagnostic;
 use drover_spec::environment::{Environment, load_environment};
 use drover_store::{Store, VersionSync};
@@ -23,6 +23,8 @@ pub fn git_blob_id(content: &[u8]) -> String {
 pub struct FolderSource {
     pub dags_dir: PathBuf,
     pub environments_dir: PathBuf,
+    /// DAG files larger than this are refused unread.
+    pub max_dag_bytes: u64,
 }
 
 /// What one sync found.
@@ -116,36 +118,25 @@ pub(crate) async fn sync_environments(
 }
 
 impl FolderSource {
+    /// The two folders, with the default size limit on DAG files.
+    pub fn new(dags_dir: PathBuf, environments_dir: PathBuf) -> Self {
+        Self {
+            dags_dir,
+            environments_dir,
+            max_dag_bytes: DEFAULT_MAX_DAG_BYTES,
+        }
+    }
+
     /// Read both folders and record them: environments, then every valid DAG as the version
     /// each environment runs.
     pub async fn sync(&self, store: &Store) -> Result<SyncReport, EngineError> {
         let mut report = sync_environments(&self.environments_dir, store, None).await?;
-        let mut versions = Vec::new();
-        for path in yaml_files(&self.dags_dir)? {
-            let name = path.display().to_string();
-            let bytes = std::fs::read(&path).map_err(|source| EngineError::Io {
-                path: name.clone(),
-                source,
-            })?;
-            let Ok(text) = String::from_utf8(bytes.clone()) else {
-                report.problems.push(Diagnostic::new(
-                    &name,
-                    drover_spec::diagnostic::Position::START,
-                    "file is not UTF-8 text",
-                ));
-                continue;
-            };
-            match load_dag(&name, &text) {
-                Ok(dag) => versions.push(VersionSync {
-                    dag_id: dag.id,
-                    path: name,
-                    blob_id: git_blob_id(&bytes),
-                    commit_sha: None,
-                    source: text,
-                }),
-                Err(d) => report.problems.extend(d),
-            }
-        }
+        // Reading and validating is blocking work: off the async threads.
+        let (dir, limit) = (self.dags_dir.clone(), self.max_dag_bytes);
+        let (versions, problems) = tokio::task::spawn_blocking(move || read_dags(&dir, limit))
+            .await
+            .map_err(|e| EngineError::Invalid(format!("reading the DAG folder failed: {e}")))??;
+        report.problems.extend(problems);
         report.dags = versions.len();
         for env in &report.environments {
             report.changed += store
@@ -154,6 +145,45 @@ impl FolderSource {
         }
         Ok(report)
     }
+}
+
+/// The valid DAGs of `dir` and the problems of the others; a file over `limit` bytes is
+/// refused by its size on disk, unread.
+fn read_dags(dir: &Path, limit: u64) -> Result<(Vec<VersionSync>, Vec<Diagnostic>), EngineError> {
+    let mut versions = Vec::new();
+    let mut problems = Vec::new();
+    for path in yaml_files(dir)? {
+        let name = path.display().to_string();
+        let io = |source| EngineError::Io {
+            path: name.clone(),
+            source,
+        };
+        let size = std::fs::metadata(&path).map_err(io)?.len();
+        if let Err(d) = check_dag_size(&name, size, limit) {
+            problems.push(d);
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let Ok(text) = String::from_utf8(bytes.clone()) else {
+            problems.push(Diagnostic::new(
+                &name,
+                drover_spec::diagnostic::Position::START,
+                "file is not UTF-8 text",
+            ));
+            continue;
+        };
+        match load_dag(&name, &text) {
+            Ok(dag) => versions.push(VersionSync {
+                dag_id: dag.id,
+                path: name,
+                blob_id: git_blob_id(&bytes),
+                commit_sha: None,
+                source: text,
+            }),
+            Err(d) => problems.extend(d),
+        }
+    }
+    Ok((versions, problems))
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use crate::folder_source::{SyncReport, sync_environments};
 #[derive(Debug, Clone)]
 pub struct GitSource {
     repo: Arc<Mutex<DagRepo>>,
+    /// Fetches the remote without the lock on `repo` (`None` for a local repository).
+    fetcher: Option<drover_repo::Fetcher>,
     pub environments_dir: PathBuf,
     /// The branch the branch-tracking environment follows instead of its file's.
     tracked_branch: Option<String>,
@@ -39,6 +41,9 @@ pub struct Plan {
     pub removed: Vec<String>,
     /// (path, message) of files that fail validation.
     pub errors: Vec<(String, String)>,
+    /// The commit the environment ran when this was planned: applying moves it only from
+    /// there.
+    pub from: Option<String>,
 }
 
 impl Plan {
@@ -55,6 +60,7 @@ fn repo_error(e: drover_repo::RepoError) -> EngineError {
 }
 
 impl GitSource {
+    /// Open the repository (fetching a remote one).
     pub fn open(
         location: &str,
         subdir: &str,
@@ -62,11 +68,79 @@ impl GitSource {
         environments_dir: PathBuf,
     ) -> Result<Self, EngineError> {
         let repo = DagRepo::open(location, subdir, cache_dir).map_err(repo_error)?;
-        Ok(Self {
+        Ok(Self::of(repo, environments_dir))
+    }
+
+    /// Open the repository without fetching it yet: the first sync fetches.
+    pub fn open_unfetched(
+        location: &str,
+        subdir: &str,
+        cache_dir: &Path,
+        environments_dir: PathBuf,
+    ) -> Result<Self, EngineError> {
+        let repo = DagRepo::open_unfetched(location, subdir, cache_dir).map_err(repo_error)?;
+        Ok(Self::of(repo, environments_dir))
+    }
+
+    fn of(repo: DagRepo, environments_dir: PathBuf) -> Self {
+        Self {
+            fetcher: repo.fetcher(),
             repo: Arc::new(Mutex::new(repo)),
             environments_dir,
             tracked_branch: None,
-        })
+        }
+    }
+
+    fn configure(&self, f: impl FnOnce(&mut DagRepo)) {
+        let mut guard = self
+            .repo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard);
+    }
+
+    /// Refuse DAG files larger than `bytes`, unread.
+    #[must_use]
+    pub fn with_max_dag_bytes(self, bytes: u64) -> Self {
+        self.configure(|r| r.set_max_file_bytes(bytes));
+        self
+    }
+
+    /// Stop waiting for a fetch after `timeout`.
+    #[must_use]
+    pub fn with_fetch_timeout(mut self, timeout: std::time::Duration) -> Self {
+        let mut fetcher = None;
+        self.configure(|r| {
+            r.set_fetch_timeout(timeout);
+            fetcher = r.fetcher();
+        });
+        self.fetcher = fetcher;
+        self
+    }
+
+    /// Fetch the remote without holding the repository (snapshots, plans and promotions go
+    /// on while a fetch waits for a remote that does not answer) and without holding a
+    /// thread of the runtime: the fetch has a thread of its own, waited for at most its
+    /// timeout.
+    async fn fetch(&self) -> Result<(), EngineError> {
+        let Some(fetcher) = &self.fetcher else {
+            return Ok(());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        fetcher
+            .start(move |result| {
+                let _ = tx.send(result);
+            })
+            .map_err(repo_error)?;
+        match tokio::time::timeout(fetcher.timeout(), rx).await {
+            Ok(Ok(result)) => result.map_err(repo_error),
+            Ok(Err(_)) => Err(EngineError::Invalid(
+                "the fetch of the DAG repository stopped without a result".to_owned(),
+            )),
+            Err(_) => Err(repo_error(drover_repo::RepoError::FetchTimeout(
+                fetcher.timeout(),
+            ))),
+        }
     }
 
     /// Make the branch-tracking environment follow `branch` (e.g. the branch a developer's
@@ -117,12 +191,18 @@ impl GitSource {
         environment: &str,
         commit: &str,
     ) -> Result<Plan, EngineError> {
+        // The commit it runs first: what the plan starts from, and what applying it expects.
+        let from = store
+            .current_deployment(environment)
+            .await?
+            .map(|d| d.commit_sha);
         // Both at once: the snapshot reads git (on a blocking thread), the blobs read Postgres.
         let (snapshot, current) = tokio::try_join!(self.snapshot(commit), async {
             Ok::<_, EngineError>(store.environment_blobs(environment).await?)
         })?;
         let mut plan = Plan {
             commit: commit.to_owned(),
+            from,
             ..Plan::default()
         };
         let mut seen = std::collections::HashSet::new();
@@ -173,13 +253,38 @@ impl GitSource {
         Ok(plan)
     }
 
-    /// Move `env` to `commit` as planned, recording who did it and how.
+    /// Move `env` to `commit` as planned, recording who did it and how. Refused (a
+    /// conflict) when the environment no longer runs the commit the plan started from.
     pub async fn apply(
         &self,
         store: &Store,
         env: &Environment,
         plan: &Plan,
         by: &Deploy<'_>,
+    ) -> Result<Option<i64>, EngineError> {
+        self.apply_change(store, env, plan, by, None).await
+    }
+
+    /// As [`GitSource::apply`], marking the pending promotion `request` applied in the same
+    /// transaction: if the move fails, the request stays pending.
+    pub async fn apply_request(
+        &self,
+        store: &Store,
+        env: &Environment,
+        plan: &Plan,
+        by: &Deploy<'_>,
+        request: i64,
+    ) -> Result<Option<i64>, EngineError> {
+        self.apply_change(store, env, plan, by, Some(request)).await
+    }
+
+    async fn apply_change(
+        &self,
+        store: &Store,
+        env: &Environment,
+        plan: &Plan,
+        by: &Deploy<'_>,
+        request: Option<i64>,
     ) -> Result<Option<i64>, EngineError> {
         Ok(store
             .apply_commit(&CommitChange {
@@ -193,6 +298,8 @@ impl GitSource {
                 actor: by.actor,
                 approved_by: by.approved_by,
                 note: by.note,
+                expected_from: plan.from.as_deref(),
+                applies_request: request,
             })
             .await?)
     }
@@ -206,7 +313,7 @@ impl GitSource {
             self.tracked_branch.as_deref(),
         )
         .await?;
-        self.with_repo(DagRepo::fetch).await?;
+        self.fetch().await?;
         for env in report.environments.clone() {
             let target = match (&env.branch, &env.commit) {
                 (Some(branch), _) => {

@@ -192,25 +192,24 @@ pub async fn approve(
     let below = envs.iter().rev().find(|e| e.order < env.order);
     let plan = git.plan(store, &env.name, &request.commit_sha).await?;
     check_gates(store, env, below, &plan).await?;
-    if !store.decide_promotion(request.id, "applied", actor).await? {
-        return Err(EngineError::Invalid(
-            "the request was decided meanwhile".to_owned(),
-        ));
-    }
-    applied(
+    // Marked applied in the transaction that applies it: a move that fails leaves it pending.
+    git.apply_request(
         store,
-        git,
         env,
-        plan,
+        &plan,
         &Deploy {
             kind: "promote",
             actor: &request.requested_by,
             approved_by: Some(actor),
             note: request.note.as_deref(),
         },
-        request.commit_sha,
+        request.id,
     )
-    .await
+    .await?;
+    Ok(PromotionOutcome::Applied {
+        changed: plan.changed_dags(),
+        commit: request.commit_sha,
+    })
 }
 
 /// Reject the promotion waiting for `target`.

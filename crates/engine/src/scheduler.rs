@@ -159,9 +159,11 @@ impl Scheduler {
         let mut last_full = Instant::now();
         let mut backoff = Duration::from_millis(200);
         let mut dirty: Vec<Uuid> = Vec::new();
-        let mut known_problems: Vec<String> = Vec::new();
+        let mut known_problems = std::collections::HashSet::<String>::new();
         let mut last_retention: Option<Instant> = None;
         let mut last_notify: Option<Instant> = None;
+        let mut syncing: Option<tokio::task::JoinHandle<Result<crate::SyncReport, EngineError>>> =
+            None;
         tokio::pin!(shutdown);
         tracing::info!("scheduler started");
         loop {
@@ -183,16 +185,20 @@ impl Scheduler {
                     tracing::warn!(error = %e, "notifications pass failed");
                 }
             }
-            if let Some(source) = &self.config.source
-                && last_sync.is_none_or(|t| t.elapsed() >= self.config.sync_every)
+            // The sync (fetch, read, validate, record) runs in a task of its own: a dead remote
+            // or a file that is slow to validate never holds up runs, leases or promotions.
+            // The scheduler reads what it recorded at its next passes.
+            if let Some(task) = &syncing
+                && task.is_finished()
+                && let Some(task) = syncing.take()
             {
-                match source.sync(&self.store).await {
-                    Ok(r) => {
-                        last_sync = Some(Instant::now());
+                last_sync = Some(Instant::now());
+                match task.await {
+                    Ok(Ok(r)) => {
                         // Say each problem once, not at every sync.
-                        let problems: Vec<String> =
+                        let problems: std::collections::HashSet<String> =
                             r.problems.iter().map(ToString::to_string).collect();
-                        for p in problems.iter().filter(|p| !known_problems.contains(p)) {
+                        for p in problems.iter().filter(|p| !known_problems.contains(*p)) {
                             tracing::warn!(problem = %p, "file skipped: its DAG keeps its last good version");
                         }
                         known_problems = problems;
@@ -200,8 +206,16 @@ impl Scheduler {
                             tracing::info!(dags = r.dags, changed = r.changed, "DAGs synced");
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "DAG sync failed"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "DAG sync failed"),
+                    Err(e) => tracing::warn!(error = %e, "DAG sync stopped"),
                 }
+            }
+            if let Some(source) = &self.config.source
+                && syncing.is_none()
+                && last_sync.is_none_or(|t| t.elapsed() >= self.config.sync_every)
+            {
+                let (source, store) = (source.clone(), self.store.clone());
+                syncing = Some(tokio::spawn(async move { source.sync(&store).await }));
             }
             // A full sweep every tick, or only the runs we were told about.
             let full = last_full.elapsed() >= self.config.tick;
@@ -245,6 +259,9 @@ impl Scheduler {
                     }
                 }
             }
+        }
+        if let Some(task) = syncing {
+            task.abort();
         }
         tracing::info!("scheduler stopped");
         Ok(())

@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use drover_spec::dag::{DAG_FILE_EXTENSIONS, load_dag};
+use drover_spec::dag::{DAG_FILE_EXTENSIONS, DEFAULT_MAX_DAG_BYTES, check_dag_size, load_dag};
 use drover_spec::diagnostic::Diagnostic;
 use git2::{
     FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
@@ -26,6 +28,14 @@ pub enum RepoError {
     NoBranch(String),
     #[error("`{0}` is not a commit of the DAG repository")]
     NoCommit(String),
+    #[error(
+        "the DAG repository did not answer within {}s: the fetch was given up (the last fetched commits are used meanwhile)", .0.as_secs()
+    )]
+    FetchTimeout(Duration),
+    #[error(
+        "the previous fetch of the DAG repository has still not finished (the remote does not answer): not starting another"
+    )]
+    FetchStillRunning,
     #[error("cannot prepare {path}: {source}")]
     Io {
         path: String,
@@ -82,7 +92,10 @@ const KEEP_SNAPSHOTS: u64 = 16;
 pub struct DagRepo {
     repo: Repository,
     subdir: String,
-    remote: bool,
+    /// How a remote is fetched (`None` for a local repository).
+    fetcher: Option<Fetcher>,
+    /// DAG files larger than this are refused unread.
+    max_file_bytes: u64,
     parsed: HashMap<(String, Oid), Parsed>,
     /// Snapshots taken so far.
     snapshots: u64,
@@ -103,15 +116,145 @@ fn is_url(location: &str) -> bool {
         .any(|p| location.starts_with(p))
 }
 
-/// Credentials for https remotes, from DROVER_GIT_USERNAME and DROVER_GIT_TOKEN.
-fn callbacks() -> RemoteCallbacks<'static> {
+/// Credentials for https remotes: DROVER_GIT_USERNAME and DROVER_GIT_TOKEN, unless set
+/// otherwise.
+#[derive(Clone, Default)]
+pub struct GitCredentials {
+    pub username: Option<String>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCredentials")
+            .field("username", &self.username)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl GitCredentials {
+    pub fn from_env() -> Self {
+        Self {
+            username: std::env::var("DROVER_GIT_USERNAME").ok(),
+            token: std::env::var("DROVER_GIT_TOKEN").ok(),
+        }
+    }
+}
+
+/// How long a fetch may take before Drover stops waiting for it.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The callbacks of one fetch: the token once (libgit2 asks again when the remote refuses
+/// it, and would go on asking for ever), and a deadline on the transfer.
+fn callbacks(credentials: &GitCredentials, deadline: Instant) -> RemoteCallbacks<'static> {
     let mut cb = RemoteCallbacks::new();
-    cb.credentials(|_url, username, _allowed| {
-        let token = std::env::var("DROVER_GIT_TOKEN").map_err(|_| git2::Error::from_str("the repository asks for credentials: set DROVER_GIT_TOKEN (and DROVER_GIT_USERNAME)"))?;
-        let user = std::env::var("DROVER_GIT_USERNAME").ok().or(username.map(str::to_owned)).unwrap_or_else(|| "git".to_owned());
-        git2::Cred::userpass_plaintext(&user, &token)
+    let credentials = credentials.clone();
+    let mut asked = 0u32;
+    cb.credentials(move |_url, username, _allowed| {
+        asked += 1;
+        let Some(token) = &credentials.token else {
+            return Err(git2::Error::from_str(
+                "the repository asks for credentials: set DROVER_GIT_TOKEN (and DROVER_GIT_USERNAME)",
+            ));
+        };
+        if asked > 1 {
+            return Err(git2::Error::from_str(
+                "the remote refused the token in DROVER_GIT_TOKEN (HTTP 401): check that it is \
+                 valid, not expired, and allowed to read the repository (and DROVER_GIT_USERNAME, \
+                 if the host needs one)",
+            ));
+        }
+        let user = credentials
+            .username
+            .clone()
+            .or(username.map(str::to_owned))
+            .unwrap_or_else(|| "git".to_owned());
+        git2::Cred::userpass_plaintext(&user, token)
     });
+    // A transfer still going at the deadline is cancelled (returning false stops it).
+    cb.transfer_progress(move |_| Instant::now() < deadline);
+    cb.sideband_progress(move |_| Instant::now() < deadline);
     cb
+}
+
+/// Fetches of one cloned remote, each on a thread of its own: the caller waits at most the
+/// timeout, and a fetch that never ends (a remote that accepts and never answers) blocks
+/// nothing but its own thread, and no second fetch starts while it hangs.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    git_dir: PathBuf,
+    credentials: GitCredentials,
+    timeout: Duration,
+    running: Arc<AtomicBool>,
+}
+
+impl Fetcher {
+    /// How long a caller waits for a fetch.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Fetch every branch of the remote, waiting at most the timeout.
+    pub fn fetch(&self) -> Result<(), RepoError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.start(move |result| {
+            let _ = tx.send(result);
+        })?;
+        match rx.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(_) => Err(RepoError::FetchTimeout(self.timeout)),
+        }
+    }
+
+    /// Start a fetch on its own thread and hand its result to `done`; the caller decides how
+    /// long to wait (async callers wait without holding a thread). Refused while an earlier
+    /// fetch still runs.
+    pub fn start(
+        &self,
+        done: impl FnOnce(Result<(), RepoError>) + Send + 'static,
+    ) -> Result<(), RepoError> {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return Err(RepoError::FetchStillRunning);
+        }
+        let (git_dir, credentials, running) = (
+            self.git_dir.clone(),
+            self.credentials.clone(),
+            self.running.clone(),
+        );
+        let deadline = Instant::now() + self.timeout;
+        let spawned = std::thread::Builder::new()
+            .name("git-fetch".to_owned())
+            .spawn(move || {
+                let result = fetch_into(&git_dir, &credentials, deadline);
+                running.store(false, Ordering::Release);
+                done(result);
+            });
+        spawned.map(|_| ()).map_err(|e| {
+            self.running.store(false, Ordering::Release);
+            RepoError::Io {
+                path: self.git_dir.display().to_string(),
+                source: e,
+            }
+        })
+    }
+}
+
+fn fetch_into(
+    git_dir: &Path,
+    credentials: &GitCredentials,
+    deadline: Instant,
+) -> Result<(), RepoError> {
+    let repo = Repository::open_bare(git_dir)?;
+    let mut remote = repo.find_remote("origin")?;
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(callbacks(credentials, deadline));
+    remote.fetch(
+        &["+refs/heads/*:refs/remotes/origin/*"],
+        Some(&mut options),
+        None,
+    )?;
+    Ok(())
 }
 
 /// `load_dag` on every (path, text), on all cores (as `load_dags`), keeping only what a
@@ -125,15 +268,29 @@ fn check_all(files: &[(&str, &str)]) -> Vec<(Option<String>, Vec<Diagnostic>)> {
 }
 
 impl DagRepo {
-    /// Open `location`: a local repository path, or a URL cloned (bare) into `cache_dir`.
+    /// Open `location`: a local repository path, or a URL cloned (bare) into `cache_dir` and
+    /// fetched.
     pub fn open(location: &str, subdir: &str, cache_dir: &Path) -> Result<Self, RepoError> {
+        let mut me = Self::open_unfetched(location, subdir, cache_dir)?;
+        me.fetch()?;
+        Ok(me)
+    }
+
+    /// As [`DagRepo::open`], without fetching a remote yet: it holds what earlier fetches
+    /// brought (nothing for a new clone) until [`DagRepo::fetch`].
+    pub fn open_unfetched(
+        location: &str,
+        subdir: &str,
+        cache_dir: &Path,
+    ) -> Result<Self, RepoError> {
         let subdir = subdir.trim_matches('/').to_owned();
         if !is_url(location) {
             let repo = Repository::open(location)?;
             return Ok(Self {
                 repo,
                 subdir,
-                remote: false,
+                fetcher: None,
+                max_file_bytes: DEFAULT_MAX_DAG_BYTES,
                 parsed: HashMap::new(),
                 snapshots: 0,
             });
@@ -152,36 +309,60 @@ impl DagRepo {
             repo.remote_with_fetch("origin", location, "+refs/heads/*:refs/remotes/origin/*")?;
             repo
         };
-        let mut me = Self {
+        Ok(Self {
+            fetcher: Some(Fetcher {
+                git_dir: repo.path().to_path_buf(),
+                credentials: GitCredentials::from_env(),
+                timeout: DEFAULT_FETCH_TIMEOUT,
+                running: Arc::new(AtomicBool::new(false)),
+            }),
             repo,
             subdir,
-            remote: true,
+            max_file_bytes: DEFAULT_MAX_DAG_BYTES,
             parsed: HashMap::new(),
             snapshots: 0,
-        };
-        me.fetch()?;
-        Ok(me)
+        })
     }
 
-    /// Fetch every branch of the remote (local repositories need none).
-    pub fn fetch(&mut self) -> Result<(), RepoError> {
-        if !self.remote {
-            return Ok(());
+    /// Refuse DAG files larger than `bytes` (their blobs are not read).
+    pub fn set_max_file_bytes(&mut self, bytes: u64) {
+        if bytes != self.max_file_bytes {
+            self.max_file_bytes = bytes;
+            self.parsed.clear();
         }
-        let mut remote = self.repo.find_remote("origin")?;
-        let mut options = FetchOptions::new();
-        options.remote_callbacks(callbacks());
-        remote.fetch(
-            &["+refs/heads/*:refs/remotes/origin/*"],
-            Some(&mut options),
-            None,
-        )?;
-        Ok(())
+    }
+
+    /// Give up waiting for a fetch after `timeout`.
+    pub fn set_fetch_timeout(&mut self, timeout: Duration) {
+        if let Some(f) = &mut self.fetcher {
+            f.timeout = timeout;
+        }
+    }
+
+    /// Use these credentials rather than DROVER_GIT_USERNAME and DROVER_GIT_TOKEN.
+    pub fn set_credentials(&mut self, credentials: GitCredentials) {
+        if let Some(f) = &mut self.fetcher {
+            f.credentials = credentials;
+        }
+    }
+
+    /// What fetches the remote, to fetch without holding this repository (`None` when local).
+    pub fn fetcher(&self) -> Option<Fetcher> {
+        self.fetcher.clone()
+    }
+
+    /// Fetch every branch of the remote (local repositories need none), waiting at most the
+    /// fetch timeout.
+    pub fn fetch(&mut self) -> Result<(), RepoError> {
+        match &self.fetcher {
+            Some(f) => f.fetch(),
+            None => Ok(()),
+        }
     }
 
     /// The commit at the head of `branch`.
     pub fn head_of(&self, branch: &str) -> Result<String, RepoError> {
-        let names = if self.remote {
+        let names = if self.fetcher.is_some() {
             vec![format!("refs/remotes/origin/{branch}")]
         } else {
             vec![
@@ -257,6 +438,7 @@ impl DagRepo {
         self.snapshots += 1;
         let now = self.snapshots;
         // Known blobs come from the cache; new ones are read, then parsed together.
+        let odb = self.repo.odb()?;
         let mut files = Vec::with_capacity(entries.len());
         let mut missed: Vec<(usize, Oid)> = Vec::new();
         for (path, oid) in entries {
@@ -272,16 +454,26 @@ impl DagRepo {
                 });
                 continue;
             }
-            let blob = self.repo.find_blob(oid)?;
-            let Ok(text) = std::str::from_utf8(blob.content()) else {
-                let parsed = Parsed {
-                    source: Arc::from(""),
-                    dag_id: None,
-                    errors: vec![Diagnostic::new(
+            // The size from the object's header: a file over the limit is never inflated.
+            let (size, _) = odb.read_header(oid)?;
+            let refused = check_dag_size(&key.0, size as u64, self.max_file_bytes).err();
+            let blob = match refused {
+                Some(_) => None,
+                None => Some(self.repo.find_blob(oid)?),
+            };
+            let text = blob.as_ref().map(|b| std::str::from_utf8(b.content()));
+            let Some(Ok(text)) = text else {
+                let error = refused.unwrap_or_else(|| {
+                    Diagnostic::new(
                         &key.0,
                         drover_spec::diagnostic::Position::START,
                         "file is not UTF-8 text",
-                    )],
+                    )
+                });
+                let parsed = Parsed {
+                    source: Arc::from(""),
+                    dag_id: None,
+                    errors: vec![error],
                     seen: now,
                 };
                 files.push(FileAt {

@@ -141,3 +141,136 @@ fn a_dags_folder_in_a_checkout_knows_its_branch_and_what_is_uncommitted() {
         .unwrap_or_else(|| panic!("the checkout was not found"));
     assert_eq!(detached.branch, None);
 }
+
+/// An HTTP server that answers 401 (Basic) to every request; counts the requests that carried
+/// credentials.
+fn refusing_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let with_auth = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = with_auth.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => continue,
+            });
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line.to_ascii_lowercase().starts_with("authorization:") {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                if line == "\r\n" {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
+                          Content-Length: 0\r\n\r\n",
+                    );
+                }
+                line.clear();
+            }
+        }
+    });
+    (format!("http://127.0.0.1:{port}/dags.git"), with_auth)
+}
+
+#[test]
+fn a_refused_token_fails_the_fetch_at_once_and_says_why() {
+    let (url, with_auth) = refusing_server();
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut repo =
+        DagRepo::open_unfetched(&url, "dags", cache.path()).unwrap_or_else(|e| panic!("{e}"));
+    repo.set_credentials(drover_repo::GitCredentials {
+        username: Some("drover".to_owned()),
+        token: Some("not-a-valid-token".to_owned()),
+    });
+    repo.set_fetch_timeout(std::time::Duration::from_secs(30));
+    let start = std::time::Instant::now();
+    let Err(e) = repo.fetch() else {
+        panic!("the fetch must fail");
+    };
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("the remote refused the token in DROVER_GIT_TOKEN (HTTP 401)"),
+        "{message}"
+    );
+    assert!(!message.contains("not-a-valid-token"), "{message}");
+    // The token was offered once: the callback gave it, then gave up.
+    assert_eq!(with_auth.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_remote_that_never_answers_is_given_up_after_the_timeout() {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    // Accept and hold every connection, never answering.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://127.0.0.1:{port}/dags.git");
+    let mut repo =
+        DagRepo::open_unfetched(&url, "dags", cache.path()).unwrap_or_else(|e| panic!("{e}"));
+    repo.set_fetch_timeout(std::time::Duration::from_secs(1));
+    let start = std::time::Instant::now();
+    let first = repo.fetch();
+    assert!(
+        matches!(first, Err(drover_repo::RepoError::FetchTimeout(_))),
+        "{first:?}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        first
+            .err()
+            .is_some_and(|e| e.to_string().contains("did not answer within 1s"))
+    );
+    // The hung fetch is not joined by another.
+    let second = repo.fetch();
+    assert!(
+        matches!(second, Err(drover_repo::RepoError::FetchStillRunning)),
+        "{second:?}"
+    );
+    // The repository itself stays usable meanwhile.
+    assert!(repo.head_of("main").is_err());
+}
+
+#[test]
+fn a_dag_file_over_the_size_limit_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    write_commit(d, "dags/a.yaml", A);
+    let big = format!(
+        "id: big\ndescription: \"{}\"\ntasks: []\n",
+        "x".repeat(5_000)
+    );
+    let c = write_commit(d, "dags/big.yaml", &big);
+    let mut repo = DagRepo::open(&d.display().to_string(), "dags", Path::new("/nonexistent"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    repo.set_max_file_bytes(1_000);
+    let snap = repo.snapshot(&c).unwrap_or_else(|e| panic!("{e}"));
+    let valid: Vec<&str> = snap.valid().map(|f| f.path.as_str()).collect();
+    assert_eq!(valid, vec!["dags/a.yaml"], "the other DAG is unaffected");
+    let broken: Vec<String> = snap.broken().map(|f| f.errors[0].to_string()).collect();
+    assert_eq!(broken.len(), 1);
+    assert!(
+        broken[0].starts_with(&format!(
+            "dags/big.yaml:1:1: file is 5 kB ({} bytes), over the 1 kB limit",
+            big.len()
+        )),
+        "{}",
+        broken[0]
+    );
+}

@@ -30,8 +30,12 @@ impl TaskGraph {
             graph.add_node(());
         }
         for (task, ups) in upstreams.iter().enumerate() {
+            // Each edge once (`update_edge` would search the edges so far for every one).
+            let mut seen = std::collections::HashSet::with_capacity(ups.len());
             for &up in ups {
-                graph.update_edge(NodeIndex::new(up), NodeIndex::new(task), ());
+                if seen.insert(up) {
+                    graph.add_edge(NodeIndex::new(up), NodeIndex::new(task), ());
+                }
             }
         }
         // Kahn's algorithm, always taking the earliest-declared ready task: a stable order that

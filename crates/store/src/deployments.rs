@@ -59,6 +59,17 @@ pub struct CommitChange<'a> {
     pub actor: &'a str,
     pub approved_by: Option<&'a str>,
     pub note: Option<&'a str>,
+    /// The commit the environment ran when this change was planned (`None`: none yet). It
+    /// moves only from there: if it moved meanwhile the change is refused (compare and set).
+    pub expected_from: Option<&'a str>,
+    /// The pending promotion request this change applies: marked applied in the same
+    /// transaction, so a change that fails leaves it pending.
+    pub applies_request: Option<i64>,
+}
+
+/// The first characters of a commit id, as people read them.
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
 }
 
 const DEPLOYMENT_COLUMNS: &str = "id, environment, commit_sha, previous_sha, kind, actor, approved_by, note, changed_dags, created_at";
@@ -113,6 +124,45 @@ impl Store {
         .bind(change.environment)
         .fetch_optional(&mut *tx)
         .await?;
+        if previous.as_deref() != change.expected_from {
+            let name = |c: Option<&str>| c.map_or("no commit".to_owned(), |c| short(c).to_owned());
+            return Err(StoreError::Conflict(format!(
+                "refused: {} moved from {} to {} while this {} was being checked; look again and retry",
+                change.environment,
+                name(change.expected_from),
+                name(previous.as_deref()),
+                match change.kind {
+                    "promote" => "promotion",
+                    other => other,
+                },
+            )));
+        }
+        if let Some(request) = change.applies_request {
+            let pending: Option<String> = sqlx::query_scalar(
+                "update promotion_request set state = 'applied', decided_by = $2, decided_at = now() \
+                 where id = $1 and environment = $3 and state = 'pending' returning environment",
+            )
+            .bind(request)
+            .bind(change.approved_by.unwrap_or(change.actor))
+            .bind(change.environment)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if pending.is_none() {
+                return Err(StoreError::Conflict(
+                    "the request was decided meanwhile".to_owned(),
+                ));
+            }
+            crate::audit::record(
+                &mut tx,
+                change.approved_by.unwrap_or(change.actor),
+                "environment.promotion_approved",
+                Some(change.environment),
+                None,
+                None,
+                &serde_json::json!({ "request": request }),
+            )
+            .await?;
+        }
         crate::dags::upsert_versions(
             &mut tx,
             change.environment,

@@ -19,6 +19,7 @@ mod sql_environments;
 mod staging;
 mod states;
 mod tasks;
+mod tx;
 mod usage;
 mod users;
 mod workers;
@@ -48,6 +49,7 @@ pub use tasks::{
     ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,
     TaskTryRow,
 };
+pub use tx::Tx;
 pub use usage::UsageRow;
 pub use users::{ApiTokenRow, Authenticated, UserRow};
 

@@ -128,38 +128,10 @@ impl Store {
     /// Create a queued run. Scheduled and backfill runs are unique per (dag, environment,
     /// logical date): `Ok(None)` means that run already exists.
     pub async fn insert_run(&self, run: &NewRun) -> Result<Option<Uuid>> {
-        let id = Uuid::now_v7();
-        let inserted = sqlx::query(
-            "insert into dag_run (id, dag_id, environment, version_id, run_type, logical_date, \
-             interval_start, interval_end, state, params, triggered_by, commit_sha, deadline_at, deadline_state) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, \
-                     (select commit_sha from deployment where environment = $3 order by id desc limit 1), \
-                     $11, case when $11::timestamptz is not null then 'pending' end) \
-             on conflict (dag_id, environment, logical_date) where run_type in ('scheduled', 'backfill') do nothing",
-        )
-        .bind(id)
-        .bind(&run.dag_id)
-        .bind(&run.environment)
-        .bind(run.version_id)
-        .bind(run.run_type.as_str())
-        .bind(run.logical_date)
-        .bind(run.interval_start)
-        .bind(run.interval_end)
-        .bind(&run.params)
-        .bind(&run.triggered_by)
-        .bind(run.deadline_at)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Ok(None);
-        }
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(CHANNEL_RUNS)
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(Some(id))
+        let mut tx = self.begin().await?;
+        let id = tx.insert_run(run).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn get_run(&self, id: Uuid) -> Result<RunRow> {
@@ -190,31 +162,10 @@ impl Store {
         rows.into_iter().map(RunRow::try_from).collect()
     }
 
-    /// Mark a run succeeded or failed by hand: its unfinished task instances take the same
-    /// state (a worker still running one finds it taken away when it reports). Returns the
-    /// task ids changed; `Conflict` when the run already is in that state.
+    /// Mark a run succeeded or failed by hand; see [`Tx::mark_run`].
     pub async fn mark_run(&self, id: Uuid, state: RunState) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let marked: Option<Uuid> = sqlx::query_scalar(
-            "update dag_run set state = $2, finished_at = now(), started_at = coalesce(started_at, now()) \
-             where id = $1 and state <> $2 returning id",
-        )
-        .bind(id)
-        .bind(state.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if marked.is_none() {
-            self.get_run(id).await?;
-            return Err(StoreError::Conflict(format!("run {id} already is {state}")));
-        }
-        let tasks: Vec<String> = sqlx::query_scalar(
-            "update task_instance set state = $2, finished_at = now(), lease_until = null, next_attempt_at = null \
-             where run_id = $1 and state in ('pending', 'queued', 'running', 'up_for_retry') returning task_id",
-        )
-        .bind(id)
-        .bind(state.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut tx = self.begin().await?;
+        let tasks = tx.mark_run(id, state).await?;
         tx.commit().await?;
         Ok(tasks)
     }
@@ -453,4 +404,77 @@ pub(crate) async fn finish_runs(
     rows.into_iter()
         .map(|(id, s)| Ok((id, RunState::parse(&s)?)))
         .collect()
+}
+
+impl crate::Tx {
+    /// Create a queued run. Scheduled and backfill runs are unique per (dag, environment,
+    /// logical date): `Ok(None)` means that run already exists.
+    pub async fn insert_run(&mut self, run: &NewRun) -> Result<Option<Uuid>> {
+        let id = Uuid::now_v7();
+        let inserted = sqlx::query(
+            "insert into dag_run (id, dag_id, environment, version_id, run_type, logical_date, \
+             interval_start, interval_end, state, params, triggered_by, commit_sha, deadline_at, deadline_state) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, \
+                     (select commit_sha from deployment where environment = $3 order by id desc limit 1), \
+                     $11, case when $11::timestamptz is not null then 'pending' end) \
+             on conflict (dag_id, environment, logical_date) where run_type in ('scheduled', 'backfill') do nothing",
+        )
+        .bind(id)
+        .bind(&run.dag_id)
+        .bind(&run.environment)
+        .bind(run.version_id)
+        .bind(run.run_type.as_str())
+        .bind(run.logical_date)
+        .bind(run.interval_start)
+        .bind(run.interval_end)
+        .bind(&run.params)
+        .bind(&run.triggered_by)
+        .bind(run.deadline_at)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(CHANNEL_RUNS)
+            .bind(id.to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(Some(id))
+    }
+
+    /// Mark a run succeeded or failed by hand: its unfinished task instances take the same
+    /// state (a worker still running one finds it taken away when it reports). Returns the
+    /// task ids changed; `Conflict` when the run already is in that state.
+    pub async fn mark_run(&mut self, id: Uuid, state: RunState) -> Result<Vec<String>> {
+        let tx = self.conn();
+        let marked: Option<Uuid> = sqlx::query_scalar(
+            "update dag_run set state = $2, finished_at = now(), started_at = coalesce(started_at, now()) \
+             where id = $1 and state <> $2 returning id",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if marked.is_none() {
+            let exists: Option<Uuid> = sqlx::query_scalar("select id from dag_run where id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("no run {id}")));
+            }
+            return Err(StoreError::Conflict(format!("run {id} already is {state}")));
+        }
+        let tasks: Vec<String> = sqlx::query_scalar(
+            "update task_instance set state = $2, finished_at = now(), lease_until = null, next_attempt_at = null \
+             where run_id = $1 and state in ('pending', 'queued', 'running', 'up_for_retry') returning task_id",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(tasks)
+    }
 }

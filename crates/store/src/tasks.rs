@@ -433,32 +433,10 @@ impl Store {
         .await?)
     }
 
-    /// Clear finished task instances of a run so they run again (with their retries granted
-    /// anew); the run goes back to running. Returns the cleared task ids.
+    /// Clear finished task instances of a run so they run again; see [`Tx::clear_tasks`].
     pub async fn clear_tasks(&self, run_id: Uuid, task_ids: &[String]) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
-        let cleared: Vec<String> = sqlx::query_scalar(
-            "update task_instance set state = 'pending', max_tries = try_number - lost_count + retries + 1, \
-                    queued_at = null, started_at = null, finished_at = null, next_attempt_at = null, last_error = null \
-             where run_id = $1 and task_id = any($2) \
-               and state in ('success', 'failed', 'skipped', 'upstream_failed') \
-             returning task_id",
-        )
-        .bind(run_id)
-        .bind(task_ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        if cleared.len() != task_ids.len() {
-            let busy: Vec<&String> = task_ids.iter().filter(|t| !cleared.contains(t)).collect();
-            return Err(StoreError::Conflict(format!(
-                "cannot clear {busy:?}: only finished tasks can be cleared (they may still be queued or running, or not exist)"
-            )));
-        }
-        sqlx::query("update dag_run set state = 'running', finished_at = null where id = $1 and state in ('success', 'failed')")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        advance(&mut tx, &[run_id], false).await?;
+        let mut tx = self.begin().await?;
+        let cleared = tx.clear_tasks(run_id, task_ids).await?;
         tx.commit().await?;
         Ok(cleared)
     }
@@ -620,4 +598,35 @@ async fn notify_changes(conn: &mut PgConnection, runs: &[Uuid], queued: bool) ->
             .await?;
     }
     Ok(())
+}
+
+impl crate::Tx {
+    /// Clear finished task instances of a run so they run again (with their retries granted
+    /// anew); the run goes back to running. Returns the cleared task ids.
+    pub async fn clear_tasks(&mut self, run_id: Uuid, task_ids: &[String]) -> Result<Vec<String>> {
+        let tx = self.conn();
+        let cleared: Vec<String> = sqlx::query_scalar(
+            "update task_instance set state = 'pending', max_tries = try_number - lost_count + retries + 1, \
+                    queued_at = null, started_at = null, finished_at = null, next_attempt_at = null, last_error = null \
+             where run_id = $1 and task_id = any($2) \
+               and state in ('success', 'failed', 'skipped', 'upstream_failed') \
+             returning task_id",
+        )
+        .bind(run_id)
+        .bind(task_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        if cleared.len() != task_ids.len() {
+            let busy: Vec<&String> = task_ids.iter().filter(|t| !cleared.contains(t)).collect();
+            return Err(StoreError::Conflict(format!(
+                "cannot clear {busy:?}: only finished tasks can be cleared (they may still be queued or running, or not exist)"
+            )));
+        }
+        sqlx::query("update dag_run set state = 'running', finished_at = null where id = $1 and state in ('success', 'failed')")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        advance(tx, &[run_id], false).await?;
+        Ok(cleared)
+    }
 }

@@ -69,112 +69,35 @@ pub struct ApiTokenRow {
 impl Store {
     /// Add a user. A name already taken is a conflict.
     pub async fn create_user(&self, name: &str, password_hash: &str, role: &str) -> Result<()> {
-        let inserted = sqlx::query(
-            "insert into app_user (name, password_hash, role) values ($1, $2, $3) \
-             on conflict (name) do nothing",
-        )
-        .bind(name)
-        .bind(password_hash)
-        .bind(role)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(StoreError::Conflict(format!(
-                "a user named `{name}` already exists"
-            )));
-        }
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.create_user(name, password_hash, role).await?;
+        tx.commit().await
     }
 
     /// Replace a user's password; their browser sessions end.
     pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "update app_user set password_hash = $2, password_changed_at = now() where name = $1",
-        )
-        .bind(name)
-        .bind(password_hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Err(no_user(name));
-        }
-        sqlx::query("delete from web_session where user_name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.set_password(name, password_hash).await?;
+        tx.commit().await
     }
 
-    /// Set a user's role: overall (`environment` none) or in one environment (`role` none
-    /// removes that environment's role, so the overall one applies again).
+    /// Set a user's role; see [`Tx::set_role`].
     pub async fn set_role(
         &self,
         name: &str,
         environment: Option<&str>,
         role: Option<&str>,
     ) -> Result<()> {
-        if self.user(name).await?.is_none() {
-            return Err(no_user(name));
-        }
-        match (environment, role) {
-            (None, Some(role)) => {
-                sqlx::query("update app_user set role = $2 where name = $1")
-                    .bind(name)
-                    .bind(role)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            (Some(env), Some(role)) => {
-                sqlx::query(
-                    "insert into user_environment_role (user_name, environment, role) values ($1, $2, $3) \
-                     on conflict (user_name, environment) do update set role = excluded.role",
-                )
-                .bind(name)
-                .bind(env)
-                .bind(role)
-                .execute(&self.pool)
-                .await?;
-            }
-            (Some(env), None) => {
-                sqlx::query(
-                    "delete from user_environment_role where user_name = $1 and environment = $2",
-                )
-                .bind(name)
-                .bind(env)
-                .execute(&self.pool)
-                .await?;
-            }
-            (None, None) => {}
-        }
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.set_role(name, environment, role).await?;
+        tx.commit().await
     }
 
-    /// Disable or enable a user; disabling ends their sessions and their tokens stop working.
+    /// Disable or enable a user; see [`Tx::set_disabled`].
     pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "update app_user set disabled_at = case when $2 then now() else null end where name = $1",
-        )
-        .bind(name)
-        .bind(disabled)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Err(no_user(name));
-        }
-        if disabled {
-            sqlx::query("delete from web_session where user_name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.set_disabled(name, disabled).await?;
+        tx.commit().await
     }
 
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>> {
@@ -275,17 +198,10 @@ impl Store {
         label: &str,
         token_hash: &[u8],
     ) -> Result<i64> {
-        if self.user(user).await?.is_none() {
-            return Err(no_user(user));
-        }
-        Ok(sqlx::query_scalar(
-            "insert into api_token (user_name, label, token_hash) values ($1, $2, $3) returning id",
-        )
-        .bind(user)
-        .bind(label)
-        .bind(token_hash)
-        .fetch_one(&self.pool)
-        .await?)
+        let mut tx = self.begin().await?;
+        let id = tx.create_api_token(user, label, token_hash).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// The user of a live API token.
@@ -312,13 +228,10 @@ impl Store {
 
     /// Revoke a token; `false` when it was not live.
     pub async fn revoke_api_token(&self, id: i64) -> Result<bool> {
-        Ok(sqlx::query(
-            "update api_token set revoked_at = now() where id = $1 and revoked_at is null returning id",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .is_some())
+        let mut tx = self.begin().await?;
+        let revoked = tx.revoke_api_token(id).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     pub async fn record_login_attempt(&self, user: &str, client: &str, ok: bool) -> Result<()> {
@@ -342,6 +255,158 @@ impl Store {
         .bind(window_secs as f64)
         .fetch_one(&self.pool)
         .await?)
+    }
+}
+
+impl crate::Tx {
+    /// Add a user. A name already taken is a conflict.
+    pub async fn create_user(&mut self, name: &str, password_hash: &str, role: &str) -> Result<()> {
+        let inserted = sqlx::query(
+            "insert into app_user (name, password_hash, role) values ($1, $2, $3) \
+             on conflict (name) do nothing",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(role)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a user named `{name}` already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replace a user's password; their browser sessions end.
+    pub async fn set_password(&mut self, name: &str, password_hash: &str) -> Result<()> {
+        let tx = self.conn();
+        let changed = sqlx::query(
+            "update app_user set password_hash = $2, password_changed_at = now() where name = $1",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(no_user(name));
+        }
+        sqlx::query("delete from web_session where user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Set a user's role: overall (`environment` none) or in one environment (`role` none
+    /// removes that environment's role, so the overall one applies again).
+    pub async fn set_role(
+        &mut self,
+        name: &str,
+        environment: Option<&str>,
+        role: Option<&str>,
+    ) -> Result<()> {
+        let tx = self.conn();
+        let known: Option<String> =
+            sqlx::query_scalar("select name from app_user where name = $1 for update")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
+            return Err(no_user(name));
+        }
+        match (environment, role) {
+            (None, Some(role)) => {
+                sqlx::query("update app_user set role = $2 where name = $1")
+                    .bind(name)
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (Some(env), Some(role)) => {
+                sqlx::query(
+                    "insert into user_environment_role (user_name, environment, role) values ($1, $2, $3) \
+                     on conflict (user_name, environment) do update set role = excluded.role",
+                )
+                .bind(name)
+                .bind(env)
+                .bind(role)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (Some(env), None) => {
+                sqlx::query(
+                    "delete from user_environment_role where user_name = $1 and environment = $2",
+                )
+                .bind(name)
+                .bind(env)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Disable or enable a user; disabling ends their sessions and their tokens stop working.
+    pub async fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<()> {
+        let tx = self.conn();
+        let changed = sqlx::query(
+            "update app_user set disabled_at = case when $2 then now() else null end where name = $1",
+        )
+        .bind(name)
+        .bind(disabled)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(no_user(name));
+        }
+        if disabled {
+            sqlx::query("delete from web_session where user_name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_api_token(
+        &mut self,
+        user: &str,
+        label: &str,
+        token_hash: &[u8],
+    ) -> Result<i64> {
+        let tx = self.conn();
+        let known: Option<String> =
+            sqlx::query_scalar("select name from app_user where name = $1 for update")
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
+            return Err(no_user(user));
+        }
+        Ok(sqlx::query_scalar(
+            "insert into api_token (user_name, label, token_hash) values ($1, $2, $3) returning id",
+        )
+        .bind(user)
+        .bind(label)
+        .bind(token_hash)
+        .fetch_one(&mut *tx)
+        .await?)
+    }
+
+    /// Revoke a token; `false` when it was not live.
+    pub async fn revoke_api_token(&mut self, id: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "update api_token set revoked_at = now() where id = $1 and revoked_at is null returning id",
+        )
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?
+        .is_some())
     }
 }
 

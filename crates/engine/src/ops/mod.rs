@@ -184,17 +184,19 @@ impl Operations {
     ) -> Result<Vec<String>, OpError> {
         let run = self.store.get_run(run_id).await?;
         self.allowed(actor, Action::Clear, &run.environment).await?;
-        let cleared = self.store.clear_tasks(run_id, task_ids).await?;
-        self.store
-            .audit(
-                &actor.name,
-                "task.clear",
-                Some(&run.environment),
-                Some(&run.dag_id),
-                Some(run_id),
-                &serde_json::json!({ "tasks": cleared }),
-            )
-            .await?;
+        // The change and its audit event commit together.
+        let mut tx = self.store.begin().await?;
+        let cleared = tx.clear_tasks(run_id, task_ids).await?;
+        tx.audit(
+            &actor.name,
+            "task.clear",
+            Some(&run.environment),
+            Some(&run.dag_id),
+            Some(run_id),
+            &serde_json::json!({ "tasks": cleared }),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(cleared)
     }
 
@@ -207,17 +209,18 @@ impl Operations {
                 "a run can be marked success or failed".to_owned(),
             ));
         }
-        let tasks = self.store.mark_run(run_id, state).await?;
-        self.store
-            .audit(
-                &actor.name,
-                "run.mark",
-                Some(&run.environment),
-                Some(&run.dag_id),
-                Some(run_id),
-                &serde_json::json!({ "state": state.as_str(), "from": run.state.as_str(), "tasks": tasks }),
-            )
-            .await?;
+        let mut tx = self.store.begin().await?;
+        let tasks = tx.mark_run(run_id, state).await?;
+        tx.audit(
+            &actor.name,
+            "run.mark",
+            Some(&run.environment),
+            Some(&run.dag_id),
+            Some(run_id),
+            &serde_json::json!({ "state": state.as_str(), "from": run.state.as_str(), "tasks": tasks }),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -52,7 +52,9 @@ pub(super) async fn trigger(
         },
         (None, None) => (now, now, now),
     };
-    let id = store
+    // The run and its audit event commit together.
+    let mut tx = store.begin().await?;
+    let id = tx
         .insert_run(&NewRun {
             dag_id: req.dag_id.clone(),
             environment: req.environment.clone(),
@@ -67,16 +69,16 @@ pub(super) async fn trigger(
         })
         .await?
         .ok_or_else(|| OpError::Conflict("the run was not created".to_owned()))?;
-    store
-        .audit(
-            &actor.name,
-            "run.trigger",
-            Some(&req.environment),
-            Some(&req.dag_id),
-            Some(id),
-            &serde_json::json!({}),
-        )
-        .await?;
+    tx.audit(
+        &actor.name,
+        "run.trigger",
+        Some(&req.environment),
+        Some(&req.dag_id),
+        Some(id),
+        &serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(id)
 }
 

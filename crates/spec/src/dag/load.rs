@@ -16,22 +16,26 @@ use super::{
     CheckSource, CheckSpec, CommandProgram, CommandSpec, Dag, Deadline, NoopSpec, Param,
     RetryPolicy, TASK_KINDS, Task, TaskKind, defaults,
 };
-use crate::diagnostic::{Diagnostic, Position, sort_diagnostics};
+use crate::diagnostic::{Diagnostic, Position, SourceLines, sort_and_cap};
 use crate::duration::Duration;
 use crate::graph::TaskGraph;
 use crate::schedule::{CronExpr, Schedule};
-use crate::suggest::did_you_mean;
+use crate::suggest::{Suggester, did_you_mean};
 use crate::template;
 use crate::yaml::{Positions, StructuralError, from_section, parse_document};
 
 /// File endings read as DAG files.
 pub const DAG_FILE_EXTENSIONS: &[&str] = &["yaml", "yml"];
 
-/// Collects diagnostics for one file; positions are indexed only once something is wrong.
+/// Collects diagnostics for one file; positions and lines are indexed only once something is
+/// wrong, and once: the cost of a file is its size plus its number of problems.
 struct Checker<'a> {
     file: &'a str,
     source: &'a str,
     positions: OnceCell<Positions>,
+    lines: OnceCell<SourceLines<'a>>,
+    /// "Did you mean" within a budget for the whole file.
+    hints: Suggester,
     diags: Vec<Diagnostic>,
 }
 
@@ -41,6 +45,8 @@ impl<'a> Checker<'a> {
             file,
             source,
             positions: OnceCell::new(),
+            lines: OnceCell::new(),
+            hints: Suggester::default(),
             diags: Vec::new(),
         }
     }
@@ -50,8 +56,18 @@ impl<'a> Checker<'a> {
     }
 
     fn push(&mut self, pos: Position, message: String) {
-        let d = Diagnostic::new(self.file, pos, message).with_snippet_from(self.source);
+        let source = self.source;
+        let line = self
+            .lines
+            .get_or_init(|| SourceLines::index(source))
+            .line(pos.line);
+        let d = Diagnostic::new(self.file, pos, message).with_snippet(line);
         self.diags.push(d);
+    }
+
+    /// `, did you mean `x`?` or nothing (within the file's budget).
+    fn hint<'c>(&mut self, input: &str, candidates: impl IntoIterator<Item = &'c str>) -> String {
+        self.hints.did_you_mean(input, candidates)
     }
 
     /// At the key of `path` (`retries:` in `retries: 3`), or its value when it has no key.
@@ -109,8 +125,8 @@ impl<'a> Checker<'a> {
     }
 
     fn structural(&mut self, e: &StructuralError) {
-        let d = e.locate(self.file, self.source, self.positions());
-        self.diags.push(d);
+        let pos = e.position(self.positions());
+        self.push(pos, e.message.clone());
     }
 
     fn line_of(&self, path: &str) -> usize {
@@ -171,7 +187,7 @@ pub fn load_dag(file: &str, source: &str) -> Result<Dag, Vec<Diagnostic>> {
             graph,
         }),
         _ => {
-            sort_diagnostics(&mut c.diags);
+            sort_and_cap(&mut c.diags);
             Err(c.diags)
         }
     }
@@ -434,21 +450,24 @@ fn check_tasks(
     let mut upstreams: Vec<Vec<usize>> = vec![Vec::new(); raw.len()];
     for (i, t) in raw.iter().enumerate() {
         let Some(t) = t else { continue };
+        let mut listed = std::collections::HashSet::with_capacity(t.depends_on.len());
         for (j, dep) in t.depends_on.iter().enumerate() {
             let path = format!("tasks[{i}].depends_on[{j}]");
             match index.get(dep.as_str()) {
-                None => c.at_value(
-                    &path,
-                    format!(
-                        "task `{}` depends on `{dep}`, which is not a task of this DAG{}",
-                        t.id,
-                        did_you_mean(dep, ids.iter().copied())
-                    ),
-                ),
+                None => {
+                    let hint = c.hint(dep, ids.iter().copied());
+                    c.at_value(
+                        &path,
+                        format!(
+                            "task `{}` depends on `{dep}`, which is not a task of this DAG{hint}",
+                            t.id,
+                        ),
+                    );
+                }
                 Some(&u) if u == i => {
                     c.at_value(&path, format!("task `{}` depends on itself", t.id));
                 }
-                Some(&u) if upstreams[i].contains(&u) => {
+                Some(&u) if !listed.insert(u) => {
                     c.at_value(
                         &path,
                         format!("task `{}` lists `{dep}` twice in `depends_on`", t.id),
@@ -468,17 +487,12 @@ fn check_tasks(
     let mut tasks = Vec::with_capacity(raw.len());
     for (i, t) in raw.iter().enumerate() {
         let Some(t) = t else { continue };
-        let ancestors: Vec<&str> = match &graph {
-            Some(g) => g
-                .ancestors(i)
-                .into_iter()
-                .filter_map(|a| raw[a].as_ref().map(|t| t.id.as_str()))
-                .collect(),
-            None => Vec::new(),
-        };
         let scope = TemplateScope {
             task: &t.id,
-            ancestors: graph.as_ref().map(|_| ancestors.as_slice()),
+            index: i,
+            graph: graph.as_ref(),
+            raw,
+            ancestors: OnceCell::new(),
             all_tasks: &ids,
             params: header.map(|h| h.params.as_slice()),
         };
@@ -512,11 +526,29 @@ fn report_cycle(c: &mut Checker<'_>, raw: &[Option<RawTask>], cycle: &[usize]) {
 /// What a task's templates may refer to.
 struct TemplateScope<'a> {
     task: &'a str,
-    /// Upstream tasks, direct or not (`None` when the graph is broken: skip the check).
-    ancestors: Option<&'a [&'a str]>,
+    index: usize,
+    /// `None` when the graph is broken: upstream checks are skipped.
+    graph: Option<&'a TaskGraph>,
+    raw: &'a [Option<RawTask>],
+    /// Upstream tasks, direct or not: found only for a task whose templates read another's
+    /// rows (every task's ancestors would cost tasks × depth).
+    ancestors: OnceCell<Vec<&'a str>>,
     all_tasks: &'a [&'a str],
     /// Declared parameters (`None` when the header is broken: skip the check).
     params: Option<&'a [Param]>,
+}
+
+impl<'a> TemplateScope<'a> {
+    /// Upstream tasks, direct or not; `None` when the graph is broken.
+    fn ancestors(&self) -> Option<&[&'a str]> {
+        let g = self.graph?;
+        Some(self.ancestors.get_or_init(|| {
+            g.ancestors(self.index)
+                .into_iter()
+                .filter_map(|a| self.raw[a].as_ref().map(|t| t.id.as_str()))
+                .collect()
+        }))
+    }
 }
 
 fn check_task(
@@ -909,7 +941,7 @@ fn check_template(c: &mut Checker<'_>, path: &str, text: &str, scope: &TemplateS
             continue;
         }
         seen.push(input);
-        if let Some(ancestors) = scope.ancestors
+        if let Some(ancestors) = scope.ancestors()
             && !ancestors.contains(&input)
         {
             let why = if scope.all_tasks.contains(&input) {
@@ -917,7 +949,7 @@ fn check_template(c: &mut Checker<'_>, path: &str, text: &str, scope: &TemplateS
             } else {
                 format!(
                     "`{input}` is not a task of this DAG{}",
-                    did_you_mean(input, scope.all_tasks.iter().copied())
+                    c.hint(input, scope.all_tasks.iter().copied())
                 )
             };
             c.at_value(
@@ -929,7 +961,7 @@ fn check_template(c: &mut Checker<'_>, path: &str, text: &str, scope: &TemplateS
     if let Some(params) = scope.params {
         for p in refs.members_of("params") {
             if !params.iter().any(|d| d.name == p) {
-                let hint = did_you_mean(p, params.iter().map(|d| d.name.as_str()));
+                let hint = c.hint(p, params.iter().map(|d| d.name.as_str()));
                 c.at_value(path, format!("task `{task}`: template reads `params.{p}`, which is not declared in `params`{hint}"));
             }
         }

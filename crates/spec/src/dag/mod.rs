@@ -5,12 +5,14 @@ mod load;
 pub mod map_kinds;
 mod params;
 mod raw;
+mod size;
 pub mod slo;
 mod trigger;
 
 pub use deadline::Deadline;
 pub use load::{DAG_FILE_EXTENSIONS, check_unique_ids, load_dag};
 pub use params::{Param, ParamType};
+pub use size::{DEFAULT_MAX_DAG_BYTES, check_dag_size};
 pub use trigger::{Readiness, UpstreamCounts};
 
 use chrono::{DateTime, Utc};

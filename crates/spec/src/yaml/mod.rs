@@ -140,11 +140,16 @@ fn describe(path: String, message: String) -> StructuralError {
 impl StructuralError {
     /// Turn into a diagnostic located with `positions`.
     pub fn locate(&self, file: &str, source: &str, positions: &Positions) -> Diagnostic {
-        let pos = match &self.key_path {
+        Diagnostic::new(file, self.position(positions), self.message.clone())
+            .with_snippet_from(source)
+    }
+
+    /// Where it points: at the key for an unknown key, else at the value.
+    pub fn position(&self, positions: &Positions) -> Position {
+        match &self.key_path {
             Some(k) => positions.locate(k).entry(),
             None => positions.locate(&self.path).value,
-        };
-        Diagnostic::new(file, pos, self.message.clone()).with_snippet_from(source)
+        }
     }
 }
 

@@ -38,12 +38,12 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
 
 /// A new API token for `user`: the token (shown once) and its id.
 pub async fn issue_api_token(
-    store: &drover_store::Store,
+    tx: &mut drover_store::Tx,
     user: &str,
     label: &str,
 ) -> Result<(String, i64), drover_store::StoreError> {
     let token = format!("drv_{}", random_token());
-    let id = store
+    let id = tx
         .create_api_token(user, label, &token_hash(&token))
         .await?;
     Ok((token, id))

@@ -68,18 +68,18 @@ pub(crate) async fn create_token(
     let label = Some(form.form.label.trim())
         .filter(|l| !l.is_empty())
         .unwrap_or("api");
-    let (token, id) = auth::issue_api_token(state.store(), form.user.name(), label).await?;
-    state
-        .store()
-        .audit(
-            form.user.name(),
-            "user.token.create",
-            None,
-            None,
-            None,
-            &serde_json::json!({ "token_id": id, "label": label }),
-        )
-        .await?;
+    let mut tx = state.store().begin().await?;
+    let (token, id) = auth::issue_api_token(&mut tx, form.user.name(), label).await?;
+    tx.audit(
+        form.user.name(),
+        "user.token.create",
+        None,
+        None,
+        None,
+        &serde_json::json!({ "token_id": id, "label": label }),
+    )
+    .await?;
+    tx.commit().await?;
     let page = render(&state, &form.user, Some("token"), Some(token)).await?;
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], page).into_response())
 }
@@ -103,20 +103,20 @@ pub(crate) async fn revoke_token(
     {
         return Err(Failure::forbidden("You can revoke only your own tokens.").into());
     }
-    if !state.store().revoke_api_token(id).await? {
+    let mut tx = state.store().begin().await?;
+    if !tx.revoke_api_token(id).await? {
         return Err(Failure::not_found("No live token with that id.").into());
     }
-    state
-        .store()
-        .audit(
-            form.user.name(),
-            "user.token.revoke",
-            None,
-            None,
-            None,
-            &serde_json::json!({ "token_id": id }),
-        )
-        .await?;
+    tx.audit(
+        form.user.name(),
+        "user.token.revoke",
+        None,
+        None,
+        None,
+        &serde_json::json!({ "token_id": id }),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(back("/account", "revoked"))
 }
 
@@ -145,18 +145,18 @@ pub(crate) async fn change_password(
         Some(Err(e)) => return Err(Failure::bad_request(e.to_string()).into()),
         Some(Ok(h)) => h,
     };
-    state.store().set_password(form.user.name(), &hash).await?;
-    state
-        .store()
-        .audit(
-            form.user.name(),
-            "user.password",
-            None,
-            None,
-            None,
-            &serde_json::json!({ "user": form.user.name() }),
-        )
-        .await?;
+    let mut tx = state.store().begin().await?;
+    tx.set_password(form.user.name(), &hash).await?;
+    tx.audit(
+        form.user.name(),
+        "user.password",
+        None,
+        None,
+        None,
+        &serde_json::json!({ "user": form.user.name() }),
+    )
+    .await?;
+    tx.commit().await?;
     // Changing the password ends every session, this one too.
     Ok(Redirect::to("/login"))
 }

@@ -68,21 +68,18 @@ pub(crate) async fn add(
         .run(move || auth::hash_password(&password))
         .await?
         .map_err(|e| Failure::bad_request(e.to_string()))?;
-    state
-        .store()
-        .create_user(f.name.trim(), &hash, role)
-        .await?;
-    state
-        .store()
-        .audit(
-            form.user.name(),
-            "user.add",
-            None,
-            None,
-            None,
-            &serde_json::json!({ "user": f.name.trim(), "role": role }),
-        )
-        .await?;
+    let mut tx = state.store().begin().await?;
+    tx.create_user(f.name.trim(), &hash, role).await?;
+    tx.audit(
+        form.user.name(),
+        "user.add",
+        None,
+        None,
+        None,
+        &serde_json::json!({ "user": f.name.trim(), "role": role }),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(back("/admin/users", "user"))
 }
 
@@ -111,18 +108,18 @@ pub(crate) async fn set_role(
                 })?,
         ),
     };
-    state.store().set_role(&name, env, role).await?;
-    state
-        .store()
-        .audit(
-            form.user.name(),
-            "user.role",
-            env,
-            None,
-            None,
-            &serde_json::json!({ "user": name, "role": role }),
-        )
-        .await?;
+    let mut tx = state.store().begin().await?;
+    tx.set_role(&name, env, role).await?;
+    tx.audit(
+        form.user.name(),
+        "user.role",
+        env,
+        None,
+        None,
+        &serde_json::json!({ "user": name, "role": role }),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(back("/admin/users", "user"))
 }
 
@@ -136,22 +133,22 @@ async fn set_disabled(
     if disabled && name == form.user.name() {
         return Err(Failure::bad_request("You cannot disable yourself.").into());
     }
-    state.store().set_disabled(name, disabled).await?;
-    state
-        .store()
-        .audit(
-            form.user.name(),
-            if disabled {
-                "user.disable"
-            } else {
-                "user.enable"
-            },
-            None,
-            None,
-            None,
-            &serde_json::json!({ "user": name }),
-        )
-        .await?;
+    let mut tx = state.store().begin().await?;
+    tx.set_disabled(name, disabled).await?;
+    tx.audit(
+        form.user.name(),
+        if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        },
+        None,
+        None,
+        None,
+        &serde_json::json!({ "user": name }),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(back("/admin/users", "user"))
 }
 

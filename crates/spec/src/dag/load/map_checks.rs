@@ -207,7 +207,7 @@ pub(super) fn return_(
 
 /// `input` must be a task this one runs after.
 fn upstream(c: &mut Checker<'_>, path: &str, input: &str, scope: &TemplateScope<'_>) {
-    let Some(ancestors) = scope.ancestors else {
+    let Some(ancestors) = scope.ancestors() else {
         return;
     };
     if ancestors.contains(&input) {
@@ -219,7 +219,7 @@ fn upstream(c: &mut Checker<'_>, path: &str, input: &str, scope: &TemplateScope<
             scope.task
         )
     } else {
-        let hint = did_you_mean(input, scope.all_tasks.iter().copied());
+        let hint = c.hint(input, scope.all_tasks.iter().copied());
         format!("no task `{input}` in this DAG{hint}")
     };
     c.at_value(path, message);
