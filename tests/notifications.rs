@@ -612,7 +612,17 @@ fn a_channel_can_be_email_over_smtp() {
             "{data}"
         );
         assert!(data.contains("From: drover@example.com"), "{data}");
-        let sent = store.notifications(10).await.unwrap_or_default();
+        // The notification is recorded as sent once the SMTP session has ended, a moment after
+        // the server has the message.
+        let sent = eventually(
+            "the mail to be recorded as sent",
+            Duration::from_secs(10),
+            || async {
+                let all = store.notifications(10).await.unwrap_or_default();
+                all.iter().any(|n| n.state != "pending").then_some(all)
+            },
+        )
+        .await;
         assert_eq!(sent.len(), 1);
         assert_eq!(
             (sent[0].channel.as_str(), sent[0].state.as_str()),
