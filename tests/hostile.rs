@@ -106,13 +106,6 @@ async fn first_try(store: &Store, run: Uuid, task: &str) -> (String, String, Vec
         .into_iter()
         .find(|t| t.task_id == task)
         .unwrap_or_else(|| panic!("no task {task} in {run}"));
-    let ti = store
-        .task_instances(run)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.task_id == task)
-        .unwrap_or_else(|| panic!("no task {task} in {run}"));
     // Log lines are written in batches, shortly after the try: wait for its last one.
     let lines = eventually(
         &format!("the end of {task}'s log"),
