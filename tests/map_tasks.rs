@@ -177,6 +177,16 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
             let old = before.iter().find(|(b, _)| b == id).and_then(|(_, s)| *s);
             assert_eq!(lead["leadScore"].as_i64(), old, "lead {id} after revert: {lead}");
         }
+        // Audited on both sides of the MAP's writes: who asked before the first write, what
+        // was restored after.
+        let audit = store.audit_events(10).await.expect("audit");
+        let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+        let started = actions.iter().position(|a| *a == "return.revert.started");
+        let done = actions.iter().position(|a| *a == "return.revert");
+        assert!(
+            started.zip(done).is_some_and(|(s, d)| d < s),
+            "newest first, the report after the start: {actions:?}"
+        );
 
         // The secret appears nowhere: logs, errors, receipts, audit, the worker's own output.
         w.terminate(Duration::from_secs(10));

@@ -76,17 +76,9 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
                     )
                 })?;
             let plane = drover_engine::data::DataPlane::connect(&store, 2).await?;
-            let report = drover_engine::data::revert_return(&plane, &env, run.id, &task).await?;
-            store
-                .audit(
-                    &ctx.actor,
-                    "return.revert",
-                    Some(&run.environment),
-                    Some(&run.dag_id),
-                    Some(run.id),
-                    &serde_json::json!({ "task": task, "report": report }),
-                )
-                .await?;
+            let report =
+                drover_engine::ops::revert_audited(&store, &plane, &env, &ctx.actor, &run, &task)
+                    .await?;
             println!(
                 "restored {} record(s); {} refused; {} created by the return left in place; {} never written",
                 report.restored,

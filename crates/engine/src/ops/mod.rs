@@ -241,18 +241,7 @@ impl Operations {
                     .to_owned(),
             ));
         };
-        let report = crate::data::revert_return(plane, &env, run.id, task_id).await?;
-        self.store
-            .audit(
-                &actor.name,
-                "return.revert",
-                Some(&run.environment),
-                Some(&run.dag_id),
-                Some(run.id),
-                &serde_json::json!({ "task": task_id, "report": report }),
-            )
-            .await?;
-        Ok(report)
+        Ok(revert_audited(&self.store, plane, &env, &actor.name, &run, task_id).await?)
     }
 
     fn git(&self) -> Result<&GitSource, OpError> {
@@ -347,4 +336,39 @@ impl Operations {
             text,
         })
     }
+}
+
+/// Revert a return, audited on both sides of the MAP's writes: who asked is recorded before
+/// the first write (a MAP write cannot share a database transaction, so no revert reaches the
+/// MAP without its trace), and what it restored and refused after.
+pub async fn revert_audited(
+    store: &Store,
+    plane: &DataPlane,
+    env: &drover_spec::environment::Environment,
+    actor: &str,
+    run: &drover_store::RunRow,
+    task_id: &str,
+) -> Result<RevertReport, EngineError> {
+    store
+        .audit(
+            actor,
+            "return.revert.started",
+            Some(&run.environment),
+            Some(&run.dag_id),
+            Some(run.id),
+            &serde_json::json!({ "task": task_id }),
+        )
+        .await?;
+    let report = crate::data::revert_return(plane, env, run.id, task_id).await?;
+    store
+        .audit(
+            actor,
+            "return.revert",
+            Some(&run.environment),
+            Some(&run.dag_id),
+            Some(run.id),
+            &serde_json::json!({ "task": task_id, "report": report }),
+        )
+        .await?;
+    Ok(report)
 }
