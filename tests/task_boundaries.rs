@@ -360,3 +360,122 @@ fn a_worker_waiting_for_its_turn_to_claim_stops_at_once_on_sigterm() {
         tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     });
 }
+
+#[test]
+fn a_task_run_as_the_task_user_cannot_read_its_worker() {
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = workspace();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("this machine has no user `nobody`"));
+    ws.dag(
+        "reach",
+        r#"id: reach
+params:
+  worker_pid: { type: string, default: "1" }
+tasks:
+  - id: look
+    command:
+      shell: |
+        echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
+        echo "home=$HOME"
+        echo "cwd=$(pwd) owner=$(stat -c %u .)"
+        if cat /proc/{{ params.worker_pid }}/environ > environ.copy 2> environ.err; then
+          echo "read the worker's environment:"
+          tr '\0' '\n' < environ.copy
+        else
+          echo "environ: $(cat environ.err)"
+        fi
+        echo written > here.txt && echo "wrote here.txt: $(cat here.txt)"
+"#,
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let _s = d.scheduler("scheduler");
+    let w = worker(
+        &d,
+        "worker-nobody",
+        &["--task-user", "nobody"],
+        &worker_secrets(&db),
+    );
+    rt.block_on(async {
+        let store = db.store().await;
+        synced_in(&store, "reach", "dev").await;
+        let run = trigger(&d, "reach", "dev", &[&format!("worker_pid={}", w.pid())]);
+        assert_eq!(
+            wait_finished(&store, run, Duration::from_secs(60))
+                .await
+                .state,
+            RunState::Success,
+            "{}",
+            w.log()
+        );
+        let (lines, tries) = task_record(&store, run, "look").await;
+        let log = lines.join("\n");
+        assert_eq!(tries.len(), 1, "{tries:?}");
+        assert_eq!(tries[0].1, "success", "{tries:?}\n{log}");
+
+        // The task ran as nobody, with nobody's group alone and nobody's home.
+        let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+        let ids = format!("uid={uid} gid={gid} groups={gid}");
+        assert!(lines.contains(&ids), "`{ids}` not in:\n{log}");
+        let home = format!("home={}", nobody.dir.display());
+        assert!(lines.contains(&home), "`{home}` not in:\n{log}");
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("started `") && l.contains(&format!("as nobody (uid {uid})"))
+            ),
+            "{log}"
+        );
+
+        // The worker's environment is out of reach.
+        let refused = lines
+            .iter()
+            .find(|l| l.starts_with("environ: "))
+            .unwrap_or_else(|| panic!("the task read the worker's environment:\n{log}"));
+        assert!(refused.contains("Permission denied"), "{refused}");
+        for (var, value) in worker_secrets(&db) {
+            assert!(!log.contains(&value), "the log shows {var}:\n{log}");
+        }
+
+        // It worked in a fresh directory of its own, owned by nobody, removed after the try.
+        let cwd = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("cwd="))
+            .unwrap_or_else(|| panic!("no cwd in:\n{log}"));
+        let (dir, owner) = cwd.split_once(" owner=").unwrap_or_else(|| panic!("{cwd}"));
+        assert_eq!(owner, uid.to_string(), "{cwd}");
+        let dir = std::path::Path::new(dir);
+        assert!(
+            dir.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("drover-task-")),
+            "{cwd}"
+        );
+        assert_ne!(dir, ws.path(), "the task ran in the worker's directory");
+        assert!(
+            lines.iter().any(|l| l == "wrote here.txt: written"),
+            "{log}"
+        );
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+        assert!(!ws.path().join("here.txt").exists());
+    });
+}
+
+#[test]
+fn a_worker_with_an_unknown_task_user_refuses_to_start() {
+    let db = TestDb::new(&server_url());
+    let ws = workspace();
+    let d = Drover { db: &db, ws: &ws };
+    let out = d.run(&["worker", "--task-user", "no-such-user-q8"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "`--task-user no-such-user-q8`: task user `no-such-user-q8` does not exist on this machine"
+        ),
+        "{stderr}"
+    );
+}
