@@ -26,7 +26,7 @@ pub(crate) fn rows_hidden(actor: &Actor, env: &Environment) -> Option<String> {
 }
 
 /// The connections that read `env`'s staged tables (none: not from this process).
-fn staging<'a>(state: &'a WebState) -> Option<&'a drover_store::StagingPools> {
+fn staging(state: &WebState) -> Option<&drover_store::StagingPools> {
     state.staging()
 }
 
