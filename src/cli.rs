@@ -300,6 +300,10 @@ pub(crate) struct WorkerArgs {
         value_delimiter = ','
     )]
     pub(crate) envs: Vec<String>,
+    /// Run command tasks as this OS user and its primary group (e.g. `nobody`), so they
+    /// cannot read the worker's variables, memory or files. Default: the worker's own user.
+    #[arg(long, env = "DROVER_TASK_USER", value_name = "NAME")]
+    pub(crate) task_user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

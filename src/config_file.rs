@@ -203,6 +203,32 @@ mod tests {
     }
 
     #[test]
+    fn the_task_user_comes_from_the_file_the_variable_or_the_flag() {
+        let values =
+            parse("drover.yaml", "task_user: nobody\n", &cli()).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            values.get("DROVER_TASK_USER").map(String::as_str),
+            Some("nobody")
+        );
+        let user = |values: &BTreeMap<String, String>, args: &[&str]| -> Option<String> {
+            let matches = apply(cli(), values)
+                .try_get_matches_from(args)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (_, worker) = matches.subcommand().unwrap_or_else(|| panic!("no command"));
+            worker.get_one::<String>("task_user").cloned()
+        };
+        assert_eq!(
+            user(&values, &["drover", "worker"]).as_deref(),
+            Some("nobody")
+        );
+        assert_eq!(
+            user(&values, &["drover", "worker", "--task-user", "drover-task"]).as_deref(),
+            Some("drover-task")
+        );
+        assert_eq!(user(&BTreeMap::new(), &["drover", "worker"]), None);
+    }
+
+    #[test]
     fn unknown_and_nested_settings_are_refused_by_name() {
         let e = parse("d.yaml", "sync_sec: 3\n", &cli())
             .err()

@@ -3,7 +3,9 @@
 //! credential or PROD's secret; it gets its own named secret (shown as `***` in its log); a
 //! secret its environment lacks fails the try with a reason; a parameter cannot inject shell
 //! code; a worker bound to PROD never runs DEV's tasks; a worker waiting for its turn to claim
-//! stops at once on SIGTERM.
+//! stops at once on SIGTERM. With `--task-user` a task runs as that OS user in a fresh
+//! directory of its own and cannot read its worker's environment; a worker is not dumpable,
+//! so not even a task of its own user can; a user the worker cannot become fails the try.
 
 mod support;
 
@@ -358,5 +360,291 @@ fn a_worker_waiting_for_its_turn_to_claim_stops_at_once_on_sigterm() {
             "the worker took {took:?} to stop while waiting to claim"
         );
         tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
+#[test]
+fn a_task_run_as_the_task_user_cannot_read_its_worker() {
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = workspace();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("this machine has no user `nobody`"));
+    ws.dag(
+        "reach",
+        r#"id: reach
+params:
+  worker_pid: { type: string, default: "1" }
+tasks:
+  - id: look
+    command:
+      shell: |
+        echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
+        echo "home=$HOME"
+        echo "cwd=$(pwd) owner=$(stat -c %u .)"
+        if cat /proc/{{ params.worker_pid }}/environ > environ.copy 2> environ.err; then
+          echo "read the worker's environment:"
+          tr '\0' '\n' < environ.copy
+        else
+          echo "environ: $(cat environ.err)"
+        fi
+        echo written > here.txt && echo "wrote here.txt: $(cat here.txt)"
+"#,
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let _s = d.scheduler("scheduler");
+    let w = worker(
+        &d,
+        "worker-nobody",
+        &["--task-user", "nobody"],
+        &worker_secrets(&db),
+    );
+    rt.block_on(async {
+        let store = db.store().await;
+        synced_in(&store, "reach", "dev").await;
+        let run = trigger(&d, "reach", "dev", &[&format!("worker_pid={}", w.pid())]);
+        assert_eq!(
+            wait_finished(&store, run, Duration::from_secs(60))
+                .await
+                .state,
+            RunState::Success,
+            "{}",
+            w.log()
+        );
+        let (lines, tries) = task_record(&store, run, "look").await;
+        let log = lines.join("\n");
+        assert_eq!(tries.len(), 1, "{tries:?}");
+        assert_eq!(tries[0].1, "success", "{tries:?}\n{log}");
+
+        // The task ran as nobody, with nobody's group alone and nobody's home.
+        let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+        let ids = format!("uid={uid} gid={gid} groups={gid}");
+        assert!(lines.contains(&ids), "`{ids}` not in:\n{log}");
+        let home = format!("home={}", nobody.dir.display());
+        assert!(lines.contains(&home), "`{home}` not in:\n{log}");
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("started `") && l.contains(&format!("as nobody (uid {uid})"))
+            ),
+            "{log}"
+        );
+
+        // The worker's environment is out of reach.
+        let refused = lines
+            .iter()
+            .find(|l| l.starts_with("environ: "))
+            .unwrap_or_else(|| panic!("the task read the worker's environment:\n{log}"));
+        assert!(refused.contains("Permission denied"), "{refused}");
+        for (var, value) in worker_secrets(&db) {
+            assert!(!log.contains(&value), "the log shows {var}:\n{log}");
+        }
+
+        // It worked in a fresh directory of its own, owned by nobody, removed after the try.
+        let cwd = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("cwd="))
+            .unwrap_or_else(|| panic!("no cwd in:\n{log}"));
+        let (dir, owner) = cwd.split_once(" owner=").unwrap_or_else(|| panic!("{cwd}"));
+        assert_eq!(owner, uid.to_string(), "{cwd}");
+        let dir = std::path::Path::new(dir);
+        assert!(
+            dir.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("drover-task-")),
+            "{cwd}"
+        );
+        assert_ne!(dir, ws.path(), "the task ran in the worker's directory");
+        assert!(
+            lines.iter().any(|l| l == "wrote here.txt: written"),
+            "{log}"
+        );
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+        assert!(!ws.path().join("here.txt").exists());
+    });
+}
+
+#[test]
+fn a_worker_with_an_unknown_task_user_refuses_to_start() {
+    let db = TestDb::new(&server_url());
+    let ws = workspace();
+    let d = Drover { db: &db, ws: &ws };
+    let out = d.run(&["worker", "--task-user", "no-such-user-q8"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "`--task-user no-such-user-q8`: task user `no-such-user-q8` does not exist on this machine"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_task_of_the_workers_own_user_cannot_read_the_worker() {
+    use std::os::unix::fs::MetadataExt;
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = workspace();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("this machine has no user `nobody`"));
+    ws.dag(
+        "reach",
+        r#"id: reach
+params:
+  worker_pid: { type: string, default: "1" }
+tasks:
+  - id: look
+    command:
+      shell: |
+        echo "uid=$(id -u)"
+        if cat /proc/{{ params.worker_pid }}/environ > environ.copy 2> environ.err; then
+          echo "read the worker's environment:"
+          tr '\0' '\n' < environ.copy
+        else
+          echo "environ: $(cat environ.err)"
+        fi
+"#,
+    );
+    // The worker itself runs as nobody (without --task-user): its tasks are nobody too.
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let _s = d.scheduler("scheduler");
+    let uid = nobody.uid.as_raw();
+    let w = worker_as(&db, &ws, &nobody, "worker-as-nobody", &[]);
+    rt.block_on(async {
+        let store = db.store().await;
+        synced_in(&store, "reach", "dev").await;
+        let run = trigger(&d, "reach", "dev", &[&format!("worker_pid={}", w.pid())]);
+        assert_eq!(
+            wait_finished(&store, run, Duration::from_secs(60))
+                .await
+                .state,
+            RunState::Success,
+            "{}",
+            w.log()
+        );
+        // The worker runs as nobody, yet its /proc files are root's: it is not dumpable.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", w.pid()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with("Uid:")
+                    && l.split_whitespace().nth(1) == Some(&uid.to_string())),
+            "{status}"
+        );
+        let environ = std::fs::metadata(format!("/proc/{}/environ", w.pid()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(environ.uid(), 0, "the worker is dumpable");
+
+        let (lines, tries) = task_record(&store, run, "look").await;
+        let log = lines.join("\n");
+        assert_eq!(tries[0].1, "success", "{tries:?}\n{log}");
+        assert!(lines.contains(&format!("uid={uid}")), "{log}");
+        let refused = lines
+            .iter()
+            .find(|l| l.starts_with("environ: "))
+            .unwrap_or_else(|| panic!("the task read the worker's environment:\n{log}"));
+        assert!(refused.contains("Permission denied"), "{refused}");
+        for (var, value) in worker_secrets(&db) {
+            assert!(!log.contains(&value), "the log shows {var}:\n{log}");
+        }
+    });
+}
+
+/// A worker started as `user` (the workspace opened to it), holding every secret.
+fn worker_as(
+    db: &TestDb,
+    ws: &Workspace,
+    user: &nix::unistd::User,
+    name: &str,
+    extra: &[&str],
+) -> support::Proc {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [ws.path().to_path_buf(), ws.environments()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let log = ws.path().join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+    let (uid, gid) = (user.uid.to_string(), user.gid.to_string());
+    let child = std::process::Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &gid, "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_drover"))
+        .args(["worker", "--id", name, "--poll-ms", "200"])
+        .args(extra)
+        .envs(worker_secrets(db))
+        .env("DROVER_DAGS_DIR", ws.dags())
+        .env("DROVER_ENVIRONMENTS_DIR", ws.environments())
+        .env("RUST_LOG", "info,sqlx=warn")
+        .current_dir(ws.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("setpriv: {e}"));
+    support::Proc::new(child, name, log)
+}
+
+#[test]
+fn a_task_user_the_worker_cannot_become_fails_the_try_with_the_reason() {
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = workspace();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("this machine has no user `nobody`"));
+    ws.dag(
+        "climb",
+        "id: climb\ntasks:\n  - id: in_tmp\n    retries: 2\n    command: { argv: [id, -u], workdir: /tmp }\n  - id: own_dir\n    retries: 2\n    command: { argv: [id, -u] }\n",
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let _s = d.scheduler("scheduler");
+    // nobody cannot become root.
+    let w = worker_as(
+        &db,
+        &ws,
+        &nobody,
+        "worker-climbing",
+        &["--task-user", "root"],
+    );
+    rt.block_on(async {
+        let store = db.store().await;
+        synced_in(&store, "climb", "dev").await;
+        let run = trigger(&d, "climb", "dev", &[]);
+        assert_eq!(
+            wait_finished(&store, run, Duration::from_secs(60)).await.state,
+            RunState::Failed,
+            "{}",
+            w.log()
+        );
+        for (task, reason) in [
+            (
+                "in_tmp",
+                "cannot run as task user root (uid 0): setgroups: Operation not permitted (os error 1)",
+            ),
+            (
+                "own_dir",
+                "cannot give the task's working directory",
+            ),
+        ] {
+            let (lines, tries) = task_record(&store, run, task).await;
+            assert_eq!(tries.len(), 1, "not retried: {tries:?}");
+            let error = tries[0].2.clone().unwrap_or_default();
+            assert!(error.starts_with(reason), "{task}: {error}");
+            assert!(
+                lines.contains(&format!("failed: {error}")),
+                "{task}: {lines:?}"
+            );
+            assert!(!lines.iter().any(|l| l == "0"), "{task} ran as root: {lines:?}");
+        }
     });
 }

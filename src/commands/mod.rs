@@ -132,6 +132,15 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Keep other processes of this user (command tasks among them) out of this one's memory
+/// and `/proc/<pid>/environ`, where the database URL and the MAP credentials are: the
+/// process is not dumpable, so its `/proc` files belong to root and ptrace is refused.
+fn not_dumpable() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot mark this process non-dumpable");
+    }
+}
+
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx {
         database_url: cli.database_url.clone(),
@@ -155,18 +164,22 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         }),
         Command::Standalone(args) => {
             crate::telemetry::init(cli.log_format);
+            not_dumpable();
             runtime()?.block_on(standalone::run(&ctx, &cli.folders, args))
         }
         Command::Scheduler(args) => {
             crate::telemetry::init(cli.log_format);
+            not_dumpable();
             runtime()?.block_on(serve::scheduler(&ctx, &cli.folders, args))
         }
         Command::Worker(args) => {
             crate::telemetry::init(cli.log_format);
+            not_dumpable();
             runtime()?.block_on(serve::worker(&ctx, args))
         }
         Command::Web(args) => {
             crate::telemetry::init(cli.log_format);
+            not_dumpable();
             runtime()?.block_on(web::run(&ctx, &cli.folders, args))
         }
         Command::Users(cmd) => runtime()?.block_on(users::run(&ctx, cmd)),

@@ -74,6 +74,7 @@ pub(crate) async fn scheduler(
 
 pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     let stop = shutdown_signal();
+    let task_user = task_user(args.task_user.as_deref())?;
     let connections = u32::try_from(args.concurrency.min(16)).unwrap_or(16) + 4;
     let store = ctx.store(connections).await?;
     let id = args.id.unwrap_or_else(|| {
@@ -93,6 +94,7 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     config.grace = Duration::from_secs_f64(args.grace_secs.max(0.0));
     config.poll = Duration::from_millis(args.poll_ms.max(10));
     config.environments = bound_environments(&store, &args.envs).await?;
+    config.task_user = task_user;
     let plane = drover_engine::data::DataPlane::connect(
         &store,
         u32::try_from(args.concurrency).unwrap_or(8) + 2,
@@ -104,6 +106,27 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
         .run(stop)
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The OS user of `--task-user` (`None`: tasks run as the worker's user, with a warning if
+/// that is root).
+fn task_user(name: Option<&str>) -> Result<Option<drover_engine::TaskUser>> {
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => {
+            let user = drover_engine::TaskUser::lookup(name)
+                .with_context(|| format!("`--task-user {name}`"))?;
+            tracing::info!(user = %user.describe(), "command tasks run as the task user");
+            Ok(Some(user))
+        }
+        None => {
+            if nix::unistd::geteuid().is_root() {
+                tracing::warn!(
+                    "command tasks run as root: set --task-user (DROVER_TASK_USER) to an unprivileged user"
+                );
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// The environments a worker is bound to (`None`: all), each a possible environment name;

@@ -25,6 +25,7 @@ pub use git_source::{DagSource, Deploy, GitSource, Plan};
 pub use notify::Notifier;
 pub use plan::{PlannedRun, plan_runs};
 pub use runner::process_guard::{TASK_GUARD_ARG, task_guard_main, use_task_guard};
+pub use runner::task_user::{TaskUser, TaskUserError};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use task_specs::task_instance_specs;
 pub use worker::{Worker, WorkerConfig};

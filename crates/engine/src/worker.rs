@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     /// Claim only the task instances of these environments (`None`: of every environment).
     /// A worker bound to PROD runs on PROD's machines with PROD's variables and nothing else.
     pub environments: Option<Vec<String>>,
+    /// The OS user command tasks run as (`None`: the worker's own).
+    pub task_user: Option<crate::runner::task_user::TaskUser>,
 }
 
 impl WorkerConfig {
@@ -44,6 +46,7 @@ impl WorkerConfig {
             poll: Duration::from_secs(2),
             grace: Duration::from_secs(30),
             environments: None,
+            task_user: None,
         }
     }
 }
@@ -71,17 +74,19 @@ fn lock(set: &RunningSet) -> std::sync::MutexGuard<'_, HashMap<i64, Running>> {
 impl Worker {
     pub fn new(store: Store, config: WorkerConfig) -> Self {
         let cache = DagCache::new(store.clone());
+        let runners = Arc::new(Runners::default().with_task_user(config.task_user.clone()));
         Self {
             store,
             cache,
             config,
-            runners: Arc::new(Runners::default()),
+            runners,
         }
     }
 
     /// Run the data kinds (export, transform, return, sql, check) on `plane`.
     pub fn with_data(mut self, plane: crate::data::DataPlane) -> Self {
-        self.runners = Arc::new(Runners::with_data(plane));
+        self.runners =
+            Arc::new(Runners::with_data(plane).with_task_user(self.config.task_user.clone()));
         self
     }
 

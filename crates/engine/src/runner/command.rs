@@ -9,6 +9,8 @@
 //! webhook URLs) reaches it. Its output and its error go through a redactor of the secrets it
 //! was given, so a task that prints its own secret leaves `***` in the log.
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+use super::task_user::TaskUser;
 use super::{Job, LogSink, RunFuture, Runner, cancelled, process_guard};
 use crate::secrets::SecretSource;
 
@@ -32,12 +35,71 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub(crate) struct CommandRunner {
     secrets: SecretSource,
+    /// The OS user tasks run as (`None`: the worker's own).
+    user: Option<TaskUser>,
 }
 
 impl CommandRunner {
     /// Tasks' secrets read from `secrets`.
     pub(crate) fn new(secrets: SecretSource) -> Self {
-        Self { secrets }
+        Self {
+            secrets,
+            user: None,
+        }
+    }
+
+    /// Tasks run as `user` (`None`: as the worker's own user).
+    pub(crate) fn run_as(&mut self, user: Option<TaskUser>) {
+        self.user = user;
+    }
+}
+
+/// A try's own working directory, for a task without `workdir`: created empty (mode 0700,
+/// owned by the task's user) before the try and removed after it.
+#[derive(Debug)]
+struct TryDir {
+    path: PathBuf,
+}
+
+impl TryDir {
+    fn create(user: Option<&TaskUser>) -> Result<Self, Outcome> {
+        let path =
+            std::env::temp_dir().join(format!("drover-task-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| {
+                failed(
+                    format!(
+                        "cannot create the task's working directory {}: {e}",
+                        path.display()
+                    ),
+                    true,
+                )
+            })?;
+        let dir = Self { path };
+        if let Some(user) = user {
+            std::os::unix::fs::chown(&dir.path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .map_err(|e| {
+                failed(
+                    format!(
+                        "cannot give the task's working directory {} to task user {}: {e}",
+                        dir.path.display(),
+                        user.describe()
+                    ),
+                    false,
+                )
+            })?;
+        }
+        Ok(dir)
+    }
+}
+
+impl Drop for TryDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(dir = %self.path.display(), error = %e, "cannot remove a task's working directory");
+        }
     }
 }
 
@@ -51,11 +113,11 @@ fn failed(error: impl Into<String>, retryable: bool) -> Outcome {
 
 impl Runner for CommandRunner {
     fn run<'a>(&'a self, job: Job<'a>) -> RunFuture<'a> {
-        Box::pin(run_command(job, &self.secrets))
+        Box::pin(run_command(job, &self.secrets, self.user.as_ref()))
     }
 }
 
-async fn run_command(mut job: Job<'_>, secrets: &SecretSource) -> Outcome {
+async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&TaskUser>) -> Outcome {
     let TaskKind::Command(spec) = &job.task.kind else {
         return failed("not a command task", false);
     };
@@ -122,6 +184,9 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource) -> Outcome {
             cmd.env(var, value);
         }
     }
+    if let Some(user) = user {
+        cmd.env("HOME", &user.home);
+    }
     cmd.envs(env)
         .env("DROVER_DAG_ID", &ctx.dag_id)
         .env("DROVER_TASK_ID", &ctx.task_id)
@@ -134,22 +199,50 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource) -> Outcome {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(dir) = workdir {
-        cmd.current_dir(dir);
-    }
-    process_guard::die_with_worker(&mut cmd);
+    // Dropped (removed) when the try is over, whatever its end.
+    let _try_dir = match workdir {
+        Some(dir) => {
+            cmd.current_dir(dir);
+            None
+        }
+        None => match TryDir::create(user) {
+            Ok(dir) => {
+                cmd.current_dir(&dir.path);
+                Some(dir)
+            }
+            Err(outcome) => {
+                if let Outcome::Failed { error, .. } = &outcome {
+                    job.log.system(format!("failed: {error}"));
+                }
+                return outcome;
+            }
+        },
+    };
+    let report = match process_guard::die_with_worker(&mut cmd, user) {
+        Ok(report) => report,
+        Err(e) => return failed(format!("cannot prepare `{program}`: {e}"), true),
+    };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return failed(format!("cannot start `{program}`: {e}"), true),
+        Err(e) => {
+            if let (Some(user), Some(step)) = (user, report.failed_step()) {
+                let why = format!("cannot run as task user {}: {step}: {e}", user.describe());
+                job.log.system(format!("failed: {why}"));
+                return failed(why, false);
+            }
+            return failed(format!("cannot start `{program}`: {e}"), true);
+        }
     };
     let pid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
         .map(Pid::from_raw);
     job.log.system(format!(
-        "started `{}` (pid {})",
+        "started `{}` (pid {}){}",
         argv.join(" "),
-        pid.map_or(0, Pid::as_raw)
+        pid.map_or(0, Pid::as_raw),
+        user.map(|u| format!(" as {}", u.describe()))
+            .unwrap_or_default()
     ));
     let out = child.stdout.take().map(|s| {
         tokio::spawn(pump(

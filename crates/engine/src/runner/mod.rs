@@ -3,6 +3,7 @@
 
 mod command;
 pub mod process_guard;
+pub mod task_user;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -96,6 +97,12 @@ impl Runners {
             noop: NoopRunner,
             data: Some(crate::data::DataRunner::new(plane)),
         }
+    }
+
+    /// Command tasks run as `user` (`None`: as the worker's own user).
+    pub fn with_task_user(mut self, user: Option<task_user::TaskUser>) -> Self {
+        self.command.run_as(user);
+        self
     }
 
     pub fn for_kind(&self, kind: &TaskKind) -> Option<&dyn Runner> {

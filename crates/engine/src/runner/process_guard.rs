@@ -19,6 +19,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::process::Command;
 
+use super::task_user::TaskUser;
+
 /// The argument that runs a program as the guard of a task.
 pub const TASK_GUARD_ARG: &str = "__task-guard";
 
@@ -49,11 +51,78 @@ pub(crate) fn command(program: &str, args: &[String]) -> Command {
     }
 }
 
+/// Which step of the switch to the task user failed in a child, as its byte on the report
+/// pipe says.
+const SWITCH_STEPS: [&str; 3] = ["setgroups", "setgid", "setuid"];
+
+/// What a child started by [`die_with_worker`] tells about its switch to the task user.
+#[derive(Debug, Default)]
+pub(crate) struct SwitchReport {
+    read: Option<std::io::PipeReader>,
+}
+
+impl SwitchReport {
+    /// After a spawn that failed: the step of the switch that failed (`setuid`, …), if the
+    /// switch is what failed.
+    pub(crate) fn failed_step(self) -> Option<&'static str> {
+        use std::io::Read;
+        let mut read = self.read?;
+        let mut byte = [0u8; 1];
+        // Written before the failed spawn returned, or never: do not wait for more.
+        match read.read(&mut byte) {
+            Ok(1) => SWITCH_STEPS.get(usize::from(byte[0])).copied(),
+            _ => None,
+        }
+    }
+}
+
 /// Put the spawned child in a process group of its own and have it signalled when the
 /// spawning thread's process dies: SIGTERM for the guard (which stops the group), SIGKILL
-/// for a program started directly.
-pub(crate) fn die_with_worker(cmd: &mut Command) {
+/// for a program started directly. With a `user`, the child first becomes that user and its
+/// primary group (supplementary groups, group, user, in that order), before it execs.
+pub(crate) fn die_with_worker(
+    cmd: &mut Command,
+    user: Option<&TaskUser>,
+) -> std::io::Result<SwitchReport> {
     cmd.process_group(0);
+    let mut report = SwitchReport::default();
+    if let Some(user) = user {
+        let (read, write) = std::io::pipe()?;
+        set_nonblocking(&read)?;
+        report.read = Some(read);
+        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+        // SAFETY: the closure runs between fork and exec in the child; it only calls
+        // get*id(2), setgroups(2), setgid(2), setuid(2) and write(2), which are
+        // async-signal-safe, and allocates nothing (`last_os_error` is a plain errno).
+        // Registered before the parent-death signal below, which a change of credentials
+        // clears.
+        unsafe {
+            cmd.pre_exec(move || {
+                use nix::libc;
+                use std::os::fd::AsRawFd;
+                let already = libc::getuid() == uid
+                    && libc::geteuid() == uid
+                    && libc::getgid() == gid
+                    && libc::getegid() == gid;
+                if already {
+                    return Ok(());
+                }
+                let groups = [gid];
+                let step: u8 = if libc::setgroups(1, groups.as_ptr()) != 0 {
+                    0
+                } else if libc::setgid(gid) != 0 {
+                    1
+                } else if libc::setuid(uid) != 0 {
+                    2
+                } else {
+                    return Ok(());
+                };
+                let error = std::io::Error::last_os_error();
+                let _ = libc::write(write.as_raw_fd(), (&raw const step).cast(), 1);
+                Err(error)
+            });
+        }
+    }
     #[cfg(target_os = "linux")]
     {
         let signal = if GUARD.get().is_some() {
@@ -75,6 +144,21 @@ pub(crate) fn die_with_worker(cmd: &mut Command) {
             });
         }
     }
+    Ok(report)
+}
+
+/// Reads from `pipe` return at once, with or without data.
+fn set_nonblocking(pipe: &std::io::PipeReader) -> std::io::Result<()> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl(2) on a descriptor this function borrows, valid for the call.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The guard's `main`: runs `argv` in this process group and waits for it; on SIGTERM or
