@@ -10,6 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use drover_store::{RunState, Store};
+use support::tasks::{task_log, task_record, trigger};
 use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, wait_finished};
 use uuid::Uuid;
 
@@ -28,6 +29,7 @@ fn attack() -> String {
 params:
   sql_p: {{ type: string, default: "x' or 'x'='x" }}
   shell_p: {{ type: string, default: "x'; id; echo 'pwned $(id)" }}
+  worker_pid: {{ type: string, default: "1" }}
 defaults: {{ retries: 0, timeout: 2m }}
 tasks:
   # A command task: the environment it runs in, and what it can dig out of it.
@@ -35,6 +37,9 @@ tasks:
     command:
       shell: "env; echo db=${{DATABASE_URL:-none}}; echo prod=${{DROVER_PROD_CRM_TOKEN:-none}}; echo mine=$CRM_TOKEN"
       secrets: [crm_token]
+  - id: read_the_worker
+    command:
+      shell: "if tr '\\0' '\\n' < /proc/{{{{ params.worker_pid }}}}/environ; then echo read; else echo refused; fi"
   - id: shell_injection
     command:
       shell: "echo got {{{{ params.shell_p }}}}"
@@ -95,51 +100,12 @@ fn workspace() -> Workspace {
     ws
 }
 
-/// The first try of `task` in `run`: its state, its error, and (for a command task, whose log
-/// ends with its verdict) its log lines.
-async fn first_try(store: &Store, run: Uuid, task: &str) -> (String, String, Vec<String>) {
-    let (state, error) = try_verdict(store, run, task).await;
-    let ti = store
-        .task_instances(run)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.task_id == task)
-        .unwrap_or_else(|| panic!("no task {task} in {run}"));
-    // Log lines are written in batches, shortly after the try: wait for its last one.
-    let lines = eventually(
-        &format!("the end of {task}'s log"),
-        Duration::from_secs(10),
-        || async {
-            let lines: Vec<String> = store
-                .read_logs(ti.id, None, 0)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|l| l.line)
-                .collect();
-            lines
-                .iter()
-                .any(|l| l == "succeeded" || l.starts_with("failed:"))
-                .then_some(lines)
-        },
-    )
-    .await;
-    (state, error, lines)
-}
-
-/// The state and error of the first try of `task` in `run`.
-async fn try_verdict(store: &Store, run: Uuid, task: &str) -> (String, String) {
-    let ti = store
-        .task_instances(run)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.task_id == task)
-        .unwrap_or_else(|| panic!("no task {task} in {run}"));
-    let tries = store.task_tries(ti.id).await.unwrap_or_default();
-    let first = tries.first().unwrap_or_else(|| panic!("{task} has no try"));
-    (first.state.clone(), first.error.clone().unwrap_or_default())
+/// The state and error of the only try of `task` in `run`.
+async fn only_try(store: &Store, run: Uuid, task: &str) -> (String, String) {
+    let (_, tries) = task_log(store, run, task).await;
+    assert_eq!(tries.len(), 1, "{task}: {tries:?}");
+    let (_, state, error) = tries[0].clone();
+    (state, error.unwrap_or_default())
 }
 
 async fn active_queries(store: &Store, role: &str, like: &str) -> i64 {
@@ -163,7 +129,8 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
     let d = Drover { db: &db, ws: &ws };
     d.ok(&["db", "migrate"]);
     // One worker for both environments, holding every environment's secrets and Drover's
-    // database URL: the hardest case (production binds PROD's workers apart).
+    // database URL: the hardest case (production binds PROD's workers apart). Its command
+    // tasks run as `nobody`, as production's should.
     let secrets = [
         ("DROVER_DEV_CRM_TOKEN", DEV_TOKEN),
         ("DROVER_PROD_CRM_TOKEN", PROD_TOKEN),
@@ -173,7 +140,7 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
         ("DROVER_PROD_MAP_CLIENT_SECRET", PROD_MAP_SECRET),
     ];
     let _s = d.scheduler("scheduler");
-    let _w = d.spawn_with(
+    let w = d.spawn_with(
         "worker",
         &[
             "worker",
@@ -183,6 +150,8 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
             "200",
             "--grace-secs",
             "2",
+            "--task-user",
+            "nobody",
         ],
         &secrets,
     );
@@ -230,8 +199,7 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
         .await
         .unwrap_or_else(|e| panic!("seed PROD: {e}"));
 
-        let dev = Uuid::parse_str(&d.ok(&["runs", "trigger", "attack", "--env", "dev"]))
-            .unwrap_or_else(|e| panic!("run id: {e}"));
+        let dev = trigger(&d, "attack", "dev", &[&format!("worker_pid={}", w.pid())]);
 
         // While the attack holds the old claim lock and runs its endless query, PROD runs
         // one pipeline after another, each to success.
@@ -272,8 +240,8 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
 
         // The command task's world: no database URL, no MAP credential, no PROD secret; its
         // own secret only, and `***` wherever it would have been printed.
-        let (state, error, log) = first_try(&store, dev, "look_around").await;
-        assert_eq!(state, "success", "{error}");
+        let (log, tries) = task_record(&store, dev, "look_around").await;
+        assert_eq!(tries[0].1, "success", "{tries:?}");
         let text = log.join("\n");
         for leak in [
             db.url.as_str(),
@@ -289,9 +257,19 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
         assert!(text.contains("db=none") && text.contains("prod=none"), "{text}");
         assert!(text.contains("mine=***"), "{text}");
 
+        // Run as the task user, the task cannot read the worker's own environment either.
+        let (log, tries) = task_record(&store, dev, "read_the_worker").await;
+        assert_eq!(tries[0].1, "success", "{tries:?}");
+        let text = log.join("\n");
+        assert!(
+            text.contains("Permission denied") && text.contains("refused"),
+            "{text}"
+        );
+        assert!(!text.contains(PROD_TOKEN) && !text.contains(&db.url), "{text}");
+
         // A value cannot become shell code.
-        let (state, error, log) = first_try(&store, dev, "shell_injection").await;
-        assert_eq!(state, "success", "{error}");
+        let (log, tries) = task_record(&store, dev, "shell_injection").await;
+        assert_eq!(tries[0].1, "success", "{tries:?}");
         let text = log.join("\n");
         assert!(
             text.contains("got x'; id; echo 'pwned $(id)") && !text.contains("uid="),
@@ -299,7 +277,7 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
         );
 
         // Naming another environment's secret is refused with the reason.
-        let (state, error) = try_verdict(&store, dev, "other_environments_secret").await;
+        let (state, error) = only_try(&store, dev, "other_environments_secret").await;
         assert_eq!(state, "failed");
         assert!(
             error.contains("secret `prod_token`") && error.contains("`dev`"),
@@ -317,7 +295,7 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
                 "permission denied for schema receipts_prod",
             ),
         ] {
-            let (state, error) = try_verdict(&store, dev, task).await;
+            let (state, error) = only_try(&store, dev, task).await;
             assert_eq!(state, "failed", "{task}: {error}");
             assert!(error.contains(says), "{task}: {error}");
         }
@@ -329,7 +307,7 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
         assert_eq!(receipt, serde_json::json!({ "leadScore": 17 }));
 
         // The lock was harmless (PROD ran meanwhile, above) and died with its try.
-        let (state, error) = try_verdict(&store, dev, "stall_every_worker").await;
+        let (state, error) = only_try(&store, dev, "stall_every_worker").await;
         assert_eq!(state, "success", "{error}");
         let held: i64 =
             sqlx::query_scalar(
@@ -342,7 +320,7 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
         assert_eq!(held, 0, "an advisory lock outlived its try");
 
         // The endless query was cut by its task's timeout and ended on the server.
-        let (state, error) = try_verdict(&store, dev, "never_ends").await;
+        let (state, error) = only_try(&store, dev, "never_ends").await;
         assert_eq!(state, "failed");
         assert!(
             error.contains("timed out after 15s; the query was cancelled on the server"),
@@ -354,7 +332,7 @@ fn a_hostile_dev_dag_reaches_nothing_of_prod_while_prod_keeps_running() {
         );
 
         // The injected parameter is one string literal: it matches no name, the check holds.
-        let (state, error) = try_verdict(&store, dev, "sql_injection").await;
+        let (state, error) = only_try(&store, dev, "sql_injection").await;
         assert_eq!(state, "success", "{error}");
         let verdict = store
             .check_history("attack", "dev", "sql_injection", 1)

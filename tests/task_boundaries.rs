@@ -11,10 +11,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use drover_store::{RunState, Store};
+use drover_store::RunState;
 use sqlx::Connection;
+use support::tasks::{synced_in, task_record, trigger};
 use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, wait_finished};
-use uuid::Uuid;
 
 const DEV_TOKEN: &str = "dev-crm-token-5f1c0a77";
 const PROD_TOKEN: &str = "prod-crm-token-9b2e41d3";
@@ -69,77 +69,6 @@ fn worker(d: &Drover<'_>, name: &str, extra: &[&str], envs: &[(&str, String)]) -
     args.extend_from_slice(extra);
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     d.spawn_with(name, &args, &envs)
-}
-
-fn trigger(d: &Drover<'_>, dag: &str, env: &str, params: &[&str]) -> Uuid {
-    let mut args = vec!["runs", "trigger", dag, "--env", env];
-    for p in params {
-        args.extend_from_slice(&["--param", p]);
-    }
-    let out = d.ok(&args);
-    Uuid::parse_str(out.trim()).unwrap_or_else(|e| panic!("run id `{out}`: {e}"))
-}
-
-async fn synced_in(store: &Store, dag: &str, env: &str) {
-    eventually(
-        &format!("{dag} synced in {env}"),
-        Duration::from_secs(30),
-        || async { store.dag_env(dag, env).await.ok() },
-    )
-    .await;
-}
-
-/// The one task instance of `run` named `task`: its log lines, and its tries as (worker,
-/// state, error).
-async fn task_record(
-    store: &Store,
-    run: Uuid,
-    task: &str,
-) -> (Vec<String>, Vec<(Option<String>, String, Option<String>)>) {
-    // Log lines are written in batches, shortly after: wait for the try's last one.
-    eventually(
-        &format!("the end of {task}'s log"),
-        Duration::from_secs(10),
-        || async {
-            task_log(store, run, task)
-                .await
-                .0
-                .iter()
-                .any(|l| l == "succeeded" || l.starts_with("failed:"))
-                .then_some(())
-        },
-    )
-    .await;
-    task_log(store, run, task).await
-}
-
-async fn task_log(
-    store: &Store,
-    run: Uuid,
-    task: &str,
-) -> (Vec<String>, Vec<(Option<String>, String, Option<String>)>) {
-    let ti = store
-        .task_instances(run)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.task_id == task)
-        .unwrap_or_else(|| panic!("no task {task} in {run}"));
-    let lines = store
-        .read_logs(ti.id, None, 0)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
-    let tries = store
-        .task_tries(ti.id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.worker_id, t.state, t.error))
-        .collect();
-    (lines, tries)
 }
 
 /// Base64 of `s`, the way `base64(1)` prints it.

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod gitrepo;
 pub mod pg;
+pub mod tasks;
 pub mod web;
 
 use std::path::{Path, PathBuf};
