@@ -88,6 +88,109 @@ pub fn render_shell(text: &str, field: &str, ctx: &RenderContext) -> Result<Stri
         .map_err(fail)
 }
 
+/// Where a `shell:` line puts a template in a place the shell would not take its quoted
+/// value as one literal word, with why: inside the line's own quotes (`"{{ p }}"` renders
+/// `"'…'"`, and `$(…)` inside double quotes runs), inside backticks, in a comment (a value
+/// with a line break would end it), in a here-document, in arithmetic (`$(( … ))`), or as an
+/// argument of `eval`. Each is the byte offset of the `{{`.
+pub fn unsafe_template_places(text: &str) -> Vec<(usize, &'static str)> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Ctx {
+        Normal,
+        Single,
+        Double,
+        Backtick,
+        Comment,
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut ctx = Ctx::Normal;
+    // Open `$((` in normal text, a here-document operator seen, where the command began.
+    let mut arith = 0usize;
+    let mut heredoc = false;
+    let mut command_start = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let skip_to = |close: &str| text[i..].find(close).map(|end| i + end + close.len());
+        let word_start =
+            i == 0 || bytes[i - 1].is_ascii_whitespace() || b";&|(".contains(&bytes[i - 1]);
+        let next = match (ctx, bytes[i], bytes.get(i + 1)) {
+            (_, b'{', Some(b'{')) => {
+                let why = match ctx {
+                    Ctx::Single | Ctx::Double => Some("inside the line's own quotes"),
+                    Ctx::Backtick => Some("inside backticks"),
+                    Ctx::Comment => Some("in a comment"),
+                    Ctx::Normal if heredoc => Some("in a here-document"),
+                    Ctx::Normal if arith > 0 => Some("in arithmetic (`$(( … ))`)"),
+                    Ctx::Normal if text[command_start..i].trim_start().starts_with("eval ") => {
+                        Some("an argument of `eval`")
+                    }
+                    Ctx::Normal => None,
+                };
+                if let Some(why) = why {
+                    out.push((i, why));
+                }
+                skip_to("}}")
+            }
+            (_, b'{', Some(b'%')) => skip_to("%}"),
+            (_, b'{', Some(b'#')) => skip_to("#}"),
+            (Ctx::Single, b'\'', _) | (Ctx::Double, b'"', _) | (Ctx::Backtick, b'`', _) => {
+                ctx = Ctx::Normal;
+                Some(i + 1)
+            }
+            (Ctx::Double, b'\\', _) => Some(i + 2),
+            (Ctx::Comment, b'\n', _) => {
+                ctx = Ctx::Normal;
+                command_start = i + 1;
+                Some(i + 1)
+            }
+            (Ctx::Normal, b'\\', _) => Some(i + 2),
+            (Ctx::Normal, b'\'', _) => {
+                ctx = Ctx::Single;
+                Some(i + 1)
+            }
+            (Ctx::Normal, b'"', _) => {
+                ctx = Ctx::Double;
+                Some(i + 1)
+            }
+            (Ctx::Normal, b'`', _) => {
+                ctx = Ctx::Backtick;
+                Some(i + 1)
+            }
+            (Ctx::Normal, b'#', _) if word_start => {
+                ctx = Ctx::Comment;
+                Some(i + 1)
+            }
+            (Ctx::Normal, b'<', Some(b'<')) => {
+                if bytes.get(i + 2) == Some(&b'<') {
+                    Some(i + 3)
+                } else {
+                    heredoc = true;
+                    Some(i + 2)
+                }
+            }
+            (Ctx::Normal, b'$', Some(b'(')) if bytes.get(i + 2) == Some(&b'(') => {
+                arith += 1;
+                Some(i + 3)
+            }
+            (Ctx::Normal, b')', Some(b')')) if arith > 0 => {
+                arith -= 1;
+                Some(i + 2)
+            }
+            (Ctx::Normal, b'\n' | b';' | b'&' | b'|' | b'(', _) => {
+                command_start = i + 1;
+                Some(i + 1)
+            }
+            _ => Some(i + 1),
+        };
+        match next {
+            Some(n) => i = n,
+            None => break,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +307,50 @@ mod tests {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(err.contains("does too much work"), "{err}");
+    }
+
+    #[test]
+    fn templates_the_shell_would_not_take_as_one_word_are_found() {
+        let places = |t: &str| -> Vec<&'static str> {
+            unsafe_template_places(t)
+                .into_iter()
+                .map(|(_, why)| why)
+                .collect()
+        };
+        // Where a quoted value is one literal word: nothing to say.
+        assert!(places("echo {{ params.p }} && printf '%s\\n' {{ ds }} # done").is_empty());
+        assert!(places("cat <<< {{ params.p }}; x=$(echo {{ params.p }})").is_empty());
+        // The line's own quotes, backticks, comments, here-documents, arithmetic, eval.
+        assert_eq!(
+            places(r#"echo "{{ params.p }}""#),
+            ["inside the line's own quotes"]
+        );
+        assert_eq!(
+            places("printf '%s' '{{ params.p }}'"),
+            ["inside the line's own quotes"]
+        );
+        assert_eq!(places("echo `echo {{ params.p }}`"), ["inside backticks"]);
+        assert_eq!(
+            places("true # {{ params.p }}\necho {{ ds }}"),
+            ["in a comment"]
+        );
+        assert_eq!(
+            places("cat <<EOF\n{{ params.p }}\nEOF"),
+            ["in a here-document"]
+        );
+        assert_eq!(
+            places("echo $(( {{ params.n }} + 1 ))"),
+            ["in arithmetic (`$(( … ))`)"]
+        );
+        assert_eq!(
+            places("true; eval {{ params.p }}"),
+            ["an argument of `eval`"]
+        );
+        // A `#` inside a word is not a comment; an escaped quote opens nothing.
+        assert!(places("echo a#b {{ ds }} \\\" {{ ds }}").is_empty());
+        let offset = unsafe_template_places("echo \"{{ p }}\"")
+            .first()
+            .map(|(o, _)| *o);
+        assert_eq!(offset, Some(6));
     }
 }

@@ -603,6 +603,8 @@ fn check_task(
             check_template(c, &path, &text, scope);
             if is_sql_field(&field) {
                 check_sql_quotes(c, &path, &text, scope.task);
+            } else if field == "command.shell" {
+                check_shell_places(c, &path, &text, scope.task);
             }
         }
     }
@@ -901,6 +903,25 @@ fn check_sql_quotes(c: &mut Checker<'_>, path: &str, text: &str, task: &str) {
             text,
             offset,
             format!("task `{task}`: values are SQL literals already: remove the quotes around `{expr}`{hint}"),
+        );
+    }
+}
+
+/// A template where the shell would not take its quoted value as one literal word (inside
+/// the line's own quotes, a comment, a here-document, arithmetic, `eval`): say so at its place.
+fn check_shell_places(c: &mut Checker<'_>, path: &str, text: &str, task: &str) {
+    for (offset, why) in crate::template_shell::unsafe_template_places(text) {
+        let end = text[offset..]
+            .find("}}")
+            .map_or(text.len(), |e| offset + e + 2);
+        let expr = &text[offset..end];
+        c.at_template(
+            path,
+            text,
+            offset,
+            format!(
+                "task `{task}`: `{expr}` is {why}, where the shell would not take its value as one literal word: values are shell-quoted already, so write it bare (`echo {expr}`), or pass it in `env:` and use \"$NAME\""
+            ),
         );
     }
 }
