@@ -49,17 +49,44 @@ pub struct Redactor {
 /// chance (a secret under 5 bytes is only found as it is, or in its whole encodings).
 const MIN_BASE64_CORE: usize = 6;
 
+/// The line length `base64(1)` and MIME wrap encoded text at.
+const BASE64_LINE: usize = 76;
+
 impl Redactor {
     /// A redactor for `secrets` (empty ones are ignored).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
         let mut plain: Vec<Vec<u8>> = Vec::new();
         let mut encoded: Vec<String> = Vec::new();
+        // Output is redacted a line at a time: a secret of several lines (a PEM key) is also
+        // looked for line by line.
+        let mut all: Vec<&str> = Vec::new();
         for s in secrets {
+            all.push(s);
+            if s.contains('\n') {
+                all.extend(
+                    s.lines()
+                        .map(str::trim)
+                        .filter(|l| l.len() >= MIN_BASE64_CORE),
+                );
+            }
+        }
+        for s in all {
             if s.is_empty() {
                 continue;
             }
             let bytes = s.as_bytes();
             plain.push(bytes.to_vec());
+            // `base64(1)` wraps its output at 76 characters: each full line on its own.
+            let wrapped = base64(bytes, false, true);
+            if wrapped.len() > BASE64_LINE {
+                encoded.extend(
+                    wrapped
+                        .as_bytes()
+                        .chunks(BASE64_LINE)
+                        .filter(|c| c.len() >= MIN_BASE64_CORE)
+                        .map(|c| String::from_utf8_lossy(c).into_owned()),
+                );
+            }
             for url_safe in [false, true] {
                 encoded.push(base64(bytes, url_safe, true));
                 encoded.push(base64(bytes, url_safe, false));
@@ -224,7 +251,7 @@ impl fmt::Display for Secret {
 
 #[cfg(test)]
 mod tests {
-    use super::{Redactor, Secret, base64};
+    use super::{REDACTED, Redactor, Secret, base64};
 
     #[test]
     fn never_printed() {
@@ -329,5 +356,25 @@ mod tests {
             Secret::new("é-secret").redact("x é-secret y %C3%A9-secret"),
             "x *** y ***"
         );
+    }
+
+    #[test]
+    fn secrets_spread_over_lines_are_redacted_line_by_line() {
+        let key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END KEY-----";
+        let r = Redactor::new([key]);
+        for line in key.lines() {
+            assert_eq!(r.redact(line), REDACTED, "{line}");
+        }
+        // A long secret's base64, as `base64(1)` prints it: wrapped at 76 characters.
+        let long = "t0k3n-".repeat(20);
+        let wrapped = base64(long.as_bytes(), false, true);
+        let r = Redactor::new([long.as_str()]);
+        for line in wrapped.as_bytes().chunks(76) {
+            let line = String::from_utf8_lossy(line);
+            assert!(
+                !r.redact(&line).contains(&line[..line.len().min(20)]),
+                "{line}"
+            );
+        }
     }
 }
