@@ -94,6 +94,17 @@ pub(crate) async fn worker(ctx: &Ctx, args: WorkerArgs) -> Result<ExitCode> {
     config.grace = Duration::from_secs_f64(args.grace_secs.max(0.0));
     config.poll = Duration::from_millis(args.poll_ms.max(10));
     config.environments = bound_environments(&store, &args.envs).await?;
+    let serves_several = config
+        .environments
+        .as_ref()
+        .is_none_or(|envs| envs.len() > 1);
+    if task_user.is_some() && serves_several {
+        // Tasks of one OS user can read each other's environment: another environment's
+        // task could read this one's secrets.
+        tracing::warn!(
+            "command tasks of several environments run as one task user and can read each other's secrets: bind the worker to one environment (--env) or give each environment a worker and task user of its own"
+        );
+    }
     config.task_user = task_user;
     let plane = drover_engine::data::DataPlane::connect(
         &store,
