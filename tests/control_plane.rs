@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use drover_engine::{DagSource, FolderSource, GitSource, Scheduler, SchedulerConfig};
 use drover_store::{RunFilter, RunState};
-use support::{TestDb, Workspace, eventually, runtime, server_url};
+use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
 
 /// A TCP port that accepts connections and never answers on them.
 fn silent_remote() -> String {
@@ -285,6 +285,40 @@ fn a_change_whose_audit_row_cannot_be_written_does_not_happen() {
             events,
             "no event either"
         );
+    });
+}
+
+#[test]
+fn a_login_or_logout_whose_audit_row_cannot_be_written_does_not_happen() {
+    use support::web::{add_user, login, start_web, try_login};
+    let _g = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let d = Drover { db: &db, ws: &ws };
+    let password = add_user(&d, "ana", "admin");
+    rt.block_on(async {
+        let store = db.store().await;
+        let (_web, base) = start_web(&d, &[]).await;
+        let session = login(&base, "ana", &password).await;
+        let sessions = || async {
+            sqlx::query_scalar::<_, i64>("select count(*) from web_session")
+                .fetch_one(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(sessions().await, 1);
+
+        break_the_audit_table(&store).await;
+        // Login: the right password, but no session without its event.
+        let refused = try_login(&base, "ana", &password).await;
+        assert!(refused.is_err(), "logged in without an audit event");
+        assert_eq!(sessions().await, 1, "no session was created");
+        // Logout: the session lives on, since its end could not be recorded.
+        let out = session.post("/logout", &[]).await;
+        assert_ne!(out.location.as_deref(), Some("/login"), "{}", out.body);
+        assert_eq!(sessions().await, 1, "the session was not ended");
+        assert_eq!(session.get("/account").await.status, 200);
     });
 }
 

@@ -138,7 +138,7 @@ impl Store {
         .await?)
     }
 
-    /// Start a browser session lasting `ttl_secs`.
+    /// Start a browser session lasting `ttl_secs`; see [`Tx::create_session`](crate::Tx::create_session).
     pub async fn create_session(
         &self,
         token_hash: &[u8],
@@ -146,17 +146,10 @@ impl Store {
         csrf_token: &str,
         ttl_secs: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "insert into web_session (token_hash, user_name, csrf_token, expires_at) \
-             values ($1, $2, $3, now() + make_interval(secs => $4))",
-        )
-        .bind(token_hash)
-        .bind(user)
-        .bind(csrf_token)
-        .bind(ttl_secs as f64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.create_session(token_hash, user, csrf_token, ttl_secs)
+            .await?;
+        tx.commit().await
     }
 
     /// The user of a live session (not expired, user not disabled).
@@ -171,13 +164,11 @@ impl Store {
         Ok(raw.map(Authenticated::from))
     }
 
-    /// End a session (logout). Ending one that is gone is not an error.
+    /// End a session (logout); see [`Tx::delete_session`](crate::Tx::delete_session).
     pub async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
-        sqlx::query("delete from web_session where token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.delete_session(token_hash).await?;
+        tx.commit().await
     }
 
     /// Forget expired sessions and login attempts older than a day.
@@ -259,6 +250,37 @@ impl Store {
 }
 
 impl crate::Tx {
+    /// Start a browser session lasting `ttl_secs`, in this transaction (with the login's
+    /// audit event: a login that cannot be audited leaves no session).
+    pub async fn create_session(
+        &mut self,
+        token_hash: &[u8],
+        user: &str,
+        csrf_token: &str,
+        ttl_secs: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "insert into web_session (token_hash, user_name, csrf_token, expires_at) \
+             values ($1, $2, $3, now() + make_interval(secs => $4))",
+        )
+        .bind(token_hash)
+        .bind(user)
+        .bind(csrf_token)
+        .bind(ttl_secs as f64)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// End a session (logout), in this transaction. Ending one that is gone is not an error.
+    pub async fn delete_session(&mut self, token_hash: &[u8]) -> Result<()> {
+        sqlx::query("delete from web_session where token_hash = $1")
+            .bind(token_hash)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Add a user. A name already taken is a conflict.
     pub async fn create_user(&mut self, name: &str, password_hash: &str, role: &str) -> Result<()> {
         let inserted = sqlx::query(

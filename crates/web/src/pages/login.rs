@@ -246,24 +246,26 @@ async fn login(
         return Ok(Outcome::Wrong);
     }
     let session = random_token();
-    store
-        .create_session(
-            &token_hash(&session),
-            name,
-            &random_token(),
-            cfg.session_ttl.as_secs() as i64,
-        )
-        .await?;
-    store
-        .audit(
-            name,
-            "user.login",
-            None,
-            None,
-            None,
-            &serde_json::json!({ "client": client }),
-        )
-        .await?;
+    // The session and its audit event commit together: a login that cannot be audited
+    // leaves no session behind.
+    let mut tx = store.begin().await?;
+    tx.create_session(
+        &token_hash(&session),
+        name,
+        &random_token(),
+        cfg.session_ttl.as_secs() as i64,
+    )
+    .await?;
+    tx.audit(
+        name,
+        "user.login",
+        None,
+        None,
+        None,
+        &serde_json::json!({ "client": client }),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(Outcome::LoggedIn(session))
 }
 
@@ -275,20 +277,21 @@ pub(crate) async fn logout(
     parts: Parts,
     form: CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
+    // The session ends with its audit event, or not at all.
+    let mut tx = state.store().begin().await?;
     if let Some(token) = auth::cookie(&parts, SESSION_COOKIE) {
-        state.store().delete_session(&token_hash(token)).await?;
+        tx.delete_session(&token_hash(token)).await?;
     }
-    state
-        .store()
-        .audit(
-            form.user.name(),
-            "user.logout",
-            None,
-            None,
-            None,
-            &serde_json::json!({}),
-        )
-        .await?;
+    tx.audit(
+        form.user.name(),
+        "user.logout",
+        None,
+        None,
+        None,
+        &serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = set_cookie(SESSION_COOKIE, "", 0, state.config().secure_cookies).parse() {
         headers.insert(header::SET_COOKIE, v);
