@@ -522,3 +522,63 @@ fn an_approval_whose_move_fails_leaves_the_request_pending() {
         );
     });
 }
+
+#[test]
+fn a_rollback_is_refused_when_a_promotion_lands_after_it_looked() {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    rt.block_on(async {
+        let store = db.store().await;
+        let p = promotions(&store).await;
+        let ops = drover_engine::ops::Operations::new(store.clone()).with_git(p.git.clone());
+        let ana = admin("ana");
+        ops.promote(&ana, "qa", None, Some(&p.commits[1]), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The rollback looks: qa runs the second commit, after the first.
+        let seen = store
+            .current_deployment("qa")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("qa has a deployment"));
+        assert_eq!(seen.commit_sha, p.commits[1]);
+        // A promotion lands before the rollback is planned.
+        ops.promote(&ana, "qa", None, Some(&p.commits[2]), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let refused =
+            drover_engine::promotion::rollback_deployment(&store, &p.git, &seen, "bo", None).await;
+        let message = refused
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| panic!("the rollback undid two deployments: {refused:?}"));
+        assert!(
+            message.contains(&format!(
+                "qa moved from {} to {} while this rollback was being checked; look again and retry",
+                &p.commits[1][..10],
+                &p.commits[2][..10]
+            )),
+            "{message}"
+        );
+        let deployed = store
+            .current_deployment("qa")
+            .await
+            .ok()
+            .flatten()
+            .map(|d| d.commit_sha);
+        assert_eq!(deployed.as_ref(), Some(&p.commits[2]), "qa stays where it is");
+        // Looking again, the rollback goes back one deployment only.
+        ops.rollback(&ana, "qa", None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deployed = store
+            .current_deployment("qa")
+            .await
+            .ok()
+            .flatten()
+            .map(|d| d.commit_sha);
+        assert_eq!(deployed.as_ref(), Some(&p.commits[1]));
+    });
+}

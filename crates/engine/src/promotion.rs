@@ -3,7 +3,7 @@
 //! the environment asks); a second person approves (where the environment asks).
 
 use drover_spec::environment::Environment;
-use drover_store::Store;
+use drover_store::{DeploymentRow, Store};
 
 use crate::EngineError;
 use crate::git_source::{Deploy, GitSource, Plan};
@@ -240,12 +240,42 @@ pub async fn rollback(
             "refused: `{target}` has no deployment to roll back"
         ))
     })?;
-    let previous = current.previous_sha.ok_or_else(|| {
+    roll_back(store, git, env, &current, actor, note).await
+}
+
+/// Undo the deployment `seen` (its environment's current one, as the caller saw it): go back
+/// to the commit before it. The environment moves only from `seen`'s commit: if anything
+/// moved it since, the rollback is refused rather than undoing a deployment nobody looked at.
+pub async fn rollback_deployment(
+    store: &Store,
+    git: &GitSource,
+    seen: &DeploymentRow,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<PromotionOutcome, EngineError> {
+    let envs = environments(store).await?;
+    let env = find(&envs, &seen.environment)?;
+    roll_back(store, git, env, seen, actor, note).await
+}
+
+async fn roll_back(
+    store: &Store,
+    git: &GitSource,
+    env: &Environment,
+    seen: &DeploymentRow,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<PromotionOutcome, EngineError> {
+    let previous = seen.previous_sha.clone().ok_or_else(|| {
         EngineError::Invalid(format!(
-            "refused: `{target}` has no earlier commit to go back to"
+            "refused: `{}` has no earlier commit to go back to",
+            env.name
         ))
     })?;
-    let plan = git.plan(store, &env.name, &previous).await?;
+    let mut plan = git.plan(store, &env.name, &previous).await?;
+    // The plan reads the environment's commit again; what this undoes is `seen`, so that is
+    // the commit it moves from (a promotion landing in between is refused, not undone too).
+    plan.from = Some(seen.commit_sha.clone());
     applied(
         store,
         git,
