@@ -23,6 +23,8 @@ tasks:
     sql: "update receipts_dev.r set previous = '{\"score\": 0}'"
   - id: hold_lock
     sql: "select pg_advisory_lock(4242); create table {{ output }} as select 1 as held"
+  - id: view_output
+    sql: "create view {{ output }} as select 1 as x"
   - id: names
     sql: "create table {{ output }} as select * from (values ('ann'), ('bob'), ('cy')) t(name)"
   - id: injected
@@ -109,6 +111,10 @@ fn dev_sql_reaches_only_dev_and_leaves_nothing_behind() {
             ("read_prod_staging", "permission denied for schema staging_prod"),
             ("read_prod_receipts", "permission denied for schema receipts_prod"),
             ("forge_own_receipt", "permission denied for table r"),
+            (
+                "view_output",
+                "`{{ output }}` must be a table (create table … as …), not a view",
+            ),
         ] {
             let (state, error) = try_error(&store, run, task).await;
             assert_eq!(state, "failed", "{task}: {error}");
@@ -198,10 +204,18 @@ fn provisioning_moves_the_old_shared_schema_and_is_idempotent() {
              alter table staging.\"{r}__score\" owner to drover_sql;
              alter table staging.\"{r}__push__receipt\" owner to drover_sql;
              alter table staging.\"{r}__push__before\" owner to drover_sql;
+             create table staging.\"{r}__hooked__receipt\" (key text, previous jsonb);
+             create table staging.\"{r}__hooked__before\" (key text primary key, previous jsonb);
+             create function staging.\"{r}_hook\"() returns trigger language plpgsql as 'begin return new; end';
+             create trigger hook before insert on staging.\"{r}__hooked__before\"
+               for each row execute function staging.\"{r}_hook\"();
+             alter table staging.\"{r}__hooked__receipt\" owner to drover_sql;
+             alter table staging.\"{r}__hooked__before\" owner to drover_sql;
              set session_replication_role = replica;
              insert into dataset (run_id, task_id, kind, environment, table_name, row_count, columns, expires_at)
              values ('{run}', 'score', 'output', 'dev', '{r}__score', 2, '[]', now() + interval '1 day'),
-                    ('{run}', 'push', 'receipt', 'dev', '{r}__push__receipt', 0, '[]', now() + interval '1 day');
+                    ('{run}', 'push', 'receipt', 'dev', '{r}__push__receipt', 0, '[]', now() + interval '1 day'),
+                    ('{run}', 'hooked', 'receipt', 'dev', '{r}__hooked__receipt', 0, '[]', now() + interval '1 day');
              set session_replication_role = default;"
         )))
         .execute(&mut *conn)
@@ -211,6 +225,23 @@ fn provisioning_moves_the_old_shared_schema_and_is_idempotent() {
 
         let done = store.provision_sql_environment("dev").await.expect("provision");
         assert_eq!(done.moved, 3);
+        // A receipt whose values-before table has a trigger (it would run as Drover's login
+        // once Drover owned it) stays in the old schema, with its receipt.
+        assert_eq!(done.refused, 2);
+        let left: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select schemaname::text, tablename::text from pg_tables
+             where tablename like '{r}__hooked__%' order by tablename"
+        )))
+        .fetch_all(store.pool())
+        .await
+        .expect("left");
+        assert_eq!(
+            left,
+            [
+                ("staging".to_owned(), format!("{r}__hooked__before")),
+                ("staging".to_owned(), format!("{r}__hooked__receipt")),
+            ]
+        );
         let facts: (bool, bool, bool, bool, bool, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select (select count(*) from staging_dev.\"{r}__score\") = 2,
                     (select tableowner from pg_tables where schemaname = 'staging_dev' and tablename = '{r}__score') = 'drover_sql_dev',
@@ -233,7 +264,7 @@ fn provisioning_moves_the_old_shared_schema_and_is_idempotent() {
         // Again, and from several callers at once (another environment): nothing changes,
         // nothing fails.
         let again = store.provision_sql_environment("dev").await.expect("again");
-        assert_eq!(again.moved, 0);
+        assert_eq!((again.moved, again.refused), (0, 2));
         let mut all = tokio::task::JoinSet::new();
         for _ in 0..4 {
             let store = store.clone();
@@ -262,5 +293,123 @@ fn provisioning_moves_the_old_shared_schema_and_is_idempotent() {
         // A name that cannot be an identifier is refused before any SQL.
         let err = store.provision_sql_environment("Dev; drop").await.err();
         assert!(err.is_some_and(|e| e.to_string().contains("^[a-z][a-z0-9_]{0,30}$")));
+    });
+}
+
+/// A role name of this run only (roles are cluster-wide).
+fn unique_environment(prefix: &str) -> String {
+    let id = Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..12])
+}
+
+#[test]
+fn provisioning_refuses_a_role_that_is_a_member_of_another() {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    rt.block_on(async {
+        let store = db.store().await;
+        let env = unique_environment("member");
+        let role = format!("drover_sql_{env}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "create role \"{role}\" login; grant pg_read_all_data to \"{role}\";"
+        )))
+        .execute(store.pool())
+        .await
+        .expect("role");
+        let refused = store.provision_sql_environment(&env).await;
+        let schema: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_namespace where nspname = $1)")
+                .bind(format!("staging_{env}"))
+                .fetch_one(store.pool())
+                .await
+                .expect("schema");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "drop owned by \"{role}\"; drop role \"{role}\""
+        )))
+        .execute(store.pool())
+        .await
+        .expect("drop role");
+        let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains(&format!("role `{role}` is a member of pg_read_all_data"))
+                && err.contains(&format!("revoke pg_read_all_data from \"{role}\"")),
+            "{err}"
+        );
+        assert!(!schema, "provisioning went on after refusing the role");
+    });
+}
+
+#[test]
+fn retention_drops_each_dataset_it_can_with_what_was_built_on_it() {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    rt.block_on(async {
+        let store = db.store().await;
+        store.provision_sql_environment("dev").await.expect("provision");
+        let run = Uuid::new_v4();
+        let r = run.simple().to_string();
+        // The first expired dataset is a view (an older Drover registered one): it cannot be
+        // dropped as a table. The second has a view of DEV's role built on it.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "set role drover_sql_dev;
+             create view staging_dev.\"{r}__seen\" as select 1 as x;
+             create table staging_dev.\"{r}__kept\" (id bigint);
+             create view staging_dev.\"{r}__peek\" as select * from staging_dev.\"{r}__kept\";
+             reset role;
+             set session_replication_role = replica;
+             insert into dataset (run_id, task_id, kind, environment, table_name, row_count, columns, expires_at)
+             values ('{run}', 'seen', 'output', 'dev', '{r}__seen', 1, '[]', now() - interval '2 days'),
+                    ('{run}', 'kept', 'output', 'dev', '{r}__kept', 0, '[]', now() - interval '1 day');
+             set session_replication_role = default;"
+        )))
+        .execute(store.pool())
+        .await
+        .expect("datasets");
+        let plane = drover_engine::data::DataPlane::connect(&store, 1)
+            .await
+            .expect("plane");
+        let dropped = drover_engine::data::drop_expired_datasets(&plane, 10)
+            .await
+            .expect("retention");
+        assert_eq!(dropped, 1);
+        let left: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "select relname::text from pg_class where relname like '{r}__%' order by relname"
+        )))
+        .fetch_all(store.pool())
+        .await
+        .expect("left");
+        assert_eq!(left, [format!("{r}__seen")]);
+        let kept = store
+            .dataset(run, "kept", "output")
+            .await
+            .expect("registry")
+            .expect("dataset");
+        assert!(kept.dropped_at.is_some());
+    });
+}
+
+#[test]
+fn ending_a_try_session_never_signals_another_roles_process() {
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    rt.block_on(async {
+        let store = db.store().await;
+        // A pid that is no session of DEV's role (here: one of Drover's own login, as a pid
+        // reused after a try's connection closed would be) is left alone.
+        let mut other = store.pool().acquire().await.expect("conn");
+        let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+            .fetch_one(&mut *other)
+            .await
+            .expect("pid");
+        let gone = store
+            .end_backend("dev", pid, Duration::from_secs(2))
+            .await
+            .expect("end");
+        assert!(gone, "no session of drover_sql_dev has that pid");
+        let alive: i32 = sqlx::query_scalar("select 1")
+            .fetch_one(&mut *other)
+            .await
+            .expect("the other session was ended");
+        assert_eq!(alive, 1);
     });
 }

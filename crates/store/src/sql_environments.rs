@@ -69,6 +69,10 @@ impl SessionLimits {
 pub struct Provisioned {
     /// Tables of the old shared `staging` schema moved into this environment's schemas.
     pub moved: u64,
+    /// Receipt tables of the old shared schema left where they are: something on them (a
+    /// trigger, a policy, an expression index, a default, a type of user SQL's) would run
+    /// user code as Drover's login once Drover owned them. Each is logged with its reason.
+    pub refused: u64,
     /// `temp_file_limit` could not be set on the role (Drover's login is not allowed to):
     /// the reason.
     pub temp_file_limit_refused: Option<String>,
@@ -121,6 +125,9 @@ impl Store {
         .await?;
         let row = sqlx::query(
             "select rolsuper or rolcreaterole or rolcreatedb or rolbypassrls or rolreplication as mighty,
+                    (select string_agg(quote_ident(g.rolname), ', ' order by g.rolname)
+                     from pg_auth_members m join pg_roles g on g.oid = m.roleid
+                     where m.member = r.oid) as memberships,
                     pg_has_role(current_user, oid, 'member') as member,
                     exists (select 1 from pg_db_role_setting s
                             where s.setrole = r.oid and s.setdatabase = 0
@@ -134,6 +141,11 @@ impl Store {
         if row.try_get::<bool, _>("mighty")? {
             return Err(StoreError::Conflict(format!(
                 "role `{role}` exists with powers user SQL must not have (superuser, createrole, createdb, bypassrls or replication): remove them (`alter role {role} nosuperuser nocreaterole nocreatedb nobypassrls noreplication`)"
+            )));
+        }
+        if let Some(memberships) = row.try_get::<Option<String>, _>("memberships")? {
+            return Err(StoreError::Conflict(format!(
+                "role `{role}` is a member of {memberships}: user SQL must have no other role's rights; revoke them (`revoke {memberships} from {r}`)"
             )));
         }
         if !row.try_get::<bool, _>("member")? {
@@ -181,7 +193,7 @@ impl Store {
         )))
         .execute(&mut *tx)
         .await?;
-        done.moved = move_old_layout(&mut tx, environment).await?;
+        (done.moved, done.refused) = move_old_layout(&mut tx, environment).await?;
         sqlx::query(
             "insert into sql_environment (name, provisioned_at) values ($1, now())
              on conflict (name) do update set provisioned_at = now()",
@@ -237,46 +249,65 @@ impl Store {
             .connect_lazy_with(options))
     }
 
-    /// End the server process `pid` (a session of user SQL) and wait until it is gone (at
-    /// most `within`). Returns whether it is gone.
-    pub async fn end_backend(&self, pid: i32, within: Duration) -> Result<bool> {
+    /// End the server process `pid`, a session of `environment`'s user SQL, and wait until it
+    /// is gone (at most `within`). Returns whether it is gone. A process that is not (or no
+    /// longer) a session of that environment's role is never signalled: the pid may have been
+    /// reused.
+    pub async fn end_backend(&self, environment: &str, pid: i32, within: Duration) -> Result<bool> {
+        if !valid_environment_name(environment) {
+            return Err(bad_name(environment));
+        }
+        let role = sql_role(environment);
         // Cancel first (the statement stops at once), then end the session itself.
-        sqlx::query("select pg_cancel_backend($1)")
-            .bind(pid)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "select pg_cancel_backend(pid) from pg_stat_activity where pid = $1 and usename = $2",
+        )
+        .bind(pid)
+        .bind(&role)
+        .execute(&self.pool)
+        .await?;
         let ms = i64::try_from(within.as_millis()).unwrap_or(i64::MAX).max(1);
-        let ended: bool = sqlx::query_scalar("select pg_terminate_backend($1, $2)")
-            .bind(pid)
-            .bind(ms)
-            .fetch_one(&self.pool)
-            .await?;
-        if ended {
+        let ended: Option<bool> = sqlx::query_scalar(
+            "select pg_terminate_backend(pid, $3) from pg_stat_activity where pid = $1 and usename = $2",
+        )
+        .bind(pid)
+        .bind(&role)
+        .bind(ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if ended != Some(false) {
             return Ok(true);
         }
-        let still: bool =
-            sqlx::query_scalar("select exists (select 1 from pg_stat_activity where pid = $1)")
-                .bind(pid)
-                .fetch_one(&self.pool)
-                .await?;
+        let still: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_stat_activity where pid = $1 and usename = $2)",
+        )
+        .bind(pid)
+        .bind(&role)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(!still)
     }
 }
 
 /// Move `environment`'s registered tables of the old shared `staging` schema: outputs to
 /// `staging_<env>` (owned by its role), receipts and their values-before tables to
-/// `receipts_<env>` (owned by Drover's login, the receipt readable by the role).
+/// `receipts_<env>` (owned by Drover's login, the receipt readable by the role). Returns how
+/// many tables moved and how many were refused.
+///
+/// The old tables belonged to the shared role of user SQL, which could have hung code on
+/// them. A receipt's tables that carry any (see [`CODE_ON_TABLE`]) stay where they are,
+/// together, and are logged: Drover's login never owns a table that runs user code.
 async fn move_old_layout(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     environment: &str,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let old: bool =
         sqlx::query_scalar("select exists (select 1 from pg_namespace where nspname = $1)")
             .bind(OLD_STAGING_SCHEMA)
             .fetch_one(&mut **tx)
             .await?;
     if !old {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let rows: Vec<(uuid::Uuid, String, String, String)> = sqlx::query_as(
         "select run_id, task_id, kind, table_name from dataset
@@ -286,7 +317,7 @@ async fn move_old_layout(
     .fetch_all(&mut **tx)
     .await?;
     if rows.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     // The old tables belong to the old role: Drover's login joins it (where it may) to move
     // them; where it may not, moving fails with the server's reason.
@@ -302,10 +333,11 @@ async fn move_old_layout(
     .execute(&mut **tx)
     .await?;
     let role = quote_ident(&sql_role(environment));
-    let mut moved = 0;
+    let (mut moved, mut refused) = (0, 0);
     for (run_id, task_id, kind, table) in rows {
         let run = run_id.simple().to_string();
-        let (schema, tables) = if kind == "receipt" {
+        let receipt = kind == "receipt";
+        let (schema, tables) = if receipt {
             (
                 receipts_schema(environment),
                 vec![
@@ -317,20 +349,59 @@ async fn move_old_layout(
         } else {
             (staging_schema(environment), vec![table])
         };
-        for (i, t) in tables.iter().enumerate() {
+        let mut present = Vec::new();
+        for (i, t) in tables.into_iter().enumerate() {
             let exists: bool = sqlx::query_scalar(
                 "select exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
                                 where n.nspname = $1 and c.relname = $2 and c.relkind = 'r')",
             )
             .bind(OLD_STAGING_SCHEMA)
-            .bind(t)
+            .bind(&t)
             .fetch_one(&mut **tx)
             .await?;
-            if !exists {
+            if exists {
+                present.push((i, t));
+            }
+        }
+        if receipt {
+            let mut offenders = Vec::new();
+            for (_, t) in &present {
+                // Nothing can be added to the table between the look and the move.
+                sqlx::query(AssertSqlSafe(format!(
+                    "lock table {} in access exclusive mode",
+                    quoted_relation(OLD_STAGING_SCHEMA, t)
+                )))
+                .execute(&mut **tx)
+                .await?;
+                let reasons: Vec<String> = sqlx::query_scalar(CODE_ON_TABLE)
+                    .bind(OLD_STAGING_SCHEMA)
+                    .bind(t)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                if !reasons.is_empty() {
+                    offenders.push((t.clone(), reasons.join(", ")));
+                }
+            }
+            if let Some((first, _)) = offenders.first() {
+                for (_, t) in &present {
+                    let reason = offenders.iter().find(|(o, _)| o == t).map_or_else(
+                        || format!("kept beside `{first}`: a receipt's tables move together"),
+                        |(_, why)| format!("it has {why}, which would run as Drover's login"),
+                    );
+                    tracing::warn!(
+                        environment,
+                        table = %quoted_relation(OLD_STAGING_SCHEMA, t),
+                        reason = %reason,
+                        "left a receipt table of the old shared schema where it is; inspect it, and move it into the environment's receipts schema by hand if it is safe (revert cannot use it until then)"
+                    );
+                    refused += 1;
+                }
                 continue;
             }
+        }
+        for (i, t) in &present {
             let target = quoted_relation(&schema, t);
-            let owner = if kind == "receipt" {
+            let owner = if receipt {
                 "current_user".to_owned()
             } else {
                 role.clone()
@@ -340,15 +411,48 @@ async fn move_old_layout(
                 quoted_relation(OLD_STAGING_SCHEMA, t),
                 quote_ident(&schema)
             );
-            if kind == "receipt" && i == 0 {
+            if receipt && *i == 0 {
                 sql.push_str(&format!(" grant select on {target} to {role};"));
             }
             sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **tx).await?;
             moved += 1;
         }
     }
-    Ok(moved)
+    Ok((moved, refused))
 }
+
+/// What on table `$1.$2` could run code when its owner, or anyone, reads or writes it: each
+/// in words (none: an empty array).
+const CODE_ON_TABLE: &str = "
+    select array_remove(array[
+      case when exists (select 1 from pg_trigger where tgrelid = c.oid and not tgisinternal)
+           then 'a trigger' end,
+      case when c.relrowsecurity or c.relforcerowsecurity
+                or exists (select 1 from pg_policy where polrelid = c.oid)
+           then 'row-level security' end,
+      case when c.relhasrules then 'a rule' end,
+      case when exists (select 1 from pg_index i where i.indrelid = c.oid
+                        and (i.indexprs is not null or i.indpred is not null))
+           then 'an expression or partial index' end,
+      case when exists (select 1 from pg_index i cross join unnest(i.indclass::oid[]) k(opc)
+                        join pg_opclass o on o.oid = k.opc
+                        where i.indrelid = c.oid and o.opcnamespace <> 'pg_catalog'::regnamespace)
+           then 'an index with an operator class outside pg_catalog' end,
+      case when exists (select 1 from pg_attrdef where adrelid = c.oid)
+           then 'a column default or generated column' end,
+      case when exists (select 1 from pg_attribute a join pg_type t on t.oid = a.atttypid
+                        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                          and t.typnamespace <> 'pg_catalog'::regnamespace)
+           then 'a column whose type is not in pg_catalog' end,
+      case when exists (select 1 from pg_constraint where conrelid = c.oid and contype in ('c', 'f'))
+           then 'a check or foreign-key constraint' end,
+      case when exists (select 1 from pg_statistic_ext where stxrelid = c.oid)
+           then 'extended statistics' end,
+      case when exists (select 1 from pg_inherits where inhrelid = c.oid or inhparent = c.oid)
+           then 'inheritance' end
+    ]::text[], null)
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = $1 and c.relname = $2";
 
 /// Lazily-connected pools per environment, as each environment's SQL role (for reading
 /// staged rows, e.g. previews). Cloning shares them.

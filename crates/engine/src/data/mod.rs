@@ -296,8 +296,10 @@ impl Runner for DataRunner {
                     _ => Err(TaskError::Invalid("not a data task".to_owned())),
                 };
                 // Nothing the try's SQL did (locks, settings, a changed role) outlives it:
-                // its connection is closed, never reused.
+                // its connection is closed, never reused. Its server process is forgotten
+                // first: once closed, its pid may belong to another session.
                 if let Some(conn) = conn {
+                    backend.store(0, Ordering::SeqCst);
                     let _ = conn.close().await;
                 }
                 done
@@ -314,7 +316,7 @@ impl Runner for DataRunner {
                 // be running its statement: end it before the outcome is recorded.
                 Err(why) => Err(TaskError::Transient(
                     self.plane
-                        .end_try_backend(backend.load(Ordering::SeqCst), &why)
+                        .end_try_backend(&id.environment.name, backend.load(Ordering::SeqCst), &why)
                         .await,
                 )),
             };
@@ -340,12 +342,17 @@ impl Runner for DataRunner {
 }
 
 impl DataPlane {
-    /// End the server process of a stopped try (`pid` 0: it had none) and say so after `why`.
-    async fn end_try_backend(&self, pid: i32, why: &str) -> String {
+    /// End the server process of a stopped try of `environment` (`pid` 0: it had none, or its
+    /// connection was already closing) and say so after `why`.
+    async fn end_try_backend(&self, environment: &str, pid: i32, why: &str) -> String {
         if pid == 0 {
             return why.to_owned();
         }
-        match self.store.end_backend(pid, END_BACKEND_WITHIN).await {
+        match self
+            .store
+            .end_backend(environment, pid, END_BACKEND_WITHIN)
+            .await
+        {
             Ok(true) => format!("{why}; the query was cancelled on the server"),
             Ok(false) => format!(
                 "{why}; the server was asked to cancel the query but its session had not ended after {}s",

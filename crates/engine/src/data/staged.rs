@@ -67,20 +67,35 @@ pub(crate) async fn columns<'e>(
         .collect())
 }
 
-/// Whether a table of `schema` exists.
+/// Whether the output table `table` of `schema` exists. Something else of that name (a view,
+/// say) is refused: a dataset is a table of its own, which retention can drop.
 pub(crate) async fn exists<'e>(
     db: impl PgExecutor<'e>,
     schema: &str,
     table: &str,
 ) -> Result<bool, TaskError> {
-    Ok(sqlx::query_scalar(
-        "select exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                        where n.nspname = $1 and c.relname = $2)",
+    let kind: Option<String> = sqlx::query_scalar(
+        "select c.relkind::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = $1 and c.relname = $2",
     )
     .bind(schema)
     .bind(table)
-    .fetch_one(db)
-    .await?)
+    .fetch_optional(db)
+    .await?;
+    let what = match kind.as_deref() {
+        None => return Ok(false),
+        Some("r") => return Ok(true),
+        Some("v") => "a view",
+        Some("m") => "a materialized view",
+        Some("p") => "a partitioned table",
+        Some("f") => "a foreign table",
+        Some("S") => "a sequence",
+        Some("i" | "I") => "an index",
+        Some(_) => "something other than a table",
+    };
+    Err(TaskError::Invalid(format!(
+        "`{{{{ output }}}}` must be a table (create table … as …), not {what}"
+    )))
 }
 
 /// Drop `relation` if an earlier try left it, then run `create` (which makes it), in one
