@@ -1,4 +1,4 @@
--- Claims take turns on this one row (`select … for update` in the claim's transaction) so
+-- Claims take turns on this table (an exclusive lock in the claim's transaction) so
 -- each claim sees the ones before it and no environment runs more than its `concurrency`.
 -- It replaces a transaction-level advisory lock: any SQL in the database, user SQL included,
 -- could take that key and stall every worker. User SQL has no privilege on Drover's tables.

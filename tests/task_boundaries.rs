@@ -267,7 +267,7 @@ fn a_worker_waiting_for_its_turn_to_claim_stops_at_once_on_sigterm() {
             || async {
                 let waiting: Option<i64> = sqlx::query_scalar(
                     "select count(*) from pg_stat_activity where datname = current_database() \
-                 and wait_event_type = 'Lock' and query like '%claim_turn for update%'",
+                 and wait_event_type = 'Lock' and query like '%lock table claim_turn%'",
                 )
                 .fetch_one(store.pool())
                 .await

@@ -124,21 +124,19 @@ impl Store {
         lease_secs: f64,
         environments: Option<&[String]>,
     ) -> Result<Vec<ClaimedTask>> {
-        // Claims take turns (a row lock on `claim_turn`, which only Drover's role can take),
-        // so each sees the others' claims and no environment ever runs more than its
-        // `concurrency` task instances at once. The wait for the turn is bounded: a claim
-        // that does not get it in time claims nothing this round. The start is stamped with
-        // the clock, not the transaction's start (`now()`), which may precede the wait for
-        // the turn and so the completion of the upstream task.
+        // Claims take turns (an exclusive lock on `claim_turn`, which only Drover's role may
+        // lock: a table lock lives in the lock manager and writes nothing, where a row lock
+        // would dirty the row), so each sees the others' claims and no environment ever runs
+        // more than its `concurrency` task instances at once. The wait for the turn is
+        // bounded: a claim that does not get it in time claims nothing this round. The start
+        // is stamped with the clock, not the transaction's start (`now()`), which may precede
+        // the wait for the turn and so the completion of the upstream task.
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "set local lock_timeout = '{CLAIM_TURN_WAIT}'"
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "set local lock_timeout = '{CLAIM_TURN_WAIT}'; lock table claim_turn in exclusive mode"
         )))
         .execute(&mut *tx)
-        .await?;
-        match sqlx::query("select id from claim_turn for update")
-            .execute(&mut *tx)
-            .await
+        .await
         {
             Ok(_) => {}
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
