@@ -88,6 +88,32 @@ pub fn render_shell(text: &str, field: &str, ctx: &RenderContext) -> Result<Stri
         .map_err(fail)
 }
 
+/// Run facts Drover makes whose values hold only characters [`quote`] leaves bare (ids, dates,
+/// instants, numbers): written bare, one such value is literal inside double quotes too.
+const PLAIN_FACTS: &[&str] = &[
+    "dag_id",
+    "data_interval.end",
+    "data_interval.start",
+    "ds",
+    "env.name",
+    "logical_date",
+    "run_id",
+    "task_id",
+    "try_number",
+];
+
+/// Whether `from` starts with `{{ fact }}` for one of [`PLAIN_FACTS`], with no filter.
+fn is_plain_fact(from: &str) -> bool {
+    let Some(inner) = from
+        .strip_prefix("{{")
+        .and_then(|rest| rest.split_once("}}"))
+        .map(|(inner, _)| inner.trim_matches(|c: char| c == '-' || c.is_whitespace()))
+    else {
+        return false;
+    };
+    PLAIN_FACTS.contains(&inner)
+}
+
 /// Where a `shell:` line puts a template in a place the shell would not take its quoted
 /// value as one literal word, with why: inside the line's own quotes (`"{{ p }}"` renders
 /// `"'…'"`, and `$(…)` inside double quotes runs), inside backticks, in a comment (a value
@@ -117,6 +143,7 @@ pub fn unsafe_template_places(text: &str) -> Vec<(usize, &'static str)> {
         let next = match (ctx, bytes[i], bytes.get(i + 1)) {
             (_, b'{', Some(b'{')) => {
                 let why = match ctx {
+                    Ctx::Double if is_plain_fact(&text[i..]) => None,
                     Ctx::Single | Ctx::Double => Some("inside the line's own quotes"),
                     Ctx::Backtick => Some("inside backticks"),
                     Ctx::Comment => Some("in a comment"),
@@ -346,6 +373,13 @@ mod tests {
             places("true; eval {{ params.p }}"),
             ["an argument of `eval`"]
         );
+        // Drover's own plain facts may stand inside double quotes; a filter may not.
+        assert!(places(r#"key="{{ run_id }} {{ task_id }} {{- try_number -}}""#).is_empty());
+        assert_eq!(
+            places(r#"key="{{ run_id | replace('-', '$') }}""#),
+            ["inside the line's own quotes"]
+        );
+        assert_eq!(places("echo '{{ ds }}'"), ["inside the line's own quotes"]);
         // A `#` inside a word is not a comment; an escaped quote opens nothing.
         assert!(places("echo a#b {{ ds }} \\\" {{ ds }}").is_empty());
         let offset = unsafe_template_places("echo \"{{ p }}\"")
