@@ -31,7 +31,7 @@ pub const ROOT_VARIABLES: &[&str] = &[
 /// Template instructions one render may run: far more than any real DAG needs (they run tens),
 /// few enough that a runaway loop in a DAG file fails its task in milliseconds instead of
 /// holding a worker.
-const FUEL: u64 = 1_000_000;
+pub(crate) const FUEL: u64 = 1_000_000;
 
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -358,7 +358,8 @@ pub fn templates_inside_quotes(text: &str) -> Vec<usize> {
     out
 }
 
-fn render_error(ctx: &RenderContext, field: &str, e: minijinja::Error) -> RenderError {
+/// A render failure of `field`, in words: the same for every kind of template.
+pub(crate) fn render_error(ctx: &RenderContext, field: &str, e: minijinja::Error) -> RenderError {
     RenderError {
         task: ctx.task_id.clone(),
         field: field.to_owned(),

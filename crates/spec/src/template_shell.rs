@@ -11,10 +11,7 @@ use std::sync::LazyLock;
 use minijinja::value::Value;
 use minijinja::{Environment, Error, Output, State, UndefinedBehavior};
 
-use crate::template::{RenderContext, RenderError, is_template};
-
-/// The same budget as [`crate::template`]'s: a runaway loop fails in milliseconds.
-const FUEL: u64 = 1_000_000;
+use crate::template::{FUEL, RenderContext, RenderError, is_template, render_error};
 
 static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -66,26 +63,9 @@ pub fn render_shell(text: &str, field: &str, ctx: &RenderContext) -> Result<Stri
     if !is_template(text) {
         return Ok(text.to_owned());
     }
-    let fail = |e: Error| RenderError {
-        task: ctx.task_id.clone(),
-        field: field.to_owned(),
-        message: match e.kind() {
-            minijinja::ErrorKind::OutOfFuel => {
-                format!("template does too much work (over {FUEL} steps): simplify its loops")
-            }
-            minijinja::ErrorKind::UndefinedError => {
-                let detail = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
-                format!("template uses a variable that is not defined{detail}")
-            }
-            _ => format!(
-                "template error: {}",
-                e.detail().unwrap_or(&e.kind().to_string())
-            ),
-        },
-    };
     ENVIRONMENT
         .render_str(text, Value::from(minijinja::value::Serde(ctx)))
-        .map_err(fail)
+        .map_err(|e| render_error(ctx, field, e))
 }
 
 /// Run facts Drover makes whose values hold only characters [`quote`] leaves bare (ids, dates,
