@@ -160,35 +160,40 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UsersCommand) -> Result<ExitCode> {
             }
         }
         UsersCommand::Disable { name } => {
-            let mut tx = store.begin().await?;
-            tx.set_disabled(&name, true).await?;
-            tx.audit(
-                &actor.name,
-                "user.disable",
-                None,
-                None,
-                None,
-                &serde_json::json!({ "user": name }),
-            )
-            .await?;
-            tx.commit().await?;
+            set_disabled(&store, &actor.name, &name, true).await?;
             println!("{name} disabled");
         }
         UsersCommand::Enable { name } => {
-            let mut tx = store.begin().await?;
-            tx.set_disabled(&name, false).await?;
-            tx.audit(
-                &actor.name,
-                "user.enable",
-                None,
-                None,
-                None,
-                &serde_json::json!({ "user": name }),
-            )
-            .await?;
-            tx.commit().await?;
+            set_disabled(&store, &actor.name, &name, false).await?;
             println!("{name} enabled");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Disable or enable `name`, audited in the same transaction.
+async fn set_disabled(
+    store: &drover_store::Store,
+    actor: &str,
+    name: &str,
+    disabled: bool,
+) -> Result<()> {
+    let mut tx = store.begin().await?;
+    tx.set_disabled(name, disabled).await?;
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    tx.audit(
+        actor,
+        action,
+        None,
+        None,
+        None,
+        &serde_json::json!({ "user": name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
