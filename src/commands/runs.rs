@@ -120,11 +120,20 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
         RunsCommand::Show { run_id, format } => {
             let run = store.get_run(parse_run_id(&run_id)?).await?;
             let tasks = store.task_instances(run.id).await?;
+            let story = drover_engine::ops::Operations::new(store.clone())
+                .story(&run)
+                .await?;
             if let Format::Json = format {
+                let mut shown = serde_json::to_value(&run)?;
+                if let Some(o) = shown.as_object_mut() {
+                    o.insert("outcome".into(), story.outcome(run.state).into());
+                    o.insert("summary".into(), story.sentence.clone().into());
+                    o.insert("problems".into(), serde_json::to_value(&story.problems)?);
+                }
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({ "run": run, "tasks": tasks })
+                        &serde_json::json!({ "run": shown, "tasks": tasks })
                     )?
                 );
                 return Ok(ExitCode::SUCCESS);
@@ -139,7 +148,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
                     .map(|b| format!(" by {b}"))
                     .unwrap_or_default()
             );
-            println!("  state:     {}", run.state);
+            println!("  state:     {}", story.outcome_words(run.state));
+            println!("  summary:   {}", story.sentence);
+            for p in &story.problems {
+                println!("  warning:   {}", p.message);
+            }
             println!(
                 "  interval:  {} → {}",
                 rfc3339(run.interval_start),

@@ -15,6 +15,7 @@ pub mod promotion;
 pub mod runner;
 mod scheduler;
 pub mod secrets;
+pub mod story;
 mod task_specs;
 mod worker;
 

@@ -22,6 +22,7 @@ const MAX_ATTEMPTS: i32 = 5;
 #[derive(Debug, Clone)]
 pub struct Notifier {
     store: Store,
+    dags: crate::DagCache,
     client: reqwest::Client,
     /// The web UI's address, for links in messages.
     base_url: Option<String>,
@@ -34,6 +35,7 @@ impl Notifier {
             .build()
             .map_err(|e| EngineError::Invalid(format!("cannot build the webhook client: {e}")))?;
         Ok(Self {
+            dags: crate::DagCache::new(store.clone()),
             store,
             client,
             base_url,
@@ -163,13 +165,30 @@ impl Notifier {
         Ok(())
     }
 
+    /// The run's sentence ("290 leads read from Marketo · …") and its warnings, as the run
+    /// stands now; none when it cannot be read (the notification still goes out).
+    async fn story(&self, n: &NotificationRow) -> Option<(String, Vec<String>)> {
+        let run = self.store.get_run(n.run_id).await.ok()?;
+        let envs = crate::promotion::environments(&self.store).await.ok()?;
+        let mut stories =
+            crate::story::run_stories(&self.store, &self.dags, &envs, std::slice::from_ref(&run))
+                .await
+                .ok()?;
+        let story = stories.remove(&run.id)?;
+        Some((
+            story.sentence,
+            story.problems.into_iter().map(|p| p.message).collect(),
+        ))
+    }
+
     /// One plain-text email: the headline as subject, the facts and the run's link as body.
     async fn mail(&self, url: &str, to: &EmailTarget, n: &NotificationRow) -> Result<(), String> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| format!("the SMTP server URL is not usable: {e}"))?
             .timeout(Some(Duration::from_secs(20)))
             .build();
-        let text = payload(n, self.base_url.as_deref());
+        let story = self.story(n).await;
+        let text = payload(n, self.base_url.as_deref(), story.as_ref());
         let headline = plain_headline(n);
         let mut message = Message::builder()
             .from(
@@ -189,8 +208,18 @@ impl Notifier {
             .map(|b| format!("{}/runs/{}", b.trim_end_matches('/'), n.run_id))
             .unwrap_or_else(|| format!("run {}", n.run_id));
         let facts = &text["drover"];
+        let told = story
+            .as_ref()
+            .map(|(sentence, warnings)| {
+                let mut t = format!("{sentence}\n");
+                for w in warnings {
+                    t.push_str(&format!("Warning: {w}\n"));
+                }
+                t
+            })
+            .unwrap_or_default();
         let body = format!(
-            "{headline}\n\n{link}\n\nEvent: {}\nEnvironment: {}\nDAG: {}\nTask: {}\nRun: {}\nNotification: #{}\n",
+            "{headline}\n{told}\n{link}\n\nEvent: {}\nEnvironment: {}\nDAG: {}\nTask: {}\nRun: {}\nNotification: #{}\n",
             n.event,
             n.environment,
             n.dag_id,
@@ -217,7 +246,11 @@ impl Notifier {
         let res = self
             .client
             .post(url)
-            .json(&payload(n, self.base_url.as_deref()))
+            .json(&payload(
+                n,
+                self.base_url.as_deref(),
+                self.story(n).await.as_ref(),
+            ))
             .send()
             .await
             .map_err(|e| format!("the webhook did not answer: {}", without_url(&e)))?;
@@ -313,8 +346,15 @@ fn plain_headline(n: &NotificationRow) -> String {
 }
 
 /// Slack-compatible: `text` (what Slack shows) plus the facts for other receivers.
-fn payload(n: &NotificationRow, base_url: Option<&str>) -> serde_json::Value {
-    let what = headline(n);
+fn payload(
+    n: &NotificationRow,
+    base_url: Option<&str>,
+    story: Option<&(String, Vec<String>)>,
+) -> serde_json::Value {
+    let what = match story {
+        Some((sentence, _)) => format!("{}: {sentence}", headline(n)),
+        None => headline(n),
+    };
     let link = base_url
         .map(|b| {
             format!(
@@ -334,6 +374,8 @@ fn payload(n: &NotificationRow, base_url: Option<&str>) -> serde_json::Value {
             "run_id": n.run_id,
             "task_id": (!n.task_id.is_empty()).then_some(&n.task_id),
             "notification_id": n.id,
+            "summary": story.map(|s| &s.0),
+            "warnings": story.map(|s| &s.1),
         }
     })
 }
@@ -361,6 +403,10 @@ fn headline(n: &NotificationRow) -> String {
         "check_breach" => format!(
             ":bar_chart: check {}.{} is out of bounds in {}",
             n.dag_id, n.task_id, n.environment
+        ),
+        "warnings" => format!(
+            ":large_yellow_circle: {} succeeded with warnings in {}",
+            n.dag_id, n.environment
         ),
         "slo_burn" => format!(
             ":fire: data SLO {}.{} is burning its error budget fast in {}",

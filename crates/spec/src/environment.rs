@@ -179,16 +179,19 @@ pub enum NotifyEvent {
     CheckBreach,
     /// A data SLO is spending its error budget fast.
     SloBurn,
+    /// A run succeeded with warnings (a warn check breached, rows rejected, …).
+    Warnings,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 6] = [
+    pub const ALL: [NotifyEvent; 7] = [
         NotifyEvent::Failure,
         NotifyEvent::RetryExhausted,
         NotifyEvent::Recovery,
         NotifyEvent::DeadlineMissed,
         NotifyEvent::CheckBreach,
         NotifyEvent::SloBurn,
+        NotifyEvent::Warnings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -199,6 +202,7 @@ impl NotifyEvent {
             NotifyEvent::DeadlineMissed => "deadline_missed",
             NotifyEvent::CheckBreach => "check_breach",
             NotifyEvent::SloBurn => "slo_burn",
+            NotifyEvent::Warnings => "warnings",
         }
     }
 }

@@ -71,6 +71,13 @@ impl Store {
                select c.dag_id, c.run_id, c.task_id, 'check_breach' from check_result c \
                where c.environment = $1 and not c.passed and c.checked_at > now() - {LOOKBACK} \
                union all \
+               select r.dag_id, r.id, '', 'warnings' from dag_run r \
+               where r.environment = $1 and r.state = 'success' and r.finished_at > now() - {LOOKBACK} \
+                 and (exists (select 1 from check_result c where c.run_id = r.id and not c.passed and c.severity = 'warn') \
+                      or exists (select 1 from task_instance t join task_try tt \
+                                   on tt.task_instance_id = t.id and tt.try_number = t.try_number \
+                                 where t.run_id = r.id and t.state = 'success' and tt.rows_rejected > 0)) \
+               union all \
                select s.dag_id, s.run_id, s.task_id, 'slo_burn' from slo_burn s \
                where s.environment = $1 and s.at > now() - {LOOKBACK} \
              ) e where e.event = any($3) and (cardinality($4::text[]) = 0 or e.dag_id = any($4)) \

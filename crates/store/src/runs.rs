@@ -390,8 +390,11 @@ pub(crate) async fn finish_runs(
         return Ok(Vec::new());
     }
     let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        // A run is failed when any of its tasks failed its last try (a `severity: fail` check
+        // that failed included) or did not run because of that, whatever trigger rules let
+        // cleanup or notify tasks run after it: a green run means the data is good.
         "update dag_run r set finished_at = now(), state = case when exists ( \
-             select 1 from task_instance t where t.run_id = r.id and t.is_leaf \
+             select 1 from task_instance t where t.run_id = r.id \
                and t.state in ('failed', 'upstream_failed')) then 'failed' else 'success' end \
          where r.id = any($1) and r.state = 'running' \
            and not exists (select 1 from task_instance t where t.run_id = r.id \

@@ -89,6 +89,22 @@ drover_maintenance {}",
     }
     let _ = writeln!(
         out,
+        "# HELP drover_runs_with_warnings Runs that succeeded with warnings (a warn check breached, rows rejected, a deadline missed, a partial interval) in the last day.\n# TYPE drover_runs_with_warnings gauge"
+    );
+    for (env, n) in state
+        .store()
+        .warned_runs_last_day()
+        .await
+        .unwrap_or_default()
+    {
+        let _ = writeln!(
+            out,
+            "drover_runs_with_warnings{{environment=\"{}\"}} {n}",
+            label(&env)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP drover_runs Runs by state: unfinished ones, and those finished in the last day.\n# TYPE drover_runs gauge"
     );
     for (env, st, n) in &m.runs_by_state {

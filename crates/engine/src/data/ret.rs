@@ -131,8 +131,9 @@ pub(super) async fn run(
         .await?;
     tx.commit().await?;
     side.drop_results(plane).await?;
-    let counts: (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "select count(*) filter (where status in ('accepted', 'warning')), count(*) filter (where status = 'rejected'), count(*) from {receipt_relation}"
+    let counts: (i64, i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "select count(*) filter (where status in ('accepted', 'warning')), count(*) filter (where status = 'rejected'), count(*), \
+                count(*) filter (where status in ('accepted', 'warning') and previous is null) from {receipt_relation}"
     )))
     .fetch_one(plane.store.pool())
     .await?;
@@ -148,6 +149,7 @@ pub(super) async fn run(
         rows_rejected: Some(counts.1),
         api_calls: Some(i64::try_from(usage.calls).unwrap_or(i64::MAX)),
         bytes_moved: Some(i64::try_from(usage.bytes_uploaded).unwrap_or(i64::MAX)),
+        rows_created: Some(counts.3),
     })
 }
 

@@ -141,6 +141,25 @@ impl Operations {
         Ok(env)
     }
 
+    /// What `runs` did and the problems they carry, by run id (two queries for any number).
+    pub async fn stories(
+        &self,
+        runs: &[drover_store::RunRow],
+    ) -> Result<std::collections::HashMap<Uuid, crate::story::RunStory>, OpError> {
+        let envs = promotion::environments(&self.store).await?;
+        Ok(crate::story::run_stories(&self.store, &self.dags, &envs, runs).await?)
+    }
+
+    /// What one run did and the problems it carries.
+    pub async fn story(
+        &self,
+        run: &drover_store::RunRow,
+    ) -> Result<crate::story::RunStory, OpError> {
+        let mut all = self.stories(std::slice::from_ref(run)).await?;
+        all.remove(&run.id)
+            .ok_or_else(|| OpError::NotFound(format!("no run {}", run.id)))
+    }
+
     /// Create a manual run; returns its id.
     pub async fn trigger(&self, actor: &Actor, req: &TriggerRequest) -> Result<Uuid, OpError> {
         self.allowed(actor, Action::Trigger, &req.environment)

@@ -324,6 +324,11 @@ async fn dag_runs(
     let next_before = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.logical_date))
         .flatten();
+    let stories = state.ops().stories(&runs).await?;
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|r| run_json(r, stories.get(&r.id)))
+        .collect();
     ok(json!({ "runs": runs, "next_before": next_before }))
 }
 
@@ -433,7 +438,20 @@ async fn run(
             })
         })
         .collect();
-    ok(json!({ "run": run, "tasks": tasks }))
+    let story = state.ops().story(&run).await?;
+    ok(json!({ "run": run_json(&run, Some(&story)), "tasks": tasks }))
+}
+
+/// A run as the API gives it: the stored run with its `outcome` (`warning` for a run that
+/// succeeded with problems), its one-sentence `summary` and its `problems`.
+fn run_json(run: &drover_store::RunRow, story: Option<&drover_engine::story::RunStory>) -> Value {
+    let mut v = serde_json::to_value(run).unwrap_or_else(|_| json!({ "id": run.id }));
+    if let (Some(story), Some(o)) = (story, v.as_object_mut()) {
+        o.insert("outcome".to_owned(), json!(story.outcome(run.state)));
+        o.insert("summary".to_owned(), json!(story.sentence));
+        o.insert("problems".to_owned(), json!(story.problems));
+    }
+    v
 }
 
 #[derive(Debug, Deserialize)]

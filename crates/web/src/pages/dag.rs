@@ -52,6 +52,8 @@ pub(crate) struct ParamField {
 pub(crate) struct RunLine {
     run: RunRow,
     took: String,
+    /// What it did, and whether it succeeded with warnings.
+    story: Option<drover_engine::story::RunStory>,
     cells: Vec<(String, String)>,
 }
 
@@ -178,11 +180,13 @@ pub(crate) async fn page(
     } else {
         None
     };
+    let mut stories = state.ops().stories(&runs).await?;
     let runs = runs
         .iter()
         .cloned()
         .map(|run| RunLine {
             took: views::took(&run.started_at, &run.finished_at),
+            story: stories.remove(&run.id),
             cells: task_ids
                 .iter()
                 .map(|t| {

@@ -29,6 +29,8 @@ pub(crate) struct Line {
     next_when: String,
     success: String,
     success_class: &'static str,
+    /// Problems of the last run: a succeeded one with any is shown amber.
+    last_warnings: usize,
 }
 
 #[derive(Template, WebTemplate)]
@@ -89,6 +91,12 @@ pub(crate) async fn page(
             })
             .await?
     };
+    // Warnings of the last runs shown (a succeeded run with problems is amber).
+    let last_runs: Vec<uuid::Uuid> = listing.items.iter().filter_map(|i| i.last_run_id).collect();
+    let mut warnings: std::collections::HashMap<uuid::Uuid, usize> = Default::default();
+    for p in state.store().run_problems(&last_runs).await? {
+        *warnings.entry(p.run_id).or_default() += 1;
+    }
     let lines = listing
         .items
         .iter()
@@ -121,6 +129,10 @@ pub(crate) async fn page(
                 )
             };
             Line {
+                last_warnings: item
+                    .last_run_id
+                    .and_then(|id| warnings.get(&id).copied())
+                    .unwrap_or(0),
                 item,
                 last_when,
                 next_when,

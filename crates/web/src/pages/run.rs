@@ -46,6 +46,10 @@ pub(crate) struct TaskLine {
 pub(crate) struct Receipt {
     task: String,
     rejected: i64,
+    /// Rows the return sent.
+    sent: i64,
+    /// The MAP's product name ("Marketo").
+    map: &'static str,
     preview: Option<DatasetPreview>,
     /// "3 rows rejected: 2 × …", when the MAP rejected rows.
     reasons: String,
@@ -73,6 +77,8 @@ pub(crate) struct RunPage {
     deadline: Option<String>,
     /// Why a queued run has not started.
     waiting: Option<String>,
+    /// What the run did in one sentence, and its warnings.
+    story: drover_engine::story::RunStory,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -164,6 +170,8 @@ pub(crate) async fn page(
         receipts.push(Receipt {
             task: d.task_id.clone(),
             rejected,
+            sent: metrics.get(&d.task_id).and_then(|m| m.rows_in).unwrap_or(0),
+            map: drover_engine::story::map_name(&env),
             preview,
             reasons,
             hidden,
@@ -218,7 +226,9 @@ pub(crate) async fn page(
     } else {
         None
     };
+    let story = state.ops().story(&run).await?;
     Ok(RunPage {
+        story,
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
         took: views::took(&run.started_at, &run.finished_at),

@@ -26,6 +26,8 @@ const PER_PAGE: i64 = 50;
 pub(crate) struct Line {
     run: RunRow,
     took: String,
+    /// What it did, and whether it succeeded with warnings.
+    story: Option<drover_engine::story::RunStory>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -97,12 +99,15 @@ pub(crate) async fn page(
         state: q.state.unwrap_or_default(),
         older,
         newer: before.is_some(),
-        lines: runs
-            .into_iter()
-            .map(|run| Line {
-                took: views::took(&run.started_at, &run.finished_at),
-                run,
-            })
-            .collect(),
+        lines: {
+            let mut stories = state.ops().stories(&runs).await?;
+            runs.into_iter()
+                .map(|run| Line {
+                    took: views::took(&run.started_at, &run.finished_at),
+                    story: stories.remove(&run.id),
+                    run,
+                })
+                .collect()
+        },
     })
 }

@@ -1,0 +1,329 @@
+//! What a run did, in words a marketer reads: one sentence made from its tasks' kinds and
+//! counts ("290 leads read from Marketo · 289 leads updated in Marketo · 1 rejected ·
+//! volume check: warning"), and the problems it carries when it succeeded anyway (warnings).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use drover_spec::dag::map_kinds::{ExportSpec, ReturnObject};
+use drover_spec::dag::{Dag, TaskKind};
+use drover_spec::environment::{Environment, MapKind};
+use drover_store::{ProblemFacts, ProblemKind, RunRow, RunState, Store, TaskOutcome, TaskState};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{DagCache, EngineError};
+
+/// A run's sentence and problems.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunStory {
+    /// "290 leads read from Marketo · 289 leads updated in Marketo · 1 rejected".
+    pub sentence: String,
+    /// What a succeeded run got wrong without failing; shown as warnings.
+    pub problems: Vec<Problem>,
+}
+
+impl RunStory {
+    /// "succeeded", "succeeded with 2 warnings", "failed", … as a run's state is said.
+    pub fn outcome_words(&self, state: impl std::borrow::Borrow<RunState>) -> String {
+        match (*state.borrow(), self.problems.len()) {
+            (RunState::Success, 0) => "succeeded".to_owned(),
+            (RunState::Success, 1) => "succeeded with 1 warning".to_owned(),
+            (RunState::Success, n) => format!("succeeded with {n} warnings"),
+            (RunState::Failed, _) => "failed".to_owned(),
+            (RunState::Running, _) => "running".to_owned(),
+            (RunState::Queued, _) => "queued".to_owned(),
+        }
+    }
+
+    /// The CSS/API word of the outcome: `success`, `warning`, `failed`, `running`, `queued`.
+    pub fn outcome(&self, state: impl std::borrow::Borrow<RunState>) -> &'static str {
+        match *state.borrow() {
+            RunState::Success if !self.problems.is_empty() => "warning",
+            s => s.as_str(),
+        }
+    }
+}
+
+/// One problem: its kind, the task it is about, and what to tell people.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub task: Option<String>,
+    pub message: String,
+}
+
+/// The stories of `runs`, read in two queries whatever their number.
+pub async fn run_stories(
+    store: &Store,
+    dags: &DagCache,
+    environments: &[Environment],
+    runs: &[RunRow],
+) -> Result<HashMap<Uuid, RunStory>, EngineError> {
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+    let mut outcomes: HashMap<Uuid, Vec<TaskOutcome>> = HashMap::new();
+    for o in store.task_outcomes(&ids).await? {
+        outcomes.entry(o.run_id).or_default().push(o);
+    }
+    let mut problems: HashMap<Uuid, Vec<ProblemFacts>> = HashMap::new();
+    for p in store.run_problems(&ids).await? {
+        problems.entry(p.run_id).or_default().push(p);
+    }
+    let mut out = HashMap::with_capacity(runs.len());
+    for run in runs {
+        let dag = dags.get(run.version_id).await.ok();
+        let map = environments
+            .iter()
+            .find(|e| e.name == run.environment)
+            .map_or("the MAP", map_name);
+        let tasks = outcomes.remove(&run.id).unwrap_or_default();
+        let facts = problems.remove(&run.id).unwrap_or_default();
+        let zone = dag.as_ref().map_or(Tz::UTC, |d| d.timezone);
+        out.insert(
+            run.id,
+            RunStory {
+                sentence: sentence(run, dag.as_deref(), map, &tasks),
+                problems: facts.iter().map(|f| problem(f, zone)).collect(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The product name people use for an environment's MAP.
+pub fn map_name(env: &Environment) -> &'static str {
+    match env.map.kind {
+        MapKind::Marketo => "Marketo",
+    }
+}
+
+/// "1,234".
+fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// "1 lead", "290 leads".
+fn things(n: i64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
+fn export_words(spec: &ExportSpec) -> (&'static str, &'static str) {
+    match spec {
+        ExportSpec::Leads(_) => ("lead", "leads"),
+        ExportSpec::Activities(_) => ("activity", "activities"),
+    }
+}
+
+fn return_words(object: &ReturnObject) -> (&'static str, &'static str) {
+    match object {
+        ReturnObject::Leads => ("lead", "leads"),
+    }
+}
+
+/// The run's sentence: what its exports read, what its returns did to the records, how its
+/// checks came out, and which tasks failed or did not run.
+pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let done = tasks.iter().filter(|t| t.state.is_finished()).count();
+    match run.state {
+        RunState::Queued => parts.push("Waiting to start".to_owned()),
+        RunState::Running => parts.push(format!("Running: {done} of {} tasks done", tasks.len())),
+        _ => {}
+    }
+    let kind_of = |id: &str| dag.and_then(|d| d.task(id)).map(|t| &t.kind);
+    let mut checks_passed = 0usize;
+    let mut not_run = 0usize;
+    let mut other_succeeded = 0usize;
+    let mut said_data = false;
+    for t in tasks {
+        let m = &t.metrics;
+        match (t.state, kind_of(&t.task_id)) {
+            (TaskState::Success, Some(TaskKind::Export(spec))) => {
+                let (one, many) = export_words(spec);
+                let n = m.rows_out.unwrap_or(0);
+                parts.push(format!("{} read from {map}", things(n, one, many)));
+                said_data = true;
+            }
+            (TaskState::Success, Some(TaskKind::Return(spec))) => {
+                let (one, many) = return_words(&spec.object);
+                let sent = m.rows_in.unwrap_or(0);
+                let accepted = m.rows_out.unwrap_or(0);
+                let rejected = m.rows_rejected.unwrap_or(0);
+                said_data = true;
+                if sent == 0 {
+                    parts.push(format!("nothing to send to {map}"));
+                    continue;
+                }
+                match m.rows_created {
+                    Some(created) => {
+                        let updated = accepted - created;
+                        if updated > 0 || created == 0 {
+                            parts.push(format!("{} updated in {map}", things(updated, one, many)));
+                        }
+                        if created > 0 {
+                            parts.push(format!("{} created in {map}", things(created, one, many)));
+                        }
+                    }
+                    None => parts.push(format!("{} sent to {map}", things(accepted, one, many))),
+                }
+                if rejected > 0 {
+                    parts.push(format!("{} rejected", count(rejected)));
+                }
+            }
+            (TaskState::Success, Some(TaskKind::Check(_))) => match &t.check {
+                Some((false, _)) => parts.push(format!("{} check: warning", t.task_id)),
+                _ => checks_passed += 1,
+            },
+            (TaskState::Failed, Some(TaskKind::Check(_))) if t.check.is_some() => {
+                parts.push(format!("{} check: failed", t.task_id))
+            }
+            (TaskState::Failed, _) => parts.push(format!("{} failed", t.task_id)),
+            (TaskState::UpstreamFailed, _) => not_run += 1,
+            (TaskState::Success, _) => other_succeeded += 1,
+            _ => {}
+        }
+    }
+    if checks_passed > 0 {
+        parts.push(match checks_passed {
+            1 => "1 check passed".to_owned(),
+            n => format!("{n} checks passed"),
+        });
+    }
+    if not_run > 0 {
+        parts.push(match not_run {
+            1 => "1 task not run".to_owned(),
+            n => format!("{n} tasks not run"),
+        });
+    }
+    if !said_data && parts.is_empty() && other_succeeded > 0 {
+        parts.push(match other_succeeded {
+            1 => "1 task succeeded".to_owned(),
+            n => format!("all {n} tasks succeeded"),
+        });
+    }
+    if parts.is_empty() {
+        parts.push(match run.state {
+            RunState::Success => "Nothing to do".to_owned(),
+            _ => "No task ran".to_owned(),
+        });
+    }
+    let mut s = parts.join(" · ");
+    if let Some(first) = s.get(..1) {
+        let upper = first.to_uppercase();
+        s.replace_range(..1, &upper);
+    }
+    s
+}
+
+/// A time in the DAG's zone: "Tue 1 Dec 06:00 New York".
+fn local(t: DateTime<Utc>, zone: Tz) -> String {
+    let city = zone
+        .name()
+        .rsplit('/')
+        .next()
+        .unwrap_or("UTC")
+        .replace('_', " ");
+    format!("{} {city}", t.with_timezone(&zone).format("%a %-d %b %H:%M"))
+}
+
+/// A check's number as the author wrote it: "0.56", "12", "1,234.5".
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        count(v as i64)
+    } else {
+        format!("{}", (v * 1e4).round() / 1e4)
+    }
+}
+
+fn bounds(min: Option<f64>, max: Option<f64>) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) => format!("between {} and {}", number(a), number(b)),
+        (Some(a), None) => format!("at least {}", number(a)),
+        (None, Some(b)) => format!("at most {}", number(b)),
+        (None, None) => "within its bounds".to_owned(),
+    }
+}
+
+/// A problem in words.
+pub fn problem(f: &ProblemFacts, zone: Tz) -> Problem {
+    let task = f.task_id.clone();
+    let message = match f.kind {
+        ProblemKind::CheckWarning => format!(
+            "check `{}` warned: {} is not {}",
+            task.as_deref().unwrap_or("?"),
+            f.value.map_or_else(|| "no value".to_owned(), number),
+            bounds(f.min, f.max)
+        ),
+        ProblemKind::RejectedRows => {
+            let n = f.count.unwrap_or(0);
+            format!(
+                "{} of the records `{}` sent {} rejected",
+                count(n),
+                task.as_deref().unwrap_or("?"),
+                if n == 1 { "was" } else { "were" }
+            )
+        }
+        ProblemKind::DeadlineMissed => {
+            let by = f.at.map(|t| local(t, zone)).unwrap_or_default();
+            match &task {
+                Some(t) => format!("task `{t}` had not succeeded by its deadline ({by})"),
+                None => format!("the run had not succeeded by its deadline ({by})"),
+            }
+        }
+        ProblemKind::PartialInterval => format!(
+            "the run started before its data interval ended ({}): it covers only the data up to {}",
+            f.at.map(|t| local(t, zone)).unwrap_or_default(),
+            f.since.map(|t| local(t, zone)).unwrap_or_default()
+        ),
+        ProblemKind::RevertConflict => format!(
+            "the revert of `{}` skipped {} changed since the return wrote them",
+            task.as_deref().unwrap_or("?"),
+            things(f.count.unwrap_or(0), "record", "records")
+        ),
+    };
+    Problem {
+        kind: f.kind,
+        task,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_people_write_them() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(-4_200), "-4,200");
+        assert_eq!(things(1, "lead", "leads"), "1 lead");
+        assert_eq!(things(290, "lead", "leads"), "290 leads");
+        assert_eq!(number(0.56), "0.56");
+        assert_eq!(number(2.0), "2");
+        assert_eq!(bounds(None, Some(0.02)), "at most 0.02");
+    }
+
+    #[test]
+    fn times_are_said_in_the_dags_zone() {
+        let t = DateTime::parse_from_rfc3339("2026-12-01T11:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(local(t, chrono_tz::America::New_York), "Tue 1 Dec 06:00 New York");
+        assert_eq!(local(t, Tz::UTC), "Tue 1 Dec 11:00 UTC");
+    }
+}
