@@ -83,8 +83,104 @@ fn shipped_example_dags_run_against_the_sandbox() {
                     errors.push(format!("{}: {e}", ti.task_id));
                 }
             }
-            assert_eq!(row.state, RunState::Success, "{id}: {errors:?}");
+            let shown: serde_json::Value =
+                serde_json::from_str(&d.ok(&["runs", "show", &run.to_string(), "--format", "json"]))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            eprintln!(
+                "{id}: {:?} {} | {} | {}",
+                row.state, shown["run"]["outcome"], shown["run"]["summary"], shown["run"]["problems"]
+            );
+            told_truly(&store, &id, run, &row, &shown["run"], &errors).await;
         }
         map.shutdown().await;
     });
+}
+
+/// "1,234".
+fn thousands(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A run's state, outcome, sentence and problems agree with what its tasks did: failed
+/// exactly when a task failed or did not run for it; every export's count and every check's
+/// verdict in the sentence; a warn check out of bounds among the problems; amber exactly when
+/// a succeeded run has problems.
+async fn told_truly(
+    store: &drover_store::Store,
+    dag: &str,
+    run: Uuid,
+    row: &drover_store::RunRow,
+    shown: &serde_json::Value,
+    errors: &[String],
+) {
+    let tasks = store.task_outcomes(&[run]).await.unwrap_or_else(|e| panic!("{e}"));
+    let summary = shown["summary"].as_str().unwrap_or_default();
+    let problems = shown["problems"].as_array().cloned().unwrap_or_default();
+    let has_problem = |kind: &str, task: &str| {
+        problems
+            .iter()
+            .any(|p| p["kind"] == kind && p["task"] == task)
+    };
+    let any_failed = tasks
+        .iter()
+        .any(|t| matches!(t.state.as_str(), "failed" | "upstream_failed"));
+    assert_eq!(
+        row.state,
+        if any_failed { RunState::Failed } else { RunState::Success },
+        "{dag}: {errors:?}"
+    );
+    let expected_outcome = match (row.state, problems.is_empty()) {
+        (RunState::Success, true) => "success",
+        (RunState::Success, false) => "warning",
+        _ => "failed",
+    };
+    assert_eq!(shown["outcome"], expected_outcome, "{dag}: {shown}");
+    assert!(!summary.is_empty(), "{dag}");
+    let mut passed = 0;
+    for t in &tasks {
+        let name = t.task_id.replace('_', " ");
+        let name = if name.ends_with("check") { name } else { format!("{name} check") };
+        match (&t.check, t.state.as_str()) {
+            (Some((true, _)), _) => passed += 1,
+            (Some((false, severity)), state) => {
+                let verdict = if state == "failed" { "failed" } else { "warning" };
+                assert!(
+                    summary.to_lowercase().contains(&format!("{name}: {verdict}")),
+                    "{dag}: {summary}"
+                );
+                if severity == "warn" {
+                    assert!(has_problem("check_warning", &t.task_id), "{dag}: {problems:?}");
+                }
+            }
+            (None, "success") if t.task_id.starts_with("export") => {
+                let n = thousands(t.metrics.rows_out.unwrap_or(0));
+                assert!(
+                    ["lead", "leads", "activity", "activities"]
+                        .iter()
+                        .any(|w| summary.to_lowercase().contains(&format!("{n} {w} read from marketo"))),
+                    "{dag}: {summary}"
+                );
+            }
+            (None, "failed") => {
+                assert!(summary.contains(&format!("{} failed", t.task_id)), "{dag}: {summary}")
+            }
+            _ => {}
+        }
+        if t.metrics.rows_rejected.unwrap_or(0) > 0 && t.state.as_str() == "success" {
+            assert!(has_problem("rejected_rows", &t.task_id), "{dag}: {problems:?}");
+        }
+    }
+    match passed {
+        0 => assert!(!summary.contains("passed"), "{dag}: {summary}"),
+        1 => assert!(summary.contains("1 check passed"), "{dag}: {summary}"),
+        n => assert!(summary.contains(&format!("{n} checks passed")), "{dag}: {summary}"),
+    }
 }

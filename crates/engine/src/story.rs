@@ -183,11 +183,11 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
                 }
             }
             (TaskState::Success, Some(TaskKind::Check(_))) => match &t.check {
-                Some((false, _)) => parts.push(format!("{} check: warning", t.task_id)),
+                Some((false, _)) => parts.push(format!("{}: warning", check_name(&t.task_id))),
                 _ => checks_passed += 1,
             },
             (TaskState::Failed, Some(TaskKind::Check(_))) if t.check.is_some() => {
-                parts.push(format!("{} check: failed", t.task_id))
+                parts.push(format!("{}: failed", check_name(&t.task_id)))
             }
             (TaskState::Failed, _) => parts.push(format!("{} failed", t.task_id)),
             (TaskState::UpstreamFailed, _) => not_run += 1,
@@ -225,6 +225,18 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
         s.replace_range(..1, &upper);
     }
     s
+}
+
+/// A check as people say it: `volume_check` → "volume check", `missing_ratio` → "missing
+/// ratio check".
+fn check_name(task_id: &str) -> String {
+    let words = task_id.replace(['_', '-'], " ");
+    let words = words.trim();
+    if words == "check" || words.ends_with(" check") || words.starts_with("check ") {
+        words.to_owned()
+    } else {
+        format!("{words} check")
+    }
 }
 
 /// A time in the DAG's zone: "Tue 1 Dec 06:00 New York".
@@ -316,6 +328,9 @@ mod tests {
         assert_eq!(number(0.56), "0.56");
         assert_eq!(number(2.0), "2");
         assert_eq!(bounds(None, Some(0.02)), "at most 0.02");
+        assert_eq!(check_name("volume_check"), "volume check");
+        assert_eq!(check_name("missing_ratio"), "missing ratio check");
+        assert_eq!(check_name("check_dupes"), "check dupes");
     }
 
     #[test]
