@@ -170,7 +170,7 @@ async fn told_truly(
                 );
             }
             (None, "failed") => {
-                assert!(summary.contains(&format!("{} failed", t.task_id)), "{dag}: {summary}")
+                assert!(summary.to_lowercase().contains(&format!("task {} failed", t.task_id)), "{dag}: {summary}")
             }
             _ => {}
         }

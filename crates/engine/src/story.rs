@@ -189,7 +189,7 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
             (TaskState::Failed, Some(TaskKind::Check(_))) if t.check.is_some() => {
                 parts.push(format!("{}: failed", check_name(&t.task_id)))
             }
-            (TaskState::Failed, _) => parts.push(format!("{} failed", t.task_id)),
+            (TaskState::Failed, _) => parts.push(format!("task {} failed", t.task_id)),
             (TaskState::UpstreamFailed, _) => not_run += 1,
             (TaskState::Success, _) => other_succeeded += 1,
             _ => {}
@@ -314,6 +314,8 @@ pub fn problem(f: &ProblemFacts, zone: Tz) -> Problem {
 
 #[cfg(test)]
 mod tests {
+    use drover_store::TryMetrics;
+
     use super::*;
 
     #[test]
@@ -331,6 +333,100 @@ mod tests {
         assert_eq!(check_name("volume_check"), "volume check");
         assert_eq!(check_name("missing_ratio"), "missing ratio check");
         assert_eq!(check_name("check_dupes"), "check dupes");
+    }
+
+    const DAG: &str = "id: scoring\ntasks:\n  - id: export_leads\n    export: { object: leads, fields: [id, email, leadScore], filter: { updated_at: { since: \"2026-01-01T00:00:00Z\", until: \"2026-01-02T00:00:00Z\" } } }\n  - id: score\n    depends_on: [export_leads]\n    sql: \"create table {{ output }} as select * from {{ input.export_leads }}\"\n  - id: push\n    depends_on: [score]\n    return: { object: leads, lookup: email, fields: [leadScore] }\n  - id: volume_check\n    depends_on: [export_leads]\n    check: { sql: \"select count(*) from {{ input.export_leads }}\", min: 1, severity: warn }\n  - id: rows_check\n    depends_on: [export_leads]\n    check: { sql: \"select 1\", min: 1 }\n";
+
+    fn run(state: RunState) -> RunRow {
+        let t = Utc::now();
+        RunRow {
+            id: Uuid::nil(),
+            dag_id: "scoring".into(),
+            environment: "prod".into(),
+            version_id: 1,
+            run_type: drover_store::RunType::Scheduled,
+            logical_date: t,
+            interval_start: t,
+            interval_end: t,
+            state,
+            params: serde_json::json!({}),
+            triggered_by: None,
+            commit_sha: None,
+            created_at: t,
+            started_at: Some(t),
+            finished_at: Some(t),
+            deadline_at: None,
+            deadline_state: None,
+        }
+    }
+
+    fn task(id: &str, state: TaskState, m: TryMetrics, check: Option<(bool, &str)>) -> TaskOutcome {
+        TaskOutcome {
+            run_id: Uuid::nil(),
+            task_id: id.into(),
+            state,
+            metrics: m,
+            check: check.map(|(p, s)| (p, s.to_owned())),
+        }
+    }
+
+    fn rows(rows_in: i64, rows_out: i64, rejected: i64, created: Option<i64>) -> TryMetrics {
+        TryMetrics {
+            rows_in: Some(rows_in),
+            rows_out: Some(rows_out),
+            rows_rejected: Some(rejected),
+            rows_created: created,
+            ..TryMetrics::default()
+        }
+    }
+
+    #[test]
+    fn a_run_is_told_from_its_tasks_kinds_and_counts() {
+        let dag = drover_spec::dag::load_dag("scoring.yaml", DAG).unwrap_or_else(|e| panic!("{e:?}"));
+        let ok = TaskState::Success;
+        let tasks = vec![
+            task("export_leads", ok, rows(1_290, 1_290, 0, None), None),
+            task("score", ok, rows(1_290, 1_290, 0, None), None),
+            task("push", ok, rows(1_290, 1_289, 1, Some(4)), None),
+            task("volume_check", ok, TryMetrics::default(), Some((false, "warn"))),
+            task("rows_check", ok, TryMetrics::default(), Some((true, "fail"))),
+        ];
+        assert_eq!(
+            sentence(&run(RunState::Success), Some(&dag), "Marketo", &tasks),
+            "1,290 leads read from Marketo · 1,285 leads updated in Marketo · 4 leads created in Marketo · 1 rejected · volume check: warning · 1 check passed"
+        );
+        // A rerun that sent nothing says so; a failed export and what it stopped are named.
+        let empty = vec![
+            task("export_leads", ok, rows(0, 0, 0, None), None),
+            task("push", ok, rows(0, 0, 0, Some(0)), None),
+        ];
+        assert_eq!(
+            sentence(&run(RunState::Success), Some(&dag), "Marketo", &empty),
+            "0 leads read from Marketo · nothing to send to Marketo"
+        );
+        let failed = vec![
+            task("export_leads", TaskState::Failed, TryMetrics::default(), None),
+            task("score", TaskState::UpstreamFailed, TryMetrics::default(), None),
+            task("push", TaskState::UpstreamFailed, TryMetrics::default(), None),
+            task("rows_check", TaskState::Failed, TryMetrics::default(), Some((false, "fail"))),
+        ];
+        assert_eq!(
+            sentence(&run(RunState::Failed), Some(&dag), "Marketo", &failed),
+            "Task export_leads failed · rows check: failed · 2 tasks not run"
+        );
+        let running = vec![
+            task("export_leads", ok, rows(3, 3, 0, None), None),
+            task("score", TaskState::Running, TryMetrics::default(), None),
+        ];
+        assert_eq!(
+            sentence(&run(RunState::Running), Some(&dag), "Marketo", &running),
+            "Running: 1 of 2 tasks done · 3 leads read from Marketo"
+        );
+        // Without its DAG (a version that cannot be read) the sentence still says something.
+        assert_eq!(
+            sentence(&run(RunState::Success), None, "Marketo", &tasks[..1]),
+            "1 task succeeded"
+        );
     }
 
     #[test]
