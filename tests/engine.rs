@@ -660,7 +660,7 @@ fn clearing_a_task_reruns_it_and_its_downstream_tasks() {
         );
         let show = d.ok(&["runs", "show", &run.to_string()]);
         assert!(
-            show.contains("state:     success") && show.contains("manual by cli"),
+            show.contains("state:     succeeded") && show.contains("manual by cli"),
             "{show}"
         );
         let audit = store.audit_events(10).await.unwrap_or_default();

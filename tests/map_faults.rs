@@ -130,7 +130,7 @@ fn run_with_budget(faults: FaultProfile, mode: &str, budget: Option<u64>) -> Out
             let (_web, web) = support::web::start_web(&d, &[]).await;
             let s = support::web::login(&web, "admin", &password).await;
             let page = s.get(&format!("/runs/{run}")).await;
-            assert!(page.body.contains("rejected by the MAP"), "{}", page.body);
+            assert!(page.body.contains("rejected by Marketo"), "{}", page.body);
             let escaped = |t: &str| {
                 t.replace('&', "&amp;")
                     .replace('<', "&lt;")
