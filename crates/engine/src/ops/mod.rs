@@ -12,7 +12,7 @@ use drover_store::{RunState, Store, StoreError};
 use uuid::Uuid;
 
 pub use access::{Action, Actor, parse_role, role_name};
-pub use trigger::{TriggerRequest, parse_instant, parse_params};
+pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 
 use crate::data::{DataPlane, RevertReport};
 use crate::promotion::{self, PromotionOutcome};

@@ -36,22 +36,13 @@ pub(super) async fn trigger(
         })?;
     let dag = dags.get(de.version_id).await?;
     let params = parse_params(&dag, &req.params)?;
+    let params_json = serde_json::Value::Object(params);
     let now = Utc::now();
-    let (logical, start, end) = match (req.logical_date.as_deref(), &dag.schedule) {
-        (Some(text), Some(s)) => {
-            let at = parse_instant(text, &dag)?;
-            (at, at, s.next_after(at).unwrap_or(at))
-        }
-        (Some(text), None) => {
-            let at = parse_instant(text, &dag)?;
-            (at, at, at)
-        }
-        (None, Some(s)) => match s.latest_complete_interval(now) {
-            Some(i) => (i.start, i.start, i.end),
-            None => (now, now, now),
-        },
-        (None, None) => (now, now, now),
-    };
+    let ManualInterval {
+        logical_date: logical,
+        start,
+        end,
+    } = manual_interval(&dag, req.logical_date.as_deref(), now)?;
     // The run and its audit event commit together.
     let mut tx = store.begin().await?;
     let id = tx
@@ -63,7 +54,7 @@ pub(super) async fn trigger(
             logical_date: logical,
             interval_start: start,
             interval_end: end,
-            params: serde_json::Value::Object(params),
+            params: params_json.clone(),
             triggered_by: Some(actor.name.clone()),
             deadline_at: dag.deadline.map(|d| d.due(now, dag.timezone)),
         })
@@ -75,11 +66,83 @@ pub(super) async fn trigger(
         Some(&req.environment),
         Some(&req.dag_id),
         Some(id),
-        &serde_json::json!({}),
+        &serde_json::json!({
+            "params": params_json,
+            "logical_date": req.logical_date,
+            "interval_start": start,
+            "interval_end": end,
+        }),
     )
     .await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// The logical date and data interval a manual run gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManualInterval {
+    pub logical_date: DateTime<Utc>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// The interval a manual run covers, the rule the trigger form previews and the trigger uses:
+///
+/// - a date (YYYY-MM-DD) names the schedule interval it starts, read in the DAG's time zone:
+///   the interval starting at the first fire time on that day (a daily 02:00 New York DAG's
+///   2026-11-20 is 2026-11-20 02:00 to 2026-11-21 02:00 New York; an hourly one's is the
+///   midnight hour); on a day without a fire time (a weekday DAG's Saturday) it is the
+///   interval that day falls in (Friday's to Monday's);
+/// - an instant (RFC 3339) names the interval it falls in: from the latest fire time at or
+///   before it to the next one (an instant exactly on a fire time starts that interval);
+/// - nothing: the latest complete interval at `now`.
+///
+/// The logical date is the interval's start, as for scheduled runs. This is the meaning a
+/// logical date has in Airflow (the start of the data interval it names). Without a schedule
+/// the interval is the instant itself (midnight for a date).
+pub fn manual_interval(
+    dag: &Dag,
+    text: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<ManualInterval, OpError> {
+    let point = |at: DateTime<Utc>| ManualInterval {
+        logical_date: at,
+        start: at,
+        end: at,
+    };
+    let text = text.map(str::trim).filter(|t| !t.is_empty());
+    let Some(schedule) = &dag.schedule else {
+        return Ok(point(match text {
+            Some(text) => parse_instant(text, dag)?,
+            None => now,
+        }));
+    };
+    let interval = match text {
+        None => {
+            return Ok(schedule
+                .latest_complete_interval(now)
+                .map_or(point(now), |i| ManualInterval {
+                    logical_date: i.start,
+                    start: i.start,
+                    end: i.end,
+                }));
+        }
+        Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(date) => schedule.interval_for_date(date),
+            Err(_) => schedule.interval_containing(parse_instant(text, dag)?),
+        },
+    };
+    let i = interval.ok_or_else(|| {
+        OpError::Invalid(format!(
+            "the schedule has no run near `{}`",
+            text.unwrap_or_default()
+        ))
+    })?;
+    Ok(ManualInterval {
+        logical_date: i.start,
+        start: i.start,
+        end: i.end,
+    })
 }
 
 /// Parameter values by the DAG's declared params: unknown names and values outside the
