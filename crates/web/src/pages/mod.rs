@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/dags", get(dags::page))
         .route("/dags/{dag}", get(dag::page))
         .route("/dags/{dag}/trigger", post(dag::trigger))
+        .route("/dags/{dag}/interval", get(dag::interval))
         .route("/dags/{dag}/pause", post(dag::pause))
         .route("/dags/{dag}/unpause", post(dag::unpause))
         .route("/runs", get(runs::page))

@@ -73,6 +73,10 @@ pub(crate) struct RunPage {
     deadline: Option<String>,
     /// Why a queued run has not started.
     waiting: Option<String>,
+    /// When it ran and which data it covers, in the DAG's zone; the UTC facts behind it.
+    ran_label: (String, String),
+    /// "by 06:00 New York — missed by 12 min".
+    deadline_words: String,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -218,7 +222,22 @@ pub(crate) async fn page(
     } else {
         None
     };
+    let tz = dag.as_ref().map_or(chrono_tz::Tz::UTC, |d| d.timezone);
+    let now = chrono::Utc::now();
     Ok(RunPage {
+        ran_label: views::local_time::run_words(now, &run, tz),
+        deadline_words: run
+            .deadline_at
+            .map(|due| {
+                views::local_time::deadline(
+                    now,
+                    due,
+                    run.finished_at,
+                    run.deadline_state.as_deref(),
+                    tz,
+                )
+            })
+            .unwrap_or_default(),
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
         took: views::took(&run.started_at, &run.finished_at),

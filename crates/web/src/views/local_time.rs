@@ -62,16 +62,16 @@ pub(crate) fn next_run(now: DateTime<Utc>, at: DateTime<Utc>, tz: Tz) -> String 
         })
     } else if today.succ_opt() == Some(date) {
         // 02:00 after an evening is still "tonight"; 02:00 seen at noon is the coming night.
-        Some(if small_hours && soon { "tonight" } else { "tomorrow" })
+        Some(if small_hours && soon {
+            "tonight"
+        } else {
+            "tomorrow"
+        })
     } else {
         None
     };
     match word {
-        Some(word) if soon => format!(
-            "{word} {} {place}, {}",
-            clock(&local),
-            format::ago(now, at)
-        ),
+        Some(word) if soon => format!("{word} {} {place}, {}", clock(&local), format::ago(now, at)),
         Some(word) => format!("{word} {} {place}", clock(&local)),
         None => format!("{} {} {place}", day(date, today), clock(&local)),
     }
@@ -109,6 +109,25 @@ pub(crate) fn run_label(
     out
 }
 
+/// A stored run's label and the exact facts behind it (for a title attribute).
+pub(crate) fn run_words(
+    now: DateTime<Utc>,
+    run: &drover_store::RunRow,
+    tz: Tz,
+) -> (String, String) {
+    (
+        run_label(
+            now,
+            run.started_at,
+            run.created_at,
+            run.interval_start,
+            run.interval_end,
+            tz,
+        ),
+        utc_details(run.logical_date, run.interval_start, run.interval_end),
+    )
+}
+
 /// The data interval in words, or `None` when it is empty.
 fn data_words(
     start: DateTime<Utc>,
@@ -144,6 +163,25 @@ fn data_words(
         ed
     };
     Some(format!("{} – {}", day(sd, today), day(last, today)))
+}
+
+/// A data interval in full, for the trigger form: "Fri 20 Nov 02:00 → Sat 21 Nov 02:00 New
+/// York"; an empty one (a DAG without a schedule) is its one instant.
+pub(crate) fn interval_words(
+    now: DateTime<Utc>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    tz: Tz,
+) -> String {
+    let today = now.with_timezone(&tz).date_naive();
+    let s = start.with_timezone(&tz);
+    let e = end.with_timezone(&tz);
+    let at = |t: &DateTime<Tz>| format!("{} {}", day(t.date_naive(), today), clock(t));
+    if end <= start {
+        format!("{} {}", at(&s), city(tz))
+    } else {
+        format!("{} → {} {}", at(&s), at(&e), city(tz))
+    }
 }
 
 /// A deadline by its zone's clock, and how it went: "by 06:00 New York — missed by 12 min",
@@ -186,7 +224,11 @@ pub(crate) fn utc(t: DateTime<Utc>) -> String {
 }
 
 /// The facts behind a run's label: its logical date and data interval in UTC.
-pub(crate) fn utc_details(logical: DateTime<Utc>, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+pub(crate) fn utc_details(
+    logical: DateTime<Utc>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> String {
     format!(
         "logical date {} · data interval {} → {}",
         utc(logical),
@@ -252,7 +294,11 @@ mod tests {
         );
         // UTC DAGs read in UTC.
         assert_eq!(
-            next_run(at("2026-12-01T10:00:00Z"), at("2026-12-02T06:30:00Z"), Tz::UTC),
+            next_run(
+                at("2026-12-01T10:00:00Z"),
+                at("2026-12-02T06:30:00Z"),
+                Tz::UTC
+            ),
             "tomorrow 06:30 UTC, in 20 h"
         );
     }
@@ -373,6 +419,29 @@ mod tests {
         assert_eq!(
             deadline(at("2026-12-02T15:00:00Z"), due, None, Some("missed"), NY),
             "by Tue 1 Dec 06:00 New York — missed by 1 d 4 h"
+        );
+    }
+
+    #[test]
+    fn intervals_in_full() {
+        let now = at("2026-12-02T15:00:00Z");
+        assert_eq!(
+            interval_words(
+                now,
+                at("2026-11-20T07:00:00Z"),
+                at("2026-11-21T07:00:00Z"),
+                NY
+            ),
+            "Fri 20 Nov 02:00 → Sat 21 Nov 02:00 New York"
+        );
+        assert_eq!(
+            interval_words(
+                now,
+                at("2026-11-20T07:00:00Z"),
+                at("2026-11-20T07:00:00Z"),
+                Tz::UTC
+            ),
+            "Fri 20 Nov 07:00 UTC"
         );
     }
 
