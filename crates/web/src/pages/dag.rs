@@ -363,7 +363,12 @@ pub(crate) async fn trigger(
         let dag = state.ops().dags().get(de.version_id).await?;
         for pair in &params {
             if let Err(OpError::Invalid(m)) = parse_params(&dag, std::slice::from_ref(pair)) {
-                echo.param_errors.insert(pair.0.clone(), m);
+                if dag.params.iter().any(|p| p.name == pair.0) {
+                    echo.param_errors.insert(pair.0.clone(), m);
+                } else {
+                    // No field to put it next to: above the form.
+                    echo.error = m;
+                }
             }
         }
         let date = Some(f.logical_date.as_str()).filter(|d| !d.trim().is_empty());
@@ -371,29 +376,30 @@ pub(crate) async fn trigger(
             echo.date_error = m;
         }
     }
-    let result = if echo.param_errors.is_empty() && echo.date_error.is_empty() {
-        state
-            .ops()
-            .trigger(
-                &form.user.actor,
-                &TriggerRequest {
-                    dag_id: dag_id.clone(),
-                    environment: f.env.clone(),
-                    params,
-                    logical_date: Some(f.logical_date).filter(|d| !d.trim().is_empty()),
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                OpError::Invalid(m) => {
-                    echo.error = m;
-                    None
-                }
-                other => Some(other),
-            })
-    } else {
-        Err(None)
-    };
+    let result =
+        if echo.param_errors.is_empty() && echo.date_error.is_empty() && echo.error.is_empty() {
+            state
+                .ops()
+                .trigger(
+                    &form.user.actor,
+                    &TriggerRequest {
+                        dag_id: dag_id.clone(),
+                        environment: f.env.clone(),
+                        params,
+                        logical_date: Some(f.logical_date).filter(|d| !d.trim().is_empty()),
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    OpError::Invalid(m) => {
+                        echo.error = m;
+                        None
+                    }
+                    other => Some(other),
+                })
+        } else {
+            Err(None)
+        };
     match result {
         Ok(id) => Ok(back(&format!("/runs/{id}"), "triggered").into_response()),
         Err(Some(e)) => Err(e.into()),

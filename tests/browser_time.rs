@@ -1,0 +1,164 @@
+//! Time in the DAG's zone and manual runs for a date, in a real headless Chromium: the DAG page
+//! shows the next run by its clock; the trigger form shows the interval a typed date covers
+//! before it is sent, keeps what was typed when a value is refused and says why next to the
+//! field; the run it starts covers the schedule's whole interval and its parameters are in
+//! the audit trail.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use support::browser::Browser;
+use support::web::{add_user, start_web};
+use support::{Drover, TestDb, Workspace, runtime, serial, server_url};
+use uuid::Uuid;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .with_timezone(&Utc)
+}
+
+#[test]
+fn a_manual_run_for_a_date_covers_its_whole_day_and_says_so_before_it_is_sent() {
+    let _g = serial();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    ws.dag(
+        "nightly_scores",
+        "id: nightly_scores\ndescription: Score yesterday's leads\nschedule: \"0 2 * * *\"\ntimezone: America/New_York\nparams: { limit: { type: integer, default: 10 } }\ntasks:\n  - id: score\n    command: { shell: \"echo scored\" }\n",
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let otto = add_user(&d, "otto", "operator");
+    let _s = d.scheduler("scheduler");
+    runtime().block_on(async {
+        let store = db.store().await;
+        support::synced(&store, "nightly_scores").await;
+        let (_web, base) = start_web(&d, &[]).await;
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/login")).await;
+        b.find("#name").await.type_text("otto").await;
+        b.find("#password").await.type_text(&otto).await;
+        b.find("#login").await.click().await;
+        b.wait_for_url("/dags", LONG).await;
+
+        // The DAGs list and the DAG page give the next run by its clock in New York.
+        let next = b
+            .find("tr[data-dag=nightly_scores] td.next-run")
+            .await
+            .text()
+            .await;
+        assert!(next.contains("02:00 New York"), "{next}");
+        b.goto(&format!("{base}/dags/nightly_scores?env=dev")).await;
+        let next = b.find("#next-run").await.text().await;
+        assert!(next.contains("02:00 New York"), "{next}");
+        assert!(
+            next.starts_with("tonight ") || next.starts_with("tomorrow "),
+            "{next}"
+        );
+        assert!(next.contains(", in "), "{next}");
+        let title = b.find("#next-run").await.attr("title").await;
+        assert!(
+            title.is_some_and(|t| t.ends_with(":00 UTC")),
+            "the UTC instant"
+        );
+        // Pause is a control of its own, not part of the trigger form.
+        assert!(!b.exists("#trigger-form #pause-toggle").await);
+        assert!(b.exists("#pause-control #pause-toggle").await);
+
+        // A typed date shows the interval it covers before anything is sent.
+        b.find("#logical-date").await.type_text("2026-11-20").await;
+        b.wait_for_text(
+            "#interval-preview",
+            "Fri 20 Nov 02:00 → Sat 21 Nov 02:00 New York",
+            LONG,
+        )
+        .await;
+        // A refused value: the form comes back with what was typed, the error by the field.
+        b.find("#trigger-form input[name='param.limit']")
+            .await
+            .type_text("lots")
+            .await;
+        b.find("#trigger").await.click().await;
+        let why = b
+            .wait_for_text(".param-error", "parameter limit", LONG)
+            .await;
+        assert!(!why.is_empty());
+        let typed = b.find("#logical-date").await.property("value").await;
+        assert_eq!(typed, json!("2026-11-20"));
+        let limit = b
+            .find("#trigger-form input[name='param.limit']")
+            .await
+            .property("value")
+            .await;
+        assert_eq!(limit, json!("lots"), "the typed value is kept");
+        assert_eq!(
+            store
+                .runs_page(
+                    &drover_store::RunFilter {
+                        dag_id: Some("nightly_scores".into()),
+                        environment: None,
+                        state: None,
+                        limit: 10,
+                    },
+                    None,
+                    drover_store::RunOrder::RanAt,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .iter()
+                .filter(|r| r.triggered_by.as_deref() == Some("otto"))
+                .count(),
+            0,
+            "a refused form started a run"
+        );
+        // A bad date is refused in the preview, too.
+        b.find("#logical-date").await.type_text("2026-13-01").await;
+        b.wait_for_text("#interval-preview", "neither RFC 3339 nor YYYY-MM-DD", LONG)
+            .await;
+
+        // Corrected, it runs the whole day of 20 November in New York.
+        b.execute(
+            "document.querySelector(\"#trigger-form input[name='param.limit']\").value = '250';\
+             document.getElementById('logical-date').value = '2026-11-20';",
+            &[],
+        )
+        .await;
+        b.find("#trigger").await.click().await;
+        let url = b
+            .wait_for_url_matching("the run's page", |u| u.contains("/runs/"), LONG)
+            .await;
+        let id = url
+            .rsplit("/runs/")
+            .next()
+            .and_then(|rest| rest.split(['?', '#']).next())
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .unwrap_or_else(|| panic!("no run id in {url}"));
+        let run = store.get_run(id).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(run.interval_start, at("2026-11-20T07:00:00Z"));
+        assert_eq!(run.interval_end, at("2026-11-21T07:00:00Z"));
+        assert_eq!(run.logical_date, at("2026-11-20T07:00:00Z"));
+        assert_eq!(run.params, json!({ "limit": 250 }));
+        let label = b.find("#run-label").await.text().await;
+        assert!(label.contains("data for Fri 20 Nov"), "{label}");
+        assert!(label.contains("New York"), "{label}");
+        let events = store
+            .audit_page(&drover_store::AuditFilter {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let trigger = events
+            .iter()
+            .find(|e| e.action == "run.trigger" && e.run_id == Some(id))
+            .unwrap_or_else(|| panic!("no run.trigger event in {events:?}"));
+        assert_eq!(trigger.details["params"], json!({ "limit": 250 }));
+        assert_eq!(trigger.details["logical_date"], json!("2026-11-20"));
+    });
+}
