@@ -162,3 +162,144 @@ fn a_manual_run_for_a_date_covers_its_whole_day_and_says_so_before_it_is_sent() 
         assert_eq!(trigger.details["logical_date"], json!("2026-11-20"));
     });
 }
+
+/// The id of a run started with `drover runs trigger`.
+fn trigger(d: &Drover<'_>, dag: &str) -> Uuid {
+    let out = d.ok(&["runs", "trigger", dag, "--env", "dev", "--as", "admin"]);
+    Uuid::parse_str(out.trim()).unwrap_or_else(|e| panic!("{out}: {e}"))
+}
+
+#[test]
+fn clear_reruns_what_depends_on_a_task_and_a_failed_run_reruns_its_failed_tasks() {
+    let _g = serial();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    ws.dag(
+        "chain",
+        "id: chain\ntasks:\n  - id: export\n    command: { shell: \"echo exported\" }\n  - id: score\n    depends_on: [export]\n    command: { shell: \"echo scored\" }\n  - id: push\n    depends_on: [score]\n    command: { shell: \"echo pushed\" }\n  - id: aside\n    command: { shell: \"echo aside\" }\n",
+    );
+    // Fails on its first run and succeeds on the next: the marker file remembers.
+    let marker = std::env::temp_dir().join(format!("drover-flaky-{}", Uuid::new_v4()));
+    ws.dag(
+        "flaky",
+        &format!(
+            "id: flaky\ntasks:\n  - id: fetch\n    retries: 0\n    command: {{ shell: \"if [ -e '{m}' ]; then echo second time lucky; else touch '{m}'; echo 'first try fails' >&2; exit 1; fi\" }}\n  - id: load\n    depends_on: [fetch]\n    command: {{ shell: \"echo loaded\" }}\n",
+            m = marker.display()
+        ),
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    add_user(&d, "admin", "admin");
+    let otto = add_user(&d, "otto", "operator");
+    let _s = d.scheduler("scheduler");
+    let _w = d.worker("worker", 4, 10.0);
+    runtime().block_on(async {
+        let store = db.store().await;
+        support::synced(&store, "chain").await;
+        support::synced(&store, "flaky").await;
+        let chain = trigger(&d, "chain");
+        let flaky = trigger(&d, "flaky");
+        let done = support::wait_finished(&store, chain, LONG).await;
+        assert_eq!(done.state.as_str(), "success");
+        let failed = support::wait_finished(&store, flaky, LONG).await;
+        assert_eq!(failed.state.as_str(), "failed");
+        let tries = |id: Uuid| {
+            let store = store.clone();
+            async move {
+                store
+                    .task_instances(id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .into_iter()
+                    .map(|t| (t.task_id, (t.state.0.as_str().to_owned(), t.try_number)))
+                    .collect::<std::collections::HashMap<_, _>>()
+            }
+        };
+        let before = tries(chain).await;
+
+        let (_web, base) = start_web(&d, &[]).await;
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/login")).await;
+        b.find("#name").await.type_text("otto").await;
+        b.find("#password").await.type_text(&otto).await;
+        b.find("#login").await.click().await;
+        b.wait_for_url("/dags", LONG).await;
+
+        // Clear on the first task names what runs again with it, and reruns all of it.
+        b.goto(&format!("{base}/runs/{chain}")).await;
+        let form = b.find("tr[data-task=export] form[action$='/clear']").await;
+        let asked = form.attr("data-confirm").await.unwrap_or_default();
+        assert_eq!(
+            asked,
+            "Run export again, and what depends on it: score, push?"
+        );
+        b.execute(
+            "window.confirm = (m) => { window.localStorage.setItem('asked', m); return true; };",
+            &[],
+        )
+        .await;
+        b.find("tr[data-task=export] form[action$='/clear'] button")
+            .await
+            .click()
+            .await;
+        b.wait_for_text("#notice", "what depends on it run again", LONG)
+            .await;
+        let shown = b
+            .execute("return window.localStorage.getItem('asked');", &[])
+            .await;
+        assert_eq!(
+            shown,
+            json!("Run export again, and what depends on it: score, push?")
+        );
+        let rerun = support::wait_finished(&store, chain, LONG).await;
+        assert_eq!(rerun.state.as_str(), "success");
+        let after = tries(chain).await;
+        for t in ["export", "score", "push"] {
+            assert_eq!(after[t].0, "success", "{t}");
+            assert_eq!(after[t].1, before[t].1 + 1, "{t} ran again");
+        }
+        assert_eq!(
+            after["aside"].1, before["aside"].1,
+            "aside does not depend on export"
+        );
+
+        // A failed run: "Rerun failed tasks" brings it to succeeded.
+        b.goto(&format!("{base}/runs/{flaky}")).await;
+        assert!(
+            !b.exists(&format!("form[action='/runs/{chain}/rerun-failed']"))
+                .await
+        );
+        b.execute("window.confirm = () => true;", &[]).await;
+        b.find("#rerun-failed").await.click().await;
+        b.wait_for_text(
+            "#notice",
+            "failed tasks and what depends on them run again",
+            LONG,
+        )
+        .await;
+        let ok = support::wait_finished(&store, flaky, LONG).await;
+        assert_eq!(ok.state.as_str(), "success", "the rerun succeeded");
+        let states = tries(flaky).await;
+        assert_eq!(states["fetch"], ("success".to_owned(), 2));
+        assert_eq!(states["load"].0, "success");
+        // The page follows the run to its end.
+        b.wait_for_text("#run-state", "succeeded", LONG).await;
+        assert!(
+            !b.exists("#rerun-failed").await,
+            "a succeeded run offers a rerun"
+        );
+        let events = store
+            .audit_page(&drover_store::AuditFilter {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rerun = events
+            .iter()
+            .find(|e| e.action == "run.rerun_failed" && e.run_id == Some(flaky))
+            .unwrap_or_else(|| panic!("no run.rerun_failed event in {events:?}"));
+        assert_eq!(rerun.details["tasks"], json!(["fetch", "load"]));
+        let _ = std::fs::remove_file(&marker);
+    });
+}

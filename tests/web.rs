@@ -90,6 +90,7 @@ fn every_state_changing_route_checks_role_and_csrf_in_forms_api_and_cli() {
             ("/dags/hello/unpause".into(), vec![("env", "dev")]),
             (format!("{runs}/mark"), vec![("state", "failed")]),
             (format!("{runs}/clear"), vec![("task", "greet")]),
+            (format!("{runs}/rerun-failed"), vec![]),
             (format!("{runs}/revert"), vec![("task", "greet")]),
             ("/environments/prod/promote".into(), vec![]),
             ("/environments/prod/approve".into(), vec![]),

@@ -8,6 +8,7 @@ mod dags;
 mod environments;
 mod login;
 mod notifications;
+mod rerun;
 mod run;
 mod runs;
 mod task;
@@ -43,6 +44,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}", get(run::page))
         .route("/runs/{run}/mark", post(run::mark))
         .route("/runs/{run}/clear", post(run::clear))
+        .route("/runs/{run}/rerun-failed", post(rerun::rerun_failed))
         .route("/runs/{run}/revert", post(run::revert))
         .route("/runs/{run}/datasets/{task}", get(run::dataset))
         .route("/runs/{run}/tasks/{task}", get(task::page))
@@ -120,7 +122,8 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "triggered" => "Run triggered. It starts as soon as a worker is free.",
         "paused" => "Paused: no new scheduled runs until it is unpaused.",
         "unpaused" => "Unpaused: scheduled runs resume.",
-        "cleared" => "Cleared: the task runs again.",
+        "cleared" => "Cleared: the task and what depends on it run again.",
+        "rerun" => "The failed tasks and what depends on them run again.",
         "marked" => "Run marked.",
         "reverted" => "Return reverted: the values before it were written back to the MAP.",
         "promoted" => "Promoted.",

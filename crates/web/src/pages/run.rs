@@ -41,6 +41,8 @@ pub(crate) struct TaskLine {
     has_receipt: bool,
     has_output: bool,
     headline: String,
+    /// What Clear also runs again: the tasks downstream of this one, by name.
+    downstream: String,
 }
 
 pub(crate) struct Receipt {
@@ -181,6 +183,10 @@ pub(crate) async fn page(
                 .and_then(|d| d.task(&ti.task_id))
                 .map_or("", |t| t.kind.name());
             TaskLine {
+                downstream: dag
+                    .as_ref()
+                    .map(|d| drover_engine::ops::downstream_of(d, &ti.task_id).join(", "))
+                    .unwrap_or_default(),
                 took: views::took(&ti.started_at, &ti.finished_at),
                 rows_in: n(metrics.get(&ti.task_id).and_then(|m| m.rows_in)),
                 rows_out: n(metrics.get(&ti.task_id).and_then(|m| m.rows_out)),
@@ -289,7 +295,7 @@ pub(crate) async fn clear(
     let id = parse_run(&run)?;
     state
         .ops()
-        .clear(&form.user.actor, id, std::slice::from_ref(&form.form.task))
+        .clear_with_downstream(&form.user.actor, id, &form.form.task)
         .await?;
     Ok(back(&format!("/runs/{id}"), "cleared"))
 }
