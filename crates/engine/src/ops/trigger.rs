@@ -198,3 +198,87 @@ pub fn parse_instant(text: &str, dag: &Dag) -> Result<DateTime<Utc>, OpError> {
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dag(schedule: &str) -> Dag {
+        let yaml = format!(
+            "id: d\n{schedule}timezone: America/New_York\ntasks:\n  - id: t\n    command: {{ shell: \"true\" }}\n"
+        );
+        drover_spec::dag::load_dag("d.yaml", &yaml).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .with_timezone(&Utc)
+    }
+
+    fn interval(d: &Dag, text: Option<&str>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let i = manual_interval(d, text, at("2026-12-02T15:00:00Z"))
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(
+            i.logical_date, i.start,
+            "the logical date starts the interval"
+        );
+        (i.start, i.end)
+    }
+
+    #[test]
+    fn a_date_runs_the_whole_interval_it_names() {
+        let daily = dag("schedule: \"0 2 * * *\"\n");
+        // Was 05:00Z → 07:00Z (midnight to the next 02:00); now the whole day from 02:00.
+        assert_eq!(
+            interval(&daily, Some("2026-11-20")),
+            (at("2026-11-20T07:00:00Z"), at("2026-11-21T07:00:00Z"))
+        );
+        assert_eq!(
+            interval(&daily, Some(" 2026-11-20 ")),
+            (at("2026-11-20T07:00:00Z"), at("2026-11-21T07:00:00Z"))
+        );
+        // An instant: the interval it falls in; exactly on a fire time, the one it starts.
+        assert_eq!(
+            interval(&daily, Some("2026-11-20T12:00:00-05:00")),
+            (at("2026-11-20T07:00:00Z"), at("2026-11-21T07:00:00Z"))
+        );
+        assert_eq!(
+            interval(&daily, Some("2026-11-20T01:59:00-05:00")),
+            (at("2026-11-19T07:00:00Z"), at("2026-11-20T07:00:00Z"))
+        );
+        assert_eq!(
+            interval(&daily, Some("2026-11-20T07:00:00Z")),
+            (at("2026-11-20T07:00:00Z"), at("2026-11-21T07:00:00Z"))
+        );
+        // Nothing: the latest complete interval.
+        assert_eq!(
+            interval(&daily, None),
+            (at("2026-12-01T07:00:00Z"), at("2026-12-02T07:00:00Z"))
+        );
+        assert_eq!(
+            interval(&daily, Some("")),
+            (at("2026-12-01T07:00:00Z"), at("2026-12-02T07:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn without_a_schedule_the_date_is_its_midnight() {
+        let manual = dag("");
+        assert_eq!(
+            interval(&manual, Some("2026-11-20")),
+            (at("2026-11-20T05:00:00Z"), at("2026-11-20T05:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn text_that_is_no_date_is_refused() {
+        let daily = dag("schedule: \"0 2 * * *\"\n");
+        for bad in ["yesterday", "2026-13-01", "20/11/2026"] {
+            match manual_interval(&daily, Some(bad), Utc::now()) {
+                Err(OpError::Invalid(m)) => assert!(m.contains(bad), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}
