@@ -300,6 +300,38 @@ fn clear_reruns_what_depends_on_a_task_and_a_failed_run_reruns_its_failed_tasks(
             .find(|e| e.action == "run.rerun_failed" && e.run_id == Some(flaky))
             .unwrap_or_else(|| panic!("no run.rerun_failed event in {events:?}"));
         assert_eq!(rerun.details["tasks"], json!(["fetch", "load"]));
+        // The runs list says when each run ran, newest first, and sorts by logical date too.
+        b.goto(&format!("{base}/runs")).await;
+        let labels: Vec<String> = {
+            let mut out = Vec::new();
+            for cell in b.find_all("#runs td.ran-at").await {
+                out.push(cell.text().await);
+            }
+            out
+        };
+        assert_eq!(labels.len(), 2, "{labels:?}");
+        for l in &labels {
+            assert!(l.starts_with("Ran ") && l.contains(" UTC"), "{l}");
+        }
+        let ran: Vec<DateTime<Utc>> = {
+            let mut out = Vec::new();
+            for id in [chain, flaky] {
+                let r = store.get_run(id).await.unwrap_or_else(|e| panic!("{e}"));
+                out.push(r.started_at.unwrap_or(r.created_at));
+            }
+            out
+        };
+        let first = b
+            .find("#runs tbody tr:first-child td.ran-at a")
+            .await
+            .attr("href")
+            .await
+            .unwrap_or_default();
+        let newest = if ran[0] > ran[1] { chain } else { flaky };
+        assert_eq!(first, format!("/runs/{newest}"), "newest ran first");
+        b.find("#sort-logical").await.click().await;
+        b.wait_for_url("sort=logical", LONG).await;
+        assert_eq!(b.find_all("#runs td.ran-at").await.len(), 2);
         let _ = std::fs::remove_file(&marker);
     });
 }
