@@ -227,6 +227,14 @@ fn clear_reruns_what_depends_on_a_task_and_a_failed_run_reruns_its_failed_tasks(
 
         // Clear on the first task names what runs again with it, and reruns all of it.
         b.goto(&format!("{base}/runs/{chain}")).await;
+        // Short values ("1 of 1", "0.4 s") do not wrap mid-word.
+        let wrap = b
+            .execute(
+                "return getComputedStyle(document.querySelector('tr[data-task=export] td.small')).whiteSpace;",
+                &[],
+            )
+            .await;
+        assert_eq!(wrap, json!("nowrap"));
         let form = b.find("tr[data-task=export] form[action$='/clear']").await;
         let asked = form.attr("data-confirm").await.unwrap_or_default();
         assert_eq!(
