@@ -316,7 +316,9 @@ pub(crate) enum RunsCommand {
         /// A parameter value, `name=value` (repeatable).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
-        /// The run's logical date (RFC 3339); default: the latest complete interval.
+        /// The run's date: YYYY-MM-DD runs the schedule's interval starting that day in the
+        /// DAG's time zone, RFC 3339 the interval that instant falls in; default: the latest
+        /// complete interval.
         #[arg(long)]
         logical_date: Option<String>,
     },

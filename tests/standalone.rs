@@ -19,6 +19,8 @@ struct Started {
     web: String,
     login: (String, String),
     took: Duration,
+    /// "Drover is running: 2 DAGs in 1 environment."
+    banner: String,
 }
 
 fn start(ws: &Workspace, home: &std::path::Path) -> Started {
@@ -49,8 +51,12 @@ fn start_with(
         .unwrap_or_else(|e| panic!("{e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let (mut url, mut web, mut login) = (String::new(), String::new(), String::new());
+    let mut banner = String::new();
     let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref().map_while(Result::ok) {
+        if line.starts_with("Drover is running:") {
+            banner = line.clone();
+        }
         if let Some(u) = line.strip_prefix("Web UI:") {
             web = u.trim().to_owned();
         }
@@ -81,6 +87,7 @@ fn start_with(
         web,
         login: (user, password),
         took,
+        banner,
     }
 }
 
@@ -186,6 +193,19 @@ fn standalone_runs_dags_on_its_own_postgres_and_stops_cleanly() {
     );
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let first = start(&ws, home.path());
+    // DAGs are counted once, however many environments run them.
+    let envs = std::fs::read_dir(ws.environments())
+        .map(|d| d.count())
+        .unwrap_or_default();
+    assert!(
+        first.banner.starts_with("Drover is running: 2 DAGs in ")
+            && first.banner.ends_with(&format!(
+                " {envs} environment{}.",
+                if envs == 1 { "" } else { "s" }
+            )),
+        "{}",
+        first.banner
+    );
     let url = first.database_url.clone();
     let mut child = Running(first.child, first.log.clone());
     // The web UI answers, and the printed admin login works.

@@ -90,6 +90,7 @@ fn every_state_changing_route_checks_role_and_csrf_in_forms_api_and_cli() {
             ("/dags/hello/unpause".into(), vec![("env", "dev")]),
             (format!("{runs}/mark"), vec![("state", "failed")]),
             (format!("{runs}/clear"), vec![("task", "greet")]),
+            (format!("{runs}/rerun-failed"), vec![]),
             (format!("{runs}/revert"), vec![("task", "greet")]),
             ("/environments/prod/promote".into(), vec![]),
             ("/environments/prod/approve".into(), vec![]),
@@ -112,7 +113,7 @@ fn every_state_changing_route_checks_role_and_csrf_in_forms_api_and_cli() {
             assert!(a.body.contains("may not"), "{path}: {}", a.body);
         }
         // Admin-only routes refuse operators too; prod's promotion is for admins only.
-        for (path, fields) in forms.iter().skip(6) {
+        for (path, fields) in forms.iter().skip(7) {
             let a = otto.post(path, fields).await;
             assert_eq!(status(&a), 403, "operator POST {path}: {}", a.body);
         }

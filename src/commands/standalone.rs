@@ -177,17 +177,24 @@ async fn serve(
     );
     let web = tokio::spawn(drover_web::serve(listener, web_state, stopped(stop_rx)));
     let pruner = super::web::prune_sessions(web_store.clone());
-    let dags = store.dag_envs(None).await?.len();
+    // A DAG deployed to several environments is one DAG: count distinct ids, not pairs.
+    let dags = store
+        .dag_envs(None)
+        .await?
+        .into_iter()
+        .map(|de| de.dag_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     step(started, "Drover is running");
     let banner = format!(
-        "\nDrover is running: {} DAG(s) across {} environment(s).\n\
+        "\nDrover is running: {} in {}.\n\
          Web UI:               http://{web_addr}\n\
          Log in as:            {}\n\
          In another terminal:  export DATABASE_URL={}\n{}\
          then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev --as admin\n\
          Press Ctrl-C to stop.\n",
-        dags,
-        report.environments.len(),
+        counted(dags, "DAG", "DAGs"),
+        counted(report.environments.len(), "environment", "environments"),
         login,
         redact(&ctx.database_url),
         checkout
@@ -358,4 +365,9 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// "1 DAG", "4 DAGs".
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -98,3 +98,32 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   void csrf;
 });
+
+// The trigger form shows the interval a run for the typed date would cover, before it is
+// sent, from the same rule the trigger uses.
+function previewInterval(input) {
+  const out = document.getElementById("interval-preview");
+  if (!out) return;
+  let timer = null;
+  let asked = 0;
+  const ask = async () => {
+    const mine = ++asked;
+    const url = input.dataset.intervalUrl + "&date=" + encodeURIComponent(input.value.trim());
+    try {
+      const res = await fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin" });
+      const data = await res.json();
+      if (mine !== asked) return;
+      out.classList.toggle("field-error", !res.ok);
+      out.textContent = res.ok ? "Runs the data for " + data.words : data.error;
+    } catch (e) {
+      if (mine === asked) out.textContent = "";
+    }
+  };
+  input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(ask, 250); });
+  ask();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const date = document.getElementById("logical-date");
+  if (date && date.dataset.intervalUrl) previewInterval(date);
+});

@@ -8,6 +8,50 @@ use uuid::Uuid;
 
 use crate::{AuditEvent, CheckResultRow, Result, RunFilter, RunRow, Store};
 
+/// How run lists are ordered, newest first; `before` cursors are on the same key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RunOrder {
+    /// When the run ran: its start, or when it was created while it waits in the queue.
+    #[default]
+    RanAt,
+    /// The logical date (the start of the data interval).
+    LogicalDate,
+}
+
+impl RunOrder {
+    /// The ordering key as SQL over `dag_run`: a fixed expression, never user text.
+    fn key(self) -> &'static str {
+        match self {
+            RunOrder::RanAt => "coalesce(started_at, created_at)",
+            RunOrder::LogicalDate => "logical_date",
+        }
+    }
+
+    /// The key's value for `run`, for the next page's cursor.
+    pub fn cursor(self, run: &RunRow) -> DateTime<Utc> {
+        match self {
+            RunOrder::RanAt => run.started_at.unwrap_or(run.created_at),
+            RunOrder::LogicalDate => run.logical_date,
+        }
+    }
+
+    /// The query word: "ran" or "logical".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOrder::RanAt => "ran",
+            RunOrder::LogicalDate => "logical",
+        }
+    }
+
+    /// From the query word; anything else is the default.
+    pub fn parse(text: Option<&str>) -> RunOrder {
+        match text {
+            Some("logical") => RunOrder::LogicalDate,
+            _ => RunOrder::RanAt,
+        }
+    }
+}
+
 /// The latest run of a DAG and its outcomes over the last 30 days.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct DagRunSummary {
@@ -101,12 +145,14 @@ impl Store {
         state: Option<&str>,
         before: Option<DateTime<Utc>>,
         limit: i64,
+        order: RunOrder,
     ) -> Result<Vec<RunRow>> {
+        let key = order.key();
         let rows: Vec<crate::runs::RawRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select {} from dag_run \
              where dag_id = $1 and environment = $2 and ($3::text is null or state = $3) \
-               and ($4::timestamptz is null or logical_date < $4) \
-             order by logical_date desc limit $5",
+               and ($4::timestamptz is null or {key} < $4) \
+             order by {key} desc, created_at desc limit $5",
             crate::runs::RUN_COLUMNS
         )))
         .bind(dag_id)
@@ -119,17 +165,19 @@ impl Store {
         rows.into_iter().map(RunRow::try_from).collect()
     }
 
-    /// Runs across DAGs, newest logical date first, older than `before` (the next page).
+    /// Runs across DAGs, newest first by `order`, older than `before` (the next page).
     pub async fn runs_page(
         &self,
         filter: &RunFilter,
         before: Option<DateTime<Utc>>,
+        order: RunOrder,
     ) -> Result<Vec<RunRow>> {
+        let key = order.key();
         let rows: Vec<crate::runs::RawRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select {} from dag_run \
              where ($1::text is null or dag_id = $1) and ($2::text is null or environment = $2) \
-               and ($3::text is null or state = $3) and ($4::timestamptz is null or logical_date < $4) \
-             order by logical_date desc, created_at desc limit $5",
+               and ($3::text is null or state = $3) and ($4::timestamptz is null or {key} < $4) \
+             order by {key} desc, created_at desc limit $5",
             crate::runs::RUN_COLUMNS
         )))
         .bind(&filter.dag_id)

@@ -30,7 +30,7 @@ pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
 pub use deadlines::DeadlineMiss;
 pub use deployments::{CommitChange, DeploymentRow, ImportError, PromotionRequest};
 pub use error::StoreError;
-pub use history::{AuditFilter, DagRunSummary, GridCell, MetricCounts};
+pub use history::{AuditFilter, DagRunSummary, GridCell, MetricCounts, RunOrder};
 pub use logs::{LogLine, LogStream, StoredLogLine};
 pub use maintenance::Maintenance;
 pub use notifications::NotificationRow;

@@ -43,6 +43,9 @@ pub(crate) struct DagItem {
     pub(crate) last_logical_date: Option<DateTime<Utc>>,
     pub(crate) last_finished_at: Option<DateTime<Utc>>,
     pub(crate) next_run_at: Option<DateTime<Utc>>,
+    /// The zone the DAG's schedule is read in (UTC when its file is unreadable).
+    #[serde(skip)]
+    pub(crate) timezone: chrono_tz::Tz,
     pub(crate) runs_30d: i64,
     pub(crate) succeeded_30d: i64,
     pub(crate) failed_30d: i64,
@@ -200,6 +203,7 @@ async fn list_dags(
                 last_logical_date: s.and_then(|s| s.last_logical_date),
                 last_finished_at: s.and_then(|s| s.last_finished_at),
                 next_run_at: next,
+                timezone: dag.as_ref().map_or(chrono_tz::Tz::UTC, |d| d.timezone),
                 runs_30d: s.map_or(0, |s| s.runs_30d),
                 succeeded_30d: s.map_or(0, |s| s.succeeded_30d),
                 failed_30d: s.map_or(0, |s| s.failed_30d),

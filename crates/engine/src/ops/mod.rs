@@ -3,6 +3,7 @@
 //! the JSON API and the CLI all go through here, so the same rules hold everywhere.
 
 mod access;
+mod rerun;
 mod trigger;
 
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use drover_store::{RunState, Store, StoreError};
 use uuid::Uuid;
 
 pub use access::{Action, Actor, parse_role, role_name};
-pub use trigger::{TriggerRequest, parse_instant, parse_params};
+pub use rerun::downstream_of;
+pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 
 use crate::data::{DataPlane, RevertReport};
 use crate::promotion::{self, PromotionOutcome};

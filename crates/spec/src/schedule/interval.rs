@@ -3,7 +3,7 @@
 
 use std::iter::FusedIterator;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::fire::{FireTimes, Schedule, ceil_secs};
@@ -36,6 +36,36 @@ impl Schedule {
         })
     }
 
+    /// The whole interval `at` falls in: it starts at the latest fire time at or before `at`
+    /// and ends at the next one. An instant exactly on a fire time starts that interval.
+    /// `None` if there is no fire within about 30 years either side.
+    pub fn interval_containing(&self, at: DateTime<Utc>) -> Option<DataInterval> {
+        // The last fire at or before `at`: the last one strictly before the next whole second.
+        let start = self.prev_fire(at.timestamp() + 1)?;
+        let start = DateTime::from_timestamp(start, 0)?;
+        let end = self.next_after(start)?;
+        Some(DataInterval { start, end })
+    }
+
+    /// The interval a date names, as a logical date does: the interval that starts with the
+    /// first fire time on that day in the schedule's time zone (a daily 02:00 schedule's
+    /// 2026-11-20 is 2026-11-20 02:00 to 2026-11-21 02:00; an hourly one's is 00:00 to 01:00).
+    /// On a day with no fire time (Saturday for a weekday schedule) it is the interval the
+    /// day's start falls in (Friday's run to Monday's). `None` if the day's start does not
+    /// exist or there is no fire within about 30 years.
+    pub fn interval_for_date(&self, date: NaiveDate) -> Option<DataInterval> {
+        let day_start = local_day_start(self.timezone(), date)?;
+        let next_day = local_day_start(self.timezone(), date.checked_add_days(Days::new(1))?)?;
+        // The first fire at or after the day's start.
+        match self.next_after(day_start - chrono::Duration::seconds(1)) {
+            Some(first) if first < next_day => {
+                let end = self.next_after(first)?;
+                Some(DataInterval { start: first, end })
+            }
+            _ => self.interval_containing(day_start),
+        }
+    }
+
     /// Intervals for catchup/backfill, lazily: every interval with `start >= from` and
     /// `end <= to`, in order and contiguous (each starts where the previous ended). `from` is
     /// a start date: the first interval starts at the first fire time `>= from`.
@@ -47,6 +77,16 @@ impl Schedule {
             done: false,
         }
     }
+}
+
+/// The first instant of a local day: midnight, or the end of a gap that swallows midnight.
+fn local_day_start(tz: chrono_tz::Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
+    (0..=24 * 60).find_map(|minute| {
+        let local = date.and_hms_opt(0, 0, 0)? + chrono::Duration::minutes(minute);
+        tz.from_local_datetime(&local)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    })
 }
 
 /// Iterator over contiguous data intervals, from [`Schedule::intervals`].

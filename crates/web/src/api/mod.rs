@@ -319,7 +319,14 @@ async fn dag_runs(
     let limit = q.limit.unwrap_or(25).clamp(1, 500);
     let runs = state
         .store()
-        .dag_runs_page(&dag_id, &env, q.state.as_deref(), q.before, limit)
+        .dag_runs_page(
+            &dag_id,
+            &env,
+            q.state.as_deref(),
+            q.before,
+            limit,
+            drover_store::RunOrder::LogicalDate,
+        )
         .await?;
     let next_before = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.logical_date))

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
-use axum::response::Redirect;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use drover_engine::ops::{Action, TriggerRequest};
+use drover_engine::ops::{Action, OpError, TriggerRequest, manual_interval, parse_params};
 
-use drover_store::RunRow;
+use drover_store::{RunOrder, RunRow};
 use serde::Deserialize;
 
 use super::{Chrome, back, pick_env};
@@ -27,9 +28,11 @@ const RUNS_PER_PAGE: i64 = 25;
 pub(crate) struct DagQuery {
     env: Option<String>,
     state: Option<String>,
-    /// Runs older than this logical date (RFC 3339): the next page.
+    /// Runs older than this (RFC 3339) by the sort key: the next page.
     before: Option<String>,
     done: Option<String>,
+    /// "ran" (default: by when they ran) or "logical" (by logical date).
+    sort: Option<String>,
 }
 
 pub(crate) struct VersionLine {
@@ -44,9 +47,12 @@ pub(crate) struct VersionLine {
 pub(crate) struct ParamField {
     name: String,
     kind: String,
+    /// The declared default, or what was typed when the form comes back refused.
     default: String,
     description: String,
     choices: Vec<String>,
+    /// Why the typed value was refused.
+    error: String,
 }
 
 pub(crate) struct RunLine {
@@ -55,6 +61,21 @@ pub(crate) struct RunLine {
     /// What it did, and whether it succeeded with warnings.
     story: Option<drover_engine::story::RunStory>,
     cells: Vec<(String, String)>,
+    /// "Ran Wed 2 Dec 02:00 New York · data for Tue 1 Dec".
+    label: String,
+    /// Logical date and data interval in UTC.
+    details: String,
+}
+
+/// A refused trigger form: what was typed and why, field by field.
+#[derive(Debug, Default)]
+pub(crate) struct TriggerEcho {
+    logical_date: String,
+    date_error: String,
+    params: HashMap<String, String>,
+    param_errors: HashMap<String, String>,
+    /// A refusal that is not about one field.
+    error: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -78,6 +99,14 @@ pub(crate) struct DagPage {
     state: String,
     older: Option<String>,
     newer: bool,
+    sort: &'static str,
+    /// "tonight 02:00 New York, in 3 h"; empty without a schedule or when paused.
+    next_run: String,
+    next_run_utc: String,
+    /// The trigger form's logical date as typed, and why it was refused.
+    logical_date: String,
+    date_error: String,
+    trigger_error: String,
 }
 
 fn text_of(v: &serde_json::Value) -> String {
@@ -94,6 +123,17 @@ pub(crate) async fn page(
     Path(dag_id): Path<String>,
     Query(q): Query<DagQuery>,
 ) -> Result<DagPage, PageError> {
+    render(&state, &user, dag_id, q, TriggerEcho::default()).await
+}
+
+async fn render(
+    state: &WebState,
+    user: &crate::auth::CurrentUser,
+    dag_id: String,
+    q: DagQuery,
+    echo: TriggerEcho,
+) -> Result<DagPage, PageError> {
+    let order = RunOrder::parse(q.sort.as_deref());
     let store = state.store();
     let envs = state.environments().await?;
     let env = pick_env(&envs, q.env.as_deref())
@@ -112,7 +152,11 @@ pub(crate) async fn page(
         dag_id.clone(),
         env.name.clone(),
         state_filter.clone().unwrap_or_default(),
-        q.before.clone().unwrap_or_default(),
+        format!(
+            "{}|{}",
+            order.as_str(),
+            q.before.clone().unwrap_or_default()
+        ),
     );
     let page = state
         .caches()
@@ -131,6 +175,7 @@ pub(crate) async fn page(
                     state_filter.as_deref(),
                     before,
                     RUNS_PER_PAGE,
+                    order,
                 )
                 .await?;
             let ids: Vec<uuid::Uuid> = runs.iter().map(|r| r.id).collect();
@@ -173,32 +218,39 @@ pub(crate) async fn page(
     let older = if runs.len() as i64 == RUNS_PER_PAGE {
         runs.last().map(|r| {
             url_encode(
-                &r.logical_date
+                &order
+                    .cursor(r)
                     .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             )
         })
     } else {
         None
     };
+    let now = Utc::now();
     let mut stories = state.ops().stories(&runs).await?;
     let runs = runs
         .iter()
         .cloned()
-        .map(|run| RunLine {
-            took: views::took(&run.started_at, &run.finished_at),
-            story: stories.remove(&run.id),
-            cells: task_ids
-                .iter()
-                .map(|t| {
-                    (
-                        t.clone(),
-                        grid.get(&(run.id, t.clone()))
-                            .cloned()
-                            .unwrap_or_else(|| "none".to_owned()),
-                    )
-                })
-                .collect(),
-            run,
+        .map(|run| {
+            let (label, details) = views::local_time::run_words(now, &run, dag.timezone);
+            RunLine {
+                label,
+                details,
+                took: views::took(&run.started_at, &run.finished_at),
+                story: stories.remove(&run.id),
+                cells: task_ids
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.clone(),
+                            grid.get(&(run.id, t.clone()))
+                                .cloned()
+                                .unwrap_or_else(|| "none".to_owned()),
+                        )
+                    })
+                    .collect(),
+                run,
+            }
         })
         .collect();
     let versions = page
@@ -228,13 +280,31 @@ pub(crate) async fn page(
                 .as_ref()
                 .map(text_of)
                 .unwrap_or_default(),
-            default: p.default.as_ref().map(text_of).unwrap_or_default(),
+            default: echo
+                .params
+                .get(&p.name)
+                .cloned()
+                .unwrap_or_else(|| p.default.as_ref().map(text_of).unwrap_or_default()),
             description: p.description.clone().unwrap_or_default(),
             choices: p.choices.iter().map(text_of).collect(),
+            error: echo.param_errors.get(&p.name).cloned().unwrap_or_default(),
         })
         .collect();
+    let next = if de.paused {
+        None
+    } else {
+        dag.schedule.as_ref().and_then(|s| s.next_after(now))
+    };
     Ok(DagPage {
-        chrome: Chrome::new(&user, "dags", Some(&env.name)).with_done(q.done.as_deref()),
+        next_run: next
+            .map(|t| views::local_time::next_run(now, t, dag.timezone))
+            .unwrap_or_default(),
+        next_run_utc: next.map(views::local_time::utc).unwrap_or_default(),
+        sort: order.as_str(),
+        logical_date: echo.logical_date,
+        date_error: echo.date_error,
+        trigger_error: echo.error,
+        chrome: Chrome::new(user, "dags", Some(&env.name)).with_done(q.done.as_deref()),
         can_trigger: user.actor.may(Action::Trigger, Some(&env)),
         id: dag_id,
         envs: envs.iter().map(|e| e.name.clone()).collect(),
@@ -271,30 +341,139 @@ pub(crate) async fn trigger(
     State(state): State<WebState>,
     Path(dag_id): Path<String>,
     form: CsrfForm<TriggerForm>,
-) -> Result<Redirect, PageError> {
+) -> Result<Response, PageError> {
     let f = form.form;
-    let params = f
+    let params: Vec<(String, String)> = f
         .rest
-        .into_iter()
+        .iter()
         .filter_map(|(k, v)| {
             k.strip_prefix("param.")
                 .filter(|_| !v.trim().is_empty())
-                .map(|name| (name.to_owned(), v))
+                .map(|name| (name.to_owned(), v.clone()))
         })
         .collect();
-    let id = state
-        .ops()
-        .trigger(
-            &form.user.actor,
-            &TriggerRequest {
-                dag_id,
-                environment: f.env,
-                params,
-                logical_date: Some(f.logical_date).filter(|d| !d.trim().is_empty()),
-            },
-        )
-        .await?;
-    Ok(back(&format!("/runs/{id}"), "triggered"))
+    let mut echo = TriggerEcho {
+        logical_date: f.logical_date.clone(),
+        params: f
+            .rest
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_owned(), v.clone())))
+            .collect(),
+        ..TriggerEcho::default()
+    };
+    // Each value is checked on its own first, so a refusal lands next to its field; the
+    // trigger then checks them all again on the same code path.
+    if let Ok(de) = state.store().dag_env(&dag_id, &f.env).await {
+        let dag = state.ops().dags().get(de.version_id).await?;
+        for pair in &params {
+            if let Err(OpError::Invalid(m)) = parse_params(&dag, std::slice::from_ref(pair)) {
+                if dag.params.iter().any(|p| p.name == pair.0) {
+                    echo.param_errors.insert(pair.0.clone(), m);
+                } else {
+                    // No field to put it next to: above the form.
+                    echo.error = m;
+                }
+            }
+        }
+        let date = Some(f.logical_date.as_str()).filter(|d| !d.trim().is_empty());
+        if let Err(OpError::Invalid(m)) = manual_interval(&dag, date, Utc::now()) {
+            echo.date_error = m;
+        }
+    }
+    let result =
+        if echo.param_errors.is_empty() && echo.date_error.is_empty() && echo.error.is_empty() {
+            state
+                .ops()
+                .trigger(
+                    &form.user.actor,
+                    &TriggerRequest {
+                        dag_id: dag_id.clone(),
+                        environment: f.env.clone(),
+                        params,
+                        logical_date: Some(f.logical_date).filter(|d| !d.trim().is_empty()),
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    OpError::Invalid(m) => {
+                        echo.error = m;
+                        None
+                    }
+                    other => Some(other),
+                })
+        } else {
+            Err(None)
+        };
+    match result {
+        Ok(id) => Ok(back(&format!("/runs/{id}"), "triggered").into_response()),
+        Err(Some(e)) => Err(e.into()),
+        Err(None) => {
+            let q = DagQuery {
+                env: Some(f.env),
+                state: None,
+                before: None,
+                done: None,
+                sort: None,
+            };
+            let page = render(&state, &form.user, dag_id, q, echo).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}
+
+/// The interval a manual run for `date` would cover, for the trigger form to show before it
+/// is sent: the same rule the trigger uses.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IntervalQuery {
+    env: String,
+    #[serde(default)]
+    date: String,
+}
+
+pub(crate) async fn interval(
+    State(state): State<WebState>,
+    PageUser(_user): PageUser,
+    Path(dag_id): Path<String>,
+    Query(q): Query<IntervalQuery>,
+) -> Response {
+    let answer = async {
+        let de = state.store().dag_env(&dag_id, &q.env).await.map_err(|_| {
+            OpError::NotFound(format!("DAG `{dag_id}` is not known in `{}`", q.env))
+        })?;
+        let dag = state
+            .ops()
+            .dags()
+            .get(de.version_id)
+            .await
+            .map_err(OpError::from)?;
+        let date = Some(q.date.as_str()).filter(|d| !d.trim().is_empty());
+        let now = Utc::now();
+        let i = manual_interval(&dag, date, now)?;
+        Ok::<_, OpError>(serde_json::json!({
+            "logical_date": i.logical_date,
+            "interval_start": i.start,
+            "interval_end": i.end,
+            "words": views::local_time::interval_words(now, i.start, i.end, dag.timezone),
+        }))
+    }
+    .await;
+    match answer {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => {
+            let status = match &e {
+                OpError::NotFound(_) => StatusCode::NOT_FOUND,
+                OpError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let message = if status.is_server_error() {
+                tracing::error!(error.message = %e, "interval preview");
+                "the interval could not be worked out".to_owned()
+            } else {
+                e.to_string()
+            };
+            (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,6 +27,8 @@ pub(crate) struct Line {
     item: DagItem,
     last_when: String,
     next_when: String,
+    /// The next run's instant in UTC, for the title.
+    next_utc: String,
     success: String,
     success_class: &'static str,
     /// Problems of the last run: a succeeded one with any is shown amber.
@@ -109,9 +111,15 @@ pub(crate) async fn page(
                 .unwrap_or_default();
             let next_when = match (item.paused, item.next_run_at) {
                 (true, _) => "paused".to_owned(),
-                (false, Some(t)) => views::ago(&t),
+                (false, Some(t)) => {
+                    views::local_time::next_run(chrono::Utc::now(), t, item.timezone)
+                }
                 (false, None) => "—".to_owned(),
             };
+            let next_utc = item
+                .next_run_at
+                .map(views::local_time::utc)
+                .unwrap_or_default();
             let finished = item.succeeded_30d + item.failed_30d;
             let (success, success_class) = if finished == 0 {
                 ("no runs".to_owned(), "none")
@@ -136,6 +144,7 @@ pub(crate) async fn page(
                 item,
                 last_when,
                 next_when,
+                next_utc,
                 success,
                 success_class,
             }

@@ -8,6 +8,7 @@ mod dags;
 mod environments;
 mod login;
 mod notifications;
+mod rerun;
 mod run;
 mod runs;
 mod task;
@@ -36,12 +37,14 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/dags", get(dags::page))
         .route("/dags/{dag}", get(dag::page))
         .route("/dags/{dag}/trigger", post(dag::trigger))
+        .route("/dags/{dag}/interval", get(dag::interval))
         .route("/dags/{dag}/pause", post(dag::pause))
         .route("/dags/{dag}/unpause", post(dag::unpause))
         .route("/runs", get(runs::page))
         .route("/runs/{run}", get(run::page))
         .route("/runs/{run}/mark", post(run::mark))
         .route("/runs/{run}/clear", post(run::clear))
+        .route("/runs/{run}/rerun-failed", post(rerun::rerun_failed))
         .route("/runs/{run}/revert", post(run::revert))
         .route("/runs/{run}/datasets/{task}", get(run::dataset))
         .route("/runs/{run}/tasks/{task}", get(task::page))
@@ -119,7 +122,8 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "triggered" => "Run triggered. It starts as soon as a worker is free.",
         "paused" => "Paused: no new scheduled runs until it is unpaused.",
         "unpaused" => "Unpaused: scheduled runs resume.",
-        "cleared" => "Cleared: the task runs again.",
+        "cleared" => "Cleared: the task and what depends on it run again.",
+        "rerun" => "The failed tasks and what depends on them run again.",
         "marked" => "Run marked.",
         "reverted" => "Return reverted: the values before it were written back to the MAP.",
         "promoted" => "Promoted.",

@@ -41,6 +41,8 @@ pub(crate) struct TaskLine {
     has_receipt: bool,
     has_output: bool,
     headline: String,
+    /// What Clear also runs again: the tasks downstream of this one, by name.
+    downstream: String,
 }
 
 pub(crate) struct Receipt {
@@ -79,6 +81,10 @@ pub(crate) struct RunPage {
     waiting: Option<String>,
     /// What the run did in one sentence, and its warnings.
     story: drover_engine::story::RunStory,
+    /// When it ran and which data it covers, in the DAG's zone; the UTC facts behind it.
+    ran_label: (String, String),
+    /// "by 06:00 New York — missed by 12 min".
+    deadline_words: String,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -185,6 +191,10 @@ pub(crate) async fn page(
                 .and_then(|d| d.task(&ti.task_id))
                 .map_or("", |t| t.kind.name());
             TaskLine {
+                downstream: dag
+                    .as_ref()
+                    .map(|d| drover_engine::ops::downstream_of(d, &ti.task_id).join(", "))
+                    .unwrap_or_default(),
                 took: views::took(&ti.started_at, &ti.finished_at),
                 rows_in: n(metrics.get(&ti.task_id).and_then(|m| m.rows_in)),
                 rows_out: n(metrics.get(&ti.task_id).and_then(|m| m.rows_out)),
@@ -226,9 +236,24 @@ pub(crate) async fn page(
     } else {
         None
     };
+    let tz = dag.as_ref().map_or(chrono_tz::Tz::UTC, |d| d.timezone);
+    let now = chrono::Utc::now();
     let story = state.ops().story(&run).await?;
     Ok(RunPage {
         story,
+        ran_label: views::local_time::run_words(now, &run, tz),
+        deadline_words: run
+            .deadline_at
+            .map(|due| {
+                views::local_time::deadline(
+                    now,
+                    due,
+                    run.finished_at,
+                    run.deadline_state.as_deref(),
+                    tz,
+                )
+            })
+            .unwrap_or_default(),
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
         took: views::took(&run.started_at, &run.finished_at),
@@ -280,7 +305,7 @@ pub(crate) async fn clear(
     let id = parse_run(&run)?;
     state
         .ops()
-        .clear(&form.user.actor, id, std::slice::from_ref(&form.form.task))
+        .clear_with_downstream(&form.user.actor, id, &form.form.task)
         .await?;
     Ok(back(&format!("/runs/{id}"), "cleared"))
 }

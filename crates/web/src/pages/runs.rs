@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
-use drover_store::{RunFilter, RunRow, RunState};
+use drover_store::{RunFilter, RunOrder, RunRow, RunState};
 use serde::Deserialize;
 
 use super::Chrome;
@@ -17,8 +17,10 @@ pub(crate) struct RunsQuery {
     env: Option<String>,
     dag: Option<String>,
     state: Option<String>,
-    /// Runs older than this logical date (RFC 3339): the next page.
+    /// Runs older than this (RFC 3339) by the sort key: the next page.
     before: Option<String>,
+    /// "ran" (default: by when they ran) or "logical" (by logical date).
+    sort: Option<String>,
 }
 
 const PER_PAGE: i64 = 50;
@@ -28,6 +30,10 @@ pub(crate) struct Line {
     took: String,
     /// What it did, and whether it succeeded with warnings.
     story: Option<drover_engine::story::RunStory>,
+    /// "Ran Wed 2 Dec 02:00 New York · data for Tue 1 Dec".
+    label: String,
+    /// Logical date and interval in UTC.
+    details: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -41,6 +47,7 @@ pub(crate) struct RunsPage {
     lines: Vec<Line>,
     older: Option<String>,
     newer: bool,
+    sort: &'static str,
 }
 
 pub(crate) async fn page(
@@ -64,6 +71,7 @@ pub(crate) async fn page(
         ),
         None => None,
     };
+    let order = RunOrder::parse(q.sort.as_deref());
     let runs = state
         .store()
         .runs_page(
@@ -74,6 +82,7 @@ pub(crate) async fn page(
                 limit: PER_PAGE,
             },
             before,
+            order,
         )
         .await?;
     let older = (runs.len() as i64 == PER_PAGE)
@@ -81,16 +90,36 @@ pub(crate) async fn page(
         .flatten()
         .map(|r| {
             format!(
-                "/runs?env={}&dag={}&state={}&before={}",
+                "/runs?env={}&dag={}&state={}&sort={}&before={}",
                 url_encode(env.as_deref().unwrap_or("")),
                 url_encode(q.dag.as_deref().unwrap_or("")),
                 url_encode(q.state.as_deref().unwrap_or("")),
+                order.as_str(),
                 url_encode(
-                    &r.logical_date
+                    &order
+                        .cursor(r)
                         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 )
             )
         });
+    let now = chrono::Utc::now();
+    let mut stories = state.ops().stories(&runs).await?;
+    let mut lines = Vec::with_capacity(runs.len());
+    for run in runs {
+        // The zone of the DAG version the run used; UTC when that version cannot be read.
+        let tz = match state.ops().dags().get(run.version_id).await {
+            Ok(dag) => dag.timezone,
+            Err(_) => chrono_tz::Tz::UTC,
+        };
+        let (label, details) = views::local_time::run_words(now, &run, tz);
+        lines.push(Line {
+            took: views::took(&run.started_at, &run.finished_at),
+            story: stories.remove(&run.id),
+            label,
+            details,
+            run,
+        });
+    }
     Ok(RunsPage {
         chrome: Chrome::new(&user, "runs", env.as_deref()),
         envs: envs.iter().map(|e| e.name.clone()).collect(),
@@ -99,15 +128,7 @@ pub(crate) async fn page(
         state: q.state.unwrap_or_default(),
         older,
         newer: before.is_some(),
-        lines: {
-            let mut stories = state.ops().stories(&runs).await?;
-            runs.into_iter()
-                .map(|run| Line {
-                    took: views::took(&run.started_at, &run.finished_at),
-                    story: stories.remove(&run.id),
-                    run,
-                })
-                .collect()
-        },
+        lines,
+        sort: order.as_str(),
     })
 }
