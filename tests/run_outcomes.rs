@@ -81,6 +81,13 @@ tasks:
     return: { object: leads, lookup: id, fields: [leadScore] }
 "#;
 
+const TODAY: &str = r#"id: daily
+schedule: "0 2 * * *"
+tasks:
+  - id: step
+    noop: {}
+"#;
+
 fn shown(d: &Drover<'_>, run: Uuid) -> serde_json::Value {
     serde_json::from_str(&d.ok(&["runs", "show", &run.to_string(), "--format", "json"]))
         .unwrap_or_else(|e| panic!("{e}"))
@@ -114,6 +121,7 @@ fn failed_checks_fail_runs_and_warnings_are_told_everywhere() {
         ws.dag("guarded", GUARDED);
         ws.dag("warned", WARNED);
         ws.dag("empty_return", EMPTY);
+        ws.dag("daily", TODAY);
         let d = Drover { db: &db, ws: &ws };
         d.ok(&["db", "migrate"]);
         let password = add_user(&d, "admin", "admin");
@@ -126,7 +134,7 @@ fn failed_checks_fail_runs_and_warnings_are_told_everywhere() {
         );
         let _w = d.worker("worker", 2, 10.0);
         let store = db.store().await;
-        for dag in ["guarded", "warned", "empty_return"] {
+        for dag in ["guarded", "warned", "empty_return", "daily"] {
             synced(&store, dag).await;
         }
         let trigger = |dag: &str| {
@@ -174,6 +182,35 @@ fn failed_checks_fail_runs_and_warnings_are_told_everywhere() {
         assert_eq!(e["run"]["summary"], "Nothing to send to Marketo");
         assert_eq!(e["run"]["outcome"], "success");
 
+        // A manual run for today covers today's whole interval, which has not ended: it
+        // succeeds with a warning that it saw only part of its data.
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let partial = Uuid::parse_str(&d.ok(&[
+            "runs", "trigger", "daily", "--env", "dev", "--as", "admin", "--logical-date", &today,
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let row = wait_finished(&store, partial, Duration::from_secs(60)).await;
+        assert_eq!(row.state, RunState::Success, "{row:?}");
+        assert!(row.interval_end > row.started_at.unwrap_or_default(), "{row:?}");
+        let p = shown(&d, partial);
+        assert_eq!(p["run"]["outcome"], "warning", "{p}");
+        assert_eq!(kinds(&p["run"]), ["partial_interval"], "{p}");
+        assert!(
+            p["run"]["problems"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("the run started before its data interval ended"),
+            "{p}"
+        );
+        // A run two days back covers a finished interval: no such warning.
+        let earlier = (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+        let whole = Uuid::parse_str(&d.ok(&[
+            "runs", "trigger", "daily", "--env", "dev", "--as", "admin", "--logical-date", &earlier,
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        wait_finished(&store, whole, Duration::from_secs(60)).await;
+        assert_eq!(shown(&d, whole)["run"]["outcome"], "success");
+
         // The API and /metrics say the same.
         let (_web, base) = start_web(&d, &[]).await;
         let api = client()
@@ -199,7 +236,7 @@ fn failed_checks_fail_runs_and_warnings_are_told_everywhere() {
             .await
             .unwrap_or_default();
         assert!(
-            metrics.contains("drover_runs_with_warnings{environment=\"dev\"} 1\n"),
+            metrics.contains("drover_runs_with_warnings{environment=\"dev\"} 2\n"),
             "{metrics}"
         );
 
