@@ -8,6 +8,7 @@ mod dags;
 mod environments;
 mod login;
 mod notifications;
+mod receipt;
 mod run;
 mod runs;
 mod task;
@@ -46,6 +47,8 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/datasets/{task}", get(run::dataset))
         .route("/runs/{run}/tasks/{task}", get(task::page))
         .route("/runs/{run}/tasks/{task}/log.txt", get(task::download))
+        .route("/runs/{run}/tasks/{task}/receipt", get(receipt::page))
+        .route("/runs/{run}/tasks/{task}/receipt.csv", get(receipt::csv))
         .route("/environments", get(environments::page))
         .route("/environments/diff", get(environments::diff))
         .route("/environments/{env}/promote", post(environments::promote))
