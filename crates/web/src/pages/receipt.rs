@@ -195,8 +195,7 @@ pub(crate) async fn page(
             return Ok(page);
         }
         RowsPool::Unavailable => {
-            page.note =
-                Some("Receipts are not readable from this Drover process.".to_owned());
+            page.note = Some("Receipts are not readable from this Drover process.".to_owned());
             return Ok(page);
         }
     };
@@ -238,10 +237,9 @@ pub(crate) async fn csv(
         RowsPool::Open(pool) => pool,
         RowsPool::Hidden(why) => return Err(Failure::forbidden(why).into()),
         RowsPool::Unavailable => {
-            return Err(Failure::not_found(
-                "Receipts are not readable from this Drover process.",
-            )
-            .into());
+            return Err(
+                Failure::not_found("Receipts are not readable from this Drover process.").into(),
+            );
         }
     };
     let rejected_only = q.show.as_deref() == Some("rejected");
@@ -254,7 +252,10 @@ pub(crate) async fn csv(
         task,
         if rejected_only { "-rejected" } else { "" }
     )
-    .replace(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)), "_");
+    .replace(
+        |c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)),
+        "_",
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -380,7 +381,11 @@ impl Raw {
             _ => ("other", self.status.clone()),
         };
         let empty = serde_json::Map::new();
-        let sent = self.sent.as_ref().and_then(Value::as_object).unwrap_or(&empty);
+        let sent = self
+            .sent
+            .as_ref()
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let previous = self.previous.as_ref().and_then(Value::as_object);
         let email = ["email", "Email", "emailAddress"]
             .iter()
@@ -562,7 +567,9 @@ mod tests {
             status: status.into(),
             reason: (status == "rejected").then(|| "1003 Invalid email".into()),
             previous,
-            sent: Some(serde_json::json!({"email": "ann@example.com", "score": 80, "city": "Oslo"})),
+            sent: Some(
+                serde_json::json!({"email": "ann@example.com", "score": 80, "city": "Oslo"}),
+            ),
         };
         let updated = raw(
             "accepted",
@@ -574,7 +581,10 @@ mod tests {
         assert_eq!(updated.unchanged, 2);
         assert_eq!(updated.changes.len(), 1);
         let c = &updated.changes[0];
-        assert_eq!((c.field.as_str(), c.old.as_str(), c.new.as_str()), ("score", "40", "80"));
+        assert_eq!(
+            (c.field.as_str(), c.old.as_str(), c.new.as_str()),
+            ("score", "40", "80")
+        );
         let created = raw("accepted", None).line(true);
         assert_eq!(created.status, "created");
         assert!(created.created);
