@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use drover_store::RunState;
 use support::browser::Browser;
+use support::gitrepo::{commit, git};
 use support::web::{add_user, start_web};
 use support::{
     Drover, TestDb, Workspace, runtime, serial, server_url, start_sandbox, synced, wait_finished,
@@ -223,5 +224,67 @@ fn a_receipt_reads_as_old_to_new_with_rejections_and_downloads_as_csv() {
             .get(&format!("/runs/{run}/tasks/push/receipt.csv"))
             .await;
         assert_eq!(denied.status, 403, "{}", denied.body);
+    });
+}
+
+#[test]
+fn a_broken_dag_file_shows_its_error_on_the_dag_page() {
+    let _g = serial();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    commit(
+        r,
+        &[(
+            "dags/hello.yaml",
+            Some("id: hello\ntasks:\n  - id: a\n    noop: {}\n"),
+        )],
+        "first",
+    );
+    let d = Drover { db: &db, ws: &ws };
+    let repo_path = r.display().to_string();
+    d.ok(&["db", "migrate"]);
+    d.ok(&["--repo", &repo_path, "repo", "sync"]);
+    let broken = commit(
+        r,
+        &[(
+            "dags/hello.yaml",
+            Some("id: hello\ntasks:\n  - id: a\n    noop: {}\n    retrys: 2\n"),
+        )],
+        "hello broken",
+    );
+    d.ok(&["--repo", &repo_path, "repo", "sync"]);
+    let _admin = add_user(&d, "admin", "admin");
+    let vera = add_user(&d, "vera", "viewer");
+    runtime().block_on(async {
+        let (_web, base) =
+            start_web(&d, &["--repo", &repo_path, "--repo-cache", "web-repos"]).await;
+        let b = Browser::start().await;
+        log_in(&b, &base, "vera", &vera).await;
+        b.goto(&format!("{base}/dags/hello?env=dev")).await;
+        let banner = b.find("#import-error").await.text().await;
+        assert_eq!(
+            b.find("#import-error-file").await.text().await,
+            "dags/hello.yaml"
+        );
+        assert_eq!(
+            b.find("#import-error-place").await.text().await,
+            "line 5, column 5"
+        );
+        assert!(
+            b.find("#import-error-message")
+                .await
+                .text()
+                .await
+                .contains("unknown key `retrys`, did you mean `retries`?"),
+            "{banner}"
+        );
+        assert!(banner.contains(&broken[..10]), "{banner}");
+        assert!(
+            banner.contains("keeps running the last version"),
+            "{banner}"
+        );
     });
 }

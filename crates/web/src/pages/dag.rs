@@ -76,6 +76,8 @@ pub(crate) struct DagPage {
     state: String,
     older: Option<String>,
     newer: bool,
+    /// The DAG's file in this environment fails to load (it runs its last good version).
+    import_error: Option<crate::views::import_error::ImportBanner>,
 }
 
 fn text_of(v: &serde_json::Value) -> String {
@@ -197,6 +199,14 @@ pub(crate) async fn page(
             run,
         })
         .collect();
+    let import_error = crate::views::import_error::for_dag(
+        &store.import_errors(Some(&env.name)).await?,
+        &dag_id,
+        page.versions
+            .iter()
+            .find(|(e, _, _)| *e == env.name)
+            .map(|(_, row, _)| row.path.as_str()),
+    );
     let versions = page
         .versions
         .iter()
@@ -251,6 +261,7 @@ pub(crate) async fn page(
         state: state_filter.unwrap_or_default(),
         older,
         newer: before.is_some(),
+        import_error,
     })
 }
 
