@@ -1,6 +1,7 @@
 //! Pages a business user reads, in a real headless Chromium against real `drover` processes:
 //! a return's receipt (old → new per record, Marketo's answer, the rejected-only filter and
-//! the CSV download), with the environment's row access rules in force.
+//! the CSV download), with the environment's row access rules in force; a broken DAG file's
+//! error on the DAG's page; the audit log in words.
 
 mod support;
 

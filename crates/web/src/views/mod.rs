@@ -1,6 +1,7 @@
 //! Turning stored facts into what a person reads: times, durations, states in words, the
 //! task graph and the timeline.
 
+pub(crate) mod audit_words;
 pub(crate) mod dag_info;
 pub(crate) mod format;
 pub(crate) mod graph_svg;
