@@ -1,7 +1,8 @@
 //! Pages a business user reads, in a real headless Chromium against real `drover` processes:
 //! a return's receipt (old → new per record, Marketo's answer, the rejected-only filter and
 //! the CSV download), with the environment's row access rules in force; a broken DAG file's
-//! error on the DAG's page; the audit log in words.
+//! error on the DAG's page; terms explained on hover and in the glossary; the audit log in
+//! words.
 
 mod support;
 
@@ -286,6 +287,35 @@ fn a_broken_dag_file_shows_its_error_on_the_dag_page() {
         assert!(
             banner.contains("keeps running the last version"),
             "{banner}"
+        );
+
+        // Terms explain themselves on hover, and all together in the glossary.
+        let content = b.find("#versions abbr.term").await;
+        assert!(
+            content
+                .attr("title")
+                .await
+                .is_some_and(|t| t.contains("fingerprint")),
+            "no explanation of the content hash"
+        );
+        b.find("nav a[href='/help/glossary']").await.click().await;
+        b.wait_for_url("/help/glossary", LONG).await;
+        let burn = b.find("#term-burn_rate + dd").await.text().await;
+        assert!(burn.contains("error budget"), "{burn}");
+
+        // The audit log: the action in words and a one-line summary, the JSON on demand.
+        b.goto(&format!("{base}/audit")).await;
+        let row = b
+            .find("#audit tr[data-action='user.add']")
+            .await
+            .text()
+            .await;
+        assert!(row.contains("added a user"), "{row}");
+        assert!(row.contains("role: viewer · user: vera"), "{row}");
+        assert!(!row.contains('{'), "the JSON shows unasked: {row}");
+        assert!(
+            b.exists("#audit tr[data-action='user.add'] details pre")
+                .await
         );
     });
 }

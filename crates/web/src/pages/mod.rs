@@ -6,6 +6,7 @@ mod checks;
 mod dag;
 mod dags;
 mod environments;
+mod glossary;
 mod login;
 mod notifications;
 mod receipt;
@@ -56,6 +57,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/environments/{env}/reject", post(environments::reject))
         .route("/environments/{env}/rollback", post(environments::rollback))
         .route("/checks", get(checks::page))
+        .route("/help/glossary", get(glossary::page))
         .route("/audit", get(audit::page))
         .route("/notifications", get(notifications::page))
         .route("/usage", get(usage::page))

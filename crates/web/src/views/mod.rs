@@ -4,6 +4,7 @@
 pub(crate) mod audit_words;
 pub(crate) mod dag_info;
 pub(crate) mod format;
+pub(crate) mod glossary;
 pub(crate) mod graph_svg;
 pub(crate) mod import_error;
 pub(crate) mod sparkline;
