@@ -87,7 +87,7 @@ impl Catalog {
 pub(crate) fn run(ctx: &super::Ctx, folders: &Folders, cmd: DagsCommand) -> Result<ExitCode> {
     match cmd {
         DagsCommand::Errors { env } => {
-            super::runtime()?.block_on(super::deploy::import_errors(ctx, env.as_deref()))
+            super::runtime()?.block_on(super::deploy::import_errors(ctx, folders, env.as_deref()))
         }
         DagsCommand::Pause { dag, env } => {
             super::runtime()?.block_on(set_paused(ctx, &dag, &env, true))

@@ -189,11 +189,68 @@ pub(crate) async fn sync(ctx: &Ctx, folders: &Folders) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn import_errors(ctx: &Ctx, env: Option<&str>) -> Result<ExitCode> {
+pub(crate) async fn import_errors(
+    ctx: &Ctx,
+    folders: &Folders,
+    env: Option<&str>,
+) -> Result<ExitCode> {
     let store = ctx.store(2).await?;
     let errors = store.import_errors(env).await?;
-    if errors.is_empty() {
+    // The environments' files say which one tracks a branch; a repository says its head.
+    let mut envs: Vec<drover_spec::environment::Environment> = crate::sources::read_all(
+        &crate::sources::yaml_files(std::slice::from_ref(&folders.environments_dir))
+            .unwrap_or_default(),
+        None,
+    )
+    .into_iter()
+    .filter_map(|(name, text)| drover_spec::environment::load_environment(&name, &text.ok()?).ok())
+    .filter(|e| env.is_none_or(|n| n == e.name))
+    .collect();
+    envs.sort_by_key(|e| e.order);
+    let git = match &folders.repo {
+        Some(_) => match super::dag_source(folders) {
+            Ok(drover_engine::DagSource::Git(g)) => Some(g),
+            _ => None,
+        },
+        None => None,
+    };
+    let mut said = false;
+    for e in &envs {
+        let Some(d) = store.current_deployment(&e.name).await? else {
+            continue;
+        };
+        said = true;
+        let failed = errors.iter().filter(|x| x.environment == e.name).count();
+        let age = ago(d.created_at);
+        if failed == 0 {
+            println!(
+                "No import errors in {} at commit {} (loaded {age}).",
+                e.name,
+                short(&d.commit_sha)
+            );
+        } else {
+            println!(
+                "{} at commit {} (loaded {age}): {failed} file(s) failed to import.",
+                e.name,
+                short(&d.commit_sha)
+            );
+        }
+        if let (Some(g), Some(branch)) = (&git, &e.branch)
+            && let Ok(head) = g.branch_head(branch).await
+            && head != d.commit_sha
+        {
+            println!(
+                "Commit {} (the head of {branch}) is still being read into {}: ask again in a few seconds.",
+                short(&head),
+                e.name
+            );
+        }
+    }
+    if !said && errors.is_empty() {
         println!("No import errors.");
+    }
+    if !errors.is_empty() {
+        println!();
     }
     for e in errors {
         println!(
@@ -205,6 +262,17 @@ pub(crate) async fn import_errors(ctx: &Ctx, env: Option<&str>) -> Result<ExitCo
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "3 s ago", "5 min ago", "2 h ago", "4 days ago".
+fn ago(t: chrono::DateTime<chrono::Utc>) -> String {
+    let s = (chrono::Utc::now() - t).num_seconds().max(0);
+    match s {
+        0..60 => format!("{s} s ago"),
+        60..3600 => format!("{} min ago", s / 60),
+        3600..86400 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86400),
+    }
 }
 
 pub(crate) async fn audit(ctx: &Ctx, limit: i64, format: Format) -> Result<ExitCode> {

@@ -168,6 +168,12 @@ impl GitSource {
         .map_err(repo_error)
     }
 
+    /// The head commit of `branch` as last fetched.
+    pub async fn branch_head(&self, branch: &str) -> Result<String, EngineError> {
+        let branch = branch.to_owned();
+        self.with_repo(move |r| r.head_of(&branch)).await
+    }
+
     pub async fn resolve(&self, rev: &str) -> Result<String, EngineError> {
         let rev = rev.to_owned();
         self.with_repo(move |r| r.resolve(&rev)).await

@@ -60,6 +60,40 @@ pub(crate) async fn rows(
     }
 }
 
+/// The connections that may read `env`'s staged rows for `actor`, or why they may not: the
+/// gate for pages that read rows themselves (a receipt's pages and its CSV).
+pub(crate) fn rows_pool(
+    state: &WebState,
+    actor: &Actor,
+    env: &Environment,
+) -> Result<RowsPool, drover_store::StoreError> {
+    if let Some(why) = rows_hidden(actor, env) {
+        return Ok(RowsPool::Hidden(why));
+    }
+    match staging(state) {
+        Some(pools) => Ok(RowsPool::Open(pools.pool(&env.name)?)),
+        None => Ok(RowsPool::Unavailable),
+    }
+}
+
+/// The connections that read counts of `env`'s staged rows (no row's values), which anyone
+/// may see; none when rows are not readable from this process.
+pub(crate) fn counts_pool(
+    state: &WebState,
+    env: &Environment,
+) -> Result<Option<sqlx::PgPool>, drover_store::StoreError> {
+    staging(state).map(|p| p.pool(&env.name)).transpose()
+}
+
+/// What [`rows_pool`] gave.
+pub(crate) enum RowsPool {
+    Open(sqlx::PgPool),
+    /// The sentence saying why rows are not shown.
+    Hidden(String),
+    /// Rows are not readable from this process.
+    Unavailable,
+}
+
 /// A receipt's rejected rows by reason, most frequent first (at most 20 reasons): what anyone
 /// may see of a receipt. Empty for a dataset that is not a receipt.
 pub(crate) async fn rejection_reasons(

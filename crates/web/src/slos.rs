@@ -48,9 +48,11 @@ impl SloLine {
         )
     }
 
-    /// The budget left as a percentage (can be negative), and as a bar width 0–100.
+    /// The budget left as a percentage, and as a bar width 0–100. Over fewer than
+    /// [`FEW_CHECKS`] checks a percentage would mislead (one failure of one check is "−1900 %"),
+    /// so it says so; an overspent budget reads as how many times it was spent.
     pub(crate) fn budget_text(&self) -> String {
-        format!("{:.0}%", self.status.budget_remaining * 100.0)
+        budget_words(self.status.budget_remaining, self.total)
     }
 
     pub(crate) fn budget_bar(&self) -> u32 {
@@ -65,6 +67,19 @@ impl SloLine {
             f(self.status.burn_6h)
         )
     }
+}
+
+/// Checks in the period below which an error budget is not judged.
+pub(crate) const FEW_CHECKS: i64 = 10;
+
+fn budget_words(remaining: f64, checks: i64) -> String {
+    if checks < FEW_CHECKS {
+        return format!("too few checks to judge ({checks} of {FEW_CHECKS})");
+    }
+    if remaining < 0.0 {
+        return format!("spent {:.1}× over", 1.0 - remaining);
+    }
+    format!("{:.0}% left", remaining * 100.0)
 }
 
 /// The SLOs of `environment` (all environments when `None`).
@@ -106,4 +121,17 @@ pub(crate) async fn slo_lines(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_reads_honestly() {
+        assert_eq!(budget_words(-19.0, 1), "too few checks to judge (1 of 10)");
+        assert_eq!(budget_words(-19.0, 40), "spent 20.0× over");
+        assert_eq!(budget_words(0.8, 40), "80% left");
+        assert_eq!(budget_words(1.0, 10), "100% left");
+    }
 }

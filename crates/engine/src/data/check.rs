@@ -69,8 +69,11 @@ pub(super) async fn run(
     {
         slo_burn(plane, id, job, slo).await?;
     }
-    let shown = value.map_or_else(|| "no value (null)".to_owned(), |v| format!("{v}"));
-    let expected = expectation(spec.min, spec.max);
+    let shown = value.map_or_else(|| "no value (null)".to_owned(), |v| spec.show(v));
+    let expected = expectation(
+        spec.min.map(|v| spec.show(v)),
+        spec.max.map(|v| spec.show(v)),
+    );
     if passed {
         job.log
             .system(format!("check passed: {shown} is {expected}"));
@@ -132,7 +135,7 @@ async fn slo_burn(
     Ok(())
 }
 
-fn expectation(min: Option<f64>, max: Option<f64>) -> String {
+fn expectation(min: Option<String>, max: Option<String>) -> String {
     match (min, max) {
         (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
         (Some(lo), None) => format!("at least {lo}"),

@@ -709,7 +709,16 @@ fn resolve_check(c: &mut Checker<'_>, path: &str, k: &RawCheck) -> Option<CheckS
             return None;
         }
     };
-    let (min, max) = match (k.between, k.min, k.max) {
+    let percent = [k.between.map(|b| b.0), k.between.map(|b| b.1), k.min, k.max]
+        .iter()
+        .flatten()
+        .any(|t| t.percent);
+    let value = |t: Option<super::raw::Threshold>| t.map(|t| t.value);
+    let (min, max) = match (
+        k.between.map(|(lo, hi)| (lo.value, hi.value)),
+        value(k.min),
+        value(k.max),
+    ) {
         (Some((lo, hi)), None, None) => {
             if lo > hi {
                 c.at_value(
@@ -749,6 +758,7 @@ fn resolve_check(c: &mut Checker<'_>, path: &str, k: &RawCheck) -> Option<CheckS
         source,
         min,
         max,
+        percent,
         severity: k.severity,
         slo: k.slo,
     })

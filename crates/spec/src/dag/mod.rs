@@ -163,9 +163,30 @@ pub struct CheckSpec {
     pub source: CheckSource,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// A threshold was written as a percentage (`max: 2%`): values and thresholds are shown
+    /// as percentages.
+    pub percent: bool,
     pub severity: Severity,
     /// The check as a data SLO: the objective its passes are held to.
     pub slo: Option<slo::Slo>,
+}
+
+impl CheckSpec {
+    /// `v` in the author's units: "56 %" for a check written in percentages, else `v`.
+    pub fn show(&self, v: f64) -> String {
+        if self.percent {
+            percent_text(v)
+        } else {
+            format!("{v}")
+        }
+    }
+}
+
+/// A fraction as a percentage, at most two decimals: 0.56 → "56 %", 0.025 → "2.5 %".
+pub fn percent_text(v: f64) -> String {
+    let text = format!("{:.2}", v * 100.0);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{} %", if text == "-0" { "0" } else { text })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -351,5 +372,48 @@ mod tests {
             panic!("not a command task");
         };
         assert_eq!(cmd.secrets, vec!["crm_token".to_owned()]);
+    }
+}
+
+#[cfg(test)]
+mod percent_tests {
+    use super::*;
+
+    fn check(threshold: &str) -> Result<CheckSpec, String> {
+        let src = format!(
+            "id: d\ntasks:\n  - id: c\n    check:\n      sql: select 1\n      {threshold}\n"
+        );
+        let dag = load_dag("d.yaml", &src).map_err(|e| {
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        match dag.task("c").map(|t| &t.kind) {
+            Some(TaskKind::Check(c)) => Ok(c.clone()),
+            _ => Err("no check".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_threshold_written_as_a_percentage_is_shown_as_one() {
+        let c = check("max: 2%").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.max, Some(0.02));
+        assert!(c.percent);
+        assert_eq!(c.show(0.56), "56 %");
+        assert_eq!(c.show(0.02), "2 %");
+        let c = check("between: [\"0.5 %\", 25%]").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.min, c.max), (Some(0.005), Some(0.25)));
+        assert_eq!(c.show(0.005), "0.5 %");
+        let c = check("max: 0.02").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.percent);
+        assert_eq!(c.show(0.56), "0.56");
+        let e = check("max: two%").err().unwrap_or_default();
+        assert!(
+            e.contains("write a number (0.02) or a percentage (2%)"),
+            "{e}"
+        );
+        assert_eq!(percent_text(0.123456), "12.35 %");
+        assert_eq!(percent_text(0.0), "0 %");
     }
 }

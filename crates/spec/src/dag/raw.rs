@@ -90,13 +90,54 @@ pub(crate) struct RawTask {
 pub(crate) struct RawCheck {
     pub(crate) sql: Option<String>,
     pub(crate) map: Option<MapCount>,
-    pub(crate) between: Option<(f64, f64)>,
-    pub(crate) min: Option<f64>,
-    pub(crate) max: Option<f64>,
+    pub(crate) between: Option<(Threshold, Threshold)>,
+    pub(crate) min: Option<Threshold>,
+    pub(crate) max: Option<Threshold>,
     #[serde(default)]
     pub(crate) severity: Severity,
     #[serde(default)]
     pub(crate) slo: Option<super::slo::Slo>,
+}
+
+/// A check's bound as written: a number, or a percentage such as `2%` (then 0.02, shown as a
+/// percentage again).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "RawThreshold")]
+pub(crate) struct Threshold {
+    pub(crate) value: f64,
+    pub(crate) percent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawThreshold {
+    Number(f64),
+    Text(String),
+}
+
+impl TryFrom<RawThreshold> for Threshold {
+    type Error = String;
+
+    fn try_from(raw: RawThreshold) -> Result<Self, String> {
+        match raw {
+            RawThreshold::Number(value) => Ok(Self {
+                value,
+                percent: false,
+            }),
+            RawThreshold::Text(t) => t
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite())
+                .map(|n| Self {
+                    value: n / 100.0,
+                    percent: true,
+                })
+                .ok_or_else(|| {
+                    format!("`{t}` is not a threshold: write a number (0.02) or a percentage (2%)")
+                }),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,15 @@ use super::Chrome;
 use crate::WebState;
 use crate::auth::PageUser;
 use crate::error::PageError;
-use crate::views::url_encode;
+use crate::views::{audit_words, url_encode};
+
+/// An event in words.
+pub(crate) struct AuditLine {
+    action: String,
+    summary: String,
+    /// The details as JSON, on demand.
+    details: String,
+}
 
 const PER_PAGE: i64 = 50;
 
@@ -27,7 +35,7 @@ pub(crate) struct AuditQuery {
 #[template(path = "audit.html")]
 pub(crate) struct AuditPage {
     chrome: Chrome,
-    events: Vec<(AuditEvent, String)>,
+    events: Vec<(AuditEvent, AuditLine)>,
     actor: String,
     action: String,
     env: String,
@@ -75,9 +83,14 @@ pub(crate) async fn page(
                 let details = if e.details.as_object().is_some_and(|o| o.is_empty()) {
                     String::new()
                 } else {
-                    e.details.to_string()
+                    serde_json::to_string_pretty(&e.details).unwrap_or_default()
                 };
-                (e, details)
+                let line = AuditLine {
+                    action: audit_words::action_words(&e.action),
+                    summary: audit_words::summary(&e.details),
+                    details,
+                };
+                (e, line)
             })
             .collect(),
         actor: q.actor.unwrap_or_default(),

@@ -56,13 +56,38 @@ pub(crate) fn colour(c: &CheckResultRow) -> (&'static str, &'static str) {
     }
 }
 
-pub(crate) fn thresholds(c: &CheckResultRow) -> String {
+pub(crate) fn thresholds(c: &CheckResultRow, percent: bool) -> String {
+    let n = |v: f64| in_units(v, percent);
     match (c.min_value, c.max_value) {
-        (Some(a), Some(b)) => format!("between {} and {}", number(a), number(b)),
-        (Some(a), None) => format!("at least {}", number(a)),
-        (None, Some(b)) => format!("at most {}", number(b)),
+        (Some(a), Some(b)) => format!("between {} and {}", n(a), n(b)),
+        (Some(a), None) => format!("at least {}", n(a)),
+        (None, Some(b)) => format!("at most {}", n(b)),
         (None, None) => "no thresholds".to_owned(),
     }
+}
+
+/// A check's value or bound in its author's units (a percentage when written `2%`).
+fn in_units(v: f64, percent: bool) -> String {
+    if percent {
+        drover_spec::dag::percent_text(v)
+    } else {
+        number(v)
+    }
+}
+
+/// Whether the check of `c` was written in percentages (`max: 2%`), by the DAG version its
+/// run ran.
+async fn in_percent(state: &WebState, c: &CheckResultRow) -> bool {
+    let Ok(run) = state.store().get_run(c.run_id).await else {
+        return false;
+    };
+    let Ok(dag) = state.ops().dags().get(run.version_id).await else {
+        return false;
+    };
+    matches!(
+        dag.task(&c.task_id).map(|t| &t.kind),
+        Some(drover_spec::dag::TaskKind::Check(spec)) if spec.percent
+    )
 }
 
 pub(crate) async fn page(
@@ -90,11 +115,14 @@ pub(crate) async fn page(
             .collect();
         let passed = history.iter().filter(|h| h.passed).count();
         let (colour, verdict) = colour(&latest);
+        let percent = in_percent(&state, &latest).await;
         lines.push(CheckLine {
             colour,
             verdict,
-            thresholds: thresholds(&latest),
-            value: latest.value.map_or_else(|| "no value".to_owned(), number),
+            thresholds: thresholds(&latest, percent),
+            value: latest
+                .value
+                .map_or_else(|| "no value".to_owned(), |v| in_units(v, percent)),
             chart: sparkline(&points, latest.min_value, latest.max_value),
             passed_of: format!("{passed} of the last {} held", history.len()),
             latest,

@@ -107,6 +107,8 @@ pub(crate) struct DagPage {
     logical_date: String,
     date_error: String,
     trigger_error: String,
+    /// The DAG's file in this environment fails to load (it runs its last good version).
+    import_error: Option<crate::views::import_error::ImportBanner>,
 }
 
 fn text_of(v: &serde_json::Value) -> String {
@@ -253,6 +255,14 @@ async fn render(
             }
         })
         .collect();
+    let import_error = crate::views::import_error::for_dag(
+        &store.import_errors(Some(&env.name)).await?,
+        &dag_id,
+        page.versions
+            .iter()
+            .find(|(e, _, _)| *e == env.name)
+            .map(|(_, row, _)| row.path.as_str()),
+    );
     let versions = page
         .versions
         .iter()
@@ -325,6 +335,7 @@ async fn render(
         state: state_filter.unwrap_or_default(),
         older,
         newer: before.is_some(),
+        import_error,
     })
 }
 

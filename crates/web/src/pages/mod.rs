@@ -6,9 +6,11 @@ mod checks;
 mod dag;
 mod dags;
 mod environments;
+mod glossary;
 mod login;
 mod notifications;
 mod rerun;
+mod receipt;
 mod run;
 mod runs;
 mod task;
@@ -49,6 +51,8 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/datasets/{task}", get(run::dataset))
         .route("/runs/{run}/tasks/{task}", get(task::page))
         .route("/runs/{run}/tasks/{task}/log.txt", get(task::download))
+        .route("/runs/{run}/tasks/{task}/receipt", get(receipt::page))
+        .route("/runs/{run}/tasks/{task}/receipt.csv", get(receipt::csv))
         .route("/environments", get(environments::page))
         .route("/environments/diff", get(environments::diff))
         .route("/environments/{env}/promote", post(environments::promote))
@@ -56,6 +60,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/environments/{env}/reject", post(environments::reject))
         .route("/environments/{env}/rollback", post(environments::rollback))
         .route("/checks", get(checks::page))
+        .route("/help/glossary", get(glossary::page))
         .route("/audit", get(audit::page))
         .route("/notifications", get(notifications::page))
         .route("/usage", get(usage::page))

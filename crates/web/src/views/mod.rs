@@ -1,10 +1,13 @@
 //! Turning stored facts into what a person reads: times, durations, states in words, the
 //! task graph and the timeline.
 
+pub(crate) mod audit_words;
 pub(crate) mod dag_info;
 pub(crate) mod format;
+pub(crate) mod glossary;
 pub(crate) mod graph_svg;
 pub(crate) mod local_time;
+pub(crate) mod import_error;
 pub(crate) mod sparkline;
 
 use chrono::{DateTime, Utc};
