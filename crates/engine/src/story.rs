@@ -84,7 +84,10 @@ pub async fn run_stories(
             run.id,
             RunStory {
                 sentence: sentence(run, dag.as_deref(), map, &tasks),
-                problems: facts.iter().map(|f| problem(f, zone)).collect(),
+                problems: facts
+                    .iter()
+                    .map(|f| problem(f, zone, dag.as_deref()))
+                    .collect(),
             },
         );
     }
@@ -259,24 +262,35 @@ fn number(v: f64) -> String {
     }
 }
 
-fn bounds(min: Option<f64>, max: Option<f64>) -> String {
+fn bounds(min: Option<f64>, max: Option<f64>, shown: &dyn Fn(f64) -> String) -> String {
     match (min, max) {
-        (Some(a), Some(b)) => format!("between {} and {}", number(a), number(b)),
-        (Some(a), None) => format!("at least {}", number(a)),
-        (None, Some(b)) => format!("at most {}", number(b)),
+        (Some(a), Some(b)) => format!("between {} and {}", shown(a), shown(b)),
+        (Some(a), None) => format!("at least {}", shown(a)),
+        (None, Some(b)) => format!("at most {}", shown(b)),
         (None, None) => "within its bounds".to_owned(),
     }
 }
 
-/// A problem in words.
-pub fn problem(f: &ProblemFacts, zone: Tz) -> Problem {
+/// A problem in words; a check's numbers in its author's units (`max: 2%` → "56 %").
+pub fn problem(f: &ProblemFacts, zone: Tz, dag: Option<&Dag>) -> Problem {
     let task = f.task_id.clone();
+    let percent = match task.as_deref().and_then(|t| dag.and_then(|d| d.task(t))) {
+        Some(t) => matches!(&t.kind, TaskKind::Check(c) if c.percent),
+        None => false,
+    };
+    let shown = |v: f64| {
+        if percent {
+            drover_spec::dag::percent_text(v)
+        } else {
+            number(v)
+        }
+    };
     let message = match f.kind {
         ProblemKind::CheckWarning => format!(
             "check `{}` warned: {} is not {}",
             task.as_deref().unwrap_or("?"),
-            f.value.map_or_else(|| "no value".to_owned(), number),
-            bounds(f.min, f.max)
+            f.value.map_or_else(|| "no value".to_owned(), shown),
+            bounds(f.min, f.max, &shown)
         ),
         ProblemKind::RejectedRows => {
             let n = f.count.unwrap_or(0);
@@ -329,7 +343,11 @@ mod tests {
         assert_eq!(things(290, "lead", "leads"), "290 leads");
         assert_eq!(number(0.56), "0.56");
         assert_eq!(number(2.0), "2");
-        assert_eq!(bounds(None, Some(0.02)), "at most 0.02");
+        assert_eq!(bounds(None, Some(0.02), &number), "at most 0.02");
+        assert_eq!(
+            bounds(None, Some(0.02), &drover_spec::dag::percent_text),
+            "at most 2 %"
+        );
         assert_eq!(check_name("volume_check"), "volume check");
         assert_eq!(check_name("missing_ratio"), "missing ratio check");
         assert_eq!(check_name("check_dupes"), "check dupes");
