@@ -13,6 +13,7 @@ mod logs;
 mod maintenance;
 mod notifications;
 mod notify;
+mod revert_jobs;
 mod runs;
 mod slos;
 mod sql_environments;
@@ -34,6 +35,7 @@ pub use logs::{LogLine, LogStream, StoredLogLine};
 pub use maintenance::Maintenance;
 pub use notifications::NotificationRow;
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
+pub use revert_jobs::{KEPT_KEYS, RevertChunk, RevertJob};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
 pub use slos::{SloBurn, SloTallies};
 pub use sql_environments::{

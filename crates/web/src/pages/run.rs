@@ -283,7 +283,7 @@ pub(crate) async fn revert(
     let id = parse_run(&run)?;
     state
         .ops()
-        .revert(&form.user.actor, id, &form.form.task)
+        .revert(&form.user.actor, id, &form.form.task, false)
         .await?;
     Ok(back(&format!("/runs/{id}"), "reverted"))
 }
