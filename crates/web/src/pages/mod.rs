@@ -9,6 +9,7 @@ mod environments;
 mod login;
 mod notifications;
 mod run;
+mod run_revert;
 mod runs;
 mod task;
 mod usage;

@@ -73,6 +73,7 @@ pub(crate) struct RunPage {
     deadline: Option<String>,
     /// Why a queued run has not started.
     waiting: Option<String>,
+    reverts: Vec<super::run_revert::RevertLine>,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -93,6 +94,7 @@ pub(crate) async fn page(
     let metrics: HashMap<String, TryMetrics> =
         store.run_metrics(run.id).await?.into_iter().collect();
     let datasets = store.run_datasets(run.id).await?;
+    let reverts = super::run_revert::load(store, run.id).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let bars: Vec<GanttBar<'_>> = tis
         .iter()
@@ -184,7 +186,7 @@ pub(crate) async fn page(
                 calls: n(metrics.get(&ti.task_id).and_then(|m| m.api_calls)),
                 has_receipt: datasets.iter().any(|d| {
                     d.task_id == ti.task_id && d.kind == "receipt" && d.dropped_at.is_none()
-                }),
+                }) && super::run_revert::may_revert(&reverts, &ti.task_id),
                 has_output: datasets.iter().any(|d| {
                     d.task_id == ti.task_id && d.kind == "output" && d.dropped_at.is_none()
                 }),
@@ -219,6 +221,7 @@ pub(crate) async fn page(
         None
     };
     Ok(RunPage {
+        reverts,
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
         took: views::took(&run.started_at, &run.finished_at),
