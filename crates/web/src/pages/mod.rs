@@ -122,7 +122,9 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "unpaused" => "Unpaused: scheduled runs resume.",
         "cleared" => "Cleared: the task runs again.",
         "marked" => "Run marked.",
-        "reverted" => "Revert queued: a worker writes the values back to Marketo; its progress is shown under Reverts.",
+        "reverted" => {
+            "Revert queued: a worker writes the values back to Marketo; its progress is shown under Reverts."
+        }
         "promoted" => "Promoted.",
         "requested" => "Promotion requested: it waits for a second person's approval.",
         "approved" => "Promotion approved and applied.",
