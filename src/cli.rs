@@ -406,7 +406,16 @@ pub(crate) enum TasksCommand {
         downstream: bool,
     },
     /// Undo a return: write back the values its records had before it.
-    Revert { run_id: String, task: String },
+    Revert {
+        run_id: String,
+        task: String,
+        /// Write back also records changed since the return (admins only).
+        #[arg(long)]
+        force: bool,
+        /// Follow the job's progress until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Print a task's log (all tries, or one); --follow keeps printing while it runs.
     Logs {
         run_id: String,

@@ -170,8 +170,8 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
         assert!(counted[0].passed);
 
         // Revert: every changed lead gets its old score back.
-        let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores"]);
-        assert!(out.starts_with(&format!("restored {} record(s); 0 refused", scores.len())), "{out}");
+        let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores", "--wait"]);
+        assert!(out.contains(&format!("restored {} record(s); 0 skipped (changed since); 0 refused", scores.len())), "{out}");
         for (id, _) in &changed {
             let lead = sandbox_lead(&base, *id).await;
             let old = before.iter().find(|(b, _)| b == id).and_then(|(_, s)| *s);
@@ -181,7 +181,7 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
         // was restored after.
         let audit = store.audit_events(10).await.expect("audit");
         let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
-        let started = actions.iter().position(|a| *a == "return.revert.started");
+        let started = actions.iter().position(|a| *a == "return.revert.requested");
         let done = actions.iter().position(|a| *a == "return.revert");
         assert!(
             started.zip(done).is_some_and(|(s, d)| d < s),

@@ -54,7 +54,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
             println!("cleared: {}", cleared.join(", "));
             Ok(ExitCode::SUCCESS)
         }
-        TasksCommand::Revert { run_id, task } => {
+        TasksCommand::Revert {
+            run_id,
+            task,
+            force,
+            wait,
+        } => {
             let run = store.get_run(parse_run_id(&run_id)?).await?;
             ctx.authorize(
                 &store,
@@ -62,34 +67,44 @@ pub(crate) async fn run(ctx: &Ctx, cmd: TasksCommand) -> Result<ExitCode> {
                 Some(&run.environment),
             )
             .await?;
-            let env = store
-                .environments()
-                .await?
-                .into_iter()
-                .find(|e| e.name == run.environment)
-                .with_context(|| format!("environment `{}` is not known", run.environment))?;
-            let env: drover_spec::environment::Environment = serde_json::from_value(env.spec)
-                .with_context(|| {
-                    format!(
-                        "environment `{}` is stored in an old shape",
-                        run.environment
-                    )
-                })?;
-            let plane = drover_engine::data::DataPlane::connect(&store, 2).await?;
-            let report =
-                drover_engine::ops::revert_audited(&store, &plane, &env, &ctx.actor, &run, &task)
-                    .await?;
-            println!(
-                "restored {} record(s); {} refused; {} created by the return left in place; {} never written",
-                report.restored,
-                report.refused.len(),
-                report.created_left,
-                report.not_written
-            );
-            for (key, reason) in &report.refused {
-                println!("  refused {key}: {reason}");
+            if force {
+                ctx.authorize(
+                    &store,
+                    drover_engine::ops::Action::Approve,
+                    Some(&run.environment),
+                )
+                .await
+                .context("only admins may force a revert")?;
             }
-            Ok(if report.refused.is_empty() {
+            let job =
+                drover_engine::ops::queue_revert(&store, &ctx.actor, &run, &task, force).await?;
+            println!("revert job {} queued", job.id);
+            if !wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut shown = -1;
+            let job = loop {
+                let job = store.revert_job(job.id).await?;
+                if !job.unfinished() {
+                    break job;
+                }
+                if job.processed != shown {
+                    shown = job.processed;
+                    match job.total {
+                        Some(t) => println!("reverting: {} of {t} records", job.processed),
+                        None => println!("waiting for a worker"),
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            };
+            println!(
+                "restored {} record(s); {} skipped (changed since); {} refused; {} created by the return left in place; {} never written",
+                job.restored, job.skipped_changed, job.refused, job.created_left, job.not_written
+            );
+            if let Some(e) = &job.error {
+                println!("failed: {e}");
+            }
+            Ok(if job.state == "done" && job.refused == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

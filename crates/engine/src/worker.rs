@@ -64,6 +64,8 @@ pub struct Worker {
     cache: DagCache,
     config: WorkerConfig,
     runners: Arc<Runners>,
+    /// The MAP connections, for revert jobs.
+    plane: Option<crate::data::DataPlane>,
 }
 
 fn lock(set: &RunningSet) -> std::sync::MutexGuard<'_, HashMap<i64, Running>> {
@@ -80,13 +82,16 @@ impl Worker {
             cache,
             config,
             runners,
+            plane: None,
         }
     }
 
     /// Run the data kinds (export, transform, return, sql, check) on `plane`.
     pub fn with_data(mut self, plane: crate::data::DataPlane) -> Self {
-        self.runners =
-            Arc::new(Runners::with_data(plane).with_task_user(self.config.task_user.clone()));
+        self.runners = Arc::new(
+            Runners::with_data(plane.clone()).with_task_user(self.config.task_user.clone()),
+        );
+        self.plane = Some(plane);
         self
     }
 
@@ -136,6 +141,17 @@ impl Worker {
             hb_stop_rx,
         ));
         let env_vars = Arc::new(EnvVars::new(self.store.clone()));
+        let (revert_stop, revert_stop_rx) = watch::channel(false);
+        let reverts = self.plane.clone().map(|plane| {
+            tokio::spawn(crate::data::revert_job::work(
+                plane,
+                cfg.id.clone(),
+                cfg.lease,
+                cfg.poll,
+                cfg.environments.clone(),
+                revert_stop_rx,
+            ))
+        });
 
         let mut listener = Listener::new(self.store.pool().clone(), &[CHANNEL_QUEUE]);
         tokio::pin!(shutdown);
@@ -196,7 +212,13 @@ impl Worker {
             }
         }
 
-        // Stopping: no more claims. Give running tasks the grace period.
+        // Stopping: no more claims. A revert job in progress is left to its lease (another
+        // worker resumes it where it stopped).
+        let _ = revert_stop.send(true);
+        if let Some(r) = reverts {
+            let _ = r.await;
+        }
+        // Give running tasks the grace period.
         tracing::info!(worker = %cfg.id, running = lock(&running).len(), "stopping: waiting for running tasks");
         let deadline = Instant::now() + cfg.grace;
         while !lock(&running).is_empty() && Instant::now() < deadline {

@@ -14,6 +14,7 @@ mod maintenance;
 mod notifications;
 mod notify;
 mod outcomes;
+mod revert_jobs;
 mod runs;
 mod slos;
 mod sql_environments;
@@ -36,6 +37,7 @@ pub use maintenance::Maintenance;
 pub use notifications::NotificationRow;
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use outcomes::{ProblemFacts, ProblemKind, TaskOutcome};
+pub use revert_jobs::{KEPT_KEYS, RevertChunk, RevertJob};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
 pub use slos::{SloBurn, SloTallies};
 pub use sql_environments::{

@@ -11,6 +11,7 @@ mod maps;
 mod ret;
 mod retention;
 mod revert;
+pub mod revert_job;
 mod sql_task;
 mod staged;
 mod transform;

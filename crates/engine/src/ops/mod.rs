@@ -16,7 +16,7 @@ pub use access::{Action, Actor, parse_role, role_name};
 pub use rerun::downstream_of;
 pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 
-use crate::data::{DataPlane, RevertReport};
+use crate::data::DataPlane;
 use crate::promotion::{self, PromotionOutcome};
 use crate::{DagCache, EngineError, GitSource};
 
@@ -103,6 +103,11 @@ impl Operations {
     pub fn with_data(mut self, plane: DataPlane) -> Self {
         self.plane = Some(plane);
         self
+    }
+
+    /// Whether this process holds MAP connections of its own.
+    pub fn has_data(&self) -> bool {
+        self.plane.is_some()
     }
 
     pub fn store(&self) -> &Store {
@@ -245,24 +250,29 @@ impl Operations {
         Ok(())
     }
 
-    /// Write back the values a return overwrote.
+    /// Queue a revert of a return: a worker writes back the values it overwrote, leaving
+    /// records changed since as they are unless `force` (admins only).
     pub async fn revert(
         &self,
         actor: &Actor,
         run_id: Uuid,
         task_id: &str,
-    ) -> Result<RevertReport, OpError> {
+        force: bool,
+    ) -> Result<drover_store::RevertJob, OpError> {
         let run = self.store.get_run(run_id).await?;
-        let env = self
-            .allowed(actor, Action::Revert, &run.environment)
+        self.allowed(actor, Action::Revert, &run.environment)
             .await?;
-        let Some(plane) = &self.plane else {
-            return Err(OpError::Unavailable(
-                "this Drover process has no MAP connections; revert from the CLI or a worker host"
-                    .to_owned(),
-            ));
-        };
-        Ok(revert_audited(&self.store, plane, &env, &actor.name, &run, task_id).await?)
+        if force {
+            self.allowed(actor, Action::Approve, &run.environment)
+                .await
+                .map_err(|_| {
+                    OpError::Forbidden(
+                        "only admins may force a revert over records changed since the return"
+                            .to_owned(),
+                    )
+                })?;
+        }
+        Ok(queue_revert(&self.store, &actor.name, &run, task_id, force).await?)
     }
 
     fn git(&self) -> Result<&GitSource, OpError> {
@@ -359,37 +369,33 @@ impl Operations {
     }
 }
 
-/// Revert a return, audited on both sides of the MAP's writes: who asked is recorded before
-/// the first write (a MAP write cannot share a database transaction, so no revert reaches the
-/// MAP without its trace), and what it restored and refused after.
-pub async fn revert_audited(
+/// Queue a revert job with its audit event, in one transaction.
+pub async fn queue_revert(
     store: &Store,
-    plane: &DataPlane,
-    env: &drover_spec::environment::Environment,
     actor: &str,
     run: &drover_store::RunRow,
     task_id: &str,
-) -> Result<RevertReport, EngineError> {
-    store
-        .audit(
-            actor,
-            "return.revert.started",
-            Some(&run.environment),
-            Some(&run.dag_id),
-            Some(run.id),
-            &serde_json::json!({ "task": task_id }),
-        )
+    force: bool,
+) -> Result<drover_store::RevertJob, EngineError> {
+    if store.dataset(run.id, task_id, "receipt").await?.is_none() {
+        return Err(EngineError::Invalid(format!(
+            "task `{task_id}` of run {} has no return receipt to revert",
+            run.id
+        )));
+    }
+    let mut tx = store.begin().await?;
+    let job = tx
+        .queue_revert(run.id, task_id, &run.environment, force, actor)
         .await?;
-    let report = crate::data::revert_return(plane, env, run.id, task_id).await?;
-    store
-        .audit(
-            actor,
-            "return.revert",
-            Some(&run.environment),
-            Some(&run.dag_id),
-            Some(run.id),
-            &serde_json::json!({ "task": task_id, "report": report }),
-        )
-        .await?;
-    Ok(report)
+    tx.audit(
+        actor,
+        "return.revert.requested",
+        Some(&run.environment),
+        Some(&run.dag_id),
+        Some(run.id),
+        &serde_json::json!({ "task": task_id, "job": job.id, "force": force }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(job)
 }

@@ -45,7 +45,10 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/clear", post(clear))
         .route("/runs/{run}/tasks/{task}/log", get(log))
         .route("/runs/{run}/tasks/{task}/rows", get(rows))
-        .route("/runs/{run}/tasks/{task}/revert", post(revert))
+        .route(
+            "/runs/{run}/tasks/{task}/revert",
+            post(revert).get(revert_status),
+        )
         .route("/checks", get(checks))
         .route("/slos", get(slos))
         .route("/usage", get(usage))
@@ -498,14 +501,44 @@ async fn clear(
     ok(json!({ "cleared": cleared }))
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct RevertBody {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Queue a revert job: 202 with the job; its progress at the GET of the same path.
 async fn revert(
     State(state): State<WebState>,
     ApiUser(user): ApiUser,
     Path((run, task)): Path<(String, String)>,
+    Body(b): Body<RevertBody>,
 ) -> ApiResult {
     let id = parse_run(&run)?;
-    let report = state.ops().revert(&user.actor, id, &task).await?;
-    ok(serde_json::to_value(report).unwrap_or_default())
+    let job = state.ops().revert(&user.actor, id, &task, b.force).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::to_value(job).unwrap_or_default()),
+    )
+        .into_response())
+}
+
+async fn revert_status(
+    State(state): State<WebState>,
+    ApiUser(_user): ApiUser,
+    Path((run, task)): Path<(String, String)>,
+) -> ApiResult {
+    let id = parse_run(&run)?;
+    let job = state
+        .ops()
+        .store()
+        .latest_revert(id, &task)
+        .await
+        .map_err(drover_engine::ops::OpError::from)?
+        .ok_or_else(|| {
+            drover_engine::ops::OpError::NotFound(format!("no revert of `{task}` in this run"))
+        })?;
+    ok(serde_json::to_value(job).unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]

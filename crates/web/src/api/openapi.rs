@@ -183,7 +183,8 @@ fn paths_and_schemas() -> Value {
                 "Marked": { "type": "object", "required": ["state"], "properties": { "state": { "type": "string" } } },
                 "Clear": { "type": "object", "required": ["tasks"], "properties": { "tasks": { "type": "array", "items": { "type": "string" } } } },
                 "Cleared": { "type": "object", "required": ["cleared"], "properties": { "cleared": { "type": "array", "items": { "type": "string" } } } },
-                "Revert": { "type": "object", "required": ["restored"], "properties": { "restored": { "type": "integer" }, "refused": { "type": "array" }, "created_left": { "type": "integer" }, "not_written": { "type": "integer" } } },
+                "RevertRequest": { "type": "object", "properties": { "force": { "type": "boolean" } } },
+                "Revert": { "type": "object", "required": ["id", "state", "processed", "restored"], "properties": { "id": { "type": "integer" }, "state": { "type": "string", "enum": ["queued", "running", "done", "failed"] }, "force": { "type": "boolean" }, "total": { "type": ["integer", "null"] }, "processed": { "type": "integer" }, "restored": { "type": "integer" }, "skipped_changed": { "type": "integer" }, "skipped_keys": { "type": "array", "items": { "type": "string" } }, "refused": { "type": "integer" }, "refusals": { "type": "array" }, "created_left": { "type": "integer" }, "not_written": { "type": "integer" }, "error": { "type": ["string", "null"] } } },
                 "Promote": { "type": "object", "properties": { "from": { "type": "string" }, "commit": { "type": "string" }, "note": { "type": "string" } } },
                 "Note": { "type": "object", "properties": { "note": { "type": "string" } } }
             }
@@ -210,7 +211,10 @@ fn paths_and_schemas() -> Value {
             "/api/runs/{run}/clear": { "post": op("Clear finished tasks so they run again", vec![run_p.clone()], Some("Clear"), 200, ok("Cleared", "Cleared"), WRITE) },
             "/api/runs/{run}/tasks/{task}/log": { "get": op("Log lines of a task's try, after a line id (poll for live logs)", vec![run_p.clone(), task_p.clone(), param("try", "query", false, "integer", "Try (default: the latest)"), param("after", "query", false, "integer", "Only lines after this id")], None, 200, ok("Log", "Lines"), READ) },
             "/api/runs/{run}/tasks/{task}/rows": { "get": op("A task's staged dataset or receipt: counts, columns, rejection reasons, and its first rows if the environment's `rows_visible_to` allows your role (otherwise `rows` is null and `rows_hidden` says why)", vec![run_p.clone(), task_p.clone(), param("kind", "query", false, "string", "output (default) or receipt"), param("limit", "query", false, "integer", "Rows, at most 1000; default 100")], None, 200, ok("DatasetRows", "The dataset"), READ) },
-            "/api/runs/{run}/tasks/{task}/revert": { "post": op("Write back the values a return overwrote", vec![run_p, task_p], None, 200, ok("Revert", "What was restored"), &[401, 403, 404, 422, 503]) },
+            "/api/runs/{run}/tasks/{task}/revert": {
+                "post": op("Queue a revert of a return: a worker writes back the values it overwrote, skipping records changed since unless `force` (admins)", vec![run_p.clone(), task_p.clone()], Some("RevertRequest"), 202, ok("Revert", "The queued job"), &[401, 403, 404, 409, 422]),
+                "get": op("The newest revert job of a return task, with its progress", vec![run_p, task_p], None, 200, ok("Revert", "The job"), READ)
+            },
             "/api/checks": { "get": op("Latest result of every data check", vec![env_q()], None, 200, ok("Checks", "Checks"), &[401]) },
             "/api/usage": { "get": op("Show-back: an environment's MAP API calls, rows moved, runtime and staged storage per DAG and per day, priced at its `costs`", vec![param("env", "query", false, "string", "Environment; default the first (lowest) one"), param("days", "query", false, "integer", "Days back, 1 to 400; default 30")], None, 200, ok("Usage", "Usage"), &[401, 404]) },
             "/api/slos": { "get": op("Data SLOs: each check with an `slo`, its indicator over the period, error budget left and burn rates", vec![env_q()], None, 200, ok("Slos", "SLOs"), &[401]) },

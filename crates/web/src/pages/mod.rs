@@ -12,6 +12,7 @@ mod notifications;
 mod rerun;
 mod receipt;
 mod run;
+mod run_revert;
 mod runs;
 mod task;
 mod usage;
@@ -130,7 +131,9 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "cleared" => "Cleared: the task and what depends on it run again.",
         "rerun" => "The failed tasks and what depends on them run again.",
         "marked" => "Run marked.",
-        "reverted" => "Return reverted: the values before it were written back to the MAP.",
+        "reverted" => {
+            "Revert queued: a worker writes the values back to Marketo; its progress is shown under Reverts."
+        }
         "promoted" => "Promoted.",
         "requested" => "Promotion requested: it waits for a second person's approval.",
         "approved" => "Promotion approved and applied.",

@@ -85,6 +85,7 @@ pub(crate) struct RunPage {
     ran_label: (String, String),
     /// "by 06:00 New York — missed by 12 min".
     deadline_words: String,
+    reverts: Vec<super::run_revert::RevertLine>,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -105,6 +106,7 @@ pub(crate) async fn page(
     let metrics: HashMap<String, TryMetrics> =
         store.run_metrics(run.id).await?.into_iter().collect();
     let datasets = store.run_datasets(run.id).await?;
+    let reverts = super::run_revert::load(store, run.id).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let bars: Vec<GanttBar<'_>> = tis
         .iter()
@@ -202,7 +204,7 @@ pub(crate) async fn page(
                 calls: n(metrics.get(&ti.task_id).and_then(|m| m.api_calls)),
                 has_receipt: datasets.iter().any(|d| {
                     d.task_id == ti.task_id && d.kind == "receipt" && d.dropped_at.is_none()
-                }),
+                }) && super::run_revert::may_revert(&reverts, &ti.task_id),
                 has_output: datasets.iter().any(|d| {
                     d.task_id == ti.task_id && d.kind == "output" && d.dropped_at.is_none()
                 }),
@@ -254,6 +256,7 @@ pub(crate) async fn page(
                 )
             })
             .unwrap_or_default(),
+        reverts,
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
         took: views::took(&run.started_at, &run.finished_at),
@@ -318,7 +321,7 @@ pub(crate) async fn revert(
     let id = parse_run(&run)?;
     state
         .ops()
-        .revert(&form.user.actor, id, &form.form.task)
+        .revert(&form.user.actor, id, &form.form.task, false)
         .await?;
     Ok(back(&format!("/runs/{id}"), "reverted"))
 }

@@ -1,0 +1,193 @@
+//! Revert jobs end to end: real `drover` scheduler and worker processes, a real Postgres, and
+//! the MAP sandbox over HTTP. A revert is queued, run by the worker, and leaves records
+//! changed since the return as they are unless forced.
+
+mod support;
+
+use std::time::Duration;
+
+use drover_mapsim::FaultProfile;
+use drover_store::RunState;
+use serde_json::json;
+use support::{
+    Drover, TestDb, Workspace, runtime, serial, server_url, start_sandbox, synced, wait_finished,
+    window_days,
+};
+use uuid::Uuid;
+
+const CLIENT_ID: &str = "drover-test";
+const SECRET: &str = "revert-secret-41a7";
+
+fn scoring_dag() -> String {
+    let (since, until) = window_days(200);
+    format!(
+        r#"id: scoring
+tasks:
+  - id: export_leads
+    export:
+      object: leads
+      fields: [id, email, leadScore, updatedAt]
+      filter: {{ updated_at: {{ since: "{since}", until: "{until}" }} }}
+  - id: score
+    depends_on: [export_leads]
+    transform:
+      - from: export_leads
+      - sql: select id, coalesce("leadScore", 0) + 1 as "leadScore" from {{{{ previous }}}}
+  - id: push_scores
+    depends_on: [score]
+    return: {{ object: leads, lookup: id, fields: [leadScore], mode: sync }}
+"#
+    )
+}
+
+async fn lead(base: &str, id: i64) -> serde_json::Value {
+    reqwest::get(format!("{base}/_sandbox/leads/{id}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Another writer (say, another DAG) changes a lead's score through the Marketo API.
+async fn change_score(base: &str, id: i64, score: i64) {
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .get(format!(
+            "{base}/identity/oauth/token?grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={SECRET}"
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let answer: serde_json::Value = http
+        .post(format!("{base}/rest/v1/leads.json"))
+        .bearer_auth(token)
+        .json(&json!({ "action": "updateOnly", "lookupField": "id", "input": [{ "id": id, "leadScore": score }] }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer["result"][0]["status"], "updated", "{answer}");
+}
+
+fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[test]
+fn a_revert_job_restores_skips_records_changed_since_and_force_restores_them() {
+    init_tls();
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    rt.block_on(async {
+        let map = start_sandbox(1_000, 11, CLIENT_ID, SECRET, FaultProfile::default()).await;
+        let base = map.base_url();
+        ws.map_environment(&base, CLIENT_ID, SECRET, Some(10_000));
+        ws.dag("scoring", &scoring_dag());
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        synced(&store, "scoring").await;
+        let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "scoring", "--env", "dev"])).expect("run id");
+        let row = wait_finished(&store, run, Duration::from_secs(120)).await;
+        assert_eq!(row.state, RunState::Success, "{row:?}\n{}", w.log());
+        let receipt = store.dataset(run, "push_scores", "receipt").await.expect("registry").expect("receipt");
+        let total = receipt.row_count;
+        assert!(total > 300, "{total} rows: more than one chunk");
+
+        // Three leads are changed by someone else after the return.
+        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "select (previous->>'id')::bigint from {} where previous is not null order by key limit 3",
+            receipt.relation()
+        )))
+        .fetch_all(store.pool())
+        .await
+        .expect("ids");
+        let before: Vec<Option<i64>> = {
+            let mut v = Vec::new();
+            for id in &ids {
+                let prev: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "select (previous->>'leadScore')::bigint from {} where previous->>'id' = $1",
+                    receipt.relation()
+                )))
+                .bind(id.to_string())
+                .fetch_one(store.pool())
+                .await
+                .expect("previous");
+                v.push(prev);
+            }
+            v
+        };
+        for id in &ids {
+            change_score(&base, *id, 4242).await;
+        }
+
+        // The revert is queued (the command returns at once without --wait) …
+        let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores"]);
+        assert!(out.starts_with("revert job "), "{out}");
+        // … a second one while it is unfinished is refused, or it has already finished.
+        let again = d.run(&["tasks", "revert", &run.to_string(), "push_scores"]);
+        let first: i64 = out
+            .trim_start_matches("revert job ")
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("job id");
+        if again.status.success() {
+            // Accepted only because the first job had already finished.
+            let first = store.revert_job(first).await.expect("first job");
+            assert!(!first.unfinished(), "a second revert while one is unfinished: {first:?}");
+        } else {
+            let err = String::from_utf8_lossy(&again.stderr);
+            assert!(err.contains("already queued or running"), "{err}");
+        }
+        let job = support::eventually("the revert job to finish", Duration::from_secs(60), || async {
+            store
+                .latest_revert(run, "push_scores")
+                .await
+                .ok()
+                .flatten()
+                .filter(|j| !j.unfinished())
+        })
+        .await;
+        assert_eq!(job.state, "done", "{job:?}");
+        assert_eq!(job.total, Some(total));
+        assert_eq!(job.processed, total);
+        assert_eq!(job.skipped_changed, 3, "{job:?}");
+        assert_eq!(job.restored, total - 3, "{job:?}");
+        assert_eq!(job.refused + job.created_left + job.not_written, 0, "{job:?}");
+        let mut skipped = job.skipped_keys.clone();
+        skipped.sort();
+        let mut expected: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        expected.sort();
+        assert_eq!(skipped, expected);
+        for id in &ids {
+            assert_eq!(lead(&base, *id).await["leadScore"], json!(4242), "left as changed");
+        }
+        let audit = store.audit_events(20).await.expect("audit");
+        let done = audit.iter().find(|a| a.action == "return.revert").expect("audited");
+        assert_eq!(done.details["report"]["skipped_changed"], json!(3), "{:?}", done.details);
+
+        // Forced (the CLI's user is an admin here): the changed records are restored too.
+        let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores", "--force", "--wait"]);
+        assert!(out.contains(&format!("restored {total} record(s); 0 skipped (changed since)")), "{out}");
+        for (id, old) in ids.iter().zip(&before) {
+            let l = lead(&base, *id).await;
+            assert_eq!(l["leadScore"].as_i64(), *old, "lead {id}: {l}");
+        }
+        drop(w);
+    });
+}
