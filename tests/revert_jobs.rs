@@ -180,6 +180,21 @@ fn a_revert_job_restores_skips_records_changed_since_and_force_restores_them() {
         let audit = store.audit_events(20).await.expect("audit");
         let done = audit.iter().find(|a| a.action == "return.revert").expect("audited");
         assert_eq!(done.details["report"]["skipped_changed"], json!(3), "{:?}", done.details);
+        // The run now carries the conflict as a warning, in words.
+        let shown: serde_json::Value =
+            serde_json::from_str(&d.ok(&["runs", "show", &run.to_string(), "--format", "json"]))
+                .expect("json");
+        let problems = shown["run"]["problems"].as_array().cloned().unwrap_or_default();
+        let conflict = problems
+            .iter()
+            .find(|p| p["kind"] == "revert_conflict")
+            .unwrap_or_else(|| panic!("{shown}"));
+        assert_eq!(conflict["task"], "push_scores");
+        assert_eq!(
+            conflict["message"],
+            "the revert of `push_scores` skipped 3 records changed since the return wrote them"
+        );
+        assert_eq!(shown["run"]["outcome"], "warning", "{shown}");
 
         // Forced (the CLI's user is an admin here): the changed records are restored too.
         let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores", "--force", "--wait"]);
@@ -188,6 +203,11 @@ fn a_revert_job_restores_skips_records_changed_since_and_force_restores_them() {
             let l = lead(&base, *id).await;
             assert_eq!(l["leadScore"].as_i64(), *old, "lead {id}: {l}");
         }
+        // The forced revert skipped nothing: the latest revert decides, no conflict is left.
+        let shown: serde_json::Value =
+            serde_json::from_str(&d.ok(&["runs", "show", &run.to_string(), "--format", "json"]))
+                .expect("json");
+        assert!(!shown["run"]["problems"].to_string().contains("revert_conflict"), "{shown}");
         drop(w);
     });
 }

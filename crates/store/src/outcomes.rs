@@ -126,7 +126,12 @@ const PROBLEMS: &str = "\
     union all \
     select r.id, 'partial_interval', null, null, null, null, null, r.interval_end, r.started_at \
     from dag_run r where r.id = any($1) and r.started_at < r.interval_end \
-      and r.interval_end > r.interval_start";
+      and r.interval_end > r.interval_start \
+    union all \
+    select j.run_id, 'revert_conflict', j.task_id, j.skipped_changed, null, null, null, j.finished_at, null \
+    from (select distinct on (run_id, task_id) * from revert_job where run_id = any($1) \
+          order by run_id, task_id, id desc) j \
+    where j.state = 'done' and j.skipped_changed > 0";
 
 impl Store {
     /// The problems of `runs` (warnings: none of them fails a run), in a stable order: by
