@@ -7,10 +7,11 @@ mod dag;
 mod dags;
 mod environments;
 mod glossary;
+mod home;
 mod login;
 mod notifications;
-mod rerun;
 mod receipt;
+mod rerun;
 mod run;
 mod runs;
 mod task;
@@ -33,7 +34,7 @@ pub(crate) use task::find_task;
 
 pub(crate) fn routes() -> Router<WebState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/", get(home::page))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/dags", get(dags::page))
