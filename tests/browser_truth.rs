@@ -72,7 +72,9 @@ fn a_failed_check_is_red_and_a_warning_is_amber_with_its_sentence() {
         // The DAGs list: red for the failed check, amber for the warning.
         let row = b.find("tr[data-dag=crm_gaps]").await.text().await;
         assert!(row.contains("failed"), "{row}");
-        let badge = b.find("tr[data-dag=form_volume] .badge.state-warning").await;
+        let badge = b
+            .find("tr[data-dag=form_volume] .badge.state-warning")
+            .await;
         assert_eq!(badge.text().await, "succeeded with 1 warning");
 
         // The red run: failed, its sentence names the check, the cleanup task did run.
@@ -80,7 +82,11 @@ fn a_failed_check_is_red_and_a_warning_is_amber_with_its_sentence() {
         let state = b.find("#run-state").await;
         assert_eq!(state.text().await, "failed");
         assert!(
-            state.attr("class").await.unwrap_or_default().contains("state-failed"),
+            state
+                .attr("class")
+                .await
+                .unwrap_or_default()
+                .contains("state-failed"),
             "red"
         );
         assert_eq!(
@@ -100,7 +106,11 @@ fn a_failed_check_is_red_and_a_warning_is_amber_with_its_sentence() {
         let state = b.find("#run-state").await;
         assert_eq!(state.text().await, "succeeded with 1 warning");
         assert!(
-            state.attr("class").await.unwrap_or_default().contains("state-warning"),
+            state
+                .attr("class")
+                .await
+                .unwrap_or_default()
+                .contains("state-warning"),
             "amber"
         );
         assert_eq!(
@@ -118,12 +128,20 @@ fn a_failed_check_is_red_and_a_warning_is_amber_with_its_sentence() {
                 &[],
             )
             .await;
-        assert_eq!(colour.as_str(), Some("rgb(255, 243, 220)"), "amber background");
+        assert_eq!(
+            colour.as_str(),
+            Some("rgb(255, 243, 220)"),
+            "amber background"
+        );
         b.screenshot(dir.join("run-warning.png")).await;
 
         // The DAG's history and the runs list say the same, with the sentence.
         b.goto(&format!("{base}/dags/form_volume?env=dev")).await;
-        let line = b.find(&format!("#runs tr[data-run='{amber}']")).await.text().await;
+        let line = b
+            .find(&format!("#runs tr[data-run='{amber}']"))
+            .await
+            .text()
+            .await;
         assert!(line.contains("succeeded with 1 warning"), "{line}");
         assert!(line.contains("Volume check: warning"), "{line}");
         b.goto(&format!("{base}/runs?env=dev")).await;

@@ -83,12 +83,20 @@ fn shipped_example_dags_run_against_the_sandbox() {
                     errors.push(format!("{}: {e}", ti.task_id));
                 }
             }
-            let shown: serde_json::Value =
-                serde_json::from_str(&d.ok(&["runs", "show", &run.to_string(), "--format", "json"]))
-                    .unwrap_or_else(|e| panic!("{e}"));
+            let shown: serde_json::Value = serde_json::from_str(&d.ok(&[
+                "runs",
+                "show",
+                &run.to_string(),
+                "--format",
+                "json",
+            ]))
+            .unwrap_or_else(|e| panic!("{e}"));
             eprintln!(
                 "{id}: {:?} {} | {} | {}",
-                row.state, shown["run"]["outcome"], shown["run"]["summary"], shown["run"]["problems"]
+                row.state,
+                shown["run"]["outcome"],
+                shown["run"]["summary"],
+                shown["run"]["problems"]
             );
             told_truly(&store, &id, run, &row, &shown["run"], &errors).await;
         }
@@ -121,7 +129,10 @@ async fn told_truly(
     shown: &serde_json::Value,
     errors: &[String],
 ) {
-    let tasks = store.task_outcomes(&[run]).await.unwrap_or_else(|e| panic!("{e}"));
+    let tasks = store
+        .task_outcomes(&[run])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let summary = shown["summary"].as_str().unwrap_or_default();
     let problems = shown["problems"].as_array().cloned().unwrap_or_default();
     let has_problem = |kind: &str, task: &str| {
@@ -134,7 +145,11 @@ async fn told_truly(
         .any(|t| matches!(t.state.as_str(), "failed" | "upstream_failed"));
     assert_eq!(
         row.state,
-        if any_failed { RunState::Failed } else { RunState::Success },
+        if any_failed {
+            RunState::Failed
+        } else {
+            RunState::Success
+        },
         "{dag}: {errors:?}"
     );
     let expected_outcome = match (row.state, problems.is_empty()) {
@@ -147,17 +162,30 @@ async fn told_truly(
     let mut passed = 0;
     for t in &tasks {
         let name = t.task_id.replace('_', " ");
-        let name = if name.ends_with("check") { name } else { format!("{name} check") };
+        let name = if name.ends_with("check") {
+            name
+        } else {
+            format!("{name} check")
+        };
         match (&t.check, t.state.as_str()) {
             (Some((true, _)), _) => passed += 1,
             (Some((false, severity)), state) => {
-                let verdict = if state == "failed" { "failed" } else { "warning" };
+                let verdict = if state == "failed" {
+                    "failed"
+                } else {
+                    "warning"
+                };
                 assert!(
-                    summary.to_lowercase().contains(&format!("{name}: {verdict}")),
+                    summary
+                        .to_lowercase()
+                        .contains(&format!("{name}: {verdict}")),
                     "{dag}: {summary}"
                 );
                 if severity == "warn" {
-                    assert!(has_problem("check_warning", &t.task_id), "{dag}: {problems:?}");
+                    assert!(
+                        has_problem("check_warning", &t.task_id),
+                        "{dag}: {problems:?}"
+                    );
                 }
             }
             (None, "success") if t.task_id.starts_with("export") => {
@@ -165,22 +193,35 @@ async fn told_truly(
                 assert!(
                     ["lead", "leads", "activity", "activities"]
                         .iter()
-                        .any(|w| summary.to_lowercase().contains(&format!("{n} {w} read from marketo"))),
+                        .any(|w| summary
+                            .to_lowercase()
+                            .contains(&format!("{n} {w} read from marketo"))),
                     "{dag}: {summary}"
                 );
             }
             (None, "failed") => {
-                assert!(summary.to_lowercase().contains(&format!("task {} failed", t.task_id)), "{dag}: {summary}")
+                assert!(
+                    summary
+                        .to_lowercase()
+                        .contains(&format!("task {} failed", t.task_id)),
+                    "{dag}: {summary}"
+                )
             }
             _ => {}
         }
         if t.metrics.rows_rejected.unwrap_or(0) > 0 && t.state.as_str() == "success" {
-            assert!(has_problem("rejected_rows", &t.task_id), "{dag}: {problems:?}");
+            assert!(
+                has_problem("rejected_rows", &t.task_id),
+                "{dag}: {problems:?}"
+            );
         }
     }
     match passed {
         0 => assert!(!summary.contains("passed"), "{dag}: {summary}"),
         1 => assert!(summary.contains("1 check passed"), "{dag}: {summary}"),
-        n => assert!(summary.contains(&format!("{n} checks passed")), "{dag}: {summary}"),
+        n => assert!(
+            summary.contains(&format!("{n} checks passed")),
+            "{dag}: {summary}"
+        ),
     }
 }

@@ -250,7 +250,10 @@ fn local(t: DateTime<Utc>, zone: Tz) -> String {
         .next()
         .unwrap_or("UTC")
         .replace('_', " ");
-    format!("{} {city}", t.with_timezone(&zone).format("%a %-d %b %H:%M"))
+    format!(
+        "{} {city}",
+        t.with_timezone(&zone).format("%a %-d %b %H:%M")
+    )
 }
 
 /// A check's number as the author wrote it: "0.56", "12", "1,234.5".
@@ -400,14 +403,25 @@ mod tests {
 
     #[test]
     fn a_run_is_told_from_its_tasks_kinds_and_counts() {
-        let dag = drover_spec::dag::load_dag("scoring.yaml", DAG).unwrap_or_else(|e| panic!("{e:?}"));
+        let dag =
+            drover_spec::dag::load_dag("scoring.yaml", DAG).unwrap_or_else(|e| panic!("{e:?}"));
         let ok = TaskState::Success;
         let tasks = vec![
             task("export_leads", ok, rows(1_290, 1_290, 0, None), None),
             task("score", ok, rows(1_290, 1_290, 0, None), None),
             task("push", ok, rows(1_290, 1_289, 1, Some(4)), None),
-            task("volume_check", ok, TryMetrics::default(), Some((false, "warn"))),
-            task("rows_check", ok, TryMetrics::default(), Some((true, "fail"))),
+            task(
+                "volume_check",
+                ok,
+                TryMetrics::default(),
+                Some((false, "warn")),
+            ),
+            task(
+                "rows_check",
+                ok,
+                TryMetrics::default(),
+                Some((true, "fail")),
+            ),
         ];
         assert_eq!(
             sentence(&run(RunState::Success), Some(&dag), "Marketo", &tasks),
@@ -423,10 +437,30 @@ mod tests {
             "0 leads read from Marketo · nothing to send to Marketo"
         );
         let failed = vec![
-            task("export_leads", TaskState::Failed, TryMetrics::default(), None),
-            task("score", TaskState::UpstreamFailed, TryMetrics::default(), None),
-            task("push", TaskState::UpstreamFailed, TryMetrics::default(), None),
-            task("rows_check", TaskState::Failed, TryMetrics::default(), Some((false, "fail"))),
+            task(
+                "export_leads",
+                TaskState::Failed,
+                TryMetrics::default(),
+                None,
+            ),
+            task(
+                "score",
+                TaskState::UpstreamFailed,
+                TryMetrics::default(),
+                None,
+            ),
+            task(
+                "push",
+                TaskState::UpstreamFailed,
+                TryMetrics::default(),
+                None,
+            ),
+            task(
+                "rows_check",
+                TaskState::Failed,
+                TryMetrics::default(),
+                Some((false, "fail")),
+            ),
         ];
         assert_eq!(
             sentence(&run(RunState::Failed), Some(&dag), "Marketo", &failed),
@@ -452,7 +486,10 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-12-01T11:00:00Z")
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(local(t, chrono_tz::America::New_York), "Tue 1 Dec 06:00 New York");
+        assert_eq!(
+            local(t, chrono_tz::America::New_York),
+            "Tue 1 Dec 06:00 New York"
+        );
         assert_eq!(local(t, Tz::UTC), "Tue 1 Dec 11:00 UTC");
     }
 }

@@ -42,7 +42,11 @@ impl ProblemKind {
             "deadline_missed" => ProblemKind::DeadlineMissed,
             "partial_interval" => ProblemKind::PartialInterval,
             "revert_conflict" => ProblemKind::RevertConflict,
-            other => return Err(StoreError::Corrupt(format!("unknown problem kind `{other}`"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown problem kind `{other}`"
+                )));
+            }
         })
     }
 }

@@ -6,8 +6,8 @@ pub(crate) mod dag_info;
 pub(crate) mod format;
 pub(crate) mod glossary;
 pub(crate) mod graph_svg;
-pub(crate) mod local_time;
 pub(crate) mod import_error;
+pub(crate) mod local_time;
 pub(crate) mod sparkline;
 
 use chrono::{DateTime, Utc};
