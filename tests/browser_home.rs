@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use support::browser::Browser;
@@ -15,6 +16,19 @@ use support::{
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(60);
+
+/// Where screenshots go: DROVER_SCREENSHOTS (`docs/screenshots` refreshes README's), else a
+/// temporary folder.
+fn shots() -> PathBuf {
+    match std::env::var_os("DROVER_SCREENSHOTS") {
+        Some(dir) => {
+            let dir = std::path::absolute(PathBuf::from(dir)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+            dir
+        }
+        None => std::env::temp_dir(),
+    }
+}
 
 #[test]
 fn a_viewer_sees_prod_first_and_what_needs_attention_in_dev() {
@@ -132,6 +146,7 @@ fn a_viewer_sees_prod_first_and_what_needs_attention_in_dev() {
         assert_eq!(nothing, "Nothing needs attention in prod.");
         assert!(!b.exists("#attention-prod li.attention-run").await);
         assert!(b.exists("#next-prod li[data-dag=nightly_scores]").await);
+        b.screenshot(shots().join("home.png")).await;
     });
 }
 
