@@ -7,6 +7,7 @@ mod dag;
 mod dags;
 mod environments;
 mod glossary;
+mod home;
 mod login;
 mod notifications;
 mod receipt;
@@ -34,7 +35,7 @@ pub(crate) use task::find_task;
 
 pub(crate) fn routes() -> Router<WebState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/", get(home::page))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/dags", get(dags::page))
