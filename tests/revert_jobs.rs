@@ -304,3 +304,91 @@ fn a_revert_job_whose_worker_is_killed_is_finished_by_another_without_writing_a_
         drop(second);
     });
 }
+
+/// The figure in docs/reliability.md ("Revert jobs"): a return of about 100,000 records (an
+/// import, being above the sync limit) reverted by one worker, with the web process
+/// restarted half-way. Prints the revert's wall time, its Marketo calls and progress samples.
+/// `DROVER_REVERT_LEADS` sets the sandbox's size (the export's window takes about 84% of it).
+///
+/// `cargo test --locked --test revert_jobs -- --ignored --nocapture revert_figure`
+#[test]
+#[ignore = "a measurement: several minutes"]
+fn revert_figure() {
+    init_tls();
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let leads: usize = std::env::var("DROVER_REVERT_LEADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(119_000);
+    rt.block_on(async {
+        let map = start_sandbox(leads, 13, CLIENT_ID, SECRET, FaultProfile::default()).await;
+        let base = map.base_url();
+        ws.map_environment(&base, CLIENT_ID, SECRET, Some(50_000));
+        ws.dag("scoring", &scoring_dag().replace("mode: sync", "mode: auto"));
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        support::web::add_user(&d, "admin", "admin");
+        let _s = d.scheduler("scheduler");
+        let w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        synced(&store, "scoring").await;
+        let started = std::time::Instant::now();
+        let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "scoring", "--env", "dev", "--as", "admin"])).expect("run id");
+        let row = wait_finished(&store, run, Duration::from_secs(3_000)).await;
+        assert_eq!(row.state, RunState::Success, "{row:?}\n{}", w.log());
+        let receipt = store.dataset(run, "push_scores", "receipt").await.expect("registry").expect("receipt");
+        let total = receipt.row_count;
+        println!("return: {total} rows, run took {:.1}s", started.elapsed().as_secs_f64());
+
+        let (mut web, _) = support::web::start_web(&d, &[]).await;
+        let calls = |s: &serde_json::Value| s["calls"].as_i64().unwrap_or(-1);
+        let before = sandbox_stats(&base).await;
+        let started = std::time::Instant::now();
+        let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores", "--as", "admin"]);
+        let id: i64 = out
+            .trim_start_matches("revert job ")
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("job id");
+        let mut restarted = None;
+        let job = loop {
+            let j = store.revert_job(id).await.expect("job");
+            println!(
+                "{:>6.1}s {} {} of {}",
+                started.elapsed().as_secs_f64(),
+                j.state,
+                j.processed,
+                j.total.map_or("?".to_owned(), |t| t.to_string())
+            );
+            if !j.unfinished() {
+                break j;
+            }
+            if restarted.is_none() && j.total.is_some_and(|t| j.processed > 0 && j.processed * 2 < t) {
+                web.terminate(Duration::from_secs(10));
+                let (w2, b2) = support::web::start_web(&d, &[]).await;
+                web = w2;
+                let at = store.revert_job(id).await.expect("job").processed;
+                println!("web restarted at {at} processed; now at {b2}");
+                restarted = Some(at);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        let wall = started.elapsed().as_secs_f64();
+        let after = sandbox_stats(&base).await;
+        assert_eq!(job.state, "done", "{job:?}");
+        assert_eq!(job.processed, total);
+        assert_eq!(job.restored, total, "{job:?}");
+        let at = restarted.expect("the web process was restarted mid-job");
+        assert!(at < total, "restarted before the end");
+        println!(
+            "revert of {total} records: {wall:.1}s wall, {} Marketo calls (sandbox count), web restarted at {at}",
+            calls(&after) - calls(&before)
+        );
+        drop(web);
+        drop(w);
+    });
+}
