@@ -55,7 +55,10 @@ async fn change_score(base: &str, id: i64, score: i64) {
         .json()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let token = token["access_token"].as_str().unwrap_or_default().to_owned();
+    let token = token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let answer: serde_json::Value = http
         .post(format!("{base}/rest/v1/leads.json"))
         .bearer_auth(token)
@@ -73,7 +76,7 @@ fn thousands(n: i64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -239,20 +239,33 @@ fn a_revert_job_whose_worker_is_killed_is_finished_by_another_without_writing_a_
         let mut first = d.worker("worker-1", 2, 2.0);
         let store = db.store().await;
         synced(&store, "scoring").await;
-        let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "scoring", "--env", "dev"])).expect("run id");
+        let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "scoring", "--env", "dev"]))
+            .expect("run id");
         let row = wait_finished(&store, run, Duration::from_secs(180)).await;
         assert_eq!(row.state, RunState::Success, "{row:?}\n{}", first.log());
-        let receipt = store.dataset(run, "push_scores", "receipt").await.expect("registry").expect("receipt");
+        let receipt = store
+            .dataset(run, "push_scores", "receipt")
+            .await
+            .expect("registry")
+            .expect("receipt");
         let total = receipt.row_count;
         assert!(total > 1_500, "{total} rows: several chunks of 300");
 
         // Each Marketo call now takes a while, so that the job is caught half-way.
         map.set_faults(FaultProfile {
-            rate_limit: Some(RateLimitFault { calls_per_20s: 100_000, concurrent: 20, latency_ms: 400 }),
+            rate_limit: Some(RateLimitFault {
+                calls_per_20s: 100_000,
+                concurrent: 20,
+                latency_ms: 400,
+            }),
             ..FaultProfile::default()
         });
         let before = sandbox_stats(&base).await;
-        assert_eq!(before["maxWritesPerLead"], json!(1), "the return wrote each lead once: {before}");
+        assert_eq!(
+            before["maxWritesPerLead"],
+            json!(1),
+            "the return wrote each lead once: {before}"
+        );
         let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores"]);
         let id: i64 = out
             .trim_start_matches("revert job ")
@@ -260,40 +273,59 @@ fn a_revert_job_whose_worker_is_killed_is_finished_by_another_without_writing_a_
             .next()
             .and_then(|n| n.parse().ok())
             .expect("job id");
-        let mid = support::eventually("the revert job half-way", Duration::from_secs(120), || async {
-            store
-                .revert_job(id)
-                .await
-                .ok()
-                .filter(|j| j.processed > 0 && j.total.is_some_and(|t| j.processed < t))
-        })
+        let mid = support::eventually(
+            "the revert job half-way",
+            Duration::from_secs(120),
+            || async {
+                store
+                    .revert_job(id)
+                    .await
+                    .ok()
+                    .filter(|j| j.processed > 0 && j.total.is_some_and(|t| j.processed < t))
+            },
+        )
         .await;
         first.kill9();
         let at_kill = store.revert_job(id).await.expect("job");
         assert_eq!(at_kill.state, "running", "{at_kill:?}");
-        assert!(at_kill.processed < total, "killed before the end: {at_kill:?} (seen {mid:?})");
+        assert!(
+            at_kill.processed < total,
+            "killed before the end: {at_kill:?} (seen {mid:?})"
+        );
 
         // A second worker takes it over once the dead one's lease has run out.
         map.set_faults(FaultProfile::default());
         let second = d.worker("worker-2", 2, 2.0);
-        let job = support::eventually("the revert job to finish", Duration::from_secs(120), || async {
-            store.revert_job(id).await.ok().filter(|j| !j.unfinished())
-        })
+        let job = support::eventually(
+            "the revert job to finish",
+            Duration::from_secs(120),
+            || async { store.revert_job(id).await.ok().filter(|j| !j.unfinished()) },
+        )
         .await;
         assert_eq!(job.state, "done", "{job:?}\n{}", second.log());
-        assert_ne!(job.worker_id, at_kill.worker_id, "finished by the second worker: {job:?}");
+        assert_ne!(
+            job.worker_id, at_kill.worker_id,
+            "finished by the second worker: {job:?}"
+        );
         assert_eq!(job.total, Some(total));
         assert_eq!(job.processed, total, "{job:?}");
         assert_eq!(job.restored, total, "{job:?}");
-        assert_eq!(job.skipped_changed + job.refused + job.created_left + job.not_written, 0, "{job:?}");
-        let done: Vec<(String, i64)> = sqlx::query_as(
-            "select key, count(*) from revert_done where job_id = $1 group by key",
-        )
-        .bind(id)
-        .fetch_all(store.pool())
-        .await
-        .expect("revert_done");
-        assert_eq!(i64::try_from(done.len()).unwrap_or(0), total, "every key dealt with");
+        assert_eq!(
+            job.skipped_changed + job.refused + job.created_left + job.not_written,
+            0,
+            "{job:?}"
+        );
+        let done: Vec<(String, i64)> =
+            sqlx::query_as("select key, count(*) from revert_done where job_id = $1 group by key")
+                .bind(id)
+                .fetch_all(store.pool())
+                .await
+                .expect("revert_done");
+        assert_eq!(
+            i64::try_from(done.len()).unwrap_or(0),
+            total,
+            "every key dealt with"
+        );
         assert!(done.iter().all(|(_, n)| *n == 1), "a key dealt with twice");
         // Marketo saw each record written back exactly once: the return's write and the revert's.
         let after = sandbox_stats(&base).await;
