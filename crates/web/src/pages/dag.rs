@@ -229,7 +229,7 @@ async fn render(
         None
     };
     let now = Utc::now();
-    let mut stories = state.ops().stories(&runs).await?;
+    let mut stories = state.ops().stories(runs).await?;
     let runs = runs
         .iter()
         .cloned()
