@@ -123,7 +123,35 @@ function previewInterval(input) {
   ask();
 }
 
+// A queued or running revert job: its line follows the job, and the page reloads once it is
+// done for the final figures and the Revert button's place.
+function followRevert(li, run) {
+  const url = "/api/runs/" + run + "/tasks/" + encodeURIComponent(li.dataset.task) + "/revert";
+  const tick = async () => {
+    try {
+      const job = await getJson(url);
+      if (job.state !== "queued" && job.state !== "running") {
+        window.location.replace(window.location.pathname);
+        return;
+      }
+      const text = li.querySelector(".revert-state");
+      if (text && job.state === "running" && job.total != null) {
+        text.textContent = "Reverting: " + job.processed.toLocaleString("en-US") + " of "
+          + job.total.toLocaleString("en-US") + " records";
+      }
+      setTimeout(tick, 1000);
+    } catch (e) {
+      setTimeout(tick, 5000);
+    }
+  };
+  setTimeout(tick, 1000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const reverts = document.getElementById("reverts");
+  if (reverts) {
+    for (const li of reverts.querySelectorAll("li[data-revert-live=true]")) followRevert(li, reverts.dataset.run);
+  }
   const date = document.getElementById("logical-date");
   if (date && date.dataset.intervalUrl) previewInterval(date);
 });
