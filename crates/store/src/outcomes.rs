@@ -18,7 +18,9 @@ pub enum ProblemKind {
     RejectedRows,
     /// The run or a task had not succeeded by its deadline.
     DeadlineMissed,
-    /// The run started before its data interval had ended: it saw only part of it.
+    /// A manual run started before its data interval had ended: it saw only part of it.
+    /// (Scheduled and backfill runs are only created for intervals that have ended; another
+    /// host's clock a little ahead must not make them look partial.)
     PartialInterval,
     /// A revert skipped records changed since the return wrote them.
     RevertConflict,
@@ -129,7 +131,7 @@ const PROBLEMS: &str = "\
     from task_instance ti where ti.run_id = any($1) and ti.deadline_state = 'missed' \
     union all \
     select r.id, 'partial_interval', null, null, null, null, null, r.interval_end, r.started_at \
-    from dag_run r where r.id = any($1) and r.started_at < r.interval_end \
+    from dag_run r where r.id = any($1) and r.run_type = 'manual' and r.started_at < r.interval_end \
       and r.interval_end > r.interval_start \
     union all \
     select j.run_id, 'revert_conflict', j.task_id, j.skipped_changed, null, null, null, j.finished_at, null \
