@@ -8,27 +8,15 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use support::browser::Browser;
+use support::browser::{Browser, screenshots_dir as shots};
 use support::gitrepo::{commit, git};
 use support::web::{add_user, start_web};
 use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url};
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn shots() -> PathBuf {
-    match std::env::var_os("DROVER_SCREENSHOTS") {
-        Some(dir) => {
-            let dir = std::path::absolute(PathBuf::from(dir)).unwrap_or_else(|e| panic!("{e}"));
-            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-            dir
-        }
-        None => std::env::temp_dir(),
-    }
-}
 
 async fn log_in(b: &Browser, base: &str, name: &str, password: &str) {
     b.goto(&format!("{base}/login")).await;

@@ -5,10 +5,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use support::browser::Browser;
+use support::browser::{Browser, screenshots_dir as shots};
 use support::web::{add_user, start_web};
 use support::{
     Drover, TestDb, Workspace, eventually, runtime, serial, server_url, synced, wait_finished,
@@ -19,17 +18,6 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// Where screenshots go: DROVER_SCREENSHOTS (`docs/screenshots` refreshes README's), else a
 /// temporary folder.
-fn shots() -> PathBuf {
-    match std::env::var_os("DROVER_SCREENSHOTS") {
-        Some(dir) => {
-            let dir = std::path::absolute(PathBuf::from(dir)).unwrap_or_else(|e| panic!("{e}"));
-            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-            dir
-        }
-        None => std::env::temp_dir(),
-    }
-}
-
 #[test]
 fn a_viewer_sees_prod_first_and_what_needs_attention_in_dev() {
     let _g = serial();

@@ -8,26 +8,14 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use support::browser::Browser;
+use support::browser::{Browser, screenshots_dir as shots};
 use support::web::{add_user, start_web};
 use support::{Drover, TestDb, Workspace, runtime, serial, server_url, synced, wait_finished};
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn shots() -> PathBuf {
-    match std::env::var_os("DROVER_SCREENSHOTS") {
-        Some(dir) => {
-            let dir = std::path::absolute(PathBuf::from(dir)).unwrap_or_else(|e| panic!("{e}"));
-            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-            dir
-        }
-        None => std::env::temp_dir(),
-    }
-}
 
 #[test]
 fn a_failed_check_is_red_and_a_warning_is_amber_with_its_sentence() {

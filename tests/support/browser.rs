@@ -787,3 +787,17 @@ fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// Where a browser test keeps its screenshots: `DROVER_SCREENSHOTS` (made absolute and
+/// created; `docs/screenshots` refreshes the ones README shows), else the temp folder.
+pub fn screenshots_dir() -> std::path::PathBuf {
+    match std::env::var_os("DROVER_SCREENSHOTS") {
+        Some(dir) => {
+            let dir = std::path::absolute(std::path::PathBuf::from(dir))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+            dir
+        }
+        None => std::env::temp_dir(),
+    }
+}
