@@ -1,4 +1,5 @@
-//! Sandbox-only endpoints under `/_sandbox/` (no auth): faults, leads, stats, clock, reset.
+//! Sandbox-only endpoints under `/_sandbox/` (no auth): faults, leads, stats, clock, reset, and
+//! placing leads and activities at exact instants (for tests of interval boundaries).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, json};
 
-use crate::data::FIELDS;
+use crate::data::{self, FIELDS, Value};
 use crate::faults::FaultProfile;
 use crate::state::AppState;
 use crate::store::WriteVia;
@@ -19,7 +20,9 @@ use crate::store::WriteVia;
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
-        .route("/_sandbox/leads/{id}", get(get_lead))
+        .route("/_sandbox/leads", post(place_new_lead))
+        .route("/_sandbox/leads/{id}", get(get_lead).put(place_lead))
+        .route("/_sandbox/activities", post(place_activity))
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/writes", get(writes))
         .route("/_sandbox/clock/advance", post(advance_clock))
@@ -65,6 +68,120 @@ async fn get_lead(State(state): State<Arc<AppState>>, Path(id): Path<u32>) -> Re
     }
     m.insert("_writeCount".to_owned(), json!(store.write_count(id)));
     Json(m).into_response()
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": e.to_string()})),
+    )
+        .into_response()
+}
+
+/// The fields of a placement body (`{"updatedAt": "…", "country": "Narnia", …}`), typed as the
+/// schema says; `id` cannot be set.
+fn placed_fields(body: &Map<String, serde_json::Value>) -> Result<Vec<(usize, Value)>, String> {
+    body.iter()
+        .map(|(name, v)| {
+            let idx = data::field_index(name).ok_or_else(|| format!("no lead field `{name}`"))?;
+            if idx == data::ID {
+                return Err("`id` is given by the sandbox".to_owned());
+            }
+            data::parse_json(idx, v)
+                .map(|v| (idx, v))
+                .map_err(|e| format!("{name}: {e}"))
+        })
+        .collect()
+}
+
+/// `POST /_sandbox/leads`: a new lead holding exactly the given fields (`createdAt` and
+/// `updatedAt` default to the sandbox's now); answers `{"id": …}`.
+async fn place_new_lead(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<Map<String, serde_json::Value>>,
+) -> Response {
+    let values = match placed_fields(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let now = state.clock.now().timestamp();
+    let id = state.write_store().create_placed(values, now);
+    (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+}
+
+/// `PUT /_sandbox/leads/{id}`: sets exactly the given fields, timestamps included; `updatedAt`
+/// moves only when given, and no write is logged (unlike Sync Leads).
+async fn place_lead(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u32>,
+    Json(body): Json<Map<String, serde_json::Value>>,
+) -> Response {
+    let values = match placed_fields(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let placed = {
+        let mut store = state.write_store();
+        let found = store.exists(id);
+        if found {
+            store.place(id, values);
+        }
+        found
+    };
+    if !placed {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("lead {id} not found")})),
+        )
+            .into_response();
+    }
+    get_lead(State(state), Path(id)).await
+}
+
+/// Body of `POST /_sandbox/activities`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PlacedActivity {
+    lead_id: u32,
+    activity_type_id: u32,
+    activity_date: String,
+}
+
+/// Activity types the sandbox can write rows for.
+const PLACEABLE_TYPES: &[u32] = &[1, 2, 10, 11, 12];
+
+/// `POST /_sandbox/activities`: an activity of an existing lead at an exact instant; answers
+/// `{"marketoGUID": "…"}`.
+async fn place_activity(
+    State(state): State<Arc<AppState>>,
+    Json(a): Json<PlacedActivity>,
+) -> Response {
+    if !PLACEABLE_TYPES.contains(&a.activity_type_id) {
+        return bad_request(format!(
+            "activityTypeId {} cannot be placed; use one of {PLACEABLE_TYPES:?}",
+            a.activity_type_id
+        ));
+    }
+    let Some(date) = crate::clock::parse_iso(&a.activity_date) else {
+        return bad_request(format!(
+            "activityDate `{}` is not a timestamp like 2026-01-01T00:00:00Z",
+            a.activity_date
+        ));
+    };
+    let guid = {
+        let mut store = state.write_store();
+        store
+            .exists(a.lead_id)
+            .then(|| store.place_activity(a.lead_id, a.activity_type_id, date.timestamp()))
+    };
+    let Some(guid) = guid else {
+        return bad_request(format!("lead {} not found", a.lead_id));
+    };
+    (
+        StatusCode::CREATED,
+        Json(json!({"marketoGUID": guid.to_string()})),
+    )
+        .into_response()
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::auth::Caller;
 use crate::clock::{iso, parse_iso};
-use crate::data::{self, Lead, Value};
+use crate::data::{self, Activity, Lead, Value};
 use crate::envelope::{self, ApiError, ApiResult};
 use crate::faults::Purpose;
 use crate::state::AppState;
@@ -648,10 +648,10 @@ fn write_file(
                     (start..stop)
                         .filter(|id| match filter {
                             LeadFilter::CreatedAt(s, e) => {
-                                store.created_at(*id).is_some_and(|t| t >= *s && t < *e)
+                                store.created_at(*id).is_some_and(|t| within(t, *s, *e))
                             }
                             LeadFilter::UpdatedAt(s, e) => {
-                                store.updated_at(*id).is_some_and(|t| t >= *s && t < *e)
+                                store.updated_at(*id).is_some_and(|t| within(t, *s, *e))
                             }
                             LeadFilter::StaticList(l) => store.in_list(*l, *id),
                         })
@@ -678,36 +678,34 @@ fn write_file(
                 for id in start..seeded_end {
                     generator.activities(id, &mut acts);
                     for a in &acts {
-                        if a.date < *from || a.date >= *to {
-                            continue;
+                        if activity_selected(a, *from, *to, types.as_deref()) {
+                            write_activity(&mut w, &mut buf, a, columns)?;
+                            records += 1;
                         }
-                        if types.as_ref().is_some_and(|t| !t.contains(&a.type_id)) {
-                            continue;
-                        }
-                        let (campaign, pav_id, pav, attrs) = a.details();
-                        for &c in columns {
-                            buf.clear();
-                            let v = match c {
-                                0 => Value::Str(a.guid.to_string().into()),
-                                1 => Value::Int(i64::from(a.lead_id)),
-                                2 => Value::Time(a.date),
-                                3 => Value::Int(i64::from(a.type_id)),
-                                4 => campaign.map_or(Value::Null, |c| Value::Int(i64::from(c))),
-                                5 => pav_id.map_or(Value::Null, |c| Value::Int(i64::from(c))),
-                                6 => pav.map_or(Value::Null, |p| Value::Str(p.into())),
-                                7 => Value::Str(attrs.as_str().into()),
-                                _ => Value::Str("succeeded".into()),
-                            };
-                            v.push_csv(&mut buf);
-                            w.write_field(buf.as_bytes())?;
-                        }
-                        w.write_record(None::<&[u8]>)?;
-                        records += 1;
                     }
                 }
             }
         }
         start = stop;
+    }
+    if let Selection::Activities {
+        columns,
+        from,
+        to,
+        types,
+    } = selection
+    {
+        let placed: Vec<_> = state
+            .read_store()
+            .placed_activities
+            .iter()
+            .filter(|a| activity_selected(a, *from, *to, types.as_deref()))
+            .cloned()
+            .collect();
+        for a in &placed {
+            write_activity(&mut w, &mut buf, a, columns)?;
+            records += 1;
+        }
     }
     let mut hw = w
         .into_inner()
@@ -722,7 +720,46 @@ fn write_file(
     Ok((records, hw.bytes, format!("sha256:{hex}")))
 }
 
-/// Seeded leads have activities; leads created through the API have none.
+/// Whether `t` is in a bulk filter's range. Marketo does not say whether `endAt` is exclusive;
+/// the sandbox takes both ends inclusively, the conservative reading (a record stamped exactly at
+/// `endAt` is also in the next window's export).
+fn within(t: i64, start: i64, end: i64) -> bool {
+    t >= start && t <= end
+}
+
+fn activity_selected(a: &Activity, from: i64, to: i64, types: Option<&[u32]>) -> bool {
+    within(a.date, from, to) && types.is_none_or(|t| t.contains(&a.type_id))
+}
+
+/// Writes one activity row of `columns`.
+fn write_activity<W: Write>(
+    w: &mut csv::Writer<W>,
+    buf: &mut String,
+    a: &Activity,
+    columns: &[usize],
+) -> io::Result<()> {
+    let (campaign, pav_id, pav, attrs) = a.details();
+    for &c in columns {
+        buf.clear();
+        let v = match c {
+            0 => Value::Str(a.guid.to_string().into()),
+            1 => Value::Int(i64::from(a.lead_id)),
+            2 => Value::Time(a.date),
+            3 => Value::Int(i64::from(a.type_id)),
+            4 => campaign.map_or(Value::Null, |c| Value::Int(i64::from(c))),
+            5 => pav_id.map_or(Value::Null, |c| Value::Int(i64::from(c))),
+            6 => pav.map_or(Value::Null, |p| Value::Str(p.into())),
+            7 => Value::Str(attrs.as_str().into()),
+            _ => Value::Str("succeeded".into()),
+        };
+        v.push_csv(buf);
+        w.write_field(buf.as_bytes())?;
+    }
+    w.write_record(None::<&[u8]>)?;
+    Ok(())
+}
+
+/// Seeded leads have activities; leads created through the API have none (placed ones aside).
 fn generator_limit(state: &AppState) -> u32 {
     state.seeded_leads.saturating_add(1)
 }

@@ -1,11 +1,12 @@
 //! The lead database: seeded leads regenerated on demand plus a patch per written lead, an email
-//! index, static-list membership and a log of every write (for duplicate-write detection).
+//! index, static-list membership, a log of every write (for duplicate-write detection), and the
+//! leads and activities tests placed at exact instants.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::data::{self, Generator, Lead, NFIELDS, Value};
+use crate::data::{self, Activity, Generator, Lead, NFIELDS, Value};
 use crate::faults::mix;
 
 /// How a write reached the database.
@@ -45,7 +46,12 @@ pub(crate) struct LeadStore {
     email_index: HashMap<u64, Ids>,
     list_members: HashMap<u32, HashSet<u32>>,
     pub(crate) writes: Vec<WriteRecord>,
+    /// Activities placed through the admin API (seeded ones are generated on demand).
+    pub(crate) placed_activities: Vec<Activity>,
 }
+
+/// First GUID of placed activities, far above the seeded ones (`leadId × 8 + k`).
+const PLACED_GUID_BASE: u64 = 1 << 40;
 
 fn email_key(email: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -79,6 +85,7 @@ impl LeadStore {
             email_index,
             list_members: HashMap::new(),
             writes: Vec::new(),
+            placed_activities: Vec::new(),
         }
     }
 
@@ -208,6 +215,55 @@ impl LeadStore {
         now: i64,
         write: (WriteVia, u64),
     ) {
+        self.set_fields(
+            id,
+            values
+                .into_iter()
+                .chain([(data::UPDATED_AT, Value::Time(now))])
+                .collect(),
+        );
+        self.writes.push(WriteRecord {
+            lead_id: id,
+            via: write.0,
+            source: write.1,
+        });
+    }
+
+    /// Sets exactly `values` on lead `id` (timestamps included, nothing bumped, no write
+    /// logged): how tests place a lead at an instant.
+    pub(crate) fn place(&mut self, id: u32, values: Vec<(usize, Value)>) {
+        self.set_fields(id, values);
+    }
+
+    /// Creates a lead holding exactly `values`; `createdAt` and `updatedAt` default to `now`.
+    pub(crate) fn create_placed(&mut self, values: Vec<(usize, Value)>, now: i64) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.patches.insert(
+            id,
+            vec![
+                (data::CREATED_AT as u8, Value::Time(now)),
+                (data::UPDATED_AT as u8, Value::Time(now)),
+            ],
+        );
+        self.set_fields(id, values);
+        id
+    }
+
+    /// Adds an activity of lead `lead_id` at `date` (Unix seconds); returns its GUID.
+    pub(crate) fn place_activity(&mut self, lead_id: u32, type_id: u32, date: i64) -> u64 {
+        let guid = PLACED_GUID_BASE + self.placed_activities.len() as u64;
+        self.placed_activities.push(Activity {
+            guid,
+            lead_id,
+            date,
+            type_id,
+            variant: 0,
+        });
+        guid
+    }
+
+    fn set_fields(&mut self, id: u32, values: Vec<(usize, Value)>) {
         for (idx, v) in &values {
             if *idx == data::EMAIL {
                 let old = self.email(id);
@@ -220,10 +276,7 @@ impl LeadStore {
             }
         }
         let patch = self.patches.entry(id).or_default();
-        for (idx, v) in values
-            .into_iter()
-            .chain([(data::UPDATED_AT, Value::Time(now))])
-        {
+        for (idx, v) in values {
             let Ok(i) = u8::try_from(idx) else { continue };
             if idx >= NFIELDS {
                 continue;
@@ -233,11 +286,6 @@ impl LeadStore {
                 None => patch.push((i, v)),
             }
         }
-        self.writes.push(WriteRecord {
-            lead_id: id,
-            via: write.0,
-            source: write.1,
-        });
     }
 
     /// Adds lead `id` to static list `list_id`.
