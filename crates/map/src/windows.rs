@@ -57,7 +57,8 @@ impl DateWindow {
 
 /// Splits `[start, end]` into consecutive windows of at most `max_days` days (clamped to 1..=31).
 /// Windows are adjacent: each one ends where the next starts. Marketo's bounds are treated as
-/// inclusive, so a record stamped exactly on a boundary may come back twice; deduplicate by id.
+/// inclusive, so a record stamped exactly on a boundary may come back from both windows: keep
+/// the rows of each window in `[start, end)` (the engine's export task does).
 pub fn split_date_range(
     start: DateTime<Utc>,
     end: DateTime<Utc>,

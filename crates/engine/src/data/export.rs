@@ -1,13 +1,13 @@
 //! `export`: bulk export jobs at the MAP (one per allowed window), their files streamed
-//! straight into a staged table with COPY — memory stays flat whatever the size.
+//! straight into a staged table with COPY — memory stays flat whatever the size — and trimmed
+//! to the half-open interval the task covers.
+
+mod half_open;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use drover_map::{
-    DateWindow, ExportRequest, LeadExportFilter, MAX_EXPORT_WINDOW_DAYS, MapConnector, MapObject,
-    split_date_range,
-};
+use drover_map::{DateWindow, ExportRequest, LeadExportFilter, MapConnector, MapObject};
 use drover_spec::dag::map_kinds::{ActivityExport, ExportSpec, LeadFilter, ListRef, Window};
 use drover_spec::dataset::quote_ident;
 use drover_spec::template::render;
@@ -55,14 +55,19 @@ pub(super) async fn run(
     spec: &ExportSpec,
 ) -> Result<TryMetrics, TaskError> {
     let client = plane.maps.client(&id.environment)?.scoped();
-    let (requests, columns, key) = match spec {
+    let (requests, columns, key, bounds) = match spec {
         ExportSpec::Leads(leads) => {
-            let types = lead_column_types(client.as_ref(), &leads.fields).await?;
             let filters = lead_filters(job, &leads.filter, "export.filter")?;
+            let bounds = lead_bounds(job, &leads.filter, &leads.fields)?;
+            let mut fields = leads.fields.clone();
+            if let Some(b) = bounds.as_ref().filter(|b| b.added) {
+                fields.push(b.column.to_owned());
+            }
+            let types = lead_column_types(client.as_ref(), &fields).await?;
             let requests: Vec<ExportRequest> = filters
                 .into_iter()
                 .map(|filter| ExportRequest::Leads {
-                    fields: leads.fields.clone(),
+                    fields: fields.clone(),
                     filter,
                 })
                 .collect();
@@ -70,15 +75,16 @@ pub(super) async fn run(
                 requests,
                 types,
                 leads.fields.iter().any(|f| f == "id").then_some("id"),
+                bounds,
             )
         }
         ExportSpec::Activities(a) => {
-            let requests = activity_requests(job, a)?;
+            let (requests, bounds) = activity_requests(job, a)?;
             let columns = ACTIVITY_COLUMNS
                 .iter()
                 .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
                 .collect();
-            (requests, columns, Some("marketoGUID"))
+            (requests, columns, Some("marketoGUID"), Some(bounds))
         }
     };
     job.log
@@ -122,6 +128,7 @@ pub(super) async fn run(
         "copy {relation} ({column_list}) from stdin with (format csv, header match, null 'null')"
     );
     let mut rows: u64 = 0;
+    let mut dropped: u64 = 0;
     let count = jobs.0.len();
     for (i, handle) in jobs.0.iter_mut().enumerate() {
         let export = handle
@@ -155,12 +162,26 @@ pub(super) async fn run(
             }
         }
         rows += sink.finish().await?;
+        if let Some(b) = &bounds {
+            dropped += half_open::trim_job(conn, &relation, b, i).await?;
+        }
+    }
+    if let Some(b) = &bounds {
+        dropped += half_open::finish(conn, &relation, b).await?;
+        rows -= dropped.min(rows);
+        job.log.system(format!(
+            "kept rows with {} from {} up to (not including) {}: {dropped} row(s) on the boundaries dropped{}",
+            b.column,
+            b.since.format("%Y-%m-%dT%H:%M:%S%.fZ"),
+            b.ends.last().map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()),
+            if b.trim_start { "" } else { " (rows stamped before the start are kept: the MAP's filter saw a change inside the window)" },
+        ));
     }
     if count > 1
         && let Some(key) = key
     {
-        // Adjacent windows share their boundary instant: a record stamped exactly there comes
-        // back twice.
+        // A lead changed while the jobs ran can be in two of them (old stamp in an early
+        // window, new one in a later): keep the row of the later job.
         let k = quote_ident(key);
         let removed = (&mut *conn)
             .execute(AssertSqlSafe(format!(
@@ -252,19 +273,38 @@ pub(crate) fn lead_filters(
 fn windows(job: &Job<'_>, w: &Window, field: &str) -> Result<Vec<DateWindow>, TaskError> {
     let since = timestamp(job, &w.since, &format!("{field}.since"))?;
     let until = timestamp(job, &w.until, &format!("{field}.until"))?;
-    split(since, until)
+    Ok(half_open::covering_windows(since, until)?.0)
 }
 
-fn split(since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<DateWindow>, TaskError> {
-    if until <= since {
-        return Err(TaskError::Invalid(format!(
-            "the window is empty: `until` ({until}) is not after `since` ({since})"
-        )));
-    }
-    split_date_range(since, until, MAX_EXPORT_WINDOW_DAYS).map_err(map_error)
+/// The half-open bounds of a lead export's time filter (none for a static list); `fields` are
+/// the ones the DAG asks for (the filter's column is added if missing, and dropped after).
+fn lead_bounds(
+    job: &Job<'_>,
+    filter: &LeadFilter,
+    fields: &[String],
+) -> Result<Option<half_open::Bounds>, TaskError> {
+    let (w, column, trim_start, name) = match filter {
+        LeadFilter::UpdatedAt(w) => (w, "updatedAt", false, "updated_at"),
+        LeadFilter::CreatedAt(w) => (w, "createdAt", true, "created_at"),
+        LeadFilter::StaticList(_) => return Ok(None),
+    };
+    let field = format!("export.filter.{name}");
+    let since = timestamp(job, &w.since, &format!("{field}.since"))?;
+    let until = timestamp(job, &w.until, &format!("{field}.until"))?;
+    let (_, ends) = half_open::covering_windows(since, until)?;
+    Ok(Some(half_open::Bounds {
+        column,
+        since,
+        trim_start,
+        ends,
+        added: !fields.iter().any(|f| f == column),
+    }))
 }
 
-fn activity_requests(job: &Job<'_>, a: &ActivityExport) -> Result<Vec<ExportRequest>, TaskError> {
+fn activity_requests(
+    job: &Job<'_>,
+    a: &ActivityExport,
+) -> Result<(Vec<ExportRequest>, half_open::Bounds), TaskError> {
     let ids = a
         .types
         .iter()
@@ -279,14 +319,23 @@ fn activity_requests(job: &Job<'_>, a: &ActivityExport) -> Result<Vec<ExportRequ
         .iter()
         .map(|(n, _)| (*n).to_owned())
         .collect();
-    Ok(split(since, until)?
+    let (windows, ends) = half_open::covering_windows(since, until)?;
+    let requests = windows
         .into_iter()
         .map(|w| ExportRequest::Activities {
             activity_type_ids: ids.clone(),
             created_at: w,
             fields: Some(fields.clone()),
         })
-        .collect())
+        .collect();
+    let bounds = half_open::Bounds {
+        column: "activityDate",
+        since,
+        trim_start: true,
+        ends,
+        added: false,
+    };
+    Ok((requests, bounds))
 }
 
 fn timestamp(job: &Job<'_>, text: &str, field: &str) -> Result<DateTime<Utc>, TaskError> {
