@@ -37,6 +37,7 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    env.add_filter("add_days", add_days);
     env
 });
 
@@ -50,6 +51,7 @@ static SQL_ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
         out.write_str(&text).map_err(minijinja::Error::from)
     });
     env.add_filter("ident", ident);
+    env.add_filter("add_days", add_days);
     // No escape hatch for values: `safe` (and the filters that mark text safe) would let a
     // value reach the statement as SQL. Values are literals; names go through `ident`.
     for name in ["safe", "escape", "e", "tojson", "urlize"] {
@@ -62,6 +64,34 @@ static SQL_ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     }
     env
 });
+
+/// `{{ data_interval.end | add_days(-30) }}`: a timestamp (RFC 3339) or a date (YYYY-MM-DD)
+/// moved by whole days, written back in the same form (a timestamp keeps its offset).
+fn add_days(value: String, days: i64) -> Result<String, minijinja::Error> {
+    let bad = |why: &str| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("add_days: {why}"),
+        )
+    };
+    let shift = chrono::Duration::try_days(days).ok_or_else(|| bad("too many days"))?;
+    let text = value.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        let moved = t
+            .checked_add_signed(shift)
+            .ok_or_else(|| bad("the date is out of range"))?;
+        return Ok(moved.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let moved = d
+            .checked_add_signed(shift)
+            .ok_or_else(|| bad("the date is out of range"))?;
+        return Ok(moved.format("%Y-%m-%d").to_string());
+    }
+    Err(bad(&format!(
+        "`{text}` is neither a timestamp like 2026-01-01T00:00:00Z nor a date like 2026-01-01"
+    )))
+}
 
 /// SQL that Drover made (a relation name, an `ident`-quoted name): written as is. No template
 /// can make one from a value; any filter or `~` turns it back into text, which is quoted.
@@ -434,6 +464,39 @@ mod tests {
             refs.unknown_roots(),
             vec!["`data_intervl`, did you mean `data_interval`?"]
         );
+    }
+
+    #[test]
+    fn add_days_moves_timestamps_and_dates_in_their_own_form() {
+        let ctx = RenderContext {
+            ds: "2026-03-31".to_owned(),
+            data_interval: IntervalValues {
+                start: "2026-03-30T02:00:00-04:00".to_owned(),
+                end: "2026-03-31T06:00:00Z".to_owned(),
+            },
+            ..RenderContext::default()
+        };
+        let r = |t: &str| render(t, "f", &ctx).map_err(|e| e.to_string());
+        assert_eq!(
+            r("{{ data_interval.end | add_days(-30) }}"),
+            Ok("2026-03-01T06:00:00Z".to_owned())
+        );
+        assert_eq!(
+            r("{{ data_interval.start | add_days(1) }}"),
+            Ok("2026-03-31T02:00:00-04:00".to_owned())
+        );
+        assert_eq!(r("{{ ds | add_days(-31) }}"), Ok("2026-02-28".to_owned()));
+        assert_eq!(
+            r("{{ '2026-03-31T06:00:00.250Z' | add_days(0) }}"),
+            Ok("2026-03-31T06:00:00.250Z".to_owned())
+        );
+        let bad = r("{{ 'soon' | add_days(1) }}").expect_err("not a date");
+        assert!(bad.contains("`soon` is neither a timestamp"), "{bad}");
+        assert!(r("{{ ds | add_days(99999999999) }}").is_err());
+        // In SQL the result is a literal like any value.
+        let sql =
+            render_sql("select {{ ds | add_days(1) }}", "sql", &ctx).map_err(|e| e.to_string());
+        assert_eq!(sql, Ok("select '2026-04-01'".to_owned()));
     }
 
     #[test]
