@@ -709,21 +709,28 @@ fn resolve_check(c: &mut Checker<'_>, path: &str, k: &RawCheck) -> Option<CheckS
             return None;
         }
     };
-    let percent = [k.between.map(|b| b.0), k.between.map(|b| b.1), k.min, k.max]
-        .iter()
-        .flatten()
-        .any(|t| t.percent);
-    let value = |t: Option<super::raw::Threshold>| t.map(|t| t.value);
-    let (min, max) = match (
-        k.between.map(|(lo, hi)| (lo.value, hi.value)),
-        value(k.min),
-        value(k.max),
-    ) {
+    let written: Vec<&super::raw::Bound> = [
+        k.between.as_ref().map(|b| &b.0),
+        k.between.as_ref().map(|b| &b.1),
+        k.min.as_ref(),
+        k.max.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // A templated bound shows as a percentage when it is written as one (`"{{ … }}%"`).
+    let percent = written.iter().any(|b| match b {
+        super::raw::Bound::Fixed(t) => t.percent,
+        super::raw::Bound::Template(t) => t.trim_end().ends_with('%'),
+    });
+    let (min, max) = match (&k.between, &k.min, &k.max) {
         (Some((lo, hi)), None, None) => {
-            if lo > hi {
+            if let (Some(l), Some(h)) = (fixed(lo), fixed(hi))
+                && l > h
+            {
                 c.at_value(
                     &format!("{path}.between"),
-                    format!("`between: [{lo}, {hi}]` is empty: the low bound comes first"),
+                    format!("`between: [{l}, {h}]` is empty: the low bound comes first"),
                 );
             }
             (Some(lo), Some(hi))
@@ -743,7 +750,8 @@ fn resolve_check(c: &mut Checker<'_>, path: &str, k: &RawCheck) -> Option<CheckS
             return None;
         }
         (None, min, max) => {
-            if let (Some(lo), Some(hi)) = (min, max)
+            if let (Some(lo), Some(hi)) =
+                (min.as_ref().and_then(fixed), max.as_ref().and_then(fixed))
                 && lo > hi
             {
                 c.at_value(
@@ -751,17 +759,30 @@ fn resolve_check(c: &mut Checker<'_>, path: &str, k: &RawCheck) -> Option<CheckS
                     "`max` must not be below `min`".to_owned(),
                 );
             }
-            (min, max)
+            (min.as_ref(), max.as_ref())
         }
+    };
+    let template = |b: Option<&super::raw::Bound>| match b {
+        Some(super::raw::Bound::Template(t)) => Some(t.clone()),
+        _ => None,
     };
     Some(CheckSpec {
         source,
-        min,
-        max,
+        min: min.and_then(fixed),
+        max: max.and_then(fixed),
+        min_template: template(min),
+        max_template: template(max),
         percent,
         severity: k.severity,
         slo: k.slo,
     })
+}
+
+fn fixed(b: &super::raw::Bound) -> Option<f64> {
+    match b {
+        super::raw::Bound::Fixed(t) => Some(t.value),
+        super::raw::Bound::Template(_) => None,
+    }
 }
 
 fn resolve_command(c: &mut Checker<'_>, path: &str, k: &RawCommand) -> Option<CommandSpec> {
@@ -833,10 +854,20 @@ pub(crate) fn template_fields(kind: &TaskKind) -> Vec<(String, String)> {
         TaskKind::Transform(v) => collect_serialized("transform", v, &mut out),
         TaskKind::Return(v) => collect_serialized("return", v, &mut out),
         TaskKind::Sql { query } => out.push(("sql".to_owned(), query.clone())),
-        TaskKind::Check(k) => match &k.source {
-            CheckSource::Sql(q) => out.push(("check.sql".to_owned(), q.clone())),
-            CheckSource::Map(v) => collect_serialized("check.map", v, &mut out),
-        },
+        TaskKind::Check(k) => {
+            match &k.source {
+                CheckSource::Sql(q) => out.push(("check.sql".to_owned(), q.clone())),
+                CheckSource::Map(v) => collect_serialized("check.map", v, &mut out),
+            }
+            for (name, t) in [
+                ("check.min", &k.min_template),
+                ("check.max", &k.max_template),
+            ] {
+                if let Some(t) = t {
+                    out.push((name.to_owned(), t.clone()));
+                }
+            }
+        }
         TaskKind::Command(cmd) => {
             match &cmd.program {
                 CommandProgram::Argv(argv) => {

@@ -163,6 +163,11 @@ pub struct CheckSpec {
     pub source: CheckSource,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// A bound written as a template (`min: "{{ params.low }}"`), rendered when the check
+    /// runs and read as a number or a percentage ([`parse_threshold`]); `min` is then `None`.
+    pub min_template: Option<String>,
+    /// The same for `max`.
+    pub max_template: Option<String>,
     /// A threshold was written as a percentage (`max: 2%`): values and thresholds are shown
     /// as percentages.
     pub percent: bool,
@@ -180,6 +185,30 @@ impl CheckSpec {
             format!("{v}")
         }
     }
+}
+
+/// A check's bound as text: a number (`0.02`) or a percentage (`2%`, read as 0.02); the value
+/// and whether it was a percentage.
+pub fn parse_threshold(text: &str) -> Result<(f64, bool), String> {
+    let t = text.trim();
+    let (number, percent) = match t.strip_suffix('%') {
+        Some(n) => (n.trim(), true),
+        None => (t, false),
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .map(|n| {
+            if percent {
+                (n / 100.0, true)
+            } else {
+                (n, false)
+            }
+        })
+        .ok_or_else(|| {
+            format!("`{t}` is not a threshold: write a number (0.02) or a percentage (2%)")
+        })
 }
 
 /// A fraction as a percentage, at most two decimals: 0.56 → "56 %", 0.025 → "2.5 %".

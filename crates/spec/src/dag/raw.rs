@@ -90,19 +90,26 @@ pub(crate) struct RawTask {
 pub(crate) struct RawCheck {
     pub(crate) sql: Option<String>,
     pub(crate) map: Option<MapCount>,
-    pub(crate) between: Option<(Threshold, Threshold)>,
-    pub(crate) min: Option<Threshold>,
-    pub(crate) max: Option<Threshold>,
+    pub(crate) between: Option<(Bound, Bound)>,
+    pub(crate) min: Option<Bound>,
+    pub(crate) max: Option<Bound>,
     #[serde(default)]
     pub(crate) severity: Severity,
     #[serde(default)]
     pub(crate) slo: Option<super::slo::Slo>,
 }
 
-/// A check's bound as written: a number, or a percentage such as `2%` (then 0.02, shown as a
-/// percentage again).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+/// A check's bound as written: a number, a percentage such as `2%` (then 0.02, shown as a
+/// percentage again), or a template (`"{{ params.max_ratio }}"`) rendered when the check runs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawThreshold")]
+pub(crate) enum Bound {
+    Fixed(Threshold),
+    Template(String),
+}
+
+/// A fixed bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Threshold {
     pub(crate) value: f64,
     pub(crate) percent: bool,
@@ -115,27 +122,18 @@ enum RawThreshold {
     Text(String),
 }
 
-impl TryFrom<RawThreshold> for Threshold {
+impl TryFrom<RawThreshold> for Bound {
     type Error = String;
 
     fn try_from(raw: RawThreshold) -> Result<Self, String> {
         match raw {
-            RawThreshold::Number(value) => Ok(Self {
+            RawThreshold::Number(value) => Ok(Self::Fixed(Threshold {
                 value,
                 percent: false,
-            }),
-            RawThreshold::Text(t) => t
-                .trim()
-                .strip_suffix('%')
-                .and_then(|n| n.trim().parse::<f64>().ok())
-                .filter(|n| n.is_finite())
-                .map(|n| Self {
-                    value: n / 100.0,
-                    percent: true,
-                })
-                .ok_or_else(|| {
-                    format!("`{t}` is not a threshold: write a number (0.02) or a percentage (2%)")
-                }),
+            })),
+            RawThreshold::Text(t) if crate::template::is_template(&t) => Ok(Self::Template(t)),
+            RawThreshold::Text(t) => super::parse_threshold(&t)
+                .map(|(value, percent)| Self::Fixed(Threshold { value, percent })),
         }
     }
 }
