@@ -225,3 +225,292 @@ async fn told_truly(
         ),
     }
 }
+
+/// The example DAG `id` as shipped.
+fn shipped(id: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dags")
+        .join(format!("{id}.yaml"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A lead placed in the sandbox holding exactly `fields`; its id.
+async fn place_lead(base: &str, fields: serde_json::Value) -> i64 {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/_sandbox/leads"))
+        .json(&fields)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), 201, "{fields}");
+    let v: serde_json::Value = resp.json().await.unwrap_or_else(|e| panic!("{e}"));
+    v["id"].as_i64().unwrap_or_else(|| panic!("{v}"))
+}
+
+async fn place_activity(base: &str, lead: i64, type_id: u32, at: chrono::DateTime<chrono::Utc>) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/_sandbox/activities"))
+        .json(&serde_json::json!({"leadId": lead, "activityTypeId": type_id, "activityDate": iso(at)}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), 201);
+}
+
+async fn sandbox_lead(base: &str, id: i64) -> serde_json::Value {
+    reqwest::get(format!("{base}/_sandbox/leads/{id}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The rows of a task's staged dataset as JSON, by id.
+async fn staged_by_id(
+    store: &drover_store::Store,
+    run: Uuid,
+    task: &str,
+) -> std::collections::BTreeMap<i64, serde_json::Value> {
+    let d = store
+        .dataset(run, task, "output")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no dataset for {task}"));
+    let pool = store
+        .staging_pool(&d.environment, 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select to_jsonb(t) from {} t",
+        d.relation()
+    )))
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    rows.into_iter()
+        .map(|r| (r["id"].as_i64().unwrap_or_else(|| panic!("{r}")), r))
+        .collect()
+}
+
+async fn run_to_success(d: &Drover<'_>, store: &drover_store::Store, args: &[&str]) -> Uuid {
+    let out = d.ok(args);
+    let run = Uuid::parse_str(out.trim()).unwrap_or_else(|e| panic!("{out}: {e}"));
+    let row = support::wait_finished(store, run, Duration::from_secs(90)).await;
+    let mut errors = Vec::new();
+    for ti in store.task_instances(run).await.unwrap_or_default() {
+        if let Some(e) = ti.last_error {
+            errors.push(format!("{}: {e}", ti.task_id));
+        }
+    }
+    assert_eq!(row.state, RunState::Success, "{errors:?}");
+    run
+}
+
+#[test]
+fn contact_normalization_keeps_what_it_cannot_read_and_returns_only_changes() {
+    let _turn = serial();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    ws.dag("contact_normalization", &shipped("contact_normalization"));
+    rt.block_on(async {
+        let map = start_sandbox(2_000, 42, "examples", "examples-secret", Default::default()).await;
+        let base = map.base_url();
+        ws.map_environment(&base, "examples", "examples-secret", None);
+        // Three hours ago: inside a complete hourly interval, which the run names by it.
+        let at = chrono::Utc::now() - chrono::Duration::hours(3);
+        let narnia = place_lead(&base, serde_json::json!({"email": " Narnia.Fan@Example.com ", "country": "Narnia",
+            "phone": "723.874.5907 x12", "firstName": "Lucy", "lastName": "Pevensie", "updatedAt": iso(at)})).await;
+        let unknown = place_lead(&base, serde_json::json!({"email": "na@example.com", "country": "N/A",
+            "phone": "(555) 010-4477", "firstName": " Ed ", "lastName": "Smith", "updatedAt": iso(at)})).await;
+        let clean = place_lead(&base, serde_json::json!({"email": "clean@example.com", "country": "DE",
+            "phone": "+4930123456", "firstName": "Clara", "lastName": "Klein", "updatedAt": iso(at)})).await;
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let _w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        synced(&store, "contact_normalization").await;
+        let run = run_to_success(&d, &store, &["runs", "trigger", "contact_normalization", "--env", "dev", "--logical-date", &iso(at)]).await;
+
+        // What normalisation could read is fixed; what it could not stays as the contact typed it.
+        let lead = sandbox_lead(&base, narnia).await;
+        assert_eq!(lead["email"], "narnia.fan@example.com", "{lead}");
+        assert_eq!(lead["country"], "Narnia", "{lead}");
+        assert_eq!(lead["phone"], "723.874.5907 x12", "{lead}");
+        assert_eq!((&lead["firstName"], &lead["lastName"]), (&"Lucy".into(), &"Pevensie".into()));
+        let lead = sandbox_lead(&base, unknown).await;
+        assert_eq!(lead["phone"], "+15550104477", "{lead}");
+        assert_eq!(lead["country"], "N/A", "{lead}");
+        assert_eq!(lead["firstName"], "Ed", "{lead}");
+        // A contact with nothing to fix is not written at all.
+        let lead = sandbox_lead(&base, clean).await;
+        assert_eq!(lead["_writeCount"], 0, "{lead}");
+
+        // Over every contact of the interval: a returned row changes something and never
+        // turns a value into null.
+        let before = staged_by_id(&store, run, "export_changed").await;
+        let returned = staged_by_id(&store, run, "normalize").await;
+        assert!(before.len() > returned.len() && returned.contains_key(&narnia) && !returned.contains_key(&clean), "{} {}", before.len(), returned.len());
+        for (id, row) in &returned {
+            let was = &before[id];
+            let fields = ["email", "phone", "country", "firstName", "lastName"];
+            assert!(fields.iter().any(|f| row[f] != was[f]), "lead {id} returned unchanged: {row}");
+            for f in fields {
+                assert!(!(row[f].is_null() && !was[f].is_null()), "lead {id}: {f} {} → null", was[f]);
+            }
+        }
+        map.shutdown().await;
+    });
+}
+
+#[test]
+fn lead_scoring_twice_for_the_same_interval_leaves_every_score_as_after_the_first() {
+    let _turn = serial();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    ws.dag("lead_scoring", &shipped("lead_scoring"));
+    rt.block_on(async {
+        let map = start_sandbox(2_000, 42, "examples", "examples-secret", Default::default()).await;
+        let base = map.base_url();
+        ws.map_environment(&base, "examples", "examples-secret", None);
+        let now = chrono::Utc::now();
+        let day = chrono::Duration::days(1);
+        // Updated now, so in the interval the runs cover (the one `now` falls in), as the
+        // scores the first run writes are.
+        let no_activity =
+            place_lead(&base, serde_json::json!({"email": "quiet@example.com"})).await;
+        let two_visits = place_lead(
+            &base,
+            serde_json::json!({"email": "two@example.com", "leadScore": 35}),
+        )
+        .await;
+        let many_fills = place_lead(&base, serde_json::json!({"email": "many@example.com"})).await;
+        let long_ago = place_lead(
+            &base,
+            serde_json::json!({"email": "old@example.com", "leadScore": 50}),
+        )
+        .await;
+        place_activity(&base, two_visits, 1, now - day * 2).await;
+        place_activity(&base, two_visits, 1, now - day * 3).await;
+        for k in 0..12 {
+            place_activity(&base, many_fills, 2, now - day * (k + 1)).await;
+        }
+        place_activity(&base, long_ago, 1, now - day * 40).await;
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let _w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        synced(&store, "lead_scoring").await;
+        let trigger = [
+            "runs",
+            "trigger",
+            "lead_scoring",
+            "--env",
+            "dev",
+            "--logical-date",
+            &iso(now),
+        ];
+        let first = run_to_success(&d, &store, &trigger).await;
+        let leads: Vec<i64> = staged_by_id(&store, first, "export_leads")
+            .await
+            .into_keys()
+            .collect();
+        for id in [no_activity, two_visits, many_fills, long_ago] {
+            assert!(leads.contains(&id), "lead {id} not exported");
+        }
+        let mut after_first = std::collections::BTreeMap::new();
+        for id in &leads {
+            after_first.insert(*id, sandbox_lead(&base, *id).await["leadScore"].clone());
+        }
+        // Points per activity in the 30 days up to the interval's end, capped; no activity in
+        // the window: the score stays as it was (null stays null, not 0).
+        assert_eq!(after_first[&no_activity], serde_json::Value::Null);
+        assert_eq!(after_first[&two_visits], 20);
+        assert_eq!(after_first[&many_fills], 100);
+        assert_eq!(after_first[&long_ago], 50);
+        // Only changed scores were sent.
+        let sent = staged_by_id(&store, first, "score").await;
+        assert!(
+            !sent.is_empty() && !sent.contains_key(&no_activity) && !sent.contains_key(&long_ago)
+        );
+
+        let second = run_to_success(&d, &store, &trigger).await;
+        let again = staged_by_id(&store, second, "export_leads").await;
+        assert!(
+            again.contains_key(&two_visits),
+            "the first run's writes are in the interval too"
+        );
+        assert!(
+            staged_by_id(&store, second, "score").await.is_empty(),
+            "nothing changed, nothing is sent"
+        );
+        for id in &leads {
+            let score = sandbox_lead(&base, *id).await;
+            assert_eq!(score["leadScore"], after_first[id], "lead {id}: {score}");
+        }
+        assert_eq!(sandbox_lead(&base, two_visits).await["_writeCount"], 1);
+        map.shutdown().await;
+    });
+}
+
+#[test]
+fn the_missing_crm_lead_check_takes_its_bound_from_the_param() {
+    let _turn = serial();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    ws.dag(
+        "contacts_missing_crm_lead",
+        &shipped("contacts_missing_crm_lead"),
+    );
+    rt.block_on(async {
+        let map = start_sandbox(2_000, 42, "examples", "examples-secret", Default::default()).await;
+        let base = map.base_url();
+        ws.map_environment(&base, "examples", "examples-secret", None);
+        let at = chrono::Utc::now() - chrono::Duration::days(3);
+        for k in 0..3 {
+            place_lead(&base, serde_json::json!({"email": format!("nocrm{k}@example.com"), "createdAt": iso(at)})).await;
+        }
+        place_lead(&base, serde_json::json!({"email": "crm@example.com", "sfdcLeadId": "00Q000000000001AAA", "createdAt": iso(at)})).await;
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let _w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        synced(&store, "contacts_missing_crm_lead").await;
+        let base_args = ["runs", "trigger", "contacts_missing_crm_lead", "--env", "dev", "--logical-date", &iso(at)];
+        let mut lenient = base_args.to_vec();
+        lenient.extend(["--param", "max_missing_ratio=1"]);
+        let lenient_run = run_to_success(&d, &store, &lenient).await;
+        let strict_run = run_to_success(&d, &store, &base_args).await;
+        let history = store
+            .check_history("contacts_missing_crm_lead", "dev", "missing_ratio", 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let of = |run: Uuid| history.iter().find(|h| h.run_id == run).cloned().unwrap_or_else(|| panic!("{history:?}"));
+        let (lenient, strict) = (of(lenient_run), of(strict_run));
+        // The same contacts, held to the bound each run was given.
+        assert_eq!(lenient.value, strict.value);
+        let value = strict.value.unwrap_or_default();
+        assert!(value > 0.02 && value < 1.0, "3 of the 4 placed contacts lack a CRM lead: {value}");
+        assert_eq!((lenient.max_value, lenient.passed), (Some(1.0), true));
+        let max = strict.max_value.unwrap_or_default();
+        assert!((max - 0.02).abs() < 1e-9 && !strict.passed, "{strict:?}");
+        // Shown as a percentage, as the bound is written.
+        let shown: serde_json::Value = serde_json::from_str(&d.ok(&["runs", "show", &strict_run.to_string(), "--format", "json"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown["run"]["outcome"], "warning", "{shown}");
+        assert!(shown["run"]["problems"].to_string().contains("2 %"), "{shown}");
+        map.shutdown().await;
+    });
+}
