@@ -114,11 +114,14 @@ pub(super) async fn run(
         .map(|(n, _)| quote_ident(n))
         .collect::<Vec<_>>()
         .join(", ");
-    let definition = columns
+    let mut definition = columns
         .iter()
         .map(|(n, t)| format!("{} {t}", quote_ident(n)))
         .collect::<Vec<_>>()
         .join(", ");
+    if bounds.is_some() {
+        definition.push_str(&format!(", {} integer", quote_ident(half_open::JOB_COLUMN)));
+    }
     sqlx::raw_sql(AssertSqlSafe(format!(
         "drop table if exists {relation}; create table {relation} ({definition})"
     )))
@@ -128,7 +131,6 @@ pub(super) async fn run(
         "copy {relation} ({column_list}) from stdin with (format csv, header match, null 'null')"
     );
     let mut rows: u64 = 0;
-    let mut dropped: u64 = 0;
     let count = jobs.0.len();
     for (i, handle) in jobs.0.iter_mut().enumerate() {
         let export = handle
@@ -148,6 +150,9 @@ pub(super) async fn run(
                 ""
             }
         ));
+        if bounds.is_some() {
+            half_open::mark_job(conn, &relation, i).await?;
+        }
         let mut sink = conn.copy_in_raw(&copy).await?;
         let mut file = client.download_export(&export);
         while let Some(chunk) = file.next().await {
@@ -162,12 +167,9 @@ pub(super) async fn run(
             }
         }
         rows += sink.finish().await?;
-        if let Some(b) = &bounds {
-            dropped += half_open::trim_job(conn, &relation, b, i).await?;
-        }
     }
     if let Some(b) = &bounds {
-        dropped += half_open::finish(conn, &relation, b).await?;
+        let dropped = half_open::trim(conn, &relation, b).await?;
         rows -= dropped.min(rows);
         job.log.system(format!(
             "kept rows with {} from {} up to (not including) {}: {dropped} row(s) on the boundaries dropped{}",

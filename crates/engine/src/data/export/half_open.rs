@@ -3,7 +3,8 @@
 //! inclusively, a record stamped exactly at `until` would be exported by this run and the next,
 //! and one stamped on the instant where two ≤ 31-day jobs meet would come back twice. So each
 //! job asks for the whole seconds covering its window, and its staged rows are trimmed to the
-//! job's own `[start, end)` on the column the filter is about.
+//! job's own `[start, end)` on the column the filter is about (one pass once all are loaded: a
+//! column says which job loaded each row).
 //!
 //! For `updated_at` the column is the visible `updatedAt` field, although Marketo's bulk filter
 //! means the last change to *any* field (map-api.md §1.6); the visible field is what the file
@@ -59,54 +60,51 @@ pub(super) fn covering_windows(
     Ok((windows, ends))
 }
 
-/// After job `job` (0-based) was loaded into `relation`: drops its rows stamped at or after its
-/// window's end (earlier jobs' rows all lie before that end). Returns how many.
-pub(super) async fn trim_job(
+/// The column that says which job loaded a row (0-based), while the rows are trimmed.
+pub(super) const JOB_COLUMN: &str = "__drover_job";
+
+/// Before job `job` is loaded: its rows get its number (a column default, so COPY fills it).
+pub(super) async fn mark_job(
     conn: &mut sqlx::PgConnection,
     relation: &str,
-    bounds: &Bounds,
     job: usize,
-) -> Result<u64, TaskError> {
-    let Some(end) = bounds.ends.get(job) else {
-        return Ok(0);
-    };
-    let sql = format!(
-        "delete from {relation} where {} >= $1",
-        quote_ident(bounds.column)
-    );
-    Ok(sqlx::query(AssertSqlSafe(sql))
-        .bind(end)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected())
+) -> Result<(), TaskError> {
+    let job =
+        i32::try_from(job).map_err(|_| TaskError::Invalid("too many export jobs".to_owned()))?;
+    (&mut *conn)
+        .execute(AssertSqlSafe(format!(
+            "alter table {relation} alter column {} set default {job}",
+            quote_ident(JOB_COLUMN)
+        )))
+        .await?;
+    Ok(())
 }
 
-/// Once every job is loaded: drops rows stamped before `since` (when `trim_start`), then the
-/// column if it was exported only to filter on. Returns how many rows were dropped.
-pub(super) async fn finish(
+/// Once every job is loaded, in one pass: drops each job's rows stamped at or after its
+/// window's end, and those before `since` when `trim_start`; then the job column, and the
+/// filter's column if it was exported only to filter on. Returns how many rows were dropped.
+pub(super) async fn trim(
     conn: &mut sqlx::PgConnection,
     relation: &str,
     bounds: &Bounds,
 ) -> Result<u64, TaskError> {
     let column = quote_ident(bounds.column);
-    let dropped = if bounds.trim_start {
-        sqlx::query(AssertSqlSafe(format!(
-            "delete from {relation} where {column} < $1"
-        )))
-        .bind(bounds.since)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-    } else {
-        0
-    };
+    let job = quote_ident(JOB_COLUMN);
+    // Arrays are 1-based: job k's end is element k + 1.
+    let dropped = sqlx::query(AssertSqlSafe(format!(
+        "delete from {relation} where {column} >= ($1::timestamptz[])[{job} + 1] or ($2 and {column} < $3)"
+    )))
+    .bind(&bounds.ends)
+    .bind(bounds.trim_start)
+    .bind(bounds.since)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let mut drop = format!("alter table {relation} drop column {job}");
     if bounds.added {
-        (&mut *conn)
-            .execute(AssertSqlSafe(format!(
-                "alter table {relation} drop column {column}"
-            )))
-            .await?;
+        drop.push_str(&format!(", drop column {column}"));
     }
+    (&mut *conn).execute(AssertSqlSafe(drop)).await?;
     Ok(dropped)
 }
 
