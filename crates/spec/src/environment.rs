@@ -340,6 +340,33 @@ pub fn valid_environment_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Why a MAP `base_url` has the wrong path, if it does. The instance root
+/// (`https://x.mktorest.com`) and the REST endpoint Admin › Web Services shows (`…/rest`), each
+/// with or without a trailing slash, are right; Drover adds `/rest`, `/bulk` and `/identity`.
+fn base_url_path_problem(url: &str) -> Option<String> {
+    let url = url.trim();
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (host, path) = match after_scheme.find(['/', '?', '#']) {
+        Some(i) => after_scheme.split_at(i),
+        None => (after_scheme, ""),
+    };
+    let scheme = &url[..url.len() - after_scheme.len()];
+    let root = format!("{scheme}{host}");
+    if path.contains(['?', '#']) {
+        return Some(format!(
+            "`base_url` must not carry a query string or fragment: use {root}"
+        ));
+    }
+    let path = path.trim_end_matches('/');
+    if path.is_empty() || path.eq_ignore_ascii_case("/rest") {
+        None
+    } else {
+        Some(format!(
+            "`base_url` ends in {path}: use {root} — without {path} (Drover adds /rest, /bulk and /identity itself)"
+        ))
+    }
+}
+
 /// Parse and validate one environment file; its name must equal the file name.
 pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Diagnostic>> {
     let doc = parse_document(file, source).map_err(|d| vec![d])?;
@@ -455,6 +482,8 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
                 env.map.base_url
             ),
         );
+    } else if let Some(problem) = base_url_path_problem(&env.map.base_url) {
+        at("map.base_url", problem);
     }
     if let Some(commit) = &env.commit
         && (!(7..=40).contains(&commit.len()) || !commit.chars().all(|c| c.is_ascii_hexdigit()))
@@ -714,6 +743,40 @@ variables: { sync_list: DEV Leads }
             !errs[0].to_string().contains("s3cr3t"),
             "the error must not repeat the secret"
         );
+    }
+
+    #[test]
+    fn base_url_with_or_without_rest_and_other_paths_refused() {
+        for good in [
+            "https://x.mktorest.com",
+            "https://x.mktorest.com/",
+            "https://x.mktorest.com/rest",
+            "https://x.mktorest.com/rest/",
+        ] {
+            assert_eq!(base_url_path_problem(good), None, "{good}");
+            let src = DEV.replace("http://127.0.0.1:9911", good);
+            assert!(load_environment("environments/dev.yaml", &src).is_ok(), "{good}");
+        }
+        for (bad, path) in [
+            ("https://x.mktorest.com/identity", "/identity"),
+            ("https://x.mktorest.com/bulk/v1", "/bulk/v1"),
+            ("https://x.mktorest.com/rest/v1/", "/rest/v1"),
+        ] {
+            let src = DEV.replace("http://127.0.0.1:9911", bad);
+            let errs = load_environment("environments/dev.yaml", &src)
+                .err()
+                .unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{bad}");
+            assert_eq!((errs[0].line, errs[0].column), (6, 13), "{bad}");
+            assert!(
+                errs[0]
+                    .message
+                    .contains(&format!("use https://x.mktorest.com — without {path}")),
+                "{}",
+                errs[0].message
+            );
+        }
+        assert!(base_url_path_problem("https://x.mktorest.com?x=1").is_some());
     }
 
     #[test]
