@@ -248,6 +248,18 @@ pub struct MapConnection {
     /// API calls in flight at once (default 5; at most 10).
     #[serde(default = "default_map_concurrency")]
     pub concurrent_calls: u32,
+    /// How often bulk job status is polled (default 5 s, doubling to 60 s: Marketo refreshes a
+    /// job's status at most once a minute). Shorter only makes sense against a sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_poll: Option<StatusPoll>,
+}
+
+/// Waits between two status polls of a bulk job: `first`, doubling up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPoll {
+    pub first: crate::duration::Duration,
+    pub max: crate::duration::Duration,
 }
 
 fn default_calls_per_20s() -> u32 {
@@ -524,6 +536,14 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
             "`calls_per_20s` must be between 1 and 100 (the MAP allows 100 per 20 s for the whole instance)".to_owned(),
         );
     }
+    if let Some(p) = env.map.status_poll
+        && (p.first.as_millis() < 100 || p.max < p.first || p.max.as_secs() > 3600)
+    {
+        at(
+            "map.status_poll",
+            "`status_poll` needs `first` of at least 100ms and `max` between `first` and 1h (default first: 5s, max: 60s)".to_owned(),
+        );
+    }
     if !(1..=10).contains(&env.map.concurrent_calls) {
         at(
             "map.concurrent_calls",
@@ -755,7 +775,10 @@ variables: { sync_list: DEV Leads }
         ] {
             assert_eq!(base_url_path_problem(good), None, "{good}");
             let src = DEV.replace("http://127.0.0.1:9911", good);
-            assert!(load_environment("environments/dev.yaml", &src).is_ok(), "{good}");
+            assert!(
+                load_environment("environments/dev.yaml", &src).is_ok(),
+                "{good}"
+            );
         }
         for (bad, path) in [
             ("https://x.mktorest.com/identity", "/identity"),
@@ -777,6 +800,37 @@ variables: { sync_list: DEV Leads }
             );
         }
         assert!(base_url_path_problem("https://x.mktorest.com?x=1").is_some());
+    }
+
+    #[test]
+    fn status_poll_defaults_to_none_and_is_checked() {
+        let env = load_environment("environments/dev.yaml", DEV).expect("valid");
+        assert_eq!(env.map.status_poll, None);
+        let fast = DEV.replace(
+            "  client_id:",
+            "  status_poll: { first: 250ms, max: 2s }\n  client_id:",
+        );
+        let env = load_environment("environments/dev.yaml", &fast).expect("valid");
+        assert_eq!(
+            env.map.status_poll,
+            Some(StatusPoll {
+                first: crate::duration::Duration::from_millis(250),
+                max: crate::duration::Duration::from_secs(2),
+            })
+        );
+        let bad = DEV.replace(
+            "  client_id:",
+            "  status_poll: { first: 10s, max: 5s }\n  client_id:",
+        );
+        let errs = load_environment("environments/dev.yaml", &bad)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].message.contains("`status_poll` needs"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
