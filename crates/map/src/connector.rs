@@ -364,7 +364,11 @@ pub fn lookup_field_problem(searchable: &[Vec<String>], field: &str) -> Option<M
     }
     Some(MapError::NotSearchable {
         field: field.to_owned(),
-        searchable: searchable.iter().filter_map(single).map(str::to_owned).collect(),
+        searchable: searchable
+            .iter()
+            .filter_map(single)
+            .map(str::to_owned)
+            .collect(),
     })
 }
 

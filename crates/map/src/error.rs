@@ -355,7 +355,10 @@ mod tests {
             message: "Export daily quota exceeded".into(),
         };
         let text = e.to_string();
-        assert!(text.contains("error 1029: Export daily quota exceeded"), "{text}");
+        assert!(
+            text.contains("error 1029: Export daily quota exceeded"),
+            "{text}"
+        );
         assert!(text.contains("bulk-export quota"), "{text}");
         assert!(!text.contains("MB"), "{text}");
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use drover_map::{
-    DateWindow, ExportRequest, LeadExportFilter, LeadQuery, MapConnector, MapError,
-    MarketoClient, MarketoConfig, PollPolicy, RetryPolicy, Secret, Unlimited,
+    DateWindow, ExportRequest, LeadExportFilter, LeadQuery, MapConnector, MapError, MarketoClient,
+    MarketoConfig, PollPolicy, RetryPolicy, Secret, Unlimited,
 };
 use drover_mapsim::{
     FaultProfile, Limits, RunningSandbox, SandboxConfig, SlowJobsFault, StatusLagFault,
@@ -119,10 +119,17 @@ async fn status_calls_per_export(poll: PollPolicy, job: Duration, refresh_secs: 
     };
     let sb = sandbox(faults, limits).await;
     let c = MarketoClient::new(config(sb.base_url(), poll), Arc::new(Unlimited)).expect("client");
-    let done = c.run_export(&lead_export()).await.expect("export completes");
+    let done = c
+        .run_export(&lead_export())
+        .await
+        .expect("export completes");
     assert!(done.number_of_records.is_some_and(|n| n > 0), "{done:?}");
     let s = stats(&sb).await;
-    assert_eq!(calls_to(&s, "POST /bulk/v1/leads/export/create.json"), 1, "{s}");
+    assert_eq!(
+        calls_to(&s, "POST /bulk/v1/leads/export/create.json"),
+        1,
+        "{s}"
+    );
     let polls = calls_to(&s, "GET /bulk/v1/leads/export/{id}/status.json");
     sb.shutdown().await;
     polls
@@ -239,7 +246,9 @@ async fn lookups_are_checked_against_describe_lead2_once() {
         .expect("client");
     let keys = c.searchable_fields().await.expect("describe2");
     assert!(keys.contains(&vec!["email".to_owned()]), "{keys:?}");
-    c.check_lookup_field("email").await.expect("email is searchable");
+    c.check_lookup_field("email")
+        .await
+        .expect("email is searchable");
     c.check_lookup_field("id").await.expect("id is searchable");
     let scoped = c.scoped();
     let err = scoped

@@ -176,8 +176,7 @@ impl ExportJob {
         };
         let lag_ms = i64::try_from(lag.saturating_mul(1000)).unwrap_or(i64::MAX);
         let age_ms = (now - self.created_at).num_milliseconds().max(0);
-        let refreshed =
-            self.created_at + chrono::Duration::milliseconds(age_ms - age_ms % lag_ms);
+        let refreshed = self.created_at + chrono::Duration::milliseconds(age_ms - age_ms % lag_ms);
         self.json_as_of(Some(refreshed))
     }
 
@@ -780,7 +779,9 @@ pub(crate) fn status(
         .find(|j| j.id == id && j.object == object && j.owner == caller.client_id)
         .ok_or_else(|| not_found(id))?;
     let lag = state.faults().status_lag.map(|l| l.secs);
-    Ok(envelope::ok(vec![job.reported_json(state.clock.now(), lag)]))
+    Ok(envelope::ok(vec![
+        job.reported_json(state.clock.now(), lag),
+    ]))
 }
 
 /// `POST …/export/{exportId}/cancel.json`.

@@ -186,8 +186,8 @@ pub(crate) async fn create(
         .filter(|f| !f.is_empty())
         .unwrap_or_else(|| "email".to_owned());
     let lookup = data::searchable_index(&lookup_name).ok_or_else(|| {
-            ApiError::new(1011, format!("Lookup field '{lookup_name}' not supported"))
-        })?;
+        ApiError::new(1011, format!("Lookup field '{lookup_name}' not supported"))
+    })?;
     let list_id = match q.list_id.filter(|l| !l.is_empty()) {
         None => None,
         Some(l) => Some(

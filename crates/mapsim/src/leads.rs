@@ -187,8 +187,8 @@ fn query_leads(state: &AppState, q: LeadsQuery) -> ApiResult {
     };
     let store = state.read_store();
     let filter_idx = data::searchable_index(&filter_type).ok_or_else(|| {
-            ApiError::new(1011, format!("Lookup field '{filter_type}' not supported"))
-        })?;
+        ApiError::new(1011, format!("Lookup field '{filter_type}' not supported"))
+    })?;
     let mut ids: Vec<u32> = Vec::new();
     for v in values {
         let found = match filter_idx {
@@ -313,7 +313,8 @@ pub(crate) async fn sync_leads(
         other => return Err(ApiError::invalid(format!("Invalid action '{other}'"))),
     };
     let lookup = req.lookup_field.unwrap_or_else(|| "email".to_owned());
-    let lookup_idx = data::searchable_index(&lookup).ok_or_else(|| ApiError::new(1011, format!("Lookup field '{lookup}' not supported")))?;
+    let lookup_idx = data::searchable_index(&lookup)
+        .ok_or_else(|| ApiError::new(1011, format!("Lookup field '{lookup}' not supported")))?;
     if lookup_idx == data::ID && action != Action::UpdateOnly {
         return Err(ApiError::invalid(
             "Lookup field 'id' is only allowed with action 'updateOnly'",

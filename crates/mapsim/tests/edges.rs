@@ -57,7 +57,10 @@ async fn status_lag_reports_the_job_as_of_the_last_refresh() {
     let after = sb.get(&path, &t).await;
     assert_eq!(after["result"][0]["status"], "Completed", "{after}");
     assert!(after["result"][0]["fileSize"].as_u64().is_some(), "{after}");
-    assert!(after["result"][0]["numberOfRecords"].as_u64().is_some(), "{after}");
+    assert!(
+        after["result"][0]["numberOfRecords"].as_u64().is_some(),
+        "{after}"
+    );
     sb.stop().await;
 }
 
@@ -89,7 +92,10 @@ async fn rest_answers_of_1024_bytes_or_more_are_gzipped_when_asked() {
     let query = [
         ("filterType", "id".to_owned()),
         ("filterValues", ids.join(",")),
-        ("fields", "id,email,firstName,lastName,company,country".to_owned()),
+        (
+            "fields",
+            "id,email,firstName,lastName,company,country".to_owned(),
+        ),
     ];
     let plain = raw
         .get(&url)
@@ -115,7 +121,12 @@ async fn rest_answers_of_1024_bytes_or_more_are_gzipped_when_asked() {
     );
     let gz = gz.bytes().await.expect("body");
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "a gzip stream");
-    assert!(gz.len() * 3 < plain.len(), "{} vs {}", gz.len(), plain.len());
+    assert!(
+        gz.len() * 3 < plain.len(),
+        "{} vs {}",
+        gz.len(),
+        plain.len()
+    );
 
     // A small answer stays plain even when gzip is asked for.
     let small = raw
@@ -205,7 +216,10 @@ async fn describe2_lists_the_searchable_fields_and_other_lookups_get_1011() {
 
     // What is not searchable is refused as Marketo does: 1011, for reads and writes.
     let by_name = sb
-        .get("/rest/v1/leads.json?filterType=firstName&filterValues=Ann", &t)
+        .get(
+            "/rest/v1/leads.json?filterType=firstName&filterValues=Ann",
+            &t,
+        )
         .await;
     assert_eq!(code(&by_name), "1011", "{by_name}");
     let sync = sb
