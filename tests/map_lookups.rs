@@ -50,7 +50,7 @@ tasks:
         let d = Drover { db: &db, ws: &ws };
         d.ok(&["db", "migrate"]);
         let _s = d.scheduler("scheduler");
-        let mut w = d.worker("worker", 1, 10.0);
+        let w = d.worker("worker", 1, 10.0);
         let store = db.store().await;
         synced(&store, "by_name").await;
         let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "by_name", "--env", "dev"]))

@@ -186,9 +186,10 @@ async fn rest_answers_arrive_gzipped_and_parse_while_bulk_files_do_not() {
 
     // A bulk file is never compressed, and a broken download still resumes with Range.
     let export = c.run_export(&lead_export()).await.expect("export");
-    let mut faults = FaultProfile::default();
-    faults.broken_downloads = Some(drover_mapsim::BrokenDownloadFault { probability: 0.6 });
-    sb.set_faults(faults);
+    sb.set_faults(FaultProfile {
+        broken_downloads: Some(drover_mapsim::BrokenDownloadFault { probability: 0.6 }),
+        ..FaultProfile::default()
+    });
     let mut stream = c.download_export(&export);
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {

@@ -36,6 +36,9 @@ struct LeadAttribute2 {
     searchable_fields: Vec<Vec<String>>,
 }
 
+/// Describe Lead2's searchable keys and when they were read.
+pub(super) type Searchable = (Instant, Arc<Vec<Vec<String>>>);
+
 /// How long the searchable fields are kept (Adobe: cache field metadata for a day).
 const SEARCHABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 

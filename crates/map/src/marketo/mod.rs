@@ -46,7 +46,7 @@ struct Shared {
     limiter: RateLimiter,
     budget: Arc<dyn CallBudget>,
     /// Describe Lead2's searchable keys and when they were read.
-    searchable: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Vec<Vec<String>>>)>>,
+    searchable: tokio::sync::Mutex<Option<describe::Searchable>>,
 }
 
 impl fmt::Debug for MarketoClient {
