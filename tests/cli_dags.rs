@@ -228,3 +228,35 @@ fn show_lists_tasks_in_topological_order_with_next_runs() {
         stderr(&out)
     );
 }
+
+#[test]
+fn env_validate_takes_a_base_url_with_rest_and_refuses_other_paths_located() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let write = |url: &str| {
+        std::fs::write(
+            dir.path().join("dev.yaml"),
+            format!(
+                "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {url}\n  client_id: {{ env: DEV_ID }}\n  client_secret: {{ env: DEV_SECRET }}\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let path = dir.path().display().to_string();
+    write("https://284-RPR-133.mktorest.com/rest");
+    let out = drover(&["env", "validate", &path], &repo().join("dags"));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    write("https://284-RPR-133.mktorest.com/identity");
+    let out = drover(&["env", "validate", &path], &repo().join("dags"));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    let file = dir.path().join("dev.yaml").display().to_string();
+    let located = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{file}:6:13")))
+        .unwrap_or_else(|| panic!("no error at {file}:6:13 in:\n{text}"));
+    assert!(
+        located.contains("use https://284-RPR-133.mktorest.com — without /identity"),
+        "{located}"
+    );
+}

@@ -114,7 +114,8 @@ impl Workspace {
     }
 
     /// Environment `dev` with its MAP at `base_url`, the credentials in files of the workspace
-    /// (`budget`: the daily MAP API budget, if any).
+    /// (`budget`: the daily MAP API budget, if any). Bulk status is polled every 250 ms doubling
+    /// to 2 s: the sandbox's jobs take about a second and its status is current.
     pub fn map_environment(
         &self,
         base_url: &str,
@@ -131,7 +132,7 @@ impl Workspace {
         std::fs::write(
             self.environments().join("dev.yaml"),
             format!(
-                "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {base_url}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n{budget}",
+                "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {base_url}\n  status_poll: {{ first: 250ms, max: 2s }}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n{budget}",
                 dir.join("client_id").display(),
                 dir.join("client_secret").display()
             ),

@@ -346,6 +346,32 @@ pub struct ImportReport {
     pub warnings: Vec<ImportRow>,
 }
 
+/// Why `field` cannot be a lookup key given the instance's searchable keys, if it cannot: a
+/// lookup is one field, so it must be a single-field key (names compared case-insensitively).
+pub fn lookup_field_problem(searchable: &[Vec<String>], field: &str) -> Option<MapError> {
+    fn single(k: &Vec<String>) -> Option<&str> {
+        match k.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        }
+    }
+    if searchable
+        .iter()
+        .filter_map(single)
+        .any(|f| f.eq_ignore_ascii_case(field.trim()))
+    {
+        return None;
+    }
+    Some(MapError::NotSearchable {
+        field: field.to_owned(),
+        searchable: searchable
+            .iter()
+            .filter_map(single)
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// A MAP client, one per environment, held by the engine as `Arc<dyn MapConnector>`.
 /// Every method is cancel-safe in the sense that dropping the future stops the work (a bulk job
 /// already created on the vendor side keeps running there).
@@ -359,6 +385,19 @@ pub trait MapConnector: Send + Sync + fmt::Debug {
 
     /// All activity types (to resolve names into ids with [`resolve_activity_types`]).
     fn activity_types(&self) -> BoxFuture<'_, Result<Vec<ActivityType>, MapError>>;
+
+    /// The keys leads can be found by (Marketo's Describe Lead2 `searchableFields`: each entry
+    /// holds the field names of one key). One call, then cached for a day.
+    fn searchable_fields(&self) -> BoxFuture<'_, Result<Arc<Vec<Vec<String>>>, MapError>>;
+
+    /// Fails with [`MapError::NotSearchable`] when `field` cannot be used to find leads (as a
+    /// sync or import `lookupField`, or a filter), before anything is sent with it.
+    fn check_lookup_field<'a>(&'a self, field: &'a str) -> BoxFuture<'a, Result<(), MapError>> {
+        Box::pin(async move {
+            let searchable = self.searchable_fields().await?;
+            lookup_field_problem(&searchable, field).map_or(Ok(()), Err)
+        })
+    }
 
     /// Runs a bulk export to completion: create, enqueue (waiting while the vendor queue is
     /// full), poll, and recreate once if the job fails.
@@ -392,6 +431,22 @@ pub trait MapConnector: Send + Sync + fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_must_be_a_searchable_single_field() {
+        let keys = vec![
+            vec!["email".to_owned()],
+            vec!["id".to_owned()],
+            vec!["firstName".to_owned(), "lastName".to_owned()],
+        ];
+        assert!(lookup_field_problem(&keys, "email").is_none());
+        assert!(lookup_field_problem(&keys, "Email").is_none());
+        let e = lookup_field_problem(&keys, "firstName").expect("refused");
+        assert_eq!(
+            e.to_string(),
+            "`firstName` cannot be used as a lookup: Marketo can only find leads by email or id (the searchable fields of this instance)"
+        );
+    }
 
     #[test]
     fn resolves_names_and_ids() {

@@ -135,15 +135,38 @@ pub enum MapError {
         message: String,
     },
 
+    /// A lookup field the MAP cannot find leads by (Marketo would answer 1011).
+    #[error(
+        "`{field}` cannot be used as a lookup: Marketo can only find leads by {} (the searchable fields of this instance)",
+        or_list(.searchable)
+    )]
+    NotSearchable {
+        /// The field asked for.
+        field: String,
+        /// The single-field keys the instance can search on.
+        searchable: Vec<String>,
+    },
+
     /// A payload is above a documented size limit (e.g. 10 MB for a bulk import).
     #[error("too large: {0}")]
     TooLarge(String),
 }
 
+/// `a, b or c`.
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => "no field at all".to_owned(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 fn quota_text(code: &str, message: &str) -> String {
+    // The size of the export quota is per subscription (500 MB a day unless Adobe raised it)
+    // and Marketo does not announce it, so no figure is claimed here.
     if code == "1029" {
         format!(
-            "Marketo's daily bulk-export quota (500 MB of files) is used up (error {code}: {message}); it resets at midnight US Central time"
+            "Marketo's daily bulk-export quota (the size of export files extracted per day, shared by every integration of the instance) is used up (error {code}: {message}); it resets at midnight US Central time"
         )
     } else {
         format!(
@@ -323,6 +346,21 @@ mod tests {
         );
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn export_quota_message_claims_no_figure() {
+        let e = MapError::QuotaReached {
+            code: "1029".into(),
+            message: "Export daily quota exceeded".into(),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("error 1029: Export daily quota exceeded"),
+            "{text}"
+        );
+        assert!(text.contains("bulk-export quota"), "{text}");
+        assert!(!text.contains("MB"), "{text}");
     }
 
     #[test]

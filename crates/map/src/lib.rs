@@ -32,7 +32,7 @@ pub use connector::{
     ActivityType, ByteStream, CompletedExport, ExportKind, ExportRequest, FieldInfo, FileFormat,
     ImportBatch, ImportReport, ImportRequest, ImportRow, LeadExportFilter, LeadQuery, MapConnector,
     MapObject, Reason, Record, RecordStatus, SyncAction, SyncRequest, SyncResult,
-    resolve_activity_types,
+    lookup_field_problem, resolve_activity_types,
 };
 pub use error::MapError;
 pub use marketo::{

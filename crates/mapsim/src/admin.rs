@@ -209,6 +209,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
         "callsByUser": counts.calls_by_user,
         "errorsByCode": counts.errors_by_code,
         "httpStatus": counts.http_status,
+        "gzipResponses": counts.gzip_responses,
         "dailyCalls": state.limiter.calls_today(today),
         "exportBytesToday": state.limiter.export_bytes_today(today),
         "leadsWritten": per_lead.len(),

@@ -200,6 +200,17 @@ pub(crate) fn field_index(rest: &str) -> Option<usize> {
     FIELDS.iter().position(|f| f.rest == rest)
 }
 
+/// The fields Marketo can find leads by (Describe Lead2's `searchableFields`): of the
+/// documented standard ones (`cookies, email, facebookId, id, leadPartitionId, linkedInId,
+/// sfdcAccountId, sfdcContactId, sfdcLeadId, sfdcLeadOwnerId, sfdcOpptyId, twitterId`), those
+/// this schema has; it has no custom fields. Anything else as a lookup or filter is 1011.
+pub(crate) const SEARCHABLE: [usize; 4] = [ID, EMAIL, SFDC_LEAD_ID, SFDC_CONTACT_ID];
+
+/// The index of a field leads can be looked up or filtered by.
+pub(crate) fn searchable_index(rest: &str) -> Option<usize> {
+    field_index(rest).filter(|i| SEARCHABLE.contains(i))
+}
+
 /// A field value.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {

@@ -153,32 +153,67 @@ struct ExportJob {
     enqueued_by: Option<String>,
     download_token_killed: bool,
     cancel: Arc<AtomicBool>,
+    /// Every status the job took, with when (the first is Created).
+    history: Vec<(DateTime<Utc>, JobStatus)>,
 }
 
 impl ExportJob {
     fn to_json(&self) -> Json {
+        self.json_as_of(None)
+    }
+
+    /// Moves the job to `status` and remembers when (for the `status-lag` fault).
+    fn set_status(&mut self, status: JobStatus, at: DateTime<Utc>) {
+        self.status = status;
+        self.history.push((at, status));
+    }
+
+    /// The job as its status endpoint shows it: as it is, or (`status-lag`) as it was at the
+    /// last refresh, refreshes falling every `lag_secs` from the job's creation.
+    fn reported_json(&self, now: DateTime<Utc>, lag_secs: Option<u64>) -> Json {
+        let Some(lag) = lag_secs.filter(|l| *l > 0) else {
+            return self.to_json();
+        };
+        let lag_ms = i64::try_from(lag.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let age_ms = (now - self.created_at).num_milliseconds().max(0);
+        let refreshed = self.created_at + chrono::Duration::milliseconds(age_ms - age_ms % lag_ms);
+        self.json_as_of(Some(refreshed))
+    }
+
+    /// The job's JSON; with `as_of`, as it stood then.
+    fn json_as_of(&self, as_of: Option<DateTime<Utc>>) -> Json {
+        let seen = |t: DateTime<Utc>| as_of.is_none_or(|at| t <= at);
+        let status = match as_of {
+            None => self.status,
+            Some(at) => self
+                .history
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= at)
+                .map_or(JobStatus::Created, |(_, s)| *s),
+        };
         let mut m = serde_json::Map::new();
         m.insert("exportId".into(), json!(self.id));
         m.insert("format".into(), json!(self.format.name()));
-        m.insert("status".into(), json!(self.status.name()));
+        m.insert("status".into(), json!(status.name()));
         m.insert("createdAt".into(), json!(iso(self.created_at)));
         for (k, v) in [
             ("queuedAt", self.queued_at),
             ("startedAt", self.started_at),
             ("finishedAt", self.finished_at),
         ] {
-            if let Some(t) = v {
+            if let Some(t) = v.filter(|t| seen(*t)) {
                 m.insert(k.into(), json!(iso(t)));
             }
         }
-        if self.status == JobStatus::Completed {
+        if status == JobStatus::Completed {
             m.insert("numberOfRecords".into(), json!(self.records));
             m.insert("fileSize".into(), json!(self.size));
             if let Some(c) = &self.checksum {
                 m.insert("fileChecksum".into(), json!(c));
             }
         }
-        if let Some(e) = &self.error {
+        if let Some(e) = self.error.as_ref().filter(|_| status == JobStatus::Failed) {
             m.insert("errorMsg".into(), json!(e));
         }
         Json::Object(m)
@@ -388,12 +423,13 @@ pub(crate) async fn create(
         .iter()
         .map(|n| renames.get(*n).cloned().unwrap_or_else(|| (*n).to_owned()))
         .collect();
+    let now = state.clock.now();
     let job = ExportJob {
         id: uuid::Uuid::new_v4().to_string(),
         object,
         owner: caller.client_id,
         status: JobStatus::Created,
-        created_at: state.clock.now(),
+        created_at: now,
         queued_at: None,
         started_at: None,
         finished_at: None,
@@ -409,6 +445,7 @@ pub(crate) async fn create(
         enqueued_by: None,
         download_token_killed: false,
         cancel: Arc::new(AtomicBool::new(false)),
+        history: vec![(now, JobStatus::Created)],
     };
     let out = job.to_json();
     state.exports.lock().push(job);
@@ -442,8 +479,9 @@ pub(crate) fn enqueue(
     if active as u64 >= u64::from(state.limits.queued_jobs) {
         return Err(ApiError::new(1029, "Too many jobs in queue"));
     }
-    job.status = JobStatus::Queued;
-    job.queued_at = Some(state.clock.now());
+    let now = state.clock.now();
+    job.set_status(JobStatus::Queued, now);
+    job.queued_at = Some(now);
     job.queue_seq = state.exports.seq.fetch_add(1, Ordering::Relaxed);
     job.enqueued_by = Some(caller.token.clone());
     let out = job.to_json();
@@ -485,8 +523,9 @@ fn try_start(state: &AppState, id: &str, path: &std::path::Path) -> Start {
     {
         return Start::Wait;
     }
-    job.status = JobStatus::Processing;
-    job.started_at = Some(state.clock.now());
+    let now = state.clock.now();
+    job.set_status(JobStatus::Processing, now);
+    job.started_at = Some(now);
     job.path = Some(path.to_path_buf());
     Start::Go {
         selection: job.selection.clone(),
@@ -554,7 +593,7 @@ async fn run_job(state: Arc<AppState>, id: String) {
             } else {
                 match written {
                     Ok(Ok(_)) if fail => {
-                        job.status = JobStatus::Failed;
+                        job.set_status(JobStatus::Failed, now);
                         job.error = Some(
                             "Export job failed due to an internal error; please create a new job"
                                 .to_owned(),
@@ -563,19 +602,19 @@ async fn run_job(state: Arc<AppState>, id: String) {
                         let _ = std::fs::remove_file(&path);
                     }
                     Ok(Ok((records, size, checksum))) => {
-                        job.status = JobStatus::Completed;
+                        job.set_status(JobStatus::Completed, now);
                         job.records = records;
                         job.size = size;
                         job.checksum = Some(checksum);
                         size_done = size;
                     }
                     Ok(Err(e)) => {
-                        job.status = JobStatus::Failed;
+                        job.set_status(JobStatus::Failed, now);
                         job.error = Some(format!("Export failed: {e}"));
                         job.path = None;
                     }
                     Err(e) => {
-                        job.status = JobStatus::Failed;
+                        job.set_status(JobStatus::Failed, now);
                         job.error = Some(format!("Export failed: {e}"));
                         job.path = None;
                     }
@@ -776,7 +815,10 @@ pub(crate) fn status(
         .iter()
         .find(|j| j.id == id && j.object == object && j.owner == caller.client_id)
         .ok_or_else(|| not_found(id))?;
-    Ok(envelope::ok(vec![job.to_json()]))
+    let lag = state.faults().status_lag.map(|l| l.secs);
+    Ok(envelope::ok(vec![
+        job.reported_json(state.clock.now(), lag),
+    ]))
 }
 
 /// `POST …/export/{exportId}/cancel.json`.
@@ -800,7 +842,7 @@ pub(crate) fn cancel(
             job.status.name()
         )));
     }
-    job.status = JobStatus::Cancelled;
+    job.set_status(JobStatus::Cancelled, state.clock.now());
     job.cancel.store(true, Ordering::Relaxed);
     let out = job.to_json();
     drop(jobs);

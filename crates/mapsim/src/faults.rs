@@ -30,6 +30,8 @@ pub struct FaultProfile {
     pub partial_import: Option<PartialImportFault>,
     /// Export downloads cut off part-way (the client must resume with `Range`).
     pub broken_downloads: Option<BrokenDownloadFault>,
+    /// A bulk export's reported status changes at most once per `secs` (Marketo: once a minute).
+    pub status_lag: Option<StatusLagFault>,
 }
 
 /// `token-expiry`: tokens die after `ttl_secs` or after `max_calls` authenticated calls, and (with
@@ -185,6 +187,23 @@ impl Default for BrokenDownloadFault {
     }
 }
 
+/// `status-lag`: Adobe documents that "a job status does not update more frequently than once
+/// every 60 seconds". A bulk export's status endpoint reports the job as it was at the last
+/// refresh, and refreshes fall every `secs` seconds counted from the job's creation: a job done
+/// inside reads Queued or Processing (without its file facts) until the next refresh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StatusLagFault {
+    /// Seconds between two refreshes of a job's reported status.
+    pub secs: u64,
+}
+
+impl Default for StatusLagFault {
+    fn default() -> Self {
+        Self { secs: 60 }
+    }
+}
+
 /// The profile names accepted by [`FaultProfile::from_str`].
 pub const FAULT_NAMES: &[&str] = &[
     "none",
@@ -196,6 +215,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "slow-jobs",
     "partial-import",
     "broken-downloads",
+    "status-lag",
     "chaos",
 ];
 
@@ -208,7 +228,7 @@ pub struct UnknownFault {
 }
 
 impl FaultProfile {
-    /// Every fault at once. Quota is softened (1,000 calls, 50 MB of exports) and timeouts are
+    /// Every fault at once but `status-lag` (which would make every export take a minute). Quota is softened (1,000 calls, 50 MB of exports) and timeouts are
     /// rarer so that a patient client can still finish.
     pub fn chaos() -> Self {
         Self {
@@ -229,6 +249,7 @@ impl FaultProfile {
             }),
             partial_import: Some(PartialImportFault::default()),
             broken_downloads: Some(BrokenDownloadFault { probability: 0.3 }),
+            status_lag: None,
         }
     }
 
@@ -244,6 +265,7 @@ impl FaultProfile {
             (self.slow_jobs.is_some(), "slow-jobs"),
             (self.partial_import.is_some(), "partial-import"),
             (self.broken_downloads.is_some(), "broken-downloads"),
+            (self.status_lag.is_some(), "status-lag"),
         ];
         for (on, name) in flags {
             if on {
@@ -279,6 +301,7 @@ impl FromStr for FaultProfile {
                 "slow-jobs" => p.slow_jobs = Some(SlowJobsFault::default()),
                 "partial-import" => p.partial_import = Some(PartialImportFault::default()),
                 "broken-downloads" => p.broken_downloads = Some(BrokenDownloadFault::default()),
+                "status-lag" => p.status_lag = Some(StatusLagFault::default()),
                 "chaos" => p = FaultProfile::chaos(),
                 _ => {
                     return Err(UnknownFault {
@@ -350,6 +373,11 @@ mod tests {
             FaultProfile::default()
         );
         assert!("bogus".parse::<FaultProfile>().is_err());
+        let lag: FaultProfile = "status-lag".parse().expect("status-lag");
+        assert_eq!(lag.status_lag, Some(StatusLagFault { secs: 60 }));
+        assert_eq!(lag.to_string(), "status-lag");
+        let lag: FaultProfile = serde_json::from_str(r#"{"statusLag":{"secs":2}}"#).expect("json");
+        assert_eq!(lag.status_lag, Some(StatusLagFault { secs: 2 }));
         let chaos: FaultProfile = "chaos".parse().expect("chaos");
         let json = serde_json::to_string(&chaos).expect("json");
         assert_eq!(

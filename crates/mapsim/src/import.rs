@@ -185,11 +185,9 @@ pub(crate) async fn create(
         .lookup_field
         .filter(|f| !f.is_empty())
         .unwrap_or_else(|| "email".to_owned());
-    let lookup = data::field_index(&lookup_name)
-        .filter(|i| !matches!(*i, data::CREATED_AT | data::UPDATED_AT | data::UNSUBSCRIBED))
-        .ok_or_else(|| {
-            ApiError::new(1011, format!("Lookup field '{lookup_name}' not supported"))
-        })?;
+    let lookup = data::searchable_index(&lookup_name).ok_or_else(|| {
+        ApiError::new(1011, format!("Lookup field '{lookup_name}' not supported"))
+    })?;
     let list_id = match q.list_id.filter(|l| !l.is_empty()) {
         None => None,
         Some(l) => Some(

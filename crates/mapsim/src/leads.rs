@@ -51,6 +51,36 @@ pub(crate) async fn describe() -> Response {
     envelope::ok(result)
 }
 
+/// `GET /rest/v1/leads/describe2.json`: one `API Lead` entry with `searchableFields` (each a
+/// list, compound keys having several names) and the description of every field.
+pub(crate) async fn describe2() -> Response {
+    let searchable: Vec<Json> = data::SEARCHABLE
+        .iter()
+        .map(|i| json!([FIELDS[*i].rest]))
+        .collect();
+    let fields: Vec<Json> = FIELDS
+        .iter()
+        .map(|f| {
+            let mut o = json!({
+                "name": f.rest,
+                "displayName": f.display,
+                "dataType": f.data_type.name(),
+                "updateable": !f.read_only,
+                "crmManaged": false,
+            });
+            if let (Some(len), Some(map)) = (f.length, o.as_object_mut()) {
+                map.insert("length".to_owned(), json!(len));
+            }
+            o
+        })
+        .collect();
+    envelope::ok(vec![json!({
+        "name": "API Lead",
+        "searchableFields": searchable,
+        "fields": fields,
+    })])
+}
+
 /// `GET /rest/v1/activities/types.json`.
 pub(crate) async fn activity_types() -> Response {
     let result = data::ACTIVITY_TYPES
@@ -156,11 +186,9 @@ fn query_leads(state: &AppState, q: LeadsQuery) -> ApiResult {
         Some(t) => envelope::page_offset(t)?,
     };
     let store = state.read_store();
-    let filter_idx = data::field_index(&filter_type)
-        .filter(|i| !matches!(*i, data::CREATED_AT | data::UPDATED_AT | data::UNSUBSCRIBED))
-        .ok_or_else(|| {
-            ApiError::new(1011, format!("Lookup field '{filter_type}' not supported"))
-        })?;
+    let filter_idx = data::searchable_index(&filter_type).ok_or_else(|| {
+        ApiError::new(1011, format!("Lookup field '{filter_type}' not supported"))
+    })?;
     let mut ids: Vec<u32> = Vec::new();
     for v in values {
         let found = match filter_idx {
@@ -285,8 +313,7 @@ pub(crate) async fn sync_leads(
         other => return Err(ApiError::invalid(format!("Invalid action '{other}'"))),
     };
     let lookup = req.lookup_field.unwrap_or_else(|| "email".to_owned());
-    let lookup_idx = data::field_index(&lookup)
-        .filter(|i| !matches!(*i, data::CREATED_AT | data::UPDATED_AT | data::UNSUBSCRIBED))
+    let lookup_idx = data::searchable_index(&lookup)
         .ok_or_else(|| ApiError::new(1011, format!("Lookup field '{lookup}' not supported")))?;
     if lookup_idx == data::ID && action != Action::UpdateOnly {
         return Err(ApiError::invalid(

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 pub use config::{Limits, SandboxConfig};
 pub use faults::{
     BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault,
-    ServerErrorFault, SlowJobsFault, TimeoutFault, TokenExpiryFault, UnknownFault,
+    ServerErrorFault, SlowJobsFault, StatusLagFault, TimeoutFault, TokenExpiryFault, UnknownFault,
 };
 
 use crate::state::AppState;

@@ -10,6 +10,8 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::SizeAbove;
 
 use crate::envelope::{ApiError, ErrorCode};
 use crate::extract::handlers as ex;
@@ -20,10 +22,19 @@ use crate::{admin, auth, import, leads};
 /// Longest URI Marketo accepts.
 const MAX_URI: usize = 8 * 1024;
 
+/// Smallest REST answer Marketo compresses (mkto:performance.md: 1024 bytes or more).
+const MIN_COMPRESSED: u16 = 1024;
+
 /// Builds the whole application.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let marketo = Router::new()
+    // Marketo gzips REST answers of 1024 bytes or more when asked; bulk APIs never compress
+    // (so a file download keeps its exact bytes, `Content-Length` and `Range` answers).
+    let compress = CompressionLayer::new()
+        .gzip(true)
+        .compress_when(SizeAbove::new(MIN_COMPRESSED));
+    let rest = Router::new()
         .route("/rest/v1/leads/describe.json", get(leads::describe))
+        .route("/rest/v1/leads/describe2.json", get(leads::describe2))
         .route("/rest/v1/activities/types.json", get(leads::activity_types))
         .route(
             "/rest/v1/leads.json",
@@ -32,6 +43,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/rest/v1/lead/{id}", get(leads::get_lead))
         .route("/rest/v1/stats/usage.json", get(leads::usage))
         .route("/rest/v1/stats/errors.json", get(leads::errors))
+        .layer(compress);
+    let marketo = Router::new()
         .route("/bulk/v1/leads/export/create.json", post(ex::create_leads))
         .route(
             "/bulk/v1/leads/export/{id}/enqueue.json",
@@ -81,6 +94,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/bulk/v1/leads/batch/{id}/warnings.json",
             get(import::warnings),
         )
+        .merge(rest)
         .layer(DefaultBodyLimit::max(leads::MAX_BODY + 1))
         .route_layer(middleware::from_fn_with_state(state.clone(), gate));
     Router::new()
@@ -105,6 +119,13 @@ async fn count_status(State(state): State<Arc<AppState>>, req: Request, next: Ne
     }
     let resp = next.run(req).await;
     state.stats.count_status(resp.status().as_u16());
+    if resp
+        .headers()
+        .get(axum::http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+    {
+        state.stats.count_gzip();
+    }
     if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>() {
         state.stats.count_error(*code);
     }

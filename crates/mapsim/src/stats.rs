@@ -20,6 +20,8 @@ pub(crate) struct Counts {
     pub(crate) calls_by_user: BTreeMap<String, u64>,
     pub(crate) errors_by_code: BTreeMap<String, u64>,
     pub(crate) http_status: BTreeMap<u16, u64>,
+    /// Responses sent gzip-compressed.
+    pub(crate) gzip_responses: u64,
 }
 
 impl Stats {
@@ -42,6 +44,11 @@ impl Stats {
     pub(crate) fn count_status(&self, status: u16) {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *c.http_status.entry(status).or_default() += 1;
+    }
+
+    pub(crate) fn count_gzip(&self) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.gzip_responses += 1;
     }
 
     pub(crate) fn snapshot(&self) -> Counts {

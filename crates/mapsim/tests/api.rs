@@ -792,7 +792,8 @@ async fn faults_switch_at_run_time_and_errors_never_write() {
 fn sb_faults_none() -> Value {
     json!({
         "tokenExpiry": null, "rateLimit": null, "quota": null, "serverErrors": null,
-        "timeouts": null, "slowJobs": null, "partialImport": null, "brokenDownloads": null
+        "timeouts": null, "slowJobs": null, "partialImport": null, "brokenDownloads": null,
+        "statusLag": null
     })
 }
 

@@ -248,6 +248,18 @@ pub struct MapConnection {
     /// API calls in flight at once (default 5; at most 10).
     #[serde(default = "default_map_concurrency")]
     pub concurrent_calls: u32,
+    /// How often bulk job status is polled (default 5 s, doubling to 60 s: Marketo refreshes a
+    /// job's status at most once a minute). Shorter only makes sense against a sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_poll: Option<StatusPoll>,
+}
+
+/// Waits between two status polls of a bulk job: `first`, doubling up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPoll {
+    pub first: crate::duration::Duration,
+    pub max: crate::duration::Duration,
 }
 
 fn default_calls_per_20s() -> u32 {
@@ -338,6 +350,33 @@ pub fn valid_environment_name(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && name.len() <= 31
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Why a MAP `base_url` has the wrong path, if it does. The instance root
+/// (`https://x.mktorest.com`) and the REST endpoint Admin › Web Services shows (`…/rest`), each
+/// with or without a trailing slash, are right; Drover adds `/rest`, `/bulk` and `/identity`.
+fn base_url_path_problem(url: &str) -> Option<String> {
+    let url = url.trim();
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (host, path) = match after_scheme.find(['/', '?', '#']) {
+        Some(i) => after_scheme.split_at(i),
+        None => (after_scheme, ""),
+    };
+    let scheme = &url[..url.len() - after_scheme.len()];
+    let root = format!("{scheme}{host}");
+    if path.contains(['?', '#']) {
+        return Some(format!(
+            "`base_url` must not carry a query string or fragment: use {root}"
+        ));
+    }
+    let path = path.trim_end_matches('/');
+    if path.is_empty() || path.eq_ignore_ascii_case("/rest") {
+        None
+    } else {
+        Some(format!(
+            "`base_url` ends in {path}: use {root} — without {path} (Drover adds /rest, /bulk and /identity itself)"
+        ))
+    }
 }
 
 /// Parse and validate one environment file; its name must equal the file name.
@@ -455,6 +494,8 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
                 env.map.base_url
             ),
         );
+    } else if let Some(problem) = base_url_path_problem(&env.map.base_url) {
+        at("map.base_url", problem);
     }
     if let Some(commit) = &env.commit
         && (!(7..=40).contains(&commit.len()) || !commit.chars().all(|c| c.is_ascii_hexdigit()))
@@ -493,6 +534,14 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
         at(
             "map.calls_per_20s",
             "`calls_per_20s` must be between 1 and 100 (the MAP allows 100 per 20 s for the whole instance)".to_owned(),
+        );
+    }
+    if let Some(p) = env.map.status_poll
+        && (p.first.as_millis() < 100 || p.max < p.first || p.max.as_secs() > 3600)
+    {
+        at(
+            "map.status_poll",
+            "`status_poll` needs `first` of at least 100ms and `max` between `first` and 1h (default first: 5s, max: 60s)".to_owned(),
         );
     }
     if !(1..=10).contains(&env.map.concurrent_calls) {
@@ -713,6 +762,74 @@ variables: { sync_list: DEV Leads }
         assert!(
             !errs[0].to_string().contains("s3cr3t"),
             "the error must not repeat the secret"
+        );
+    }
+
+    #[test]
+    fn base_url_with_or_without_rest_and_other_paths_refused() {
+        for good in [
+            "https://x.mktorest.com",
+            "https://x.mktorest.com/",
+            "https://x.mktorest.com/rest",
+            "https://x.mktorest.com/rest/",
+        ] {
+            assert_eq!(base_url_path_problem(good), None, "{good}");
+            let src = DEV.replace("http://127.0.0.1:9911", good);
+            assert!(
+                load_environment("environments/dev.yaml", &src).is_ok(),
+                "{good}"
+            );
+        }
+        for (bad, path) in [
+            ("https://x.mktorest.com/identity", "/identity"),
+            ("https://x.mktorest.com/bulk/v1", "/bulk/v1"),
+            ("https://x.mktorest.com/rest/v1/", "/rest/v1"),
+        ] {
+            let src = DEV.replace("http://127.0.0.1:9911", bad);
+            let errs = load_environment("environments/dev.yaml", &src)
+                .err()
+                .unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{bad}");
+            assert_eq!((errs[0].line, errs[0].column), (6, 13), "{bad}");
+            assert!(
+                errs[0]
+                    .message
+                    .contains(&format!("use https://x.mktorest.com — without {path}")),
+                "{}",
+                errs[0].message
+            );
+        }
+        assert!(base_url_path_problem("https://x.mktorest.com?x=1").is_some());
+    }
+
+    #[test]
+    fn status_poll_defaults_to_none_and_is_checked() {
+        let env = load_environment("environments/dev.yaml", DEV).expect("valid");
+        assert_eq!(env.map.status_poll, None);
+        let fast = DEV.replace(
+            "  client_id:",
+            "  status_poll: { first: 250ms, max: 2s }\n  client_id:",
+        );
+        let env = load_environment("environments/dev.yaml", &fast).expect("valid");
+        assert_eq!(
+            env.map.status_poll,
+            Some(StatusPoll {
+                first: crate::duration::Duration::from_millis(250),
+                max: crate::duration::Duration::from_secs(2),
+            })
+        );
+        let bad = DEV.replace(
+            "  client_id:",
+            "  status_poll: { first: 10s, max: 5s }\n  client_id:",
+        );
+        let errs = load_environment("environments/dev.yaml", &bad)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].message.contains("`status_poll` needs"),
+            "{}",
+            errs[0].message
         );
     }
 

@@ -152,6 +152,10 @@ fn build(
                 MarketoConfig::new(&env.map.base_url, client_id, Secret::new(client_secret));
             config.rate.calls_per_20s = env.map.calls_per_20s;
             config.rate.concurrency = env.map.concurrent_calls;
+            if let Some(p) = env.map.status_poll {
+                config.poll.initial = p.first.to_std();
+                config.poll.max = p.max.to_std();
+            }
             let client = MarketoClient::new(config, budget)
                 .map_err(|e| TaskError::Invalid(format!("environment `{}`: {e}", env.name)))?;
             Ok(Arc::new(client))

@@ -56,6 +56,14 @@ pub(super) async fn run(
         }
     }
     let client = plane.maps.client(&id.environment)?.scoped();
+    // A lookup the MAP cannot search on (Marketo: 1011) fails here, before anything is sent.
+    client
+        .check_lookup_field(&spec.lookup)
+        .await
+        .map_err(|e| match e {
+            drover_map::MapError::NotSearchable { .. } => TaskError::Invalid(e.to_string()),
+            e => map_error(e),
+        })?;
     let mode = match spec.mode {
         ReturnMode::Auto if u64::try_from(input.rows).unwrap_or(u64::MAX) <= AUTO_SYNC_MAX_ROWS => {
             ReturnMode::Sync

@@ -1,6 +1,10 @@
 //! Field metadata and activity types.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use super::MarketoClient;
 use super::transport::Call;
@@ -23,6 +27,20 @@ struct RestName {
     #[serde(default)]
     read_only: bool,
 }
+
+/// Describe Lead2's one entry (mapi-spec `LeadAttribute2`); only the searchable keys are read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeadAttribute2 {
+    #[serde(default)]
+    searchable_fields: Vec<Vec<String>>,
+}
+
+/// Describe Lead2's searchable keys and when they were read.
+pub(super) type Searchable = (Instant, Arc<Vec<Vec<String>>>);
+
+/// How long the searchable fields are kept (Adobe: cache field metadata for a day).
+const SEARCHABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +98,35 @@ impl MarketoClient {
                 })
                 .collect()),
         }
+    }
+
+    /// The keys leads can be found by: `GET /rest/v1/leads/describe2.json`, `searchableFields`.
+    /// Asked once, then kept for a day by every handle of this client.
+    pub async fn searchable_fields(&self) -> Result<Arc<Vec<Vec<String>>>, MapError> {
+        let mut cached = self.shared.searchable.lock().await;
+        if let Some((at, keys)) = cached.as_ref()
+            && at.elapsed() < SEARCHABLE_TTL
+        {
+            return Ok(keys.clone());
+        }
+        let mut call = Call::get("describe leads", "/rest/v1/leads/describe2.json");
+        call.timeout = Some(self.shared.config.request_timeout);
+        let env = self.call_json::<LeadAttribute2>(&call).await?;
+        let keys: Vec<Vec<String>> = env
+            .result
+            .into_iter()
+            .flat_map(|a| a.searchable_fields)
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.is_empty() {
+            return Err(MapError::Protocol {
+                operation: call.operation.to_owned(),
+                message: "Describe Lead2 lists no searchable fields".to_owned(),
+            });
+        }
+        let keys = Arc::new(keys);
+        *cached = Some((Instant::now(), keys.clone()));
+        Ok(keys)
     }
 
     /// All activity types: `GET /rest/v1/activities/types.json`.

@@ -45,6 +45,8 @@ struct Shared {
     tokens: TokenCache,
     limiter: RateLimiter,
     budget: Arc<dyn CallBudget>,
+    /// Describe Lead2's searchable keys and when they were read.
+    searchable: tokio::sync::Mutex<Option<describe::Searchable>>,
 }
 
 impl fmt::Debug for MarketoClient {
@@ -68,6 +70,9 @@ impl MarketoClient {
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout.max(config.sync_timeout))
             .user_agent(concat!("drover-map/", env!("CARGO_PKG_VERSION")))
+            // `Accept-Encoding: gzip` on every call, answers decompressed as they stream in:
+            // Marketo compresses REST answers of 1024 bytes or more (bulk files never).
+            .gzip(true)
             .build()
             .map_err(|e| {
                 MapError::Config(format!("cannot build the HTTP client: {}", e.without_url()))
@@ -81,6 +86,7 @@ impl MarketoClient {
                 tokens: TokenCache::default(),
                 limiter,
                 budget,
+                searchable: tokio::sync::Mutex::new(None),
             }),
             usage: Arc::new(UsageCounters::default()),
         })
@@ -124,6 +130,10 @@ impl MapConnector for MarketoClient {
 
     fn activity_types(&self) -> BoxFuture<'_, Result<Vec<ActivityType>, MapError>> {
         Box::pin(MarketoClient::activity_types(self))
+    }
+
+    fn searchable_fields(&self) -> BoxFuture<'_, Result<Arc<Vec<Vec<String>>>, MapError>> {
+        Box::pin(MarketoClient::searchable_fields(self))
     }
 
     fn run_export(
