@@ -30,6 +30,8 @@ pub struct FaultProfile {
     pub partial_import: Option<PartialImportFault>,
     /// Export downloads cut off part-way (the client must resume with `Range`).
     pub broken_downloads: Option<BrokenDownloadFault>,
+    /// Upserts of a new key create a lead each, as closely timed upserts can on Marketo.
+    pub upsert_race: Option<UpsertRaceFault>,
 }
 
 /// `token-expiry`: tokens die after `ttl_secs` or after `max_calls` authenticated calls, and (with
@@ -185,6 +187,51 @@ impl Default for BrokenDownloadFault {
     }
 }
 
+/// `upsert-race`: Marketo documents that concurrent or closely timed upserts of the same key can
+/// each create a lead. With this fault a `createOrUpdate` Sync Leads record whose key matches no
+/// lead, or only leads Sync Leads created for that key less than `window_ms` ago, creates one
+/// more lead: every occurrence of a new key in one call, and in calls within the window, makes
+/// a lead of its own. Later lookups of that key match several leads (1007 on sync).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UpsertRaceFault {
+    /// How long after its creation a new key's lead still races, milliseconds.
+    pub window_ms: u64,
+}
+
+impl Default for UpsertRaceFault {
+    fn default() -> Self {
+        Self { window_ms: 2_000 }
+    }
+}
+
+/// Keys whose leads Sync Leads created lately, for [`UpsertRaceFault`]: (lookup field, key as
+/// matched) → when, in milliseconds of the sandbox clock.
+#[derive(Debug, Default)]
+pub(crate) struct RecentCreates {
+    inner: std::sync::Mutex<std::collections::HashMap<(usize, String), i64>>,
+}
+
+impl RecentCreates {
+    /// Whether a lead for `key` was created less than `window_ms` before `now_ms`.
+    pub(crate) fn racing(&self, field: usize, key: &str, now_ms: i64, window_ms: u64) -> bool {
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(field, key.to_owned()))
+            .is_some_and(|t| now_ms.saturating_sub(*t) < window)
+    }
+
+    /// Note that a lead for `key` was created at `now_ms` (the first creation opens the window).
+    pub(crate) fn created(&self, field: usize, key: &str, now_ms: i64, window_ms: u64) {
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, t| now_ms.saturating_sub(*t) < window);
+        m.entry((field, key.to_owned())).or_insert(now_ms);
+    }
+}
+
 /// The profile names accepted by [`FaultProfile::from_str`].
 pub const FAULT_NAMES: &[&str] = &[
     "none",
@@ -196,6 +243,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "slow-jobs",
     "partial-import",
     "broken-downloads",
+    "upsert-race",
     "chaos",
 ];
 
@@ -229,6 +277,7 @@ impl FaultProfile {
             }),
             partial_import: Some(PartialImportFault::default()),
             broken_downloads: Some(BrokenDownloadFault { probability: 0.3 }),
+            upsert_race: Some(UpsertRaceFault::default()),
         }
     }
 
@@ -244,6 +293,7 @@ impl FaultProfile {
             (self.slow_jobs.is_some(), "slow-jobs"),
             (self.partial_import.is_some(), "partial-import"),
             (self.broken_downloads.is_some(), "broken-downloads"),
+            (self.upsert_race.is_some(), "upsert-race"),
         ];
         for (on, name) in flags {
             if on {
@@ -279,6 +329,7 @@ impl FromStr for FaultProfile {
                 "slow-jobs" => p.slow_jobs = Some(SlowJobsFault::default()),
                 "partial-import" => p.partial_import = Some(PartialImportFault::default()),
                 "broken-downloads" => p.broken_downloads = Some(BrokenDownloadFault::default()),
+                "upsert-race" | "upsertrace" => p.upsert_race = Some(UpsertRaceFault::default()),
                 "chaos" => p = FaultProfile::chaos(),
                 _ => {
                     return Err(UnknownFault {
@@ -350,6 +401,9 @@ mod tests {
             FaultProfile::default()
         );
         assert!("bogus".parse::<FaultProfile>().is_err());
+        let race: FaultProfile = "upsert-race".parse().expect("race");
+        assert_eq!(race.upsert_race, Some(UpsertRaceFault { window_ms: 2_000 }));
+        assert_eq!(race.names(), vec!["upsert-race"]);
         let chaos: FaultProfile = "chaos".parse().expect("chaos");
         let json = serde_json::to_string(&chaos).expect("json");
         assert_eq!(

@@ -45,7 +45,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{Limits, SandboxConfig};
 pub use faults::{
-    BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault,
+    BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault, UpsertRaceFault,
     ServerErrorFault, SlowJobsFault, TimeoutFault, TokenExpiryFault, UnknownFault,
 };
 
