@@ -11,6 +11,7 @@ use std::time::Duration;
 use drover_mapsim::FaultProfile;
 use drover_store::{RunState, Store};
 use serde_json::{Value, json};
+use sqlx::Row;
 use support::tasks::{task_log, trigger};
 use support::{Drover, TestDb, Workspace, runtime, serial, server_url, start_sandbox, synced};
 use uuid::Uuid;
@@ -94,31 +95,34 @@ async fn set_lead(base: &str, id: i64, fields: Value) {
     assert_eq!(answer["result"][0]["status"], "updated", "{answer}");
 }
 
-/// The receipt of `push` in `run`: (key, status, map_id, sent, withheld), in key order.
-async fn receipt(
-    store: &Store,
-    run: Uuid,
-) -> Vec<(String, String, Option<i64>, Value, Option<Vec<String>>)> {
+/// A receipt row as the tests read it: (key, status, map_id, sent, withheld).
+type ReceiptRow = (String, String, Option<i64>, Value, Option<Vec<String>>);
+
+/// The receipt of `push` in `run`, in key order.
+async fn receipt(store: &Store, run: Uuid) -> Vec<ReceiptRow> {
     let d = store
         .dataset(run, "push", "receipt")
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no receipt"));
-    let rows: Vec<(
-        String,
-        String,
-        Option<i64>,
-        sqlx::types::Json<Value>,
-        Option<Vec<String>>,
-    )> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select key, status, map_id, sent, withheld from {} order by key",
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "select key, status, map_id, sent::text as sent, withheld from {} order by key",
         d.relation()
     )))
     .fetch_all(store.pool())
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    rows.into_iter()
-        .map(|(k, s, m, sent, w)| (k, s, m, sent.0, w))
+    rows.iter()
+        .map(|r| {
+            let sent: String = r.try_get("sent").unwrap_or_else(|e| panic!("{e}"));
+            (
+                r.try_get("key").unwrap_or_else(|e| panic!("{e}")),
+                r.try_get("status").unwrap_or_else(|e| panic!("{e}")),
+                r.try_get("map_id").unwrap_or_else(|e| panic!("{e}")),
+                serde_json::from_str(&sent).unwrap_or_else(|e| panic!("{e}")),
+                r.try_get("withheld").unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
         .collect()
 }
 
@@ -167,7 +171,11 @@ fn repeated_new_keys_are_refused_by_default_and_sent_once_each_with_on_duplicate
         ws.dag("strict", &return_dag("strict", REPEATS, fields));
         ws.dag(
             "last",
-            &return_dag("last", REPEATS, &format!("{fields}, on_duplicate_key: last")),
+            &return_dag(
+                "last",
+                REPEATS,
+                &format!("{fields}, on_duplicate_key: last"),
+            ),
         );
         let d = Drover { db: &db, ws: &ws };
         d.ok(&["db", "migrate"]);
@@ -192,7 +200,10 @@ fn repeated_new_keys_are_refused_by_default_and_sent_once_each_with_on_duplicate
         assert_eq!(stats["writes"], 0, "{stats}");
         assert_eq!(stats["leads"], LEADS, "{stats}");
         assert!(
-            calls(&base).await.iter().all(|c| !c.contains("/leads.json")),
+            calls(&base)
+                .await
+                .iter()
+                .all(|c| !c.contains("/leads.json")),
             "no lead call at all"
         );
 

@@ -188,7 +188,10 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
                     _ => {}
                 }
                 if unchanged > 0 {
-                    parts.push(format!("{} unchanged, not sent", things(unchanged, one, many)));
+                    parts.push(format!(
+                        "{} unchanged, not sent",
+                        things(unchanged, one, many)
+                    ));
                 }
                 if rejected > 0 {
                     parts.push(format!("{} rejected", count(rejected)));

@@ -45,8 +45,8 @@ use tokio::task::JoinHandle;
 
 pub use config::{Limits, SandboxConfig};
 pub use faults::{
-    BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault, UpsertRaceFault,
-    ServerErrorFault, SlowJobsFault, TimeoutFault, TokenExpiryFault, UnknownFault,
+    BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault,
+    ServerErrorFault, SlowJobsFault, TimeoutFault, TokenExpiryFault, UnknownFault, UpsertRaceFault,
 };
 
 use crate::state::AppState;

@@ -952,7 +952,10 @@ async fn upsert_race_creates_a_lead_per_close_upsert_of_a_new_key() {
         .collect();
     assert!(ids[0] != ids[1] && ids[1] != ids[2], "{ids:?}");
     if seeded.is_some() {
-        assert_ne!(r[3]["status"], "created", "an existing key does not race: {v}");
+        assert_ne!(
+            r[3]["status"], "created",
+            "an existing key does not race: {v}"
+        );
     }
     // A call within the window creates yet another lead.
     let again = json!({"input": [{"email": "race@example.com", "firstName": "D"}]});

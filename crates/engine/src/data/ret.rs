@@ -23,9 +23,7 @@ pub(crate) mod snapshot;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use drover_map::{
-    FileFormat, ImportRequest, MapConnector, RecordStatus, SyncAction, SyncRequest,
-};
+use drover_map::{FileFormat, ImportRequest, MapConnector, RecordStatus, SyncAction, SyncRequest};
 use drover_spec::dag::map_kinds::{AUTO_SYNC_MAX_ROWS, OnDuplicateKey, ReturnMode, ReturnSpec};
 use drover_spec::dataset::{quote_ident, quote_literal, quoted_relation, receipts_schema};
 use drover_store::TryMetrics;
@@ -108,7 +106,10 @@ pub(super) async fn run(
         planned.unchanged,
         planned.withheld,
         if planned.blank_keys > 0 {
-            format!(", {} without a `{}` (rejected)", planned.blank_keys, spec.lookup)
+            format!(
+                ", {} without a `{}` (rejected)",
+                planned.blank_keys, spec.lookup
+            )
         } else {
             String::new()
         }
@@ -404,8 +405,9 @@ async fn plan_rows(
             p.statuses.push(status);
             p.reasons.push(None);
             p.payloads.push(payload);
-            p.withheld
-                .push(Value::Array(withheld.into_iter().map(Value::String).collect()));
+            p.withheld.push(Value::Array(
+                withheld.into_iter().map(Value::String).collect(),
+            ));
         }
         side.add_plan(plane, &p).await?;
     }

@@ -108,7 +108,11 @@ impl SideTables {
     }
 
     /// Note the MAP's answers for rows.
-    pub(crate) async fn add_answers(&self, plane: &DataPlane, a: &Answers) -> Result<(), TaskError> {
+    pub(crate) async fn add_answers(
+        &self,
+        plane: &DataPlane,
+        a: &Answers,
+    ) -> Result<(), TaskError> {
         sqlx::query(AssertSqlSafe(format!(
             "insert into {} (ord, status, reason, map_id, created)
              select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::boolean[])",
