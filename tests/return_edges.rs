@@ -98,7 +98,7 @@ async fn set_lead(base: &str, id: i64, fields: Value) {
 /// A receipt row as the tests read it: (key, status, map_id, sent, withheld).
 type ReceiptRow = (String, String, Option<i64>, Value, Option<Vec<String>>);
 
-/// The receipt of `push` in `run`, in key order.
+/// The receipt of `push` in `run`, in key order (a row without a key last, as "").
 async fn receipt(store: &Store, run: Uuid) -> Vec<ReceiptRow> {
     let d = store
         .dataset(run, "push", "receipt")
@@ -106,7 +106,7 @@ async fn receipt(store: &Store, run: Uuid) -> Vec<ReceiptRow> {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no receipt"));
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "select key, status, map_id, sent::text as sent, withheld from {} order by key",
+        "select coalesce(key, '') as k, status, map_id, sent::text as sent, withheld from {} order by key nulls last",
         d.relation()
     )))
     .fetch_all(store.pool())
@@ -116,7 +116,7 @@ async fn receipt(store: &Store, run: Uuid) -> Vec<ReceiptRow> {
         .map(|r| {
             let sent: String = r.try_get("sent").unwrap_or_else(|e| panic!("{e}"));
             (
-                r.try_get("key").unwrap_or_else(|e| panic!("{e}")),
+                r.try_get("k").unwrap_or_else(|e| panic!("{e}")),
                 r.try_get("status").unwrap_or_else(|e| panic!("{e}")),
                 r.try_get("map_id").unwrap_or_else(|e| panic!("{e}")),
                 serde_json::from_str(&sent).unwrap_or_else(|e| panic!("{e}")),
@@ -418,6 +418,73 @@ fn a_null_never_overwrites_a_value_by_default_and_unchanged_records_are_not_sent
         assert_eq!(state, RunState::Success, "{}", w.log());
         let lead = admin(&base, "/_sandbox/leads/1").await;
         assert_eq!(lead["country"], Value::Null, "{lead}");
+        map.shutdown().await;
+    });
+}
+
+#[test]
+fn a_bulk_import_sends_only_the_fields_it_writes_and_records_map_ids_from_the_snapshot() {
+    init_tls();
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    rt.block_on(async {
+        let map = start_sandbox(LEADS, 9, CLIENT_ID, SECRET, FaultProfile::default()).await;
+        let base = map.base_url();
+        set_lead(
+            &base,
+            3,
+            json!({"email": "narnia@import.example", "country": "Narnia", "firstName": "Ann"}),
+        )
+        .await;
+        ws.map_environment(&base, CLIENT_ID, SECRET, Some(10_000));
+        // An existing lead without a country in the dataset, a new one, and a row without a key.
+        let select = "select * from (values ('narnia@import.example', null::text, 'Ann2'), \
+                      ('new@import.example', null::text, 'Neo'), (null::text, 'Oz', 'Nobody')) \
+                      v(email, country, \"firstName\")";
+        ws.dag(
+            "bulk",
+            &return_dag("bulk", select, "fields: [country, firstName], mode: import"),
+        );
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        let (run, state) = run_to_end(&d, &store, "bulk").await;
+        assert_eq!(state, RunState::Success, "{}", w.log());
+        let lead = admin(&base, "/_sandbox/leads/3").await;
+        assert_eq!(lead["country"], "Narnia", "{lead}");
+        assert_eq!(lead["firstName"], "Ann2", "{lead}");
+        let stats = admin(&base, "/_sandbox/stats").await;
+        assert_eq!(stats["leads"], LEADS + 1, "{stats}");
+        assert_eq!(stats["writesByVia"]["import"], 2, "{stats}");
+        let rows = receipt(&store, run).await;
+        // Keys sort nulls last: narnia, new, then the row without a key.
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(
+            (rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2),
+            ("narnia@import.example", "accepted", Some(3))
+        );
+        assert_eq!(rows[0].4, Some(vec!["country".to_owned()]));
+        assert_eq!(
+            (rows[1].0.as_str(), rows[1].1.as_str(), rows[1].2),
+            ("new@import.example", "accepted", None),
+            "a lead the import created has no id to record"
+        );
+        assert_eq!(rows[2].1, "rejected");
+        logged(
+            &store,
+            run,
+            "sending 2 of 3 rows: 0 unchanged, 1 nulls withheld, 1 without a `email` (rejected)",
+        )
+        .await;
+        let shown = d.ok(&["runs", "show", &run.to_string()]);
+        assert!(
+            shown.contains("1 lead updated in Marketo · 1 lead created in Marketo · 1 rejected"),
+            "{shown}"
+        );
         map.shutdown().await;
     });
 }
