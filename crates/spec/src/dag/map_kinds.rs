@@ -390,3 +390,29 @@ pub struct MapCount {
     pub object: ReturnObject,
     pub filter: LeadFilter,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_return_refuses_repeated_keys_and_withholds_nulls_unless_told() {
+        let spec: ReturnSpec =
+            yaml_serde::from_str("{ object: leads, fields: [country] }").expect("defaults");
+        assert_eq!(spec.on_duplicate_key, OnDuplicateKey::Fail);
+        assert!(!spec.write_nulls);
+        let spec: ReturnSpec = yaml_serde::from_str(
+            "{ object: leads, fields: [country], on_duplicate_key: last, write_nulls: true }",
+        )
+        .expect("options");
+        assert_eq!(spec.on_duplicate_key, OnDuplicateKey::Last);
+        assert!(spec.write_nulls);
+        let wrong = yaml_serde::from_str::<ReturnSpec>(
+            "{ object: leads, fields: [country], on_duplicate_key: newest }",
+        );
+        assert!(
+            wrong.is_err_and(|e| e.to_string().contains("first")),
+            "the choices are named"
+        );
+    }
+}
