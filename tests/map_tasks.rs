@@ -127,11 +127,25 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
             let lead = sandbox_lead(&base, *id).await;
             assert_eq!(lead["leadScore"].as_i64(), *score, "lead {id}: {lead}");
         }
-        // Receipts: one per row, all accepted, each with the values before the write.
+        // Receipts: one per row, each with the values before the write; only the scores
+        // that change are sent, the rest are `unchanged`.
+        let differing = scores
+            .iter()
+            .filter(|(id, s)| before.iter().any(|(bid, b)| bid == id && b != s))
+            .count();
+        assert!(differing < scores.len(), "some scores stay as they are");
         let receipt = store.dataset(run, "push_scores", "receipt").await.expect("registry").expect("receipt");
         assert_eq!(receipt.row_count, i64::try_from(scores.len()).expect("count"));
         let shown = d.ok(&["datasets", "show", &run.to_string(), "push_scores", "--receipt", "--limit", "3"]);
-        assert!(shown.contains("accepted") && shown.contains("previous"), "{shown}");
+        assert!(shown.contains("previous") && (shown.contains("accepted") || shown.contains("unchanged")), "{shown}");
+        let statuses: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select count(*) filter (where status = 'accepted'), count(*) filter (where status = 'unchanged') from {}",
+            receipt.relation()
+        )))
+        .fetch_one(store.pool())
+        .await
+        .expect("statuses");
+        assert_eq!(statuses, (differing as i64, (scores.len() - differing) as i64));
         // Metrics: API calls and rows are on the tries.
         let moved: (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
             "select sum(rows_out)::bigint, sum(api_calls)::bigint, sum(rows_rejected)::bigint from task_try tt
@@ -141,7 +155,7 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
         .fetch_one(store.pool())
         .await
         .expect("metrics");
-        assert_eq!(moved.0, Some(i64::try_from(scores.len()).expect("count")));
+        assert_eq!(moved.0, Some(i64::try_from(differing).expect("count")), "rows out: sent and accepted");
         assert!(moved.1.unwrap_or(0) >= 5, "{moved:?}");
         assert_eq!(moved.2, Some(0));
         // `runs show` says what each task moved.
@@ -171,7 +185,8 @@ fn lead_scoring_writes_scores_back_and_a_revert_restores_them() {
 
         // Revert: every changed lead gets its old score back.
         let out = d.ok(&["tasks", "revert", &run.to_string(), "push_scores", "--wait"]);
-        assert!(out.contains(&format!("restored {} record(s); 0 skipped (changed since); 0 refused", scores.len())), "{out}");
+        assert!(out.contains(&format!("restored {differing} record(s); 0 skipped (changed since); 0 refused")), "{out}");
+        assert!(out.contains(&format!("{} never written", scores.len() - differing)), "{out}");
         for (id, _) in &changed {
             let lead = sandbox_lead(&base, *id).await;
             let old = before.iter().find(|(b, _)| b == id).and_then(|(_, s)| *s);

@@ -360,8 +360,9 @@ fn the_demo_runs_scheduled_lead_scoring_from_a_git_checkout() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(!scores.is_empty());
+        // Each holds its staged score: written by the return, or already held (a record
+        // that holds every value is not sent).
         for (lead_id, score) in scores {
-            assert!(written.contains(&lead_id), "lead {lead_id} was not written");
             let lead: serde_json::Value = client
                 .get(format!("{dev_map}/_sandbox/leads/{lead_id}"))
                 .json_answer()

@@ -164,13 +164,16 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
                 let sent = m.rows_in.unwrap_or(0);
                 let accepted = m.rows_out.unwrap_or(0);
                 let rejected = m.rows_rejected.unwrap_or(0);
+                let unchanged = m.rows_unchanged.unwrap_or(0);
                 said_data = true;
                 if sent == 0 {
                     parts.push(format!("nothing to send to {map}"));
                     continue;
                 }
+                // Rows whose record held every value were not sent: no "0 updated" for them.
+                let wrote_any = accepted > 0 || unchanged == 0;
                 match m.rows_created {
-                    Some(created) => {
+                    Some(created) if wrote_any => {
                         let updated = accepted - created;
                         if updated > 0 || created == 0 {
                             parts.push(format!("{} updated in {map}", things(updated, one, many)));
@@ -179,7 +182,16 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
                             parts.push(format!("{} created in {map}", things(created, one, many)));
                         }
                     }
-                    None => parts.push(format!("{} sent to {map}", things(accepted, one, many))),
+                    None if wrote_any => {
+                        parts.push(format!("{} sent to {map}", things(accepted, one, many)))
+                    }
+                    _ => {}
+                }
+                if unchanged > 0 {
+                    parts.push(format!(
+                        "{} unchanged, not sent",
+                        things(unchanged, one, many)
+                    ));
                 }
                 if rejected > 0 {
                     parts.push(format!("{} rejected", count(rejected)));
@@ -426,6 +438,20 @@ mod tests {
         assert_eq!(
             sentence(&run(RunState::Success), Some(&dag), "Marketo", &tasks),
             "1,290 leads read from Marketo · 1,285 leads updated in Marketo · 4 leads created in Marketo · 1 rejected · volume check: warning · 1 check passed"
+        );
+        // Records that held every value are said apart, and never as "0 updated".
+        let mut same = rows(1_290, 0, 0, Some(0));
+        same.rows_unchanged = Some(1_290);
+        let mut some = rows(1_290, 90, 0, Some(0));
+        some.rows_unchanged = Some(1_200);
+        assert_eq!(
+            sentence(
+                &run(RunState::Success),
+                Some(&dag),
+                "Marketo",
+                &[task("push", ok, same, None), task("push", ok, some, None)]
+            ),
+            "1,290 leads unchanged, not sent · 90 leads updated in Marketo · 1,200 leads unchanged, not sent"
         );
         // A rerun that sent nothing says so; a failed export and what it stopped are named.
         let empty = vec![

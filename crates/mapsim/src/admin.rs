@@ -25,6 +25,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/_sandbox/activities", post(place_activity))
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/writes", get(writes))
+        .route("/_sandbox/calls", get(calls))
         .route("/_sandbox/clock/advance", post(advance_clock))
         .route("/_sandbox/tokens/expire", post(expire_tokens))
         .route("/_sandbox/reset", post(reset))
@@ -248,6 +249,12 @@ async fn writes(State(state): State<Arc<AppState>>, Query(q): Query<WritesQuery>
         .copied()
         .collect();
     Json(json!({"writes": list})).into_response()
+}
+
+/// The Marketo (non-identity) endpoints called since the last reset, in order, a read sent as
+/// a POST marked `?_method=GET`: `{"calls": ["GET /rest/v1/leads.json", …]}`.
+async fn calls(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({"calls": state.stats.calls_in_order()})).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,8 @@ pub struct FaultProfile {
     pub broken_downloads: Option<BrokenDownloadFault>,
     /// A bulk export's reported status changes at most once per `secs` (Marketo: once a minute).
     pub status_lag: Option<StatusLagFault>,
+    /// Upserts of a new key create a lead each, as closely timed upserts can on Marketo.
+    pub upsert_race: Option<UpsertRaceFault>,
 }
 
 /// `token-expiry`: tokens die after `ttl_secs` or after `max_calls` authenticated calls, and (with
@@ -204,6 +206,51 @@ impl Default for StatusLagFault {
     }
 }
 
+/// `upsert-race`: Marketo documents that concurrent or closely timed upserts of the same key can
+/// each create a lead. With this fault a `createOrUpdate` Sync Leads record whose key matches no
+/// lead, or only leads Sync Leads created for that key less than `window_ms` ago, creates one
+/// more lead: every occurrence of a new key in one call, and in calls within the window, makes
+/// a lead of its own. Later lookups of that key match several leads (1007 on sync).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UpsertRaceFault {
+    /// How long after its creation a new key's lead still races, milliseconds.
+    pub window_ms: u64,
+}
+
+impl Default for UpsertRaceFault {
+    fn default() -> Self {
+        Self { window_ms: 2_000 }
+    }
+}
+
+/// Keys whose leads Sync Leads created lately, for [`UpsertRaceFault`]: (lookup field, key as
+/// matched) → when, in milliseconds of the sandbox clock.
+#[derive(Debug, Default)]
+pub(crate) struct RecentCreates {
+    inner: std::sync::Mutex<std::collections::HashMap<(usize, String), i64>>,
+}
+
+impl RecentCreates {
+    /// Whether a lead for `key` was created less than `window_ms` before `now_ms`.
+    pub(crate) fn racing(&self, field: usize, key: &str, now_ms: i64, window_ms: u64) -> bool {
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(field, key.to_owned()))
+            .is_some_and(|t| now_ms.saturating_sub(*t) < window)
+    }
+
+    /// Note that a lead for `key` was created at `now_ms` (the first creation opens the window).
+    pub(crate) fn created(&self, field: usize, key: &str, now_ms: i64, window_ms: u64) {
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, t| now_ms.saturating_sub(*t) < window);
+        m.entry((field, key.to_owned())).or_insert(now_ms);
+    }
+}
+
 /// The profile names accepted by [`FaultProfile::from_str`].
 pub const FAULT_NAMES: &[&str] = &[
     "none",
@@ -216,6 +263,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "partial-import",
     "broken-downloads",
     "status-lag",
+    "upsert-race",
     "chaos",
 ];
 
@@ -250,6 +298,7 @@ impl FaultProfile {
             partial_import: Some(PartialImportFault::default()),
             broken_downloads: Some(BrokenDownloadFault { probability: 0.3 }),
             status_lag: None,
+            upsert_race: Some(UpsertRaceFault::default()),
         }
     }
 
@@ -266,6 +315,7 @@ impl FaultProfile {
             (self.partial_import.is_some(), "partial-import"),
             (self.broken_downloads.is_some(), "broken-downloads"),
             (self.status_lag.is_some(), "status-lag"),
+            (self.upsert_race.is_some(), "upsert-race"),
         ];
         for (on, name) in flags {
             if on {
@@ -302,6 +352,7 @@ impl FromStr for FaultProfile {
                 "partial-import" => p.partial_import = Some(PartialImportFault::default()),
                 "broken-downloads" => p.broken_downloads = Some(BrokenDownloadFault::default()),
                 "status-lag" => p.status_lag = Some(StatusLagFault::default()),
+                "upsert-race" | "upsertrace" => p.upsert_race = Some(UpsertRaceFault::default()),
                 "chaos" => p = FaultProfile::chaos(),
                 _ => {
                     return Err(UnknownFault {
@@ -378,6 +429,9 @@ mod tests {
         assert_eq!(lag.to_string(), "status-lag");
         let lag: FaultProfile = serde_json::from_str(r#"{"statusLag":{"secs":2}}"#).expect("json");
         assert_eq!(lag.status_lag, Some(StatusLagFault { secs: 2 }));
+        let race: FaultProfile = "upsert-race".parse().expect("race");
+        assert_eq!(race.upsert_race, Some(UpsertRaceFault { window_ms: 2_000 }));
+        assert_eq!(race.names(), vec!["upsert-race"]);
         let chaos: FaultProfile = "chaos".parse().expect("chaos");
         let json = serde_json::to_string(&chaos).expect("json");
         assert_eq!(

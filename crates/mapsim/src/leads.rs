@@ -329,14 +329,21 @@ pub(crate) async fn sync_leads(
             "Input exceeds the limit of {MAX_BATCH} records"
         )));
     }
-    let partial = state.faults().partial_import;
+    let faults = state.faults();
+    let partial = faults.partial_import;
     let source = state.next_seq();
-    let now = state.clock.now().timestamp();
+    let clock = state.clock.now();
+    let now = clock.timestamp();
+    let race = faults.upsert_race.map(|r| Race {
+        recent: &state.recent_creates,
+        window_ms: r.window_ms,
+        now_ms: clock.timestamp_millis(),
+    });
     let mut store = state.write_store();
     let results = input
         .iter()
         .map(|rec| {
-            sync_one(&mut store, rec, action, lookup_idx, partial.as_ref(), state.seed, now, source)
+            sync_one(&mut store, rec, action, lookup_idx, partial.as_ref(), race.as_ref(), state.seed, now, source)
                 .unwrap_or_else(|(code, message)| {
                     json!({"status": "skipped", "reasons": [{"code": code.to_string(), "message": message}]})
                 })
@@ -349,6 +356,13 @@ pub(crate) async fn sync_leads(
 
 type Skip = (u16, String);
 
+/// The `upsert-race` fault in force for one call.
+struct Race<'a> {
+    recent: &'a crate::faults::RecentCreates,
+    window_ms: u64,
+    now_ms: i64,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn sync_one(
     store: &mut LeadStore,
@@ -356,6 +370,7 @@ fn sync_one(
     action: Action,
     lookup_idx: usize,
     partial: Option<&crate::faults::PartialImportFault>,
+    race: Option<&Race<'_>>,
     seed: u64,
     now: i64,
     source: u64,
@@ -405,6 +420,23 @@ fn sync_one(
     };
     let write = (WriteVia::Sync, source);
     let created = |store: &mut LeadStore, values| json!({"id": store.create(values, now, write), "status": "created"});
+    if let (Some(race), Action::CreateOrUpdate) = (race, action) {
+        // A new key, or one created so lately that this upsert does not see that lead yet.
+        let matched = if lookup_idx == data::EMAIL {
+            data::normalize_email(&key)
+        } else {
+            key.trim().to_lowercase()
+        };
+        if matches.is_empty()
+            || race
+                .recent
+                .racing(lookup_idx, &matched, race.now_ms, race.window_ms)
+        {
+            race.recent
+                .created(lookup_idx, &matched, race.now_ms, race.window_ms);
+            return Ok(created(store, values));
+        }
+    }
     match (action, matches.as_slice()) {
         (Action::CreateDuplicate, _) | (Action::CreateOnly | Action::CreateOrUpdate, []) => {
             Ok(created(store, values))

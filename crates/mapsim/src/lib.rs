@@ -47,6 +47,7 @@ pub use config::{Limits, SandboxConfig};
 pub use faults::{
     BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault,
     ServerErrorFault, SlowJobsFault, StatusLagFault, TimeoutFault, TokenExpiryFault, UnknownFault,
+    UpsertRaceFault,
 };
 
 use crate::state::AppState;

@@ -155,6 +155,15 @@ fn route_of(path: &str) -> String {
 async fn gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let endpoint = format!("{} {}", req.method(), route_of(req.uri().path()));
     state.stats.count_call(&endpoint);
+    let read_by_post = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "_method=GET"));
+    state.stats.log_call(if read_by_post {
+        format!("{endpoint}?_method=GET")
+    } else {
+        endpoint.clone()
+    });
     let Some(token) = auth::token_of(req.headers(), req.uri().query()) else {
         return ApiError::empty_token().into_response();
     };

@@ -10,7 +10,7 @@ use crate::auth::TokenStore;
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::extract::ExportQueue;
-use crate::faults::{Dice, FaultProfile};
+use crate::faults::{Dice, FaultProfile, RecentCreates};
 use crate::import::ImportQueue;
 use crate::limits::{Effective, Limiter};
 use crate::stats::Stats;
@@ -25,6 +25,8 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     faults: RwLock<FaultProfile>,
     pub(crate) dice: Dice,
+    /// New keys lately created by Sync Leads (the `upsert-race` fault).
+    pub(crate) recent_creates: RecentCreates,
     pub(crate) clock: Clock,
     pub(crate) tokens: TokenStore,
     pub(crate) limiter: Limiter,
@@ -53,6 +55,7 @@ impl AppState {
             limits,
             faults: RwLock::new(faults),
             dice: Dice::new(seed),
+            recent_creates: RecentCreates::default(),
             clock: Clock::default(),
             tokens: TokenStore::default(),
             limiter: Limiter::default(),

@@ -9,7 +9,12 @@ use serde::Serialize;
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     inner: Mutex<Counts>,
+    /// Endpoints in the order they were called, the first [`MAX_LOGGED_CALLS`] since a reset.
+    order: Mutex<Vec<String>>,
 }
+
+/// Calls the ordered call log keeps.
+const MAX_LOGGED_CALLS: usize = 100_000;
 
 /// A snapshot of [`Stats`].
 #[derive(Debug, Default, Clone, Serialize)]
@@ -29,6 +34,20 @@ impl Stats {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         c.calls += 1;
         *c.calls_by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+    }
+
+    /// Note a REST call in the ordered call log (`label`: the endpoint, with `?_method=GET`
+    /// for a read sent as a POST).
+    pub(crate) fn log_call(&self, label: String) {
+        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        if order.len() < MAX_LOGGED_CALLS {
+            order.push(label);
+        }
+    }
+
+    /// The endpoints called since the last reset, in order.
+    pub(crate) fn calls_in_order(&self) -> Vec<String> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn count_user(&self, user: &str) {
@@ -57,5 +76,6 @@ impl Stats {
 
     pub(crate) fn reset(&self) {
         *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Counts::default();
+        self.order.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

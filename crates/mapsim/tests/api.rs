@@ -793,7 +793,7 @@ fn sb_faults_none() -> Value {
     json!({
         "tokenExpiry": null, "rateLimit": null, "quota": null, "serverErrors": null,
         "timeouts": null, "slowJobs": null, "partialImport": null, "brokenDownloads": null,
-        "statusLag": null
+        "statusLag": null, "upsertRace": null
     })
 }
 
@@ -915,6 +915,89 @@ async fn usage_stats() {
     assert!(
         stats["callsByEndpoint"]["GET /rest/v1/leads/describe.json"].as_u64() >= Some(1),
         "{stats}"
+    );
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn upsert_race_creates_a_lead_per_close_upsert_of_a_new_key() {
+    let sb = start("upsert-race").await;
+    let t = sb.token().await;
+    let leads = "/rest/v1/leads.json";
+    let before = sb.admin("/_sandbox/stats").await["leads"]
+        .as_u64()
+        .expect("leads");
+    // One call repeating a new key three times, and a seeded lead's key once.
+    let seeded = sb.admin("/_sandbox/leads/2").await["email"]
+        .as_str()
+        .map(|e| e.trim().to_owned());
+    let mut input = vec![
+        json!({"email": "race@example.com", "firstName": "A"}),
+        json!({"email": " RACE@example.com", "firstName": "B"}),
+        json!({"email": "race@example.com", "firstName": "C"}),
+    ];
+    if let Some(e) = &seeded {
+        input.push(json!({"email": e, "title": "Seeded"}));
+    }
+    let v = sb
+        .post_json(leads, &t, &json!({"lookupField": "email", "input": input}))
+        .await;
+    let r = v["result"].as_array().expect("result");
+    let ids: Vec<u64> = r[..3]
+        .iter()
+        .map(|x| {
+            assert_eq!(x["status"], "created", "{v}");
+            x["id"].as_u64().expect("id")
+        })
+        .collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2], "{ids:?}");
+    if seeded.is_some() {
+        assert_ne!(
+            r[3]["status"], "created",
+            "an existing key does not race: {v}"
+        );
+    }
+    // A call within the window creates yet another lead.
+    let again = json!({"input": [{"email": "race@example.com", "firstName": "D"}]});
+    let v = sb.post_json(leads, &t, &again).await;
+    assert_eq!(v["result"][0]["status"], "created", "{v}");
+    let after = sb.admin("/_sandbox/stats").await["leads"]
+        .as_u64()
+        .expect("leads");
+    assert_eq!(after, before + 4);
+    // Past the window the key matches four leads: reads return all of them, upserts get 1007.
+    let moved = reqwest::Client::new()
+        .post(sb.url("/_sandbox/clock/advance"))
+        .json(&json!({"seconds": 3}))
+        .send()
+        .await
+        .expect("advance");
+    assert!(moved.status().is_success());
+    let found = sb
+        .get(
+            "/rest/v1/leads.json?filterType=email&filterValues=race@example.com",
+            &t,
+        )
+        .await;
+    assert_eq!(found["result"].as_array().map(Vec::len), Some(4), "{found}");
+    let v = sb.post_json(leads, &t, &again).await;
+    assert_eq!(v["result"][0]["reasons"][0]["code"], "1007", "{v}");
+    // The ordered call log shows the calls as made.
+    let calls = sb.admin("/_sandbox/calls").await;
+    let calls: Vec<&str> = calls["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            "POST /rest/v1/leads.json",
+            "POST /rest/v1/leads.json",
+            "GET /rest/v1/leads.json",
+            "POST /rest/v1/leads.json"
+        ]
     );
     sb.stop().await;
 }

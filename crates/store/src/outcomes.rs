@@ -107,6 +107,7 @@ struct RawOutcome {
     api_calls: Option<i64>,
     bytes_moved: Option<i64>,
     rows_created: Option<i64>,
+    rows_unchanged: Option<i64>,
     passed: Option<bool>,
     severity: Option<String>,
 }
@@ -204,7 +205,7 @@ impl Store {
         }
         let rows: Vec<RawOutcome> = sqlx::query_as(
             "select ti.run_id, ti.task_id, ti.state, tt.rows_in, tt.rows_out, tt.rows_rejected, \
-                    tt.api_calls, tt.bytes_moved, tt.rows_created, c.passed, c.severity \
+                    tt.api_calls, tt.bytes_moved, tt.rows_created, tt.rows_unchanged, c.passed, c.severity \
              from task_instance ti \
              left join task_try tt on tt.task_instance_id = ti.id and tt.try_number = ti.try_number \
              left join check_result c on c.run_id = ti.run_id and c.task_id = ti.task_id \
@@ -227,6 +228,7 @@ impl Store {
                         api_calls: r.api_calls,
                         bytes_moved: r.bytes_moved,
                         rows_created: r.rows_created,
+                        rows_unchanged: r.rows_unchanged,
                     },
                     check: r.passed.zip(r.severity),
                 })

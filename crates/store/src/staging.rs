@@ -83,6 +83,8 @@ pub struct TryMetrics {
     pub bytes_moved: Option<i64>,
     /// Of a return's accepted rows, those that created a record (the rest updated one).
     pub rows_created: Option<i64>,
+    /// A return's rows whose record already held every value: not sent.
+    pub rows_unchanged: Option<i64>,
 }
 
 /// A data check's verdict.
@@ -288,13 +290,14 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "insert into task_try (task_instance_id, try_number, worker_id, state, started_at,
-                                   rows_in, rows_out, rows_rejected, api_calls, bytes_moved, rows_created)
-             select id, try_number, worker_id, 'running', started_at, $3, $4, $5, $6, $7, $8
+                                   rows_in, rows_out, rows_rejected, api_calls, bytes_moved, rows_created, rows_unchanged)
+             select id, try_number, worker_id, 'running', started_at, $3, $4, $5, $6, $7, $8, $9
              from task_instance where id = $1 and try_number = $2 and state = 'running'
              on conflict (task_instance_id, try_number) do update
                set rows_in = excluded.rows_in, rows_out = excluded.rows_out,
                    rows_rejected = excluded.rows_rejected, api_calls = excluded.api_calls,
-                   bytes_moved = excluded.bytes_moved, rows_created = excluded.rows_created",
+                   bytes_moved = excluded.bytes_moved, rows_created = excluded.rows_created,
+                   rows_unchanged = excluded.rows_unchanged",
         )
         .bind(ti_id)
         .bind(try_number)
@@ -304,6 +307,7 @@ impl Store {
         .bind(m.api_calls)
         .bind(m.bytes_moved)
         .bind(m.rows_created)
+        .bind(m.rows_unchanged)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -320,9 +324,10 @@ impl Store {
             api_calls: Option<i64>,
             bytes_moved: Option<i64>,
             rows_created: Option<i64>,
+            rows_unchanged: Option<i64>,
         }
         let rows: Vec<Row> = sqlx::query_as(
-            "select distinct on (ti.id) ti.task_id, tt.rows_in, tt.rows_out, tt.rows_rejected, tt.api_calls, tt.bytes_moved, tt.rows_created
+            "select distinct on (ti.id) ti.task_id, tt.rows_in, tt.rows_out, tt.rows_rejected, tt.api_calls, tt.bytes_moved, tt.rows_created, tt.rows_unchanged
              from task_instance ti join task_try tt on tt.task_instance_id = ti.id
              where ti.run_id = $1 order by ti.id, tt.try_number desc",
         )
@@ -341,6 +346,7 @@ impl Store {
                         api_calls: r.api_calls,
                         bytes_moved: r.bytes_moved,
                         rows_created: r.rows_created,
+                        rows_unchanged: r.rows_unchanged,
                     },
                 )
             })

@@ -207,6 +207,7 @@ pub(super) async fn run(
         api_calls: Some(i64::try_from(usage.calls).unwrap_or(i64::MAX)),
         bytes_moved: Some(i64::try_from(usage.bytes_downloaded).unwrap_or(i64::MAX)),
         rows_created: None,
+        rows_unchanged: None,
     })
 }
 

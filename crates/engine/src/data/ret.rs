@@ -1,6 +1,13 @@
 //! `return`: a staged dataset sent back to the MAP — sync calls for small sets, bulk import
-//! files for large ones — with a receipt per row: the key, accepted / rejected / warning with
-//! the MAP's reason, and the record's values before the write (so `revert` can restore them).
+//! files for large ones — with a receipt per row: the key, accepted / rejected / warning /
+//! unchanged with the MAP's reason, the MAP id, and the record's values before the write (so
+//! `revert` can restore them).
+//!
+//! In order: the dataset's rows are read (in their stored order), repeated lookup keys are
+//! refused or collapsed (`on_duplicate_key`), the values before the write of every key are
+//! read (`snapshot`), then each row is planned — only the fields whose values change, never a
+//! null over a value unless `write_nulls`, nothing for a record that already holds every value
+//! — and only then do writes start.
 //!
 //! The rows to send are read on the try's connection (as the environment's SQL role); the
 //! receipt, the values before the write and the MAP's answers are written by Drover's own
@@ -9,27 +16,32 @@
 //! Retry-safe: the values before the write are kept from the first try (a retry never
 //! snapshots what the first try wrote), and both write paths are upserts by key.
 
-use drover_map::{
-    FileFormat, ImportRequest, LeadQuery, MapConnector, RecordStatus, SyncAction, SyncRequest,
-};
-use drover_spec::dag::map_kinds::{AUTO_SYNC_MAX_ROWS, ReturnMode, ReturnSpec};
-use drover_spec::dataset::{
-    quote_ident, quote_literal, quoted_relation, receipts_schema, table_name,
-};
+pub(crate) mod plan;
+mod side;
+pub(crate) mod snapshot;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use drover_map::{FileFormat, ImportRequest, MapConnector, RecordStatus, SyncAction, SyncRequest};
+use drover_spec::dag::map_kinds::{AUTO_SYNC_MAX_ROWS, OnDuplicateKey, ReturnMode, ReturnSpec};
+use drover_spec::dataset::{quote_ident, quote_literal, quoted_relation, receipts_schema};
 use drover_store::TryMetrics;
-use futures_util::StreamExt;
+use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Executor, Row};
 
+use self::plan::{Current, RowPlan};
+use self::side::{Answers, PlanRows, SideTables};
 use super::maps::map_error;
 use super::{DataPlane, TaskError, TryId, staged};
 use crate::runner::Job;
 
 /// Import files stay under the MAP's 10 MB limit with room to spare.
 const IMPORT_FILE_BYTES: usize = 9 * 1024 * 1024;
-/// Reads of the values before the write in flight at once.
-const SNAPSHOT_READS_AT_ONCE: usize = 4;
-/// Rows read from the dataset at a time in import mode.
-const IMPORT_FETCH_ROWS: i64 = 5_000;
+/// Rows read or planned at a time.
+const PAGE_ROWS: i64 = 5_000;
+/// Repeated keys named in the error of `on_duplicate_key: fail`.
+const KEYS_NAMED: i64 = 5;
 
 pub(super) async fn run(
     plane: &DataPlane,
@@ -72,7 +84,7 @@ pub(super) async fn run(
         m => m,
     };
     job.log.system(format!(
-        "sending {} rows of `{from}` by {}, keyed on `{}`",
+        "{} rows of `{from}` to send by {}, keyed on `{}`",
         input.rows,
         if mode == ReturnMode::Sync {
             "sync calls"
@@ -83,49 +95,62 @@ pub(super) async fn run(
     ));
     let side = SideTables::new(id);
     side.create(plane).await?;
-    let key = key_expr(&spec.lookup);
-    let sent = json_object(std::iter::once(&spec.lookup).chain(&spec.fields));
-    let query = match mode {
-        ReturnMode::Sync => format!(
-            "select {key} as key, {sent} as sent from {}",
-            input.relation
-        ),
-        _ => format!(
-            "select {key} as key, {sent} as sent, array[{}] as vals from {}",
-            std::iter::once(&spec.lookup)
-                .chain(&spec.fields)
-                .map(|f| format!("{}::text", quote_ident(f)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            input.relation
-        ),
-    };
-    (&mut *conn).execute("begin").await?;
-    (&mut *conn)
-        .execute(AssertSqlSafe(format!(
-            "declare drover_rows no scroll cursor for {query}"
-        )))
-        .await?;
-    let outcome = match mode {
-        ReturnMode::Sync => send_by_sync(plane, conn, &client, spec, &side).await,
-        _ => send_by_import(plane, conn, &client, spec, &side, job).await,
-    };
-    let _ = (&mut *conn).execute("rollback").await;
-    outcome?;
+    let read = read_rows(plane, conn, &input.relation, spec, &side).await?;
+    let rows = collapse_repeated_keys(plane, spec, &side, job, read).await?;
+    if spec.snapshot {
+        let s = snapshot::fill(plane, &client, spec, &side).await?;
+        job.log.system(format!(
+            "values before the write read for {} records ({} not in {}, to be created)",
+            s.read,
+            s.read - s.found,
+            "the MAP"
+        ));
+    }
+    let planned = plan_rows(plane, spec, &side).await?;
+    job.log.system(format!(
+        "sending {} of {} rows: {} unchanged, {} nulls withheld{}",
+        planned.to_send,
+        rows,
+        planned.unchanged,
+        planned.withheld,
+        if planned.blank_keys > 0 {
+            format!(
+                ", {} without a `{}` (rejected)",
+                planned.blank_keys, spec.lookup
+            )
+        } else {
+            String::new()
+        }
+    ));
+    match mode {
+        ReturnMode::Sync => send_by_sync(plane, &client, spec, &side).await?,
+        _ => send_by_import(plane, &client, spec, &side, job).await?,
+    }
 
     let receipt = staged::receipt_table(id);
     let receipt_relation = quoted_relation(&receipts_schema(&id.environment.name), &receipt);
     let create = format!(
         "create table {receipt_relation} as
-         select i.key, coalesce(r.status, {default_status}) as status, r.reason, r.map_id, p.previous, i.sent
-         from {sent_rows} i
-         left join (select distinct on (key) * from {results} order by key, status desc) r on r.key = i.key
-         left join {prev} p on p.key = i.key;
+         select r.key, coalesce(p.status, a.status, {default_status}) as status,
+                coalesce(p.reason, a.reason) as reason,
+                coalesce(a.map_id, (b.previous->>'id')::bigint) as map_id,
+                b.previous, coalesce(p.payload, r.sent) as sent, p.withheld,
+                coalesce(a.created, false) as created
+         from {rows} r
+         left join {plan} p on p.ord = r.ord
+         left join (select distinct on (ord) * from {answers} order by ord, status desc) a on a.ord = r.ord
+         left join {before} b on b.key = r.key
+         order by r.ord;
          grant select on {receipt_relation} to {role}",
-        default_status = if mode == ReturnMode::Sync { "'unknown'" } else { "'accepted'" },
-        sent_rows = side.sent,
-        results = side.results,
-        prev = side.prev,
+        default_status = if mode == ReturnMode::Sync {
+            "'unknown'"
+        } else {
+            "'accepted'"
+        },
+        rows = side.rows,
+        plan = side.plan,
+        answers = side.answers,
+        before = side.before,
         role = quote_ident(&drover_spec::dataset::sql_role(&id.environment.name)),
     );
     let mut tx = plane.store.pool().begin().await?;
@@ -138,18 +163,27 @@ pub(super) async fn run(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    side.drop_results(plane).await?;
-    let counts: (i64, i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "select count(*) filter (where status in ('accepted', 'warning')), count(*) filter (where status = 'rejected'), count(*), \
-                count(*) filter (where status in ('accepted', 'warning') and previous is null) from {receipt_relation}"
+    side.drop_per_try(plane).await?;
+    // Created: the MAP said so (sync), or an accepted import row whose key the snapshot did
+    // not find; without a snapshot an import cannot tell.
+    let created_sql = if mode == ReturnMode::Sync {
+        "count(*) filter (where created)"
+    } else if spec.snapshot {
+        "count(*) filter (where status in ('accepted', 'warning') and previous is null)"
+    } else {
+        "null::bigint"
+    };
+    let counts: (i64, i64, i64, Option<i64>, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "select count(*) filter (where status in ('accepted', 'warning')), count(*) filter (where status = 'rejected'), \
+                count(*), {created_sql}, count(*) filter (where status = 'unchanged') from {receipt_relation}"
     )))
     .fetch_one(plane.store.pool())
     .await?;
     staged::register_receipt(plane, id, &receipt, counts.2).await?;
     let usage = client.usage();
     job.log.system(format!(
-        "the MAP accepted {} rows and rejected {} ({} API calls, {} bytes sent)",
-        counts.0, counts.1, usage.calls, usage.bytes_uploaded
+        "the MAP accepted {} rows and rejected {}; {} unchanged, not sent ({} API calls, {} bytes sent)",
+        counts.0, counts.1, counts.4, usage.calls, usage.bytes_uploaded
     ));
     Ok(TryMetrics {
         rows_in: Some(input.rows),
@@ -157,7 +191,8 @@ pub(super) async fn run(
         rows_rejected: Some(counts.1),
         api_calls: Some(i64::try_from(usage.calls).unwrap_or(i64::MAX)),
         bytes_moved: Some(i64::try_from(usage.bytes_uploaded).unwrap_or(i64::MAX)),
-        rows_created: Some(counts.3),
+        rows_created: counts.3,
+        rows_unchanged: Some(counts.4),
     })
 }
 
@@ -185,223 +220,293 @@ fn json_object<'a>(fields: impl Iterator<Item = &'a String>) -> String {
     format!("jsonb_build_object({})", pairs.join(", "))
 }
 
-/// Per-try side tables in the receipts schema, written by Drover's own login: the values
-/// before the write (kept across tries), the MAP's answers and the rows sent.
-struct SideTables {
-    prev: String,
-    results: String,
-    sent: String,
-}
-
-impl SideTables {
-    fn new(id: &TryId) -> Self {
-        let schema = receipts_schema(&id.environment.name);
-        let side =
-            |suffix| quoted_relation(&schema, &table_name(&id.run, &id.task_id, Some(suffix)));
-        Self {
-            prev: side("before"),
-            results: side("answers"),
-            sent: side("sent"),
-        }
-    }
-
-    async fn create(&self, plane: &DataPlane) -> Result<(), TaskError> {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "create table if not exists {} (key text primary key, previous jsonb);
-             drop table if exists {};
-             create table {} (key text, status text, reason text, map_id bigint);
-             drop table if exists {};
-             create table {} (key text, sent jsonb);",
-            self.prev, self.results, self.results, self.sent, self.sent
-        )))
-        .execute(plane.store.pool())
-        .await?;
-        Ok(())
-    }
-
-    async fn drop_results(&self, plane: &DataPlane) -> Result<(), TaskError> {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "drop table if exists {}; drop table if exists {}",
-            self.results, self.sent
-        )))
-        .execute(plane.store.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Note the rows about to be sent.
-    async fn sending(
-        &self,
-        plane: &DataPlane,
-        keys: &[String],
-        sent: &[serde_json::Value],
-    ) -> Result<(), TaskError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "insert into {} (key, sent) select * from unnest($1::text[], $2::jsonb[])",
-            self.sent
-        )))
-        .bind(keys)
-        .bind(sent)
-        .execute(plane.store.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Record the values before the write of the keys not yet recorded.
-    async fn snapshot(
-        &self,
-        plane: &DataPlane,
-        client: &std::sync::Arc<dyn MapConnector>,
-        spec: &ReturnSpec,
-        keys: &[String],
-    ) -> Result<(), TaskError> {
-        if !spec.snapshot || keys.is_empty() {
-            return Ok(());
-        }
-        let known: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "select key from {} where key = any($1)",
-            self.prev
-        )))
-        .bind(keys)
-        .fetch_all(plane.store.pool())
-        .await?;
-        let missing: Vec<String> = keys
-            .iter()
-            .filter(|k| !known.contains(k))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let mut fields = vec!["id".to_owned(), spec.lookup.clone()];
-        fields.extend(spec.fields.iter().filter(|f| *f != "id").cloned());
-        fields.dedup();
-        // Several reads at once: the client's own limiter keeps them within the MAP's limits.
-        let reads: Vec<_> = missing
-            .chunks(drover_map::MAX_BATCH)
-            .map(|values| {
-                client.fetch_leads(LeadQuery {
-                    filter_type: spec.lookup.clone(),
-                    values: values.to_vec(),
-                    fields: fields.clone(),
-                })
-            })
-            .collect();
-        let found: Vec<drover_map::Record> = futures_util::stream::iter(reads)
-            .buffer_unordered(SNAPSHOT_READS_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(map_error)?
-            .into_iter()
-            .flatten()
-            .collect();
-        let mut found_keys = Vec::with_capacity(found.len());
-        let mut previous = Vec::with_capacity(found.len());
-        for mut record in found {
-            let Some(k) = record.get(&spec.lookup).and_then(value_text) else {
-                continue;
-            };
-            // A field the MAP leaves out of a record is null: say so, so revert clears it.
-            for f in &fields {
-                record.entry(f.clone()).or_insert(serde_json::Value::Null);
-            }
-            found_keys.push(normalize_key(&spec.lookup, &k));
-            previous.push(serde_json::Value::Object(record));
-        }
-        sqlx::query(AssertSqlSafe(format!(
-            "insert into {} (key, previous) select * from unnest($1::text[], $2::jsonb[]) on conflict (key) do nothing",
-            self.prev
-        )))
-        .bind(&found_keys)
-        .bind(&previous)
-        .execute(plane.store.pool())
-        .await?;
-        Ok(())
-    }
-
-    async fn answers(
-        &self,
-        plane: &DataPlane,
-        keys: &[String],
-        statuses: &[&str],
-        reasons: &[Option<String>],
-        ids: &[Option<i64>],
-    ) -> Result<(), TaskError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "insert into {} (key, status, reason, map_id) select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])",
-            self.results
-        )))
-        .bind(keys)
-        .bind(statuses)
-        .bind(reasons)
-        .bind(ids)
-        .execute(plane.store.pool())
-        .await?;
-        Ok(())
-    }
-}
-
-fn value_text(v: &serde_json::Value) -> Option<String> {
+fn value_text(v: &Value) -> Option<String> {
     match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
 
-async fn send_by_sync(
+/// Copy the dataset's rows (key and values) into `side.rows`, numbered in the table's stored
+/// order (its physical order: block, then line). Returns how many.
+async fn read_rows(
     plane: &DataPlane,
     conn: &mut sqlx::PgConnection,
-    client: &std::sync::Arc<dyn MapConnector>,
+    relation: &str,
     spec: &ReturnSpec,
     side: &SideTables,
-) -> Result<(), TaskError> {
-    let action = if spec.lookup == "id" {
-        SyncAction::UpdateOnly
-    } else {
-        SyncAction::CreateOrUpdate
+) -> Result<i64, TaskError> {
+    let key = key_expr(&spec.lookup);
+    let sent = json_object(std::iter::once(&spec.lookup).chain(&spec.fields));
+    (&mut *conn).execute("begin").await?;
+    let outcome = async {
+        (&mut *conn)
+            .execute(AssertSqlSafe(format!(
+                "declare drover_rows no scroll cursor for
+                 select ((ctid::text::point)[0]::bigint * 65536 + (ctid::text::point)[1]::bigint) as ord,
+                        {key} as key, {sent} as sent from {relation}"
+            )))
+            .await?;
+        let mut total = 0i64;
+        loop {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "fetch forward {PAGE_ROWS} from drover_rows"
+            )))
+            .fetch_all(&mut *conn)
+            .await?;
+            if rows.is_empty() {
+                return Ok::<i64, TaskError>(total);
+            }
+            let mut ords = Vec::with_capacity(rows.len());
+            let mut keys = Vec::with_capacity(rows.len());
+            let mut sents = Vec::with_capacity(rows.len());
+            for row in &rows {
+                ords.push(row.try_get::<i64, _>("ord")?);
+                keys.push(row.try_get::<Option<String>, _>("key")?);
+                sents.push(row.try_get::<Value, _>("sent")?);
+            }
+            total += i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            side.add_rows(plane, &ords, &keys, &sents).await?;
+        }
+    }
+    .await;
+    let _ = (&mut *conn).execute("rollback").await;
+    let total = outcome?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "create index on {rows} (key); analyze {rows}",
+        rows = side.rows
+    )))
+    .execute(plane.store.pool())
+    .await?;
+    Ok(total)
+}
+
+/// Refuse a dataset that repeats a lookup key, or keep one row per key, as
+/// `on_duplicate_key` says. Returns the rows left.
+async fn collapse_repeated_keys(
+    plane: &DataPlane,
+    spec: &ReturnSpec,
+    side: &SideTables,
+    job: &Job<'_>,
+    rows: i64,
+) -> Result<i64, TaskError> {
+    let repeated: Vec<(String, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+        "select key, n, count(*) over ()::bigint, sum(n) over ()::bigint
+         from (select key, count(*) as n from {} where key <> '' group by key having count(*) > 1) d
+         order by n desc, key limit {KEYS_NAMED}",
+        side.rows
+    )))
+    .fetch_all(plane.store.pool())
+    .await?;
+    let Some(&(_, _, keys, repeated_rows)) = repeated.first() else {
+        return Ok(rows);
     };
+    let order = match spec.on_duplicate_key {
+        OnDuplicateKey::Fail => {
+            let named: Vec<String> = repeated
+                .iter()
+                .map(|(k, n, _, _)| format!("{k} ×{n}"))
+                .collect();
+            return Err(TaskError::Invalid(format!(
+                "the dataset repeats {keys} lookup key{} ({}) over {repeated_rows} rows: {}{} — nothing was sent; collapse them with a dedupe step or set `on_duplicate_key: first` or `last`",
+                if keys == 1 { "" } else { "s" },
+                spec.lookup,
+                named.join(", "),
+                if keys > KEYS_NAMED { ", …" } else { "" },
+            )));
+        }
+        OnDuplicateKey::First => "asc",
+        OnDuplicateKey::Last => "desc",
+    };
+    let dropped = sqlx::query(AssertSqlSafe(format!(
+        "delete from {rows} where ord in (
+           select ord from (select ord, row_number() over (partition by key order by ord {order}) as n
+                            from {rows} where key <> '') x
+           where n > 1)",
+        rows = side.rows
+    )))
+    .execute(plane.store.pool())
+    .await?
+    .rows_affected();
+    job.log.system(format!(
+        "{keys} lookup keys repeat: kept the {} row of each, {dropped} rows not sent",
+        if order == "asc" { "first" } else { "last" }
+    ));
+    Ok(rows - i64::try_from(dropped).unwrap_or(0))
+}
+
+/// What planning found.
+#[derive(Debug, Default)]
+struct Planned {
+    to_send: u64,
+    unchanged: u64,
+    withheld: u64,
+    blank_keys: u64,
+}
+
+/// Plan every row (see [`plan::plan`]) into `side.plan`.
+async fn plan_rows(
+    plane: &DataPlane,
+    spec: &ReturnSpec,
+    side: &SideTables,
+) -> Result<Planned, TaskError> {
+    let mut out = Planned::default();
+    let mut after = i64::MIN;
     loop {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "fetch forward {} from drover_rows",
-            spec.batch_size
+            "select r.ord, r.key, r.sent, b.previous from {rows} r left join {before} b on b.key = r.key
+             where r.ord > $1 order by r.ord limit {PAGE_ROWS}",
+            rows = side.rows,
+            before = side.before,
         )))
-        .fetch_all(&mut *conn)
+        .bind(after)
+        .fetch_all(plane.store.pool())
         .await?;
         if rows.is_empty() {
+            return Ok(out);
+        }
+        let mut p = PlanRows::default();
+        for row in &rows {
+            let ord: i64 = row.try_get("ord")?;
+            after = ord;
+            let key: Option<String> = row.try_get("key")?;
+            let sent: sqlx::types::Json<Map<String, Value>> = row.try_get("sent")?;
+            let previous: Option<sqlx::types::Json<Map<String, Value>>> =
+                row.try_get("previous")?;
+            p.ords.push(ord);
+            if key.as_deref().is_none_or(str::is_empty) {
+                out.blank_keys += 1;
+                p.statuses.push(Some("rejected"));
+                p.reasons.push(Some(format!(
+                    "no `{}`: a row without its lookup value cannot be matched, so it was not sent",
+                    spec.lookup
+                )));
+                p.payloads.push(None);
+                p.withheld.push(Value::Array(Vec::new()));
+                continue;
+            }
+            let current = match (&previous, spec.snapshot) {
+                (_, false) => Current::Unknown,
+                (Some(prev), true) => Current::Values(&prev.0),
+                (None, true) => Current::Absent,
+            };
+            let planned = plan::plan(
+                &spec.lookup,
+                &spec.fields,
+                &sent.0,
+                current,
+                spec.write_nulls,
+            );
+            let (status, payload, withheld) = match planned {
+                RowPlan::Unchanged { withheld } => {
+                    out.unchanged += 1;
+                    (Some("unchanged"), None, withheld)
+                }
+                RowPlan::Send { record, withheld } => {
+                    out.to_send += 1;
+                    (None, Some(Value::Object(record)), withheld)
+                }
+            };
+            out.withheld += withheld.len() as u64;
+            p.statuses.push(status);
+            p.reasons.push(None);
+            p.payloads.push(payload);
+            p.withheld.push(Value::Array(
+                withheld.into_iter().map(Value::String).collect(),
+            ));
+        }
+        side.add_plan(plane, &p).await?;
+    }
+}
+
+/// The planned records to send, `PAGE_ROWS` at a time, in the dataset's order: (ord, key,
+/// record).
+async fn to_send(
+    plane: &DataPlane,
+    side: &SideTables,
+    after: i64,
+) -> Result<Vec<(i64, String, Map<String, Value>)>, TaskError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "select p.ord, r.key, p.payload from {plan} p join {rows} r on r.ord = p.ord
+         where p.status is null and p.ord > $1 order by p.ord limit {PAGE_ROWS}",
+        plan = side.plan,
+        rows = side.rows,
+    )))
+    .bind(after)
+    .fetch_all(plane.store.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let payload: sqlx::types::Json<Map<String, Value>> = row.try_get("payload")?;
+        out.push((
+            row.try_get("ord")?,
+            row.try_get::<Option<String>, _>("key")?.unwrap_or_default(),
+            payload.0,
+        ));
+    }
+    Ok(out)
+}
+
+/// Sync calls of up to `batch_size` records; each result is the answer for the record at its
+/// position.
+struct SyncBatches<'a> {
+    plane: &'a DataPlane,
+    client: &'a Arc<dyn MapConnector>,
+    spec: &'a ReturnSpec,
+    side: &'a SideTables,
+    ords: Vec<i64>,
+    records: Vec<Map<String, Value>>,
+}
+
+impl<'a> SyncBatches<'a> {
+    fn new(
+        plane: &'a DataPlane,
+        client: &'a Arc<dyn MapConnector>,
+        spec: &'a ReturnSpec,
+        side: &'a SideTables,
+    ) -> Self {
+        Self {
+            plane,
+            client,
+            spec,
+            side,
+            ords: Vec::new(),
+            records: Vec::new(),
+        }
+    }
+
+    async fn push(&mut self, ord: i64, record: Map<String, Value>) -> Result<(), TaskError> {
+        self.ords.push(ord);
+        self.records.push(record);
+        if self.records.len() >= self.spec.batch_size as usize {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), TaskError> {
+        if self.records.is_empty() {
             return Ok(());
         }
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key: Option<String> = row.try_get("key")?;
-            let rec: sqlx::types::Json<serde_json::Map<String, serde_json::Value>> =
-                row.try_get("sent")?;
-            keys.push(key.unwrap_or_default());
-            records.push(rec.0);
-        }
-        let sent: Vec<serde_json::Value> = records
-            .iter()
-            .map(|r| serde_json::Value::Object(r.clone()))
-            .collect();
-        side.sending(plane, &keys, &sent).await?;
-        side.snapshot(plane, client, spec, &keys).await?;
-        let results = client
+        let action = if self.spec.lookup == "id" {
+            SyncAction::UpdateOnly
+        } else {
+            SyncAction::CreateOrUpdate
+        };
+        let results = self
+            .client
             .sync_leads(SyncRequest {
                 action,
-                lookup_field: spec.lookup.clone(),
+                lookup_field: self.spec.lookup.clone(),
                 partition_name: None,
-                records,
+                records: std::mem::take(&mut self.records),
             })
             .await
             .map_err(map_error)?;
-        let mut statuses = Vec::with_capacity(results.len());
-        let mut reasons = Vec::with_capacity(results.len());
-        let mut ids = Vec::with_capacity(results.len());
-        for r in &results {
+        let mut a = Answers::default();
+        for (r, ord) in results.iter().zip(&self.ords) {
             let (status, reason) = match &r.status {
                 RecordStatus::Created | RecordStatus::Updated => ("accepted", None),
                 RecordStatus::Skipped => (
@@ -417,112 +522,175 @@ async fn send_by_sync(
                 RecordStatus::Deleted => ("rejected", Some("deleted".to_owned())),
                 RecordStatus::Other(s) => ("rejected", Some(s.clone())),
             };
-            statuses.push(status);
-            reasons.push(reason);
-            ids.push(r.id);
+            a.ords.push(*ord);
+            a.statuses.push(status);
+            a.reasons.push(reason);
+            a.ids.push(r.id);
+            a.created.push(r.status == RecordStatus::Created);
         }
-        let n = results.len().min(keys.len());
-        side.answers(plane, &keys[..n], &statuses[..n], &reasons[..n], &ids[..n])
-            .await?;
+        self.ords.clear();
+        self.side.add_answers(self.plane, &a).await
     }
 }
 
+async fn send_by_sync(
+    plane: &DataPlane,
+    client: &Arc<dyn MapConnector>,
+    spec: &ReturnSpec,
+    side: &SideTables,
+) -> Result<(), TaskError> {
+    let mut batches = SyncBatches::new(plane, client, spec, side);
+    let mut after = i64::MIN;
+    loop {
+        let page = to_send(plane, side, after).await?;
+        let Some(last) = page.last() else {
+            return batches.flush().await;
+        };
+        after = last.0;
+        for (ord, _, record) in page {
+            batches.push(ord, record).await?;
+        }
+    }
+}
+
+/// One import file being written: the rows that send the same fields.
+struct ImportFile {
+    writer: csv::Writer<Vec<u8>>,
+    rows: usize,
+}
+
+/// Import files, one per set of fields sent: a row leaves out the fields it does not write
+/// (a CSV cell cannot say "leave as is" in a way Marketo documents for bulk import). Rows that
+/// write a null or an empty value (`write_nulls: true`) go by sync calls, whose JSON null
+/// clears a field.
 async fn send_by_import(
     plane: &DataPlane,
-    conn: &mut sqlx::PgConnection,
-    client: &std::sync::Arc<dyn MapConnector>,
+    client: &Arc<dyn MapConnector>,
     spec: &ReturnSpec,
     side: &SideTables,
     job: &Job<'_>,
 ) -> Result<(), TaskError> {
-    let header: Vec<&str> = std::iter::once(spec.lookup.as_str())
-        .chain(spec.fields.iter().map(String::as_str))
-        .collect();
-    let mut file = new_file(&header)?;
-    let mut keys: Vec<String> = Vec::new();
-    let mut files = 0;
+    let mut files: HashMap<Vec<String>, ImportFile> = HashMap::new();
+    let mut sync = SyncBatches::new(plane, client, spec, side);
+    let mut sent_files = 0usize;
+    let mut after = i64::MIN;
+    let header_of = |record: &Map<String, Value>| -> Vec<String> {
+        std::iter::once(&spec.lookup)
+            .chain(spec.fields.iter().filter(|f| *f != &spec.lookup))
+            .filter(|f| record.contains_key(*f))
+            .cloned()
+            .collect()
+    };
     loop {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "fetch forward {IMPORT_FETCH_ROWS} from drover_rows"
-        )))
-        .fetch_all(&mut *conn)
-        .await?;
-        let last = rows.is_empty();
-        let mut fetched = Vec::with_capacity(rows.len());
-        let mut sent = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key: Option<String> = row.try_get("key")?;
-            let vals: Vec<Option<String>> = row.try_get("vals")?;
-            let record: serde_json::Value = row.try_get("sent")?;
-            file.write_record(vals.iter().map(|v| v.as_deref().unwrap_or("")))
-                .map_err(|e| TaskError::Transient(format!("writing the import file: {e}")))?;
-            fetched.push(key.clone().unwrap_or_default());
-            sent.push(record);
-            keys.push(key.unwrap_or_default());
-        }
-        side.sending(plane, &fetched, &sent).await?;
-        let size = file.get_ref().len();
-        if (last && !keys.is_empty()) || size >= IMPORT_FILE_BYTES {
-            let body = std::mem::replace(&mut file, new_file(&header)?)
-                .into_inner()
-                .map_err(|e| TaskError::Transient(format!("writing the import file: {e}")))?;
-            files += 1;
-            job.log.system(format!(
-                "import file {files}: {} rows, {} bytes",
-                keys.len(),
-                body.len()
-            ));
-            for chunk in keys.chunks(10_000) {
-                side.snapshot(plane, client, spec, chunk).await?;
+        let page = to_send(plane, side, after).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.0;
+        for (ord, _, record) in page {
+            if record.values().any(plan::is_empty) {
+                sync.push(ord, record).await?;
+                continue;
             }
-            let report = client
-                .import_leads(ImportRequest {
-                    file: body.into(),
-                    format: FileFormat::Csv,
-                    lookup_field: spec.lookup.clone(),
-                    list_id: None,
-                    partition_name: None,
-                })
-                .await
-                .map_err(map_error)?;
-            job.log.system(format!(
-                "import batch {}: {}",
-                report.batch.batch_id,
-                report
-                    .batch
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| report.batch.status.clone())
-            ));
-            let mut k = Vec::new();
-            let mut statuses = Vec::new();
-            let mut reasons = Vec::new();
-            for (rows, status) in [
-                (&report.failures, "rejected"),
-                (&report.warnings, "warning"),
-            ] {
-                for r in rows {
-                    k.push(normalize_key(
-                        &spec.lookup,
-                        r.get(&spec.lookup).unwrap_or_default(),
-                    ));
-                    statuses.push(status);
-                    reasons.push(Some(r.reason.clone()));
-                }
+            let header = header_of(&record);
+            let file = match files.entry(header.clone()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(new_file(&header)?),
+            };
+            file.writer
+                .write_record(
+                    header
+                        .iter()
+                        .map(|f| record.get(f).and_then(value_text).unwrap_or_default()),
+                )
+                .map_err(|e| TaskError::Transient(format!("writing the import file: {e}")))?;
+            file.rows += 1;
+            // A file is sent when full, and the fullest when all together hold too much.
+            let buffered: usize = files.values().map(|f| f.writer.get_ref().len()).sum();
+            let fullest = files
+                .iter()
+                .max_by_key(|(_, f)| f.writer.get_ref().len())
+                .map(|(h, f)| (h.clone(), f.writer.get_ref().len()));
+            if let Some((h, len)) = fullest
+                && (len >= IMPORT_FILE_BYTES || buffered >= 2 * IMPORT_FILE_BYTES)
+                && let Some(file) = files.get_mut(&h)
+            {
+                let full = std::mem::replace(file, new_file(&h)?);
+                sent_files += 1;
+                import_file(plane, client, spec, side, job, full, sent_files).await?;
             }
-            let ids = vec![None; k.len()];
-            side.answers(plane, &k, &statuses, &reasons, &ids).await?;
-            keys.clear();
-        }
-        if last {
-            return Ok(());
         }
     }
+    sync.flush().await?;
+    for (_, file) in files {
+        if file.rows > 0 {
+            sent_files += 1;
+            import_file(plane, client, spec, side, job, file, sent_files).await?;
+        }
+    }
+    Ok(())
 }
 
-fn new_file(header: &[&str]) -> Result<csv::Writer<Vec<u8>>, TaskError> {
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(IMPORT_FILE_BYTES + 1024 * 1024));
+async fn import_file(
+    plane: &DataPlane,
+    client: &Arc<dyn MapConnector>,
+    spec: &ReturnSpec,
+    side: &SideTables,
+    job: &Job<'_>,
+    file: ImportFile,
+    n: usize,
+) -> Result<(), TaskError> {
+    let rows = file.rows;
+    let body = file
+        .writer
+        .into_inner()
+        .map_err(|e| TaskError::Transient(format!("writing the import file: {e}")))?;
+    job.log.system(format!(
+        "import file {n}: {rows} rows, {} bytes",
+        body.len()
+    ));
+    let report = client
+        .import_leads(ImportRequest {
+            file: body.into(),
+            format: FileFormat::Csv,
+            lookup_field: spec.lookup.clone(),
+            list_id: None,
+            partition_name: None,
+        })
+        .await
+        .map_err(map_error)?;
+    job.log.system(format!(
+        "import batch {}: {}",
+        report.batch.batch_id,
+        report
+            .batch
+            .message
+            .clone()
+            .unwrap_or_else(|| report.batch.status.clone())
+    ));
+    let mut keys = Vec::new();
+    let mut statuses = Vec::new();
+    let mut reasons = Vec::new();
+    for (rows, status) in [
+        (&report.failures, "rejected"),
+        (&report.warnings, "warning"),
+    ] {
+        for r in rows {
+            keys.push(normalize_key(
+                &spec.lookup,
+                r.get(&spec.lookup).unwrap_or_default(),
+            ));
+            statuses.push(status);
+            reasons.push(r.reason.clone());
+        }
+    }
+    side.add_answers_by_key(plane, &keys, &statuses, &reasons)
+        .await
+}
+
+fn new_file(header: &[String]) -> Result<ImportFile, TaskError> {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(1024 * 1024));
     w.write_record(header)
         .map_err(|e| TaskError::Transient(format!("writing the import file: {e}")))?;
-    Ok(w)
+    Ok(ImportFile { writer: w, rows: 0 })
 }

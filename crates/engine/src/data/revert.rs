@@ -19,7 +19,8 @@ pub struct RevertReport {
     pub refused: Vec<(String, String)>,
     /// Records the return created (no values before it): left in place.
     pub created_left: u64,
-    /// Rows the MAP had rejected in the first place: nothing to undo.
+    /// Rows not written in the first place (rejected by the MAP, or unchanged and so never
+    /// sent): nothing to undo.
     pub not_written: u64,
 }
 
@@ -64,7 +65,7 @@ pub async fn revert_return(
             row.try_get("previous").map_err(get)?;
         let sent: sqlx::types::Json<serde_json::Map<String, serde_json::Value>> =
             row.try_get("sent").map_err(get)?;
-        if status == "rejected" {
+        if status == "rejected" || status == "unchanged" {
             report.not_written += 1;
             continue;
         }

@@ -15,25 +15,8 @@ use crate::EngineError;
 
 const CHUNK: usize = 300;
 
-/// A value as compared: numbers and numeric strings alike, empty strings as null.
-pub fn normalised(field: &str, v: &Value) -> Value {
-    match v {
-        Value::Null => Value::Null,
-        Value::String(s) if s.trim().is_empty() => Value::Null,
-        Value::String(s) => match s.trim().parse::<f64>() {
-            Ok(n) if n.is_finite() => Value::String(n.to_string()),
-            _ if field.eq_ignore_ascii_case("email") => Value::String(s.trim().to_lowercase()),
-            _ => Value::String(s.clone()),
-        },
-        Value::Number(n) => {
-            Value::String(n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string()))
-        }
-        Value::Bool(b) => Value::String(b.to_string()),
-        other => other.clone(),
-    }
-}
-
-/// Whether `current` holds, for every field of `wanted` but `id`, the same value.
+/// Whether `current` holds, for every field of `wanted` but `id`, the same value (as a return
+/// compares them: see `ret::plan::same`).
 pub fn holds(
     current: &serde_json::Map<String, Value>,
     wanted: &serde_json::Map<String, Value>,
@@ -41,7 +24,7 @@ pub fn holds(
     wanted
         .iter()
         .filter(|(f, _)| *f != "id")
-        .all(|(f, v)| normalised(f, current.get(f).unwrap_or(&Value::Null)) == normalised(f, v))
+        .all(|(f, v)| super::ret::plan::same(f, current.get(f).unwrap_or(&Value::Null), v))
 }
 
 /// Claim and run revert jobs until `stop` is set.
@@ -185,7 +168,8 @@ async fn run(
         // (key, id, values to write back, values the return wrote)
         let mut candidates = Vec::new();
         for r in &todo {
-            if r.status == "rejected" {
+            // Rejected by the MAP, or unchanged (never sent): nothing to undo.
+            if r.status == "rejected" || r.status == "unchanged" {
                 out.not_written += 1;
                 continue;
             }

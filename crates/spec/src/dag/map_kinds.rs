@@ -324,6 +324,27 @@ pub struct ReturnSpec {
     /// Record each row's values before the write, so the return can be reverted.
     #[serde(default = "default_true")]
     pub snapshot: bool,
+    /// What to do when the dataset repeats a lookup key (a key is never sent twice).
+    #[serde(default)]
+    pub on_duplicate_key: OnDuplicateKey,
+    /// Send nulls and empty strings over the MAP's current values (default: never; a null
+    /// field is left out of what is sent).
+    #[serde(default)]
+    pub write_nulls: bool,
+}
+
+/// A return's answer to a dataset that repeats a lookup key. Keys compare as the return
+/// matches them: emails lower-cased and trimmed, other fields as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDuplicateKey {
+    /// Fail the task, naming the repeated keys and how often each occurs.
+    #[default]
+    Fail,
+    /// Send the first row of each key, in the dataset's stored order.
+    First,
+    /// Send the last row of each key, in the dataset's stored order.
+    Last,
 }
 
 fn default_lookup() -> String {
@@ -368,4 +389,30 @@ pub const AUTO_SYNC_MAX_ROWS: u64 = 3_000;
 pub struct MapCount {
     pub object: ReturnObject,
     pub filter: LeadFilter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_return_refuses_repeated_keys_and_withholds_nulls_unless_told() {
+        let spec: ReturnSpec =
+            yaml_serde::from_str("{ object: leads, fields: [country] }").expect("defaults");
+        assert_eq!(spec.on_duplicate_key, OnDuplicateKey::Fail);
+        assert!(!spec.write_nulls);
+        let spec: ReturnSpec = yaml_serde::from_str(
+            "{ object: leads, fields: [country], on_duplicate_key: last, write_nulls: true }",
+        )
+        .expect("options");
+        assert_eq!(spec.on_duplicate_key, OnDuplicateKey::Last);
+        assert!(spec.write_nulls);
+        let wrong = yaml_serde::from_str::<ReturnSpec>(
+            "{ object: leads, fields: [country], on_duplicate_key: newest }",
+        );
+        assert!(
+            wrong.is_err_and(|e| e.to_string().contains("first")),
+            "the choices are named"
+        );
+    }
 }

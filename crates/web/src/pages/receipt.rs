@@ -378,6 +378,7 @@ impl Raw {
             "accepted" => ("accepted", "accepted".to_owned()),
             "warning" => ("warning", "accepted with a warning".to_owned()),
             "unknown" => ("unknown", "sent, no answer recorded".to_owned()),
+            "unchanged" => ("unchanged", "unchanged, not sent".to_owned()),
             _ => ("other", self.status.clone()),
         };
         let empty = serde_json::Map::new();
