@@ -324,7 +324,9 @@ fn main() -> ExitCode {
             let count = |suffix: &str| {
                 by_endpoint.as_object().map_or(0, |m| {
                     m.iter()
-                        .filter(|(k, _)| k.starts_with("GET /bulk/v1/leads/export/") && k.ends_with(suffix))
+                        .filter(|(k, _)| {
+                            k.starts_with("GET /bulk/v1/leads/export/") && k.ends_with(suffix)
+                        })
                         .map(|(_, v)| v.as_u64().unwrap_or(0))
                         .sum::<u64>()
                 })

@@ -329,6 +329,7 @@ impl Execution {
         runner
             .run(Job {
                 task,
+                dag: &dag,
                 context,
                 timeout,
                 log,

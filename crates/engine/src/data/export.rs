@@ -212,7 +212,7 @@ pub(super) async fn run(
 }
 
 /// Column types for lead fields, from the MAP's own description of its fields.
-async fn lead_column_types(
+pub(crate) async fn lead_column_types(
     client: &dyn MapConnector,
     fields: &[String],
 ) -> Result<Vec<(String, String)>, TaskError> {

@@ -16,6 +16,7 @@
 //! Retry-safe: the values before the write are kept from the first try (a retry never
 //! snapshots what the first try wrote), and both write paths are upserts by key.
 
+mod from_export;
 pub(crate) mod plan;
 mod side;
 pub(crate) mod snapshot;
@@ -97,7 +98,26 @@ pub(super) async fn run(
     side.create(plane).await?;
     let read = read_rows(plane, conn, &input.relation, spec, &side).await?;
     let rows = collapse_repeated_keys(plane, spec, &side, job, read).await?;
-    if spec.snapshot {
+    if spec.snapshot && side.keys_without_before(plane).await? > 0 {
+        // From the DAG's own staged export where it holds the fields; the rest read back.
+        if let Err(why) = from_export::take(
+            plane,
+            conn,
+            id,
+            job,
+            &client,
+            spec,
+            &from,
+            &input.relation,
+            &key_expr(&spec.lookup),
+            &side.before,
+        )
+        .await?
+        {
+            job.log.system(format!(
+                "values before the write: read lead by lead ({why})"
+            ));
+        }
         let s = snapshot::fill(plane, &client, spec, &side).await?;
         job.log.system(format!(
             "values before the write read for {} records ({} not in {}, to be created)",

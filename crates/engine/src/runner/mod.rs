@@ -50,6 +50,8 @@ impl LogSink {
 #[derive(Debug)]
 pub struct Job<'a> {
     pub task: &'a Task,
+    /// The DAG the task belongs to (the version the run uses).
+    pub dag: &'a drover_spec::dag::Dag,
     pub context: RenderContext,
     pub timeout: Duration,
     pub log: LogSink,

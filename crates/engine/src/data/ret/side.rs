@@ -57,6 +57,19 @@ impl SideTables {
         Ok(())
     }
 
+    /// Keys of the rows to send whose values before are not recorded yet (all of them on a
+    /// first try, none on a retry after a complete snapshot).
+    pub(crate) async fn keys_without_before(&self, plane: &DataPlane) -> Result<i64, TaskError> {
+        Ok(sqlx::query_scalar(AssertSqlSafe(format!(
+            "select count(*) from {rows} r where r.key is not null and r.key <> ''
+             and not exists (select 1 from {before} b where b.key = r.key)",
+            rows = self.rows,
+            before = self.before,
+        )))
+        .fetch_one(plane.store.pool())
+        .await?)
+    }
+
     /// Drop the per-try tables once the receipt holds what they say.
     pub(crate) async fn drop_per_try(&self, plane: &DataPlane) -> Result<(), TaskError> {
         sqlx::raw_sql(AssertSqlSafe(format!(
