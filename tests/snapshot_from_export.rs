@@ -178,3 +178,98 @@ fn values_before_come_from_the_staged_export_and_changes_since() {
         assert_eq!(lead_score(&base, 8).await, staged_8);
     });
 }
+
+/// A subscription without the `updatedAt` bulk filter (1035): changes since the export cannot
+/// be found in bulk, so the values before are read lead by lead, and the log says why.
+#[test]
+fn without_the_updated_at_filter_the_values_before_are_read_lead_by_lead() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    rt.block_on(async {
+        let map = drover_mapsim::start(
+            drover_mapsim::SandboxConfig {
+                leads: 600,
+                seed: 12,
+                client_id: CLIENT_ID.to_owned(),
+                client_secret: SECRET.to_owned(),
+                limits: drover_mapsim::Limits {
+                    updated_at_filter: false,
+                    ..drover_mapsim::Limits::default()
+                },
+                ..drover_mapsim::SandboxConfig::default()
+            },
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await
+        .expect("sandbox");
+        let base = map.base_url();
+        ws.map_environment(&base, CLIENT_ID, SECRET, None);
+        let (since, until) = window_days(400);
+        ws.dag(
+            "rescore",
+            &format!(
+                r#"id: rescore
+defaults: {{ retries: 0 }}
+tasks:
+  - id: export_leads
+    export:
+      object: leads
+      fields: [id, leadScore]
+      filter: {{ created_at: {{ since: "{since}", until: "{until}" }} }}
+  - id: score
+    depends_on: [export_leads]
+    transform:
+      - filter: "id <= 50"
+      - derive: {{ leadScore: "coalesce(\"leadScore\", 0) + 3" }}
+  - id: push_scores
+    depends_on: [score]
+    return: {{ object: leads, lookup: id, fields: [leadScore], mode: sync }}
+"#
+            ),
+        );
+        let d = Drover { db: &db, ws: &ws };
+        d.ok(&["db", "migrate"]);
+        let _s = d.scheduler("scheduler");
+        let _w = d.worker("worker", 2, 10.0);
+        let store = db.store().await;
+        synced(&store, "rescore").await;
+        let staged_9 = lead_score(&base, 9).await;
+        let run = Uuid::parse_str(&d.ok(&["runs", "trigger", "rescore", "--env", "dev"]))
+            .expect("run id");
+        let row = wait_finished(&store, run, Duration::from_secs(120)).await;
+        assert_eq!(row.state, RunState::Success);
+        let log: Vec<String> = sqlx::query_scalar(
+            "select l.line from task_log l join task_instance ti on ti.id = l.task_instance_id
+             where ti.run_id = $1 and ti.task_id = 'push_scores' order by l.id",
+        )
+        .bind(run)
+        .fetch_all(store.pool())
+        .await
+        .expect("log");
+        assert!(
+            log.iter()
+                .any(|l| l.contains("read lead by lead") && l.contains("1035")),
+            "{log:#?}"
+        );
+        let stats: serde_json::Value = reqwest::get(format!("{base}/_sandbox/stats"))
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json");
+        assert!(
+            stats["callsByEndpoint"]["GET /rest/v1/leads.json"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1,
+            "{stats}"
+        );
+        assert_eq!(
+            previous(&store, run, "9").await["leadScore"],
+            serde_json::json!(staged_9)
+        );
+    });
+}

@@ -67,6 +67,9 @@ pub struct Limits {
     pub token_ttl: Duration,
     /// Time a bulk job spends Queued→Processing→Completed beyond the actual work.
     pub job_latency: Duration,
+    /// Whether the subscription offers the `updatedAt` filter of bulk lead exports; Marketo
+    /// documents that some do not, and answer 1035 "Unsupported filter type".
+    pub updated_at_filter: bool,
 }
 
 impl Default for Limits {
@@ -80,6 +83,7 @@ impl Default for Limits {
             queued_jobs: 10,
             token_ttl: Duration::from_secs(3600),
             job_latency: Duration::from_secs(1),
+            updated_at_filter: true,
         }
     }
 }
@@ -97,6 +101,7 @@ impl Limits {
             queued_jobs: 10,
             token_ttl: Duration::from_secs(3600),
             job_latency: Duration::ZERO,
+            updated_at_filter: true,
         }
     }
 }

@@ -340,6 +340,12 @@ pub(crate) async fn create(
                     let (s, e) = range_of(&filter["createdAt"], "createdAt")?;
                     LeadFilter::CreatedAt(s, e)
                 }
+                "updatedAt" if !state.limits.updated_at_filter => {
+                    return Err(ApiError::new(
+                        1035,
+                        "Unsupported filter type for target subscription: updatedAt",
+                    ));
+                }
                 "updatedAt" => {
                     let (s, e) = range_of(&filter["updatedAt"], "updatedAt")?;
                     LeadFilter::UpdatedAt(s, e)
