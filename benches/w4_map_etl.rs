@@ -118,7 +118,7 @@ async fn bench(url: String, a: Args) -> Result<Summary, Error> {
     std::fs::write(
         dir.join("environments/dev.yaml"),
         format!(
-            "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n  calls_per_20s: 100\n  concurrent_calls: 10\n",
+            "name: dev\norder: 1\nbranch: main\nmap:\n  kind: marketo\n  base_url: {}\n  client_id: {{ file: {} }}\n  client_secret: {{ file: {} }}\n  calls_per_20s: 100\n  concurrent_calls: 10\n  status_poll: {{ first: 250ms, max: 2s }}\n",
             sandbox.base_url(),
             dir.join("id").display(),
             dir.join("secret").display()
