@@ -46,7 +46,8 @@ use tokio::task::JoinHandle;
 pub use config::{Limits, SandboxConfig};
 pub use faults::{
     BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault,
-    ServerErrorFault, SlowJobsFault, TimeoutFault, TokenExpiryFault, UnknownFault,
+    ServerErrorFault, SharedLimitFault, SlowJobsFault, TimeoutFault, TokenExpiryFault,
+    UnknownFault,
 };
 
 use crate::state::AppState;
