@@ -54,7 +54,7 @@ pub(super) async fn run(
     job: &Job<'_>,
     spec: &ExportSpec,
 ) -> Result<TryMetrics, TaskError> {
-    let client = plane.maps.client(&id.environment)?.scoped();
+    let client = id.map()?;
     let (requests, columns, key) = match spec {
         ExportSpec::Leads(leads) => {
             let types = lead_column_types(client.as_ref(), &leads.fields).await?;

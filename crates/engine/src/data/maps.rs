@@ -12,7 +12,7 @@ use drover_spec::environment::{Environment, MapConnection, MapKind, SecretRef};
 use drover_store::Store;
 use futures_util::future::BoxFuture;
 
-use super::{DataPlane, TaskError, TryId};
+use super::{TaskError, TryId};
 use crate::runner::Job;
 
 /// The MAP's day starts at midnight US Central Standard Time (Marketo's quota reset).
@@ -152,6 +152,7 @@ fn build(
                 MarketoConfig::new(&env.map.base_url, client_id, Secret::new(client_secret));
             config.rate.calls_per_20s = env.map.calls_per_20s;
             config.rate.concurrency = env.map.concurrent_calls;
+            config.rate.window = env.map.rate_window.to_std();
             let client = MarketoClient::new(config, budget)
                 .map_err(|e| TaskError::Invalid(format!("environment `{}`: {e}", env.name)))?;
             Ok(Arc::new(client))
@@ -199,12 +200,11 @@ pub(crate) fn map_error(e: drover_map::MapError) -> TaskError {
 
 /// How many leads match `filter` (a bulk export job's record count; the file is not read).
 pub(crate) async fn count_leads(
-    plane: &DataPlane,
     id: &TryId,
     job: &Job<'_>,
     filter: &LeadFilter,
 ) -> Result<(u64, i64), TaskError> {
-    let client = plane.maps.client(&id.environment)?.scoped();
+    let client = id.map()?;
     let mut total = 0;
     for f in super::export::lead_filters(job, filter, "check.map.filter")? {
         let done = client

@@ -55,7 +55,7 @@ pub(super) async fn run(
             )));
         }
     }
-    let client = plane.maps.client(&id.environment)?.scoped();
+    let client = id.map()?;
     let mode = match spec.mode {
         ReturnMode::Auto if u64::try_from(input.rows).unwrap_or(u64::MAX) <= AUTO_SYNC_MAX_ROWS => {
             ReturnMode::Sync
