@@ -133,9 +133,12 @@ pub(crate) fn show_window(d: Duration) -> String {
     }
 }
 
+/// What an observer calls.
+type NoticeFn = dyn Fn(&Notice) + Send + Sync;
+
 /// Something told about changes of pace (e.g. a task's log). Cheap to clone.
 #[derive(Clone)]
-pub struct Observer(Arc<dyn Fn(&Notice) + Send + Sync>);
+pub struct Observer(Arc<NoticeFn>);
 
 impl Observer {
     /// An observer calling `f` for each notice. `f` must not block.
@@ -174,7 +177,7 @@ struct Inner {
     state: Mutex<State>,
     /// A slot was freed (or the pace changed).
     changed: Notify,
-    observers: Mutex<Vec<Weak<dyn Fn(&Notice) + Send + Sync>>>,
+    observers: Mutex<Vec<Weak<NoticeFn>>>,
 }
 
 impl fmt::Debug for Inner {
@@ -283,7 +286,7 @@ impl Inner {
         if notes.is_empty() {
             return;
         }
-        let live: Vec<Arc<dyn Fn(&Notice) + Send + Sync>> = {
+        let live: Vec<Arc<NoticeFn>> = {
             let mut obs = self
                 .observers
                 .lock()

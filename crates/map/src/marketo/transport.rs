@@ -357,7 +357,7 @@ impl MarketoClient {
                 next: Next::Limited(Limit::Rate),
             });
         }
-        if matches!(status, 502 | 503 | 504) {
+        if (502..=504).contains(&status) {
             let body = response.bytes().await.unwrap_or_default();
             return Err(Failure {
                 error: MapError::Http {
