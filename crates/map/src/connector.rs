@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use crate::rate_limit::Observer;
 use crate::windows::DateWindow;
 use crate::{MapError, Usage};
 
@@ -372,6 +373,18 @@ pub fn lookup_field_problem(searchable: &[Vec<String>], field: &str) -> Option<M
     })
 }
 
+/// What one task's handle carries besides its usage counters.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Calls held back by the instance's rate or concurrency limit (606, 615) are retried until
+    /// this instant, then fail saying why; `None`: for the retry policy's
+    /// `rate_limited_patience` from a call's first attempt. Other failures keep the policy's
+    /// attempt count.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Told when the client's shared limiter slows down or speeds back up.
+    pub observer: Option<Observer>,
+}
+
 /// A MAP client, one per environment, held by the engine as `Arc<dyn MapConnector>`.
 /// Every method is cancel-safe in the sense that dropping the future stops the work (a bulk job
 /// already created on the vendor side keeps running there).
@@ -426,6 +439,10 @@ pub trait MapConnector: Send + Sync + fmt::Debug {
     /// A handle sharing the connection, token, limiter and budget, with its own zeroed usage
     /// counters (one per task).
     fn scoped(&self) -> Arc<dyn MapConnector>;
+
+    /// Like [`MapConnector::scoped`], with a deadline for calls held by the MAP's limits and an
+    /// observer of the limiter's pace (one per try).
+    fn scoped_with(&self, scope: Scope) -> Arc<dyn MapConnector>;
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
+use std::time::Duration;
+
 use crate::budget::BudgetExhausted;
+use crate::rate_limit::{MAX_CALLS_PER_20S, MAX_CONCURRENCY, Pace, show_window};
 use crate::retry::{CodeClass, classify_code};
 
 /// Everything that can go wrong talking to a MAP. Messages are written for the person reading a
@@ -65,6 +68,22 @@ pub enum MapError {
         attempts: u32,
         /// The last failure.
         last: Box<MapError>,
+    },
+
+    /// Marketo's rate or concurrency limit (606, 615, HTTP 429) stayed exhausted for as long as
+    /// the call could wait (the try's time, or the retry policy's patience).
+    #[error("{}", limited_text(.operation, .code, *.waited, *.attempts, .pace))]
+    RateLimited {
+        /// What was being done.
+        operation: String,
+        /// `"606"`, `"615"` or `"http-429"`, the last answer.
+        code: String,
+        /// How long the call was held back.
+        waited: std::time::Duration,
+        /// Answers that said the limit was exhausted.
+        attempts: u32,
+        /// The pace Drover had slowed to.
+        pace: Pace,
     },
 
     /// A bulk job ended in `Failed` (or was cancelled) on the MAP side.
@@ -175,6 +194,44 @@ fn quota_text(code: &str, message: &str) -> String {
     }
 }
 
+fn limited_text(
+    operation: &str,
+    code: &str,
+    waited: Duration,
+    attempts: u32,
+    pace: &Pace,
+) -> String {
+    let waited = show_duration(waited);
+    if code == "615" {
+        format!(
+            "gave up on the {operation} request: Marketo's concurrency limit stayed reached for {waited} ({attempts} answers of error 615): other integrations keep most of the instance's {MAX_CONCURRENCY} concurrent calls busy, and Drover had slowed to {} calls at once; run the task when the instance is quieter, or find the integration holding the calls in Marketo (Admin › Web Services › API call information)",
+            pace.concurrency
+        )
+    } else {
+        let what = if code == "606" {
+            "error 606".to_owned()
+        } else {
+            format!("{code} Too Many Requests").replace("http-", "HTTP ")
+        };
+        format!(
+            "gave up on the {operation} request: Marketo's rate limit stayed exhausted for {waited} ({attempts} answers of {what}): other integrations use most of the instance's {MAX_CALLS_PER_20S} calls per 20 s, and Drover had slowed to {} calls/{}; run the task when the instance is quieter, or find the integration using the calls in Marketo (Admin › Web Services › API call information)",
+            pace.calls,
+            show_window(pace.window)
+        )
+    }
+}
+
+/// `14 min`, `35 s`, `800 ms`.
+fn show_duration(d: Duration) -> String {
+    if d >= Duration::from_secs(120) {
+        format!("{} min", (d.as_secs() + 30) / 60)
+    } else if d >= Duration::from_secs(1) {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 fn budget_text(
     environment: &str,
     budget: u64,
@@ -229,11 +286,12 @@ impl From<BudgetExhausted> for MapError {
 
 impl MapError {
     /// Whether trying the same request again later may succeed: network errors, HTTP 429/502/503/504,
+    /// a rate or concurrency limit that stayed exhausted,
     /// and the Marketo codes documented as transient (601/602 after re-authentication, 604, 606,
     /// 608, 611, 615, 713, 1016, 1029 "Too many jobs in queue").
     pub fn is_retryable(&self) -> bool {
         match self {
-            MapError::Transport { .. } => true,
+            MapError::Transport { .. } | MapError::RateLimited { .. } => true,
             MapError::Http { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             MapError::Api { code, message, .. } => matches!(
                 classify_code(code, message),
@@ -248,6 +306,7 @@ impl MapError {
         match self {
             MapError::Api { code, .. } | MapError::QuotaReached { code, .. } => Some(code),
             MapError::RetriesExhausted { last, .. } => last.api_code(),
+            MapError::RateLimited { code, .. } if !code.starts_with("http-") => Some(code),
             _ => None,
         }
     }

@@ -4,9 +4,14 @@
 //! implementation, [`MarketoClient`], takes care of:
 //! - tokens (OAuth client credentials, cached per client id, renewed on 600/601/602);
 //! - staying inside the vendor limits with a client-side sliding window and concurrency cap
-//!   ([`RateLimit`], default 50 calls / 20 s and 5 concurrent);
+//!   ([`RateLimit`], default 50 calls / 20 s and 5 concurrent) that adapts when other
+//!   integrations share the instance: a 606 halves the pace and holds calls for a window, a 615
+//!   halves the calls in flight, and each quiet window gives one back ([`Notice`]s tell a
+//!   handle's [`Observer`]);
 //! - retries with jittered exponential backoff on transient failures ([`RetryPolicy`]), never
-//!   re-sending a non-idempotent write the server may have executed;
+//!   re-sending a non-idempotent write the server may have executed; calls refused by the
+//!   instance's rate or concurrency limit are retried until the handle's deadline
+//!   ([`Scope`]);
 //! - a daily call budget per environment ([`CallBudget`]) asked before every counted call;
 //! - usage counters per handle ([`Usage`]);
 //! - bulk export and import with bounded memory (streamed downloads with resume and SHA-256
@@ -31,7 +36,7 @@ pub use budget::{BudgetExhausted, CallBudget, MemoryBudget, Unlimited};
 pub use connector::{
     ActivityType, ByteStream, CompletedExport, ExportKind, ExportRequest, FieldInfo, FileFormat,
     ImportBatch, ImportReport, ImportRequest, ImportRow, LeadExportFilter, LeadQuery, MapConnector,
-    MapObject, Reason, Record, RecordStatus, SyncAction, SyncRequest, SyncResult,
+    MapObject, Reason, Record, RecordStatus, Scope, SyncAction, SyncRequest, SyncResult,
     lookup_field_problem, resolve_activity_types,
 };
 pub use error::MapError;
@@ -40,7 +45,9 @@ pub use marketo::{
     MarketoConfig,
 };
 pub use poll::PollPolicy;
-pub use rate_limit::{MAX_CALLS_PER_20S, MAX_CONCURRENCY, Permit, RateLimit, RateLimiter};
+pub use rate_limit::{
+    MAX_CALLS_PER_20S, MAX_CONCURRENCY, Notice, Observer, Pace, Permit, RateLimit, RateLimiter,
+};
 pub use retry::RetryPolicy;
 pub use secret::{REDACTED, Redactor, Secret};
 pub use usage::Usage;

@@ -10,15 +10,18 @@ use rand::{Rng, SeedableRng};
 /// How failed calls are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per call, the first included (default 6).
+    /// Attempts per call, the first included (default 6). Answers saying the instance's rate
+    /// or concurrency limit is exhausted (606, 615, HTTP 429) do not count: those calls are
+    /// retried for as long as the handle's deadline (or `rate_limited_patience`) allows.
     pub max_attempts: u32,
     /// Delay before the first retry; doubles each time (default 500 ms).
     pub base_delay: Duration,
     /// Upper bound of one delay (default 30 s).
     pub max_delay: Duration,
-    /// Smallest delay after a 606 "Max rate limit exceeded": the vendor's window is 20 s, so
-    /// retrying sooner mostly burns calls (default 5 s).
-    pub rate_limited_delay: Duration,
+    /// How long one call keeps being retried while Marketo's rate or concurrency limit stays
+    /// exhausted, when its handle has no deadline of its own (default 15 min). After a 606 the
+    /// rate limiter itself holds calls until the rolling window has passed.
+    pub rate_limited_patience: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -27,7 +30,7 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
-            rate_limited_delay: Duration::from_secs(5),
+            rate_limited_patience: Duration::from_secs(15 * 60),
         }
     }
 }

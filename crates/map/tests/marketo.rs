@@ -42,7 +42,7 @@ fn config(sb: &RunningSandbox) -> MarketoConfig {
     c.retry = RetryPolicy {
         base_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(1),
-        rate_limited_delay: Duration::from_millis(500),
+        rate_limited_patience: Duration::from_secs(60),
         max_attempts: 8,
     };
     c.poll = PollPolicy {

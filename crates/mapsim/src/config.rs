@@ -51,8 +51,11 @@ impl Default for SandboxConfig {
 /// Marketo's documented limits, all configurable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Calls allowed in any sliding 20-second window (606 beyond).
+    /// Calls allowed in any sliding window of `rate_window` (606 beyond).
     pub calls_per_20s: u32,
+    /// Length of the sliding rate window (Marketo's is 20 s); shorter only to scale time down
+    /// in tests.
+    pub rate_window: Duration,
     /// Calls executing at once (615 beyond).
     pub concurrent: u32,
     /// Calls per day, reset at midnight America/Chicago (607 beyond).
@@ -76,6 +79,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             calls_per_20s: 100,
+            rate_window: Duration::from_secs(20),
             concurrent: 10,
             daily_calls: 50_000,
             export_daily_bytes: 500 * 1024 * 1024,
@@ -94,6 +98,7 @@ impl Limits {
     pub fn off() -> Self {
         Self {
             calls_per_20s: u32::MAX,
+            rate_window: Duration::from_secs(20),
             concurrent: u32::MAX,
             daily_calls: u64::MAX,
             export_daily_bytes: u64::MAX,

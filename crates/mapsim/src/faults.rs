@@ -18,6 +18,8 @@ pub struct FaultProfile {
     pub token_expiry: Option<TokenExpiryFault>,
     /// Low rate and concurrency limits (606 / 615).
     pub rate_limit: Option<RateLimitFault>,
+    /// Another integration using the same instance's calls and concurrent slots (606 / 615).
+    pub shared_limit: Option<SharedLimitFault>,
     /// Tiny daily quotas (607 / 1029 "Export daily quota exceeded").
     pub quota: Option<QuotaFault>,
     /// Random HTTP 502 and 604/608/611/713 before a call executes.
@@ -80,6 +82,29 @@ impl Default for RateLimitFault {
             calls_per_20s: 50,
             concurrent: 5,
             latency_ms: 50,
+        }
+    }
+}
+
+/// `shared-limit`: another integration of the instance spends `other_calls_per_20s` of every
+/// rate window and keeps `other_concurrent` calls in flight, all the time, so the API user gets
+/// only what is left (Marketo's limits are per instance, shared by every integration). Beyond
+/// it the answer is 606 naming the instance's limit, as Marketo words it, or 615. The defaults
+/// leave 10 of 100 calls per window and every concurrent slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SharedLimitFault {
+    /// Calls of the other integration in every window.
+    pub other_calls_per_20s: u32,
+    /// Calls of the other integration in flight at any moment.
+    pub other_concurrent: u32,
+}
+
+impl Default for SharedLimitFault {
+    fn default() -> Self {
+        Self {
+            other_calls_per_20s: 90,
+            other_concurrent: 0,
         }
     }
 }
@@ -256,6 +281,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "none",
     "token-expiry",
     "rate-limit",
+    "shared-limit",
     "quota",
     "server-errors",
     "timeouts",
@@ -282,6 +308,7 @@ impl FaultProfile {
         Self {
             token_expiry: Some(TokenExpiryFault::default()),
             rate_limit: Some(RateLimitFault::default()),
+            shared_limit: None,
             quota: Some(QuotaFault {
                 daily_calls: 1_000,
                 export_daily_bytes: 50 * 1024 * 1024,
@@ -308,6 +335,7 @@ impl FaultProfile {
         let flags = [
             (self.token_expiry.is_some(), "token-expiry"),
             (self.rate_limit.is_some(), "rate-limit"),
+            (self.shared_limit.is_some(), "shared-limit"),
             (self.quota.is_some(), "quota"),
             (self.server_errors.is_some(), "server-errors"),
             (self.timeouts.is_some(), "timeouts"),
@@ -345,6 +373,7 @@ impl FromStr for FaultProfile {
                 "none" => {}
                 "token-expiry" => p.token_expiry = Some(TokenExpiryFault::default()),
                 "rate-limit" => p.rate_limit = Some(RateLimitFault::default()),
+                "shared-limit" => p.shared_limit = Some(SharedLimitFault::default()),
                 "quota" => p.quota = Some(QuotaFault::default()),
                 "server-errors" => p.server_errors = Some(ServerErrorFault::default()),
                 "timeouts" => p.timeouts = Some(TimeoutFault::default()),
@@ -432,6 +461,19 @@ mod tests {
         let race: FaultProfile = "upsert-race".parse().expect("race");
         assert_eq!(race.upsert_race, Some(UpsertRaceFault { window_ms: 2_000 }));
         assert_eq!(race.names(), vec!["upsert-race"]);
+        let shared: FaultProfile = "shared-limit".parse().expect("shared");
+        assert_eq!(shared.shared_limit, Some(SharedLimitFault::default()));
+        assert_eq!(shared.to_string(), "shared-limit");
+        let neighbour: FaultProfile =
+            serde_json::from_str(r#"{"sharedLimit":{"otherCallsPer20s":95,"otherConcurrent":7}}"#)
+                .expect("shared json");
+        assert_eq!(
+            neighbour.shared_limit,
+            Some(SharedLimitFault {
+                other_calls_per_20s: 95,
+                other_concurrent: 7
+            })
+        );
         let chaos: FaultProfile = "chaos".parse().expect("chaos");
         let json = serde_json::to_string(&chaos).expect("json");
         assert_eq!(

@@ -46,8 +46,8 @@ use tokio::task::JoinHandle;
 pub use config::{Limits, SandboxConfig};
 pub use faults::{
     BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault,
-    ServerErrorFault, SlowJobsFault, StatusLagFault, TimeoutFault, TokenExpiryFault, UnknownFault,
-    UpsertRaceFault,
+    ServerErrorFault, SharedLimitFault, SlowJobsFault, StatusLagFault, TimeoutFault,
+    TokenExpiryFault, UnknownFault, UpsertRaceFault,
 };
 
 use crate::state::AppState;

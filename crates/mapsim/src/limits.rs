@@ -1,5 +1,7 @@
 //! Call limits: a sliding 20-second window (606), concurrent calls (615), the daily call quota
 //! (607) and the daily export-bytes quota, all counted per sandbox (Marketo counts per instance).
+//! Another integration's calls (the `shared-limit` fault) take their share of the window and of
+//! the concurrent slots first.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -10,14 +12,29 @@ use chrono::NaiveDate;
 
 use crate::envelope::ApiError;
 
-const WINDOW: Duration = Duration::from_secs(20);
-
 /// The limits currently in force (configured limits tightened by the fault profile).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Effective {
+    /// The instance's calls per window.
     pub(crate) calls_per_20s: u32,
+    /// The rate window (20 s unless scaled down).
+    pub(crate) window: Duration,
+    /// The instance's concurrent calls.
     pub(crate) concurrent: u32,
     pub(crate) daily_calls: u64,
+    /// Calls of another integration in every window.
+    pub(crate) other_calls: u32,
+    /// Calls of another integration in flight at any moment.
+    pub(crate) other_concurrent: u32,
+}
+
+/// `20`, or `0.5` for a scaled-down window.
+fn show_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}", d.as_secs_f64())
+    }
 }
 
 /// Counters behind the limits.
@@ -63,21 +80,26 @@ impl Limiter {
     pub(crate) fn admit(&self, eff: Effective, today: NaiveDate) -> Result<Slot<'_>, ApiError> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(&self.in_flight);
-        if before >= eff.concurrent {
+        if before >= eff.concurrent.saturating_sub(eff.other_concurrent) {
             return Err(ApiError::new(615, "Concurrent access limit reached"));
         }
         {
             let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            while w.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            while w
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= eff.window)
+            {
                 w.pop_front();
             }
-            if w.len() as u64 >= u64::from(eff.calls_per_20s) {
+            let left = eff.calls_per_20s.saturating_sub(eff.other_calls);
+            if w.len() as u64 >= u64::from(left) {
                 return Err(ApiError::new(
                     606,
                     format!(
-                        "Max rate limit '{}' exceeded with in '20' secs",
-                        eff.calls_per_20s
+                        "Max rate limit '{}' exceeded with in '{}' secs",
+                        eff.calls_per_20s,
+                        show_secs(eff.window)
                     ),
                 ));
             }

@@ -103,12 +103,19 @@ impl AppState {
         let f = self.faults();
         let mut e = Effective {
             calls_per_20s: self.limits.calls_per_20s,
+            window: self.limits.rate_window,
             concurrent: self.limits.concurrent,
             daily_calls: self.limits.daily_calls,
+            other_calls: 0,
+            other_concurrent: 0,
         };
         if let Some(r) = &f.rate_limit {
             e.calls_per_20s = e.calls_per_20s.min(r.calls_per_20s);
             e.concurrent = e.concurrent.min(r.concurrent);
+        }
+        if let Some(s) = &f.shared_limit {
+            e.other_calls = s.other_calls_per_20s;
+            e.other_concurrent = s.other_concurrent;
         }
         if let Some(q) = &f.quota {
             e.daily_calls = e.daily_calls.min(q.daily_calls);

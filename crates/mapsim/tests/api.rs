@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{OTHER_ID, OTHER_SECRET, code, last_31_days, start, start_with};
+use common::{OTHER_ID, OTHER_SECRET, code, fast_limits, last_31_days, start, start_with};
 use drover_mapsim::Limits;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -658,6 +658,53 @@ async fn rate_limit_and_concurrency_faults() {
 }
 
 #[tokio::test]
+async fn another_integration_takes_its_share_of_a_scaled_window() {
+    let limits = Limits {
+        rate_window: Duration::from_millis(600),
+        ..fast_limits()
+    };
+    let sb = start_with("none", limits, 100).await;
+    let t = sb.token().await;
+    sb.admin_put_faults(&json!({"sharedLimit": {"otherCallsPer20s": 96}}))
+        .await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(code(&sb.get("/rest/v1/leads/describe.json", &t).await).to_owned());
+    }
+    // 100 - 96 = 4 calls per window are left; the fifth is refused, in Marketo's words for the
+    // instance's limit.
+    assert_eq!(codes[..4], ["", "", "", ""], "{codes:?}");
+    assert_eq!(codes[4..], ["606", "606"], "{codes:?}");
+    let v = sb.get("/rest/v1/leads/describe.json", &t).await;
+    assert_eq!(
+        v["errors"][0]["message"],
+        "Max rate limit '100' exceeded with in '0.6' secs"
+    );
+    // The window rolls on: calls go through again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        sb.get("/rest/v1/leads/describe.json", &t).await["success"],
+        true
+    );
+    // The other integration holds every concurrent slot: 615.
+    sb.admin_put_faults(&json!({"sharedLimit": {"otherCallsPer20s": 0, "otherConcurrent": 10}}))
+        .await;
+    assert_eq!(
+        code(&sb.get("/rest/v1/leads/describe.json", &t).await),
+        "615"
+    );
+    // It stops: the whole instance is Drover's again.
+    sb.admin_put_faults(&json!({})).await;
+    for _ in 0..10 {
+        assert_eq!(
+            sb.get("/rest/v1/leads/describe.json", &t).await["success"],
+            true
+        );
+    }
+    sb.stop().await;
+}
+
+#[tokio::test]
 async fn quota_faults() {
     let sb = start("quota").await;
     let t = sb.token().await;
@@ -791,7 +838,7 @@ async fn faults_switch_at_run_time_and_errors_never_write() {
 
 fn sb_faults_none() -> Value {
     json!({
-        "tokenExpiry": null, "rateLimit": null, "quota": null, "serverErrors": null,
+        "tokenExpiry": null, "rateLimit": null, "sharedLimit": null, "quota": null, "serverErrors": null,
         "timeouts": null, "slowJobs": null, "partialImport": null, "brokenDownloads": null,
         "statusLag": null, "upsertRace": null
     })

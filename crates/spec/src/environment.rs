@@ -248,6 +248,11 @@ pub struct MapConnection {
     /// API calls in flight at once (default 5; at most 10).
     #[serde(default = "default_map_concurrency")]
     pub concurrent_calls: u32,
+    /// The window `calls_per_20s` counts in (default 20s, Marketo's). Only for tests against
+    /// the sandbox with its window scaled down: against Marketo a shorter window sends calls
+    /// faster than the instance allows.
+    #[serde(default = "default_rate_window")]
+    pub rate_window: crate::duration::Duration,
     /// How often bulk job status is polled (default 5 s, doubling to 60 s: Marketo refreshes a
     /// job's status at most once a minute). Shorter only makes sense against a sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,6 +269,10 @@ pub struct StatusPoll {
 
 fn default_calls_per_20s() -> u32 {
     50
+}
+
+fn default_rate_window() -> crate::duration::Duration {
+    crate::duration::Duration::from_secs(20)
 }
 
 fn default_map_concurrency() -> u32 {
@@ -536,6 +545,15 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
             "`calls_per_20s` must be between 1 and 100 (the MAP allows 100 per 20 s for the whole instance)".to_owned(),
         );
     }
+    if !(100..=20_000).contains(&env.map.rate_window.as_millis()) {
+        at(
+            "map.rate_window",
+            format!(
+                "`rate_window` must be between 100ms and 20s, not {} (leave it out for Marketo's 20s; shorter windows are for tests against the sandbox)",
+                env.map.rate_window
+            ),
+        );
+    }
     if let Some(p) = env.map.status_poll
         && (p.first.as_millis() < 100 || p.max < p.first || p.max.as_secs() > 3600)
     {
@@ -747,6 +765,38 @@ variables: { sync_list: DEV Leads }
         assert_eq!(
             env.map(|e| e.promotion.allowed_roles.clone()),
             Some(vec![Role::Operator, Role::Admin])
+        );
+    }
+
+    #[test]
+    fn the_rate_window_is_marketos_unless_scaled_down_for_tests() {
+        let env = load_environment("environments/dev.yaml", DEV);
+        assert_eq!(
+            env.as_ref().ok().map(|e| e.map.rate_window),
+            Some(crate::duration::Duration::from_secs(20))
+        );
+        let scaled = DEV.replace(
+            "  client_secret: { file: /run/secrets/dev_map }\n",
+            "  client_secret: { file: /run/secrets/dev_map }\n  rate_window: 2s\n",
+        );
+        let env = load_environment("environments/dev.yaml", &scaled);
+        assert_eq!(
+            env.as_ref().ok().map(|e| e.map.rate_window),
+            Some(crate::duration::Duration::from_secs(2))
+        );
+        let errs = load_environment(
+            "environments/dev.yaml",
+            &scaled.replace("rate_window: 2s", "rate_window: 1m"),
+        )
+        .err()
+        .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0]
+                .message
+                .contains("`rate_window` must be between 100ms and 20s, not 1m"),
+            "{}",
+            errs[0].message
         );
     }
 

@@ -38,7 +38,7 @@ pub(super) async fn run(
             .await?
         }
         CheckSource::Map(count) => {
-            let (n, usage) = maps::count_leads(plane, id, job, &count.filter).await?;
+            let (n, usage) = maps::count_leads(id, job, &count.filter).await?;
             metrics.api_calls = Some(usage);
             Some(n as f64)
         }

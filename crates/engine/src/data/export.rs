@@ -54,7 +54,7 @@ pub(super) async fn run(
     job: &Job<'_>,
     spec: &ExportSpec,
 ) -> Result<TryMetrics, TaskError> {
-    let client = plane.maps.client(&id.environment)?.scoped();
+    let client = id.map()?;
     let (requests, columns, key, bounds) = match spec {
         ExportSpec::Leads(leads) => {
             let filters = lead_filters(job, &leads.filter, "export.filter")?;

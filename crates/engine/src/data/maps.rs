@@ -12,7 +12,7 @@ use drover_spec::environment::{Environment, MapConnection, MapKind, SecretRef};
 use drover_store::Store;
 use futures_util::future::BoxFuture;
 
-use super::{DataPlane, TaskError, TryId};
+use super::{TaskError, TryId};
 use crate::runner::Job;
 
 /// The MAP's day starts at midnight US Central Standard Time (Marketo's quota reset).
@@ -156,6 +156,7 @@ fn build(
                 config.poll.initial = p.first.to_std();
                 config.poll.max = p.max.to_std();
             }
+            config.rate.window = env.map.rate_window.to_std();
             let client = MarketoClient::new(config, budget)
                 .map_err(|e| TaskError::Invalid(format!("environment `{}`: {e}", env.name)))?;
             Ok(Arc::new(client))
@@ -203,12 +204,11 @@ pub(crate) fn map_error(e: drover_map::MapError) -> TaskError {
 
 /// How many leads match `filter` (a bulk export job's record count; the file is not read).
 pub(crate) async fn count_leads(
-    plane: &DataPlane,
     id: &TryId,
     job: &Job<'_>,
     filter: &LeadFilter,
 ) -> Result<(u64, i64), TaskError> {
-    let client = plane.maps.client(&id.environment)?.scoped();
+    let client = id.map()?;
     let mut total = 0;
     for f in super::export::lead_filters(job, filter, "check.map.filter")? {
         let done = client

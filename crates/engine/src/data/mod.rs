@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use drover_map::{MapConnector, Observer, Scope};
 use drover_spec::dag::{CheckSource, DagLimits, TaskKind};
 use drover_spec::environment::Environment;
 use drover_store::{Outcome, SessionLimits, StagingPools, Store, TryMetrics};
@@ -220,6 +221,19 @@ pub(crate) struct TryId {
     pub(crate) environment: Arc<Environment>,
     /// The DAG's backstops.
     pub(crate) limits: DagLimits,
+    /// The try's handle on the environment's MAP client (for the kinds that use the MAP): its
+    /// usage is the try's, failed or not; its calls held by the MAP's limits give up when the
+    /// try's time is up; changes of the client's pace go to the try's log.
+    pub(crate) map: Option<Arc<dyn MapConnector>>,
+}
+
+impl TryId {
+    /// The try's MAP handle.
+    pub(crate) fn map(&self) -> Result<Arc<dyn MapConnector>, TaskError> {
+        self.map
+            .clone()
+            .ok_or_else(|| TaskError::Invalid("this task kind has no MAP client".to_owned()))
+    }
 }
 
 /// Runs the data kinds.
@@ -249,6 +263,18 @@ impl Runner for DataRunner {
             let Ok(run_id) = Uuid::parse_str(&job.context.run_id) else {
                 return failed(format!("bad run id `{}`", job.context.run_id), false);
             };
+            let started = Instant::now();
+            let map = if uses_the_map(&job.task.kind) {
+                match self.plane.maps.client(&environment) {
+                    Ok(client) => Some(client.scoped_with(try_scope(&job))),
+                    Err(e) => {
+                        job.log.system(format!("failed: {e}"));
+                        return failed(e.to_string(), e.retryable());
+                    }
+                }
+            } else {
+                None
+            };
             let id = TryId {
                 run_id,
                 run: run_id.simple().to_string(),
@@ -258,8 +284,8 @@ impl Runner for DataRunner {
                 task_id: job.context.task_id.clone(),
                 environment,
                 limits: job.limits,
+                map,
             };
-            let started = Instant::now();
             // The server process of the try's connection, once it is open.
             let backend = AtomicI32::new(0);
             let work = async {
@@ -321,19 +347,28 @@ impl Runner for DataRunner {
                         .await,
                 )),
             };
+            // The MAP calls the try spent, whatever its outcome: they count against the DAG's
+            // and the environment's daily budgets.
+            let api_calls = id
+                .map
+                .as_ref()
+                .map(|m| i64::try_from(m.usage().calls).unwrap_or(i64::MAX));
             match result {
-                Ok(metrics) => {
-                    if let Err(e) = self
-                        .plane
-                        .store
-                        .record_try_metrics(id.ti_id, id.try_number, &metrics)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not record what the try moved");
+                Ok(mut metrics) => {
+                    if api_calls.is_some() {
+                        metrics.api_calls = api_calls;
                     }
+                    self.plane.record_metrics(&id, &metrics).await;
                     Outcome::Success
                 }
                 Err(e) => {
+                    if api_calls.is_some() {
+                        let spent = TryMetrics {
+                            api_calls,
+                            ..TryMetrics::default()
+                        };
+                        self.plane.record_metrics(&id, &spent).await;
+                    }
                     job.log.system(format!("failed: {e}"));
                     failed(e.to_string(), e.retryable())
                 }
@@ -342,7 +377,28 @@ impl Runner for DataRunner {
     }
 }
 
+/// A try's MAP scope: calls held back by the MAP's rate or concurrency limits are retried
+/// until the try's time is up, and changes of the client's pace are told in the try's log.
+fn try_scope(job: &Job<'_>) -> Scope {
+    let log = job.log.clone();
+    Scope {
+        deadline: Some(tokio::time::Instant::now() + job.timeout),
+        observer: Some(Observer::new(move |notice| log.system(notice.to_string()))),
+    }
+}
+
 impl DataPlane {
+    /// Record what a try moved (a failure is only logged: the outcome matters more).
+    async fn record_metrics(&self, id: &TryId, metrics: &TryMetrics) {
+        if let Err(e) = self
+            .store
+            .record_try_metrics(id.ti_id, id.try_number, metrics)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record what the try moved");
+        }
+    }
+
     /// End the server process of a stopped try of `environment` (`pid` 0: it had none, or its
     /// connection was already closing) and say so after `why`.
     async fn end_try_backend(&self, environment: &str, pid: i32, why: &str) -> String {
@@ -382,7 +438,7 @@ fn uses_the_map(kind: &TaskKind) -> bool {
 }
 
 /// The DAG's own daily MAP API budget (`limits.map_api_calls_per_day`), checked before a MAP
-/// task starts: the calls its finished tries spent since the MAP's day began.
+/// task starts: the calls its finished tries (failed ones too) spent since the MAP's day began.
 async fn within_dag_api_budget(plane: &DataPlane, id: &TryId) -> Result<(), TaskError> {
     let Some(limit) = id.limits.map_api_calls_per_day else {
         return Ok(());

@@ -68,7 +68,7 @@ pub(super) async fn run(
             )));
         }
     }
-    let client = plane.maps.client(&id.environment)?.scoped();
+    let client = id.map()?;
     // A lookup the MAP cannot search on (Marketo: 1011) fails here, before anything is sent.
     client
         .check_lookup_field(&spec.lookup)

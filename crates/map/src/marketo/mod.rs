@@ -23,7 +23,7 @@ use crate::auth::TokenCache;
 use crate::budget::CallBudget;
 use crate::connector::{
     ActivityType, ByteStream, CompletedExport, ExportRequest, FieldInfo, ImportReport,
-    ImportRequest, LeadQuery, MapConnector, MapObject, Record, SyncRequest, SyncResult,
+    ImportRequest, LeadQuery, MapConnector, MapObject, Record, Scope, SyncRequest, SyncResult,
 };
 use crate::rate_limit::RateLimiter;
 use crate::usage::UsageCounters;
@@ -31,11 +31,13 @@ use crate::{MapError, Usage};
 
 /// A Marketo client. Cheap to clone; clones share the HTTP connection pool, the token cache, the
 /// rate limiter, the budget and the usage counters. [`MarketoClient::scoped`] gives a handle with
-/// its own usage counters.
+/// its own usage counters, [`MarketoClient::scoped_with`] one with its own deadline and observer
+/// too.
 #[derive(Clone)]
 pub struct MarketoClient {
     shared: Arc<Shared>,
     usage: Arc<UsageCounters>,
+    scope: Arc<Scope>,
 }
 
 struct Shared {
@@ -89,14 +91,25 @@ impl MarketoClient {
                 searchable: tokio::sync::Mutex::new(None),
             }),
             usage: Arc::new(UsageCounters::default()),
+            scope: Arc::new(Scope::default()),
         })
     }
 
     /// A handle sharing everything but the usage counters, which start at zero.
     pub fn scoped(&self) -> Self {
+        self.scoped_with(Scope::default())
+    }
+
+    /// A handle with its own usage counters, deadline and observer; the observer hears every
+    /// change of the shared limiter's pace while the handle (or a clone) lives.
+    pub fn scoped_with(&self, scope: Scope) -> Self {
+        if let Some(o) = &scope.observer {
+            self.shared.limiter.subscribe(o);
+        }
         Self {
             shared: self.shared.clone(),
             usage: Arc::new(UsageCounters::default()),
+            scope: Arc::new(scope),
         }
     }
 
@@ -168,5 +181,9 @@ impl MapConnector for MarketoClient {
 
     fn scoped(&self) -> Arc<dyn MapConnector> {
         Arc::new(MarketoClient::scoped(self))
+    }
+
+    fn scoped_with(&self, scope: Scope) -> Arc<dyn MapConnector> {
+        Arc::new(MarketoClient::scoped_with(self, scope))
     }
 }

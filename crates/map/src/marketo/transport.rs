@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, RANGE};
+use tokio::time::Instant;
 
 use super::MarketoClient;
 use super::envelope::{EnvelopeHead, excerpt};
@@ -102,6 +103,9 @@ enum Next {
         maybe_executed: bool,
         min_delay: Duration,
     },
+    /// The instance's rate or concurrency limit is exhausted (nothing was executed): try again
+    /// for as long as the deadline allows, at the limiter's slower pace.
+    Limited(Limit),
     Stop,
 }
 
@@ -120,14 +124,33 @@ impl Failure {
     }
 }
 
+/// Which of Marketo's per-instance limits refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// 606 (or HTTP 429): calls per 20 s.
+    Rate,
+    /// 615: concurrent calls.
+    Concurrency,
+}
+
 /// Re-authentications allowed per call.
 const MAX_REAUTHS: u32 = 3;
 
 impl MarketoClient {
-    /// Sends a call until it succeeds, fails for good, or runs out of attempts.
+    /// Sends a call until it succeeds, fails for good, or runs out of attempts (or, while the
+    /// instance's rate or concurrency limit is exhausted, out of time).
     pub(crate) async fn execute(&self, call: &Call) -> Result<Reply, MapError> {
         let policy = &self.shared.config.retry;
+        let first = Instant::now();
+        let deadline = self
+            .scope
+            .deadline
+            .unwrap_or(first + policy.rate_limited_patience);
         let mut attempt = 0u32;
+        // Failures that count against `max_attempts` (every retryable one but the limits).
+        let mut failures = 0u32;
+        let mut limited = 0u32;
+        let mut limited_since: Option<Instant> = None;
         let mut reauths = 0u32;
         loop {
             attempt += 1;
@@ -159,6 +182,40 @@ impl MarketoClient {
                         .reject(&self.shared.config.client_id, &token)
                         .await;
                 }
+                Next::Limited(limit) => {
+                    limited += 1;
+                    let now = Instant::now();
+                    let since = *limited_since.get_or_insert(now);
+                    // After a 606 the limiter holds every call until the window has passed; a
+                    // 615 waits for a slot at the lower concurrency after a short backoff.
+                    let delay = match limit {
+                        Limit::Rate => policy.delay(1),
+                        Limit::Concurrency => policy.delay(limited.min(4)),
+                    };
+                    let resume = self
+                        .shared
+                        .limiter
+                        .paused_until()
+                        .map_or(now + delay, |p| p.max(now + delay));
+                    if resume >= deadline {
+                        return Err(MapError::RateLimited {
+                            operation: call.operation.to_owned(),
+                            code: failure.error.usage_key(),
+                            waited: now.duration_since(since),
+                            attempts: limited,
+                            pace: self.shared.limiter.pace(),
+                        });
+                    }
+                    self.usage.retry();
+                    tracing::debug!(
+                        operation = call.operation,
+                        attempt,
+                        delay_ms = resume.duration_since(now).as_millis() as u64,
+                        error = %failure.error,
+                        "MAP limit exhausted; retrying at a slower pace"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
                 Next::Retry {
                     maybe_executed,
                     min_delay,
@@ -171,14 +228,15 @@ impl MarketoClient {
                         );
                         return Err(failure.error);
                     }
-                    if attempt >= policy.max_attempts {
+                    failures += 1;
+                    if failures >= policy.max_attempts {
                         return Err(MapError::RetriesExhausted {
                             operation: call.operation.to_owned(),
                             attempts: attempt,
                             last: Box::new(failure.error),
                         });
                     }
-                    let delay = policy.delay(attempt).max(min_delay);
+                    let delay = policy.delay(failures).max(min_delay);
                     self.usage.retry();
                     tracing::warn!(
                         operation = call.operation,
@@ -217,6 +275,7 @@ impl MarketoClient {
             .await
             .map_err(|e| Failure::stop(e.into()))?;
         let permit = shared.limiter.acquire().await;
+        let started = permit.started();
 
         let url = format!("{}{}", shared.base_url, call.path);
         let mut rb = shared
@@ -286,7 +345,19 @@ impl MarketoClient {
         })?;
 
         let status = response.status().as_u16();
-        if matches!(status, 429 | 502 | 503 | 504) {
+        if status == 429 {
+            let body = response.bytes().await.unwrap_or_default();
+            shared.limiter.rate_limited(started);
+            return Err(Failure {
+                error: MapError::Http {
+                    operation: call.operation.to_owned(),
+                    status,
+                    detail: excerpt(&body),
+                },
+                next: Next::Limited(Limit::Rate),
+            });
+        }
+        if (502..=504).contains(&status) {
             let body = response.bytes().await.unwrap_or_default();
             return Err(Failure {
                 error: MapError::Http {
@@ -294,7 +365,7 @@ impl MarketoClient {
                     status,
                     detail: excerpt(&body),
                 },
-                // 429/503 refuse the request; 502/504 are gateway timeouts after which the
+                // 503 refuses the request; 502/504 are gateway timeouts after which the
                 // backend may still have run it.
                 next: Next::Retry {
                     maybe_executed: matches!(status, 502 | 504),
@@ -375,16 +446,23 @@ impl MarketoClient {
             CodeClass::Transient if first.code == "1016" && call.caller_waits_for_queue => {
                 Failure::stop(api)
             }
+            CodeClass::Transient if first.code.trim() == "606" => {
+                shared.limiter.rate_limited(started);
+                Failure {
+                    error: api,
+                    next: Next::Limited(Limit::Rate),
+                }
+            }
+            CodeClass::Transient if first.code.trim() == "615" => {
+                shared.limiter.concurrency_limited(started);
+                Failure {
+                    error: api,
+                    next: Next::Limited(Limit::Concurrency),
+                }
+            }
             CodeClass::Transient => Failure {
                 error: api,
-                next: Next::Retry {
-                    maybe_executed: false,
-                    min_delay: if first.code == "606" {
-                        shared.config.retry.rate_limited_delay
-                    } else {
-                        Duration::ZERO
-                    },
-                },
+                next: not_executed,
             },
             CodeClass::QueueFull if call.caller_waits_for_queue => Failure::stop(api),
             CodeClass::QueueFull => Failure {
