@@ -128,7 +128,20 @@ pub(crate) async fn take(
         return Ok(Err(NotUsed::NoExport));
     };
     (&mut *conn).execute("begin").await?;
-    let done = from_staged(plane, conn, id, job, client, spec, task, export_fields, rows, key, before).await;
+    let done = from_staged(
+        plane,
+        conn,
+        id,
+        job,
+        client,
+        spec,
+        task,
+        export_fields,
+        rows,
+        key,
+        before,
+    )
+    .await;
     let _ = (&mut *conn).execute("rollback").await;
     done
 }
