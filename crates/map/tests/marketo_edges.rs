@@ -42,8 +42,8 @@ fn config(base_url: String, poll: PollPolicy) -> MarketoConfig {
     c.retry = RetryPolicy {
         base_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(1),
-        rate_limited_delay: Duration::from_millis(500),
         max_attempts: 8,
+        ..RetryPolicy::default()
     };
     c.poll = poll;
     c
