@@ -16,15 +16,19 @@ use crate::EngineError;
 const CHUNK: usize = 300;
 
 /// Whether `current` holds, for every field of `wanted` but `id`, the same value (as a return
-/// compares them: see `ret::plan::same`).
+/// compares them, see `ret::plan::same`; emails whatever their case and surrounding spaces).
 pub fn holds(
     current: &serde_json::Map<String, Value>,
     wanted: &serde_json::Map<String, Value>,
 ) -> bool {
-    wanted
-        .iter()
-        .filter(|(f, _)| *f != "id")
-        .all(|(f, v)| super::ret::plan::same(f, current.get(f).unwrap_or(&Value::Null), v))
+    wanted.iter().filter(|(f, _)| *f != "id").all(|(f, v)| {
+        let now = current.get(f).unwrap_or(&Value::Null);
+        // An email is also the usual lookup key, which the MAP matches whatever its case.
+        match (f.eq_ignore_ascii_case("email"), now, v) {
+            (true, Value::String(a), Value::String(b)) => a.trim().eq_ignore_ascii_case(b.trim()),
+            _ => super::ret::plan::same(now, v),
+        }
+    })
 }
 
 /// Claim and run revert jobs until `stop` is set.

@@ -375,6 +375,7 @@ tasks:
     depends_on: [narrow, wide]
     transform:
       - from: wide
+      - filter: "id > 0"
   - id: push
     depends_on: [score]
     return: { object: leads, lookup: id, fields: [leadScore] }

@@ -57,7 +57,7 @@ pub(crate) fn plan(
                     }
                     continue;
                 }
-                if same(f, new, old) {
+                if same(new, old) {
                     continue;
                 }
                 record.insert(f.clone(), new.clone());
@@ -86,12 +86,14 @@ pub(crate) fn is_empty(v: &Value) -> bool {
     }
 }
 
-/// Whether a staged value and a MAP value are the same value of field `field`: both empty;
+/// Whether a staged value and a MAP value are the same value: both empty;
 /// numbers equal as numbers (a number against a numeric string too: `50` = `"50"` =
 /// `50.0`; two strings compare as text, so `"04828"` ≠ `"4828"`); timestamps equal as
-/// instants (`2024-01-31T12:00:00+00:00` = `2024-01-31T12:00:00Z`); emails whatever their
-/// case and surrounding spaces; booleans against `"true"`/`"false"`; other text exactly.
-pub(crate) fn same(field: &str, a: &Value, b: &Value) -> bool {
+/// instants (`2024-01-31T12:00:00+00:00` = `2024-01-31T12:00:00Z`); booleans against
+/// `"true"`/`"false"`; other text exactly — an email written in another case or with spaces
+/// around it is a change (normalising it is what a clean-up DAG is for). The lookup field is
+/// never compared: it is what finds the record.
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
     if is_empty(a) || is_empty(b) {
         return is_empty(a) && is_empty(b);
     }
@@ -105,9 +107,6 @@ pub(crate) fn same(field: &str, a: &Value, b: &Value) -> bool {
             s.trim().eq_ignore_ascii_case(&x.to_string())
         }
         (Value::String(x), Value::String(y)) => {
-            if field.eq_ignore_ascii_case("email") {
-                return x.trim().to_lowercase() == y.trim().to_lowercase();
-            }
             if x == y {
                 return true;
             }
@@ -145,20 +144,19 @@ mod tests {
 
     #[test]
     fn values_compare_as_text_the_same_way_on_both_sides() {
-        assert!(same("leadScore", &json!(50), &json!("50")));
-        assert!(same("leadScore", &json!(50), &json!(50.0)));
-        assert!(!same("leadScore", &json!(50), &json!(51)));
-        assert!(!same("postalCode", &json!("04828"), &json!("4828")));
+        assert!(same(&json!(50), &json!("50")));
+        assert!(same(&json!(50), &json!(50.0)));
+        assert!(!same(&json!(50), &json!(51)));
+        assert!(!same(&json!("04828"), &json!("4828")));
         assert!(same(
-            "updatedAt",
             &json!("2024-01-31T12:00:00+00:00"),
             &json!("2024-01-31T12:00:00Z")
         ));
-        assert!(same("email", &json!(" A@X.io"), &json!("a@x.io")));
-        assert!(!same("company", &json!("acme"), &json!("Acme")));
-        assert!(same("company", &json!(""), &json!(null)));
-        assert!(!same("company", &json!(null), &json!("Acme")));
-        assert!(same("unsubscribed", &json!(true), &json!("true")));
+        assert!(!same(&json!(" A@X.io"), &json!("a@x.io")));
+        assert!(!same(&json!("acme"), &json!("Acme")));
+        assert!(same(&json!(""), &json!(null)));
+        assert!(!same(&json!(null), &json!("Acme")));
+        assert!(same(&json!(true), &json!("true")));
     }
 
     #[test]
