@@ -126,7 +126,9 @@ pub(super) async fn run(
             "the MAP"
         ));
     }
+    side.analyze(plane).await?;
     let planned = plan_rows(plane, spec, &side).await?;
+    side.analyze(plane).await?;
     job.log.system(format!(
         "sending {} of {} rows: {} unchanged, {} nulls withheld{}",
         planned.to_send,

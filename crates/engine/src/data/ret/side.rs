@@ -57,6 +57,19 @@ impl SideTables {
         Ok(())
     }
 
+    /// Fresh planner statistics for the side tables, after a phase filled them: the pages of
+    /// the next phase join them by key and by row number, which without statistics the
+    /// planner takes for tiny tables and scans whole for every page.
+    pub(crate) async fn analyze(&self, plane: &DataPlane) -> Result<(), TaskError> {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "analyze {}; analyze {}; analyze {}",
+            self.before, self.rows, self.plan
+        )))
+        .execute(plane.store.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Keys of the rows to send whose values before are not recorded yet (all of them on a
     /// first try, none on a retry after a complete snapshot).
     pub(crate) async fn keys_without_before(&self, plane: &DataPlane) -> Result<i64, TaskError> {
