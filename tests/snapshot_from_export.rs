@@ -56,6 +56,26 @@ async fn lead_score(base: &str, id: i64) -> Option<i64> {
     lead["leadScore"].as_i64()
 }
 
+async fn return_log(store: &Store, run: Uuid) -> Vec<String> {
+    sqlx::query_scalar(
+        "select l.line from task_log l join task_instance ti on ti.id = l.task_instance_id
+         where ti.run_id = $1 and ti.task_id = 'push_scores' order by l.id",
+    )
+    .bind(run)
+    .fetch_all(store.pool())
+    .await
+    .expect("log")
+}
+
+async fn sandbox_stats(base: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}/_sandbox/stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json")
+}
+
 async fn previous(store: &Store, run: Uuid, key: &str) -> serde_json::Value {
     let d = store
         .dataset(run, "push_scores", "receipt")
@@ -122,12 +142,7 @@ fn values_before_come_from_the_staged_export_and_changes_since() {
             .await
             .expect("the other integration's write");
         let stats = |s: serde_json::Value| s["callsByEndpoint"]["GET /rest/v1/leads.json"].as_u64().unwrap_or(0);
-        let reads_before: serde_json::Value = reqwest::get(format!("{base}/_sandbox/stats"))
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("stats json");
+        let reads_before: serde_json::Value = sandbox_stats(&base).await;
         std::fs::write(&gate, "open").expect("open the gate");
         let row = wait_finished(&store, run, Duration::from_secs(120)).await;
         let errors: Vec<String> = store
@@ -141,21 +156,9 @@ fn values_before_come_from_the_staged_export_and_changes_since() {
 
         // No lead was read back one by one: the values before came from the staged export
         // and one bulk export of the leads updated since.
-        let reads_after: serde_json::Value = reqwest::get(format!("{base}/_sandbox/stats"))
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("stats json");
+        let reads_after: serde_json::Value = sandbox_stats(&base).await;
         assert_eq!(stats(reads_after), stats(reads_before), "Get Leads calls during the return");
-        let log: Vec<String> = sqlx::query_scalar(
-            "select l.line from task_log l join task_instance ti on ti.id = l.task_instance_id
-             where ti.run_id = $1 and ti.task_id = 'push_scores' order by l.id",
-        )
-        .bind(run)
-        .fetch_all(store.pool())
-        .await
-        .expect("log");
+        let log = return_log(&store, run).await;
         assert!(
             log.iter().any(|l| l.contains("values before the write: 400 from `export_leads`'s staged export, 1 of them changed since")),
             "{log:#?}"
@@ -241,25 +244,13 @@ tasks:
             .expect("run id");
         let row = wait_finished(&store, run, Duration::from_secs(120)).await;
         assert_eq!(row.state, RunState::Success);
-        let log: Vec<String> = sqlx::query_scalar(
-            "select l.line from task_log l join task_instance ti on ti.id = l.task_instance_id
-             where ti.run_id = $1 and ti.task_id = 'push_scores' order by l.id",
-        )
-        .bind(run)
-        .fetch_all(store.pool())
-        .await
-        .expect("log");
+        let log = return_log(&store, run).await;
         assert!(
             log.iter()
                 .any(|l| l.contains("read lead by lead") && l.contains("1035")),
             "{log:#?}"
         );
-        let stats: serde_json::Value = reqwest::get(format!("{base}/_sandbox/stats"))
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("stats json");
+        let stats: serde_json::Value = sandbox_stats(&base).await;
         assert!(
             stats["callsByEndpoint"]["GET /rest/v1/leads.json"]
                 .as_u64()
