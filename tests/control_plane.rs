@@ -198,6 +198,7 @@ fn a_change_whose_audit_row_cannot_be_written_does_not_happen() {
             environment: "dev".to_owned(),
             params: Vec::new(),
             logical_date: None,
+            preview: false,
         };
         // With a working audit table: a run, marked succeeded, each with its event.
         let run = ops

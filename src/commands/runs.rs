@@ -65,6 +65,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
                         environment: env,
                         params: pairs,
                         logical_date,
+                        preview: false,
                     },
                 )
                 .await
@@ -280,6 +281,7 @@ pub(crate) async fn backfill(
                 triggered_by: Some(ctx.actor.clone()),
                 // Backfills fill the past: they have no deadline to meet.
                 deadline_at: None,
+                preview: false,
             })
             .await?;
         if made.is_some() {

@@ -349,6 +349,7 @@ async fn run_to_success(store: &Store, dag: &str, version_id: i64) -> Result<(Uu
             params: serde_json::json!({}),
             triggered_by: Some("bench".to_owned()),
             deadline_at: None,
+            preview: false,
         })
         .await?
         .ok_or("run not created")?;

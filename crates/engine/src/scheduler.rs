@@ -321,6 +321,7 @@ impl Scheduler {
                         deadline_at: dag
                             .deadline
                             .map(|d| d.due(planned.interval.end, dag.timezone)),
+                        preview: false,
                     })
                     .await?;
                 if let Some(id) = created {

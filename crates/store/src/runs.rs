@@ -21,6 +21,8 @@ pub struct NewRun {
     pub triggered_by: Option<String>,
     /// When it must have finished (from the DAG's deadline), if it has one.
     pub deadline_at: Option<DateTime<Utc>>,
+    /// A preview: its returns record their plan and send nothing.
+    pub preview: bool,
 }
 
 /// A run as stored.
@@ -46,6 +48,8 @@ pub struct RunRow {
     pub deadline_at: Option<DateTime<Utc>>,
     /// `pending`, `met` or `missed` (none without a deadline).
     pub deadline_state: Option<String>,
+    /// A preview: its returns record their plan and send nothing.
+    pub preview: bool,
 }
 
 #[derive(FromRow)]
@@ -67,6 +71,7 @@ pub(crate) struct RawRun {
     finished_at: Option<DateTime<Utc>>,
     deadline_at: Option<DateTime<Utc>>,
     deadline_state: Option<String>,
+    preview: bool,
 }
 
 impl TryFrom<RawRun> for RunRow {
@@ -90,13 +95,14 @@ impl TryFrom<RawRun> for RunRow {
             finished_at: r.finished_at,
             deadline_at: r.deadline_at,
             deadline_state: r.deadline_state,
+            preview: r.preview,
         })
     }
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, dag_id, environment, version_id, run_type, logical_date, interval_start, \
      interval_end, state, params, triggered_by, commit_sha, created_at, started_at, finished_at, \
-     deadline_at, deadline_state";
+     deadline_at, deadline_state, preview";
 
 /// Filters for listing runs; `None` means any.
 #[derive(Debug, Clone, Default)]
@@ -416,10 +422,10 @@ impl crate::Tx {
         let id = Uuid::now_v7();
         let inserted = sqlx::query(
             "insert into dag_run (id, dag_id, environment, version_id, run_type, logical_date, \
-             interval_start, interval_end, state, params, triggered_by, commit_sha, deadline_at, deadline_state) \
+             interval_start, interval_end, state, params, triggered_by, commit_sha, deadline_at, deadline_state, preview) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, \
                      (select commit_sha from deployment where environment = $3 order by id desc limit 1), \
-                     $11, case when $11::timestamptz is not null then 'pending' end) \
+                     $11, case when $11::timestamptz is not null then 'pending' end, $12) \
              on conflict (dag_id, environment, logical_date) where run_type in ('scheduled', 'backfill') do nothing",
         )
         .bind(id)
@@ -433,6 +439,7 @@ impl crate::Tx {
         .bind(&run.params)
         .bind(&run.triggered_by)
         .bind(run.deadline_at)
+        .bind(run.preview)
         .execute(self.conn())
         .await?
         .rows_affected();

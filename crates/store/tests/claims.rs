@@ -109,6 +109,7 @@ async fn queued_tasks(store: &Store, env: &str, order: i32, n: usize) {
             params: serde_json::json!({}),
             triggered_by: None,
             deadline_at: None,
+            preview: false,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -93,6 +93,7 @@ async fn queued_run(store: &Store, version: i64, offset_hours: i64) -> Uuid {
         params: serde_json::json!({}),
         triggered_by: None,
         deadline_at: None,
+        preview: false,
     };
     let id = store
         .insert_run(&run)

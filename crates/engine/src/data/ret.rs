@@ -144,6 +144,23 @@ pub(super) async fn run(
             String::new()
         }
     ));
+    if plane.store.get_run(id.run_id).await?.preview {
+        job.log.system(format!(
+            "preview: nothing was sent; {} rows would be sent",
+            planned.to_send
+        ));
+        side.drop_per_try(plane).await?;
+        let usage = client.usage();
+        return Ok(TryMetrics {
+            rows_in: Some(input.rows),
+            rows_out: Some(0),
+            rows_rejected: Some(0),
+            api_calls: Some(i64::try_from(usage.calls).unwrap_or(i64::MAX)),
+            bytes_moved: Some(0),
+            rows_created: Some(0),
+            rows_unchanged: Some(i64::try_from(planned.unchanged).unwrap_or(i64::MAX)),
+        });
+    }
     match mode {
         ReturnMode::Sync => send_by_sync(plane, &client, spec, &side).await?,
         _ => send_by_import(plane, &client, spec, &side, job).await?,

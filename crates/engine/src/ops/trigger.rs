@@ -17,6 +17,8 @@ pub struct TriggerRequest {
     pub params: Vec<(String, String)>,
     /// RFC 3339 or YYYY-MM-DD (midnight in the DAG's time zone); none: the latest interval.
     pub logical_date: Option<String>,
+    /// A preview run: its returns record their plan and send nothing.
+    pub preview: bool,
 }
 
 pub(super) async fn trigger(
@@ -57,6 +59,7 @@ pub(super) async fn trigger(
             params: params_json.clone(),
             triggered_by: Some(actor.name.clone()),
             deadline_at: dag.deadline.map(|d| d.due(now, dag.timezone)),
+            preview: req.preview,
         })
         .await?
         .ok_or_else(|| OpError::Conflict("the run was not created".to_owned()))?;

@@ -376,6 +376,7 @@ async fn trigger(
                 environment: b.environment,
                 params,
                 logical_date: b.logical_date,
+                preview: false,
             },
         )
         .await?;

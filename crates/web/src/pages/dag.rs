@@ -402,6 +402,7 @@ pub(crate) async fn trigger(
                         environment: f.env.clone(),
                         params,
                         logical_date: Some(f.logical_date).filter(|d| !d.trim().is_empty()),
+                        preview: false,
                     },
                 )
                 .await
