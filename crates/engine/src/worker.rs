@@ -34,6 +34,9 @@ pub struct WorkerConfig {
     pub environments: Option<Vec<String>>,
     /// The OS user command tasks run as (`None`: the worker's own).
     pub task_user: Option<crate::runner::task_user::TaskUser>,
+    /// Claim only the task instances of these runs (`None`: of every run). Such a worker
+    /// (`drover dags test`'s) takes no revert jobs either.
+    pub runs: Option<Vec<uuid::Uuid>>,
 }
 
 impl WorkerConfig {
@@ -47,6 +50,7 @@ impl WorkerConfig {
             grace: Duration::from_secs(30),
             environments: None,
             task_user: None,
+            runs: None,
         }
     }
 }
@@ -142,7 +146,7 @@ impl Worker {
         ));
         let env_vars = Arc::new(EnvVars::new(self.store.clone()));
         let (revert_stop, revert_stop_rx) = watch::channel(false);
-        let reverts = self.plane.clone().map(|plane| {
+        let reverts = self.plane.clone().filter(|_| cfg.runs.is_none()).map(|plane| {
             tokio::spawn(crate::data::revert_job::work(
                 plane,
                 cfg.id.clone(),
@@ -162,11 +166,12 @@ impl Worker {
             if free > 0 {
                 // The claim may wait for its turn (a bounded wait); a stop asked for meanwhile
                 // is honoured at once (the unfinished claim's transaction is rolled back).
-                let claim = self.store.claim_in(
+                let claim = self.store.claim_of(
                     &cfg.id,
                     free as i64,
                     cfg.lease.as_secs_f64(),
                     cfg.environments.as_deref(),
+                    cfg.runs.as_deref(),
                 );
                 let claimed = tokio::select! {
                     () = &mut shutdown => break,

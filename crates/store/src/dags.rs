@@ -94,6 +94,26 @@ impl Store {
         Ok(changed)
     }
 
+    /// Record `file` as a version of its DAG, without making it what any environment runs
+    /// (a test run of a file as it is on disk); its id (the existing one for known content).
+    pub async fn record_version(&self, file: &VersionSync) -> Result<i64> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "with new as ( \
+               insert into dag_version (dag_id, path, blob_id, commit_sha, source) \
+               values ($1, $2, $3, $4, $5) on conflict (dag_id, blob_id) do nothing returning id) \
+             select id from new union all \
+             select id from dag_version where dag_id = $1 and blob_id = $3 limit 1",
+        )
+        .bind(&file.dag_id)
+        .bind(&file.path)
+        .bind(&file.blob_id)
+        .bind(&file.commit_sha)
+        .bind(&file.source)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.ok_or_else(|| StoreError::Conflict(format!("version of `{}` not recorded", file.dag_id)))
+    }
+
     pub async fn dag_version(&self, id: i64) -> Result<DagVersionRow> {
         sqlx::query_as(
             "select id, dag_id, path, blob_id, commit_sha, source from dag_version where id = $1",

@@ -292,6 +292,21 @@ impl Store {
         Ok(started)
     }
 
+    /// Start one queued run now, with `tasks`, whatever its DAG's `max_active_runs` (a test
+    /// run of one DAG, which no scheduler starts). False if it was not queued.
+    pub async fn start_run_now(&self, run_id: Uuid, tasks: &[TaskInstanceSpec]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let started = start_run(&mut tx, run_id, tasks).await?;
+        if started {
+            sqlx::query("select pg_notify($1, '')")
+                .bind(crate::notify::CHANNEL_QUEUE)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+
     /// Finish the given running runs whose task instances are all finished: failed if a leaf
     /// task failed or was upstream_failed, else success. Returns (run, new state).
     pub async fn finish_runs(&self, runs: &[Uuid]) -> Result<Vec<(Uuid, RunState)>> {

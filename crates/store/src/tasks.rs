@@ -124,6 +124,20 @@ impl Store {
         lease_secs: f64,
         environments: Option<&[String]>,
     ) -> Result<Vec<ClaimedTask>> {
+        self.claim_of(worker_id, limit, lease_secs, environments, None)
+            .await
+    }
+
+    /// [`Store::claim_in`], of the task instances of `runs` only (`None`: of every run): a
+    /// worker started for one run (`drover dags test`) takes nothing else.
+    pub async fn claim_of(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        lease_secs: f64,
+        environments: Option<&[String]>,
+        runs: Option<&[Uuid]>,
+    ) -> Result<Vec<ClaimedTask>> {
         // Claims take turns (an exclusive lock on `claim_turn`, which only Drover's role may
         // lock: a table lock lives in the lock manager and writes nothing, where a row lock
         // would dirty the row), so each sees the others' claims and no environment ever runs
@@ -165,6 +179,7 @@ impl Store {
                select q.id from room cross join lateral ( \
                  select t.id, t.priority from task_instance t \
                  where t.state = 'queued' and t.environment = room.name \
+                   and ($5::uuid[] is null or t.run_id = any($5)) \
                  order by t.priority desc, t.id limit least(room.free, $3) for update skip locked) q \
                order by q.priority desc, q.id limit $3), \
              claimed as ( \
@@ -183,6 +198,7 @@ impl Store {
         .bind(lease_secs)
         .bind(limit)
         .bind(environments)
+        .bind(runs)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
