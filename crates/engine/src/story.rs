@@ -170,6 +170,17 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
                     parts.push(format!("nothing to send to {map}"));
                     continue;
                 }
+                // A preview run's return planned and sent nothing: no "0 updated".
+                if run.preview {
+                    parts.push(format!(
+                        "{} planned for {map}, nothing sent (preview)",
+                        things(sent, one, many)
+                    ));
+                    if unchanged > 0 {
+                        parts.push(format!("{} unchanged", things(unchanged, one, many)));
+                    }
+                    continue;
+                }
                 // Rows whose record held every value were not sent: no "0 updated" for them.
                 let wrote_any = accepted > 0 || unchanged == 0;
                 match m.rows_created {
@@ -390,6 +401,7 @@ mod tests {
             finished_at: Some(t),
             deadline_at: None,
             deadline_state: None,
+            preview: false,
         }
     }
 
@@ -452,6 +464,20 @@ mod tests {
                 &[task("push", ok, same, None), task("push", ok, some, None)]
             ),
             "1,290 leads unchanged, not sent · 90 leads updated in Marketo · 1,200 leads unchanged, not sent"
+        );
+        // A preview run's return says what it planned, never "0 updated".
+        let mut planned = rows(1_290, 0, 0, Some(0));
+        planned.rows_unchanged = Some(90);
+        let mut preview = run(RunState::Success);
+        preview.preview = true;
+        assert_eq!(
+            sentence(
+                &preview,
+                Some(&dag),
+                "Marketo",
+                &[task("push", ok, planned, None)]
+            ),
+            "1,290 leads planned for Marketo, nothing sent (preview) · 90 leads unchanged"
         );
         // A rerun that sent nothing says so; a failed export and what it stopped are named.
         let empty = vec![
