@@ -479,6 +479,11 @@ pub(crate) enum DagsCommand {
         #[arg(long)]
         env: Option<String>,
     },
+    /// Run one DAG once, now, from its file as it is on disk (committed or not), against an
+    /// environment's MAP (a sandbox started for it when the MAP is a local address), on a
+    /// throwaway database unless DATABASE_URL is set. Returns are previewed, not written,
+    /// unless --write. Exit 0 on success, 1 on failure or an invalid DAG, 2 on usage errors.
+    Test(DagsTestArgs),
     /// Print the next fire times of a DAG's schedule, one RFC 3339 UTC instant per line.
     Next {
         /// A DAG file, or the id of a DAG in the DAGs folder.
@@ -490,6 +495,30 @@ pub(crate) enum DagsCommand {
         #[arg(long)]
         after: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DagsTestArgs {
+    /// A DAG file, or the id of a DAG in the DAGs folder.
+    pub(crate) dag: String,
+    /// The environment whose MAP, variables and secrets the run uses.
+    #[arg(long, default_value = "dev")]
+    pub(crate) env: String,
+    /// The run's date, as `drover runs trigger --logical-date` takes it: YYYY-MM-DD runs the
+    /// schedule's interval starting that day in the DAG's time zone, RFC 3339 the interval
+    /// that instant falls in; default: the latest complete interval.
+    #[arg(long)]
+    pub(crate) date: Option<String>,
+    /// A parameter value, `name=value` (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub(crate) params: Vec<String>,
+    /// Let returns write to the MAP (without it they plan, say what they would send, and
+    /// send nothing).
+    #[arg(long)]
+    pub(crate) write: bool,
+    /// Leads seeded in the MAP sandbox, when one is started.
+    #[arg(long, env = "DROVER_SANDBOX_LEADS", default_value_t = 20_000)]
+    pub(crate) sandbox_leads: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,4 @@
-//! `drover dags …`: validate, list, show, next.
+//! `drover dags …`: validate, list, show, next (`test` is in `dags_test`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,6 +95,7 @@ pub(crate) fn run(ctx: &super::Ctx, folders: &Folders, cmd: DagsCommand) -> Resu
         DagsCommand::Unpause { dag, env } => {
             super::runtime()?.block_on(set_paused(ctx, &dag, &env, false))
         }
+        DagsCommand::Test(args) => super::dags_test::run(ctx, folders, args),
         DagsCommand::Validate { paths, format } => {
             let paths = if paths.is_empty() {
                 vec![folders.dags_dir.clone()]
@@ -152,7 +153,7 @@ pub(crate) fn run(ctx: &super::Ctx, folders: &Folders, cmd: DagsCommand) -> Resu
     }
 }
 
-fn validate(paths: &[PathBuf], max_bytes: u64, format: Format) -> Result<ExitCode> {
+pub(crate) fn validate(paths: &[PathBuf], max_bytes: u64, format: Format) -> Result<ExitCode> {
     let catalog = Catalog::load(paths, max_bytes)?;
     let valid = catalog.files - catalog.broken_files;
     match format {

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod dags;
+mod dags_test;
 mod datasets;
 mod deploy;
 mod env;

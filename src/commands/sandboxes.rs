@@ -26,7 +26,7 @@ impl Sandboxes {
 }
 
 /// The local address of an environment's MAP, if it has one (`http://127.0.0.1:PORT`).
-fn local_address(env: &Environment) -> Option<SocketAddr> {
+pub(crate) fn local_address(env: &Environment) -> Option<SocketAddr> {
     let rest = env.map.base_url.strip_prefix("http://")?;
     let host_port = rest.trim_end_matches('/');
     let (host, port) = host_port.rsplit_once(':')?;

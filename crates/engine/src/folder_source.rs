@@ -96,25 +96,32 @@ pub(crate) async fn sync_environments(
         }
     }
     for env in &report.environments {
-        let spec = serde_json::to_value(env).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        store
-            .upsert_environment(
-                &env.name,
-                i32::try_from(env.order).unwrap_or(i32::MAX),
-                &spec,
-            )
-            .await?;
-        // Its own staging schema and SQL role, from the moment Drover knows it.
-        match store.provision_sql_environment(&env.name).await {
-            Ok(done) => crate::data::report_provisioned(&env.name, &done),
-            Err(e) => tracing::warn!(
-                environment = %env.name,
-                error = %e,
-                "could not provision the environment's SQL schemas and role; its data tasks fail until they can be"
-            ),
-        }
+        record_environment(store, env).await?;
     }
     Ok(report)
+}
+
+/// Record one environment as its file says, and provision its staging schema and SQL role
+/// (a failure to provision is logged: its data tasks fail until it can be done).
+pub async fn record_environment(store: &Store, env: &Environment) -> Result<(), EngineError> {
+    let spec = serde_json::to_value(env).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    store
+        .upsert_environment(
+            &env.name,
+            i32::try_from(env.order).unwrap_or(i32::MAX),
+            &spec,
+        )
+        .await?;
+    // Its own staging schema and SQL role, from the moment Drover knows it.
+    match store.provision_sql_environment(&env.name).await {
+        Ok(done) => crate::data::report_provisioned(&env.name, &done),
+        Err(e) => tracing::warn!(
+            environment = %env.name,
+            error = %e,
+            "could not provision the environment's SQL schemas and role; its data tasks fail until they can be"
+        ),
+    }
+    Ok(())
 }
 
 impl FolderSource {

@@ -21,7 +21,7 @@ mod worker;
 
 pub use catalog::DagCache;
 pub use error::EngineError;
-pub use folder_source::{FolderSource, SyncReport, git_blob_id};
+pub use folder_source::{FolderSource, SyncReport, git_blob_id, record_environment};
 pub use git_source::{DagSource, Deploy, GitSource, Plan};
 pub use notify::Notifier;
 pub use plan::{PlannedRun, plan_runs};

@@ -146,16 +146,20 @@ impl Worker {
         ));
         let env_vars = Arc::new(EnvVars::new(self.store.clone()));
         let (revert_stop, revert_stop_rx) = watch::channel(false);
-        let reverts = self.plane.clone().filter(|_| cfg.runs.is_none()).map(|plane| {
-            tokio::spawn(crate::data::revert_job::work(
-                plane,
-                cfg.id.clone(),
-                cfg.lease,
-                cfg.poll,
-                cfg.environments.clone(),
-                revert_stop_rx,
-            ))
-        });
+        let reverts = self
+            .plane
+            .clone()
+            .filter(|_| cfg.runs.is_none())
+            .map(|plane| {
+                tokio::spawn(crate::data::revert_job::work(
+                    plane,
+                    cfg.id.clone(),
+                    cfg.lease,
+                    cfg.poll,
+                    cfg.environments.clone(),
+                    revert_stop_rx,
+                ))
+            });
 
         let mut listener = Listener::new(self.store.pool().clone(), &[CHANNEL_QUEUE]);
         tokio::pin!(shutdown);
