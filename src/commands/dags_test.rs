@@ -246,7 +246,7 @@ async fn drive(ctx: &Ctx, p: &Prepared, s: &mut Started, began: Instant) -> Resu
             ),
         );
         let handle = s.starting_pg.insert(tokio::task::spawn_blocking(move || {
-            let pg = EmbeddedPostgres::new(&dir, port)?;
+            let pg = EmbeddedPostgres::throwaway(&dir, port)?;
             pg.start()?;
             Ok(pg)
         }));

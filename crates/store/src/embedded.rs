@@ -47,6 +47,8 @@ pub struct EmbeddedPostgres {
     data_dir: PathBuf,
     port: u16,
     run_as: Option<String>,
+    /// A cluster thrown away after one use: nothing is synced to disk, and it stops at once.
+    throwaway: bool,
 }
 
 fn is_root() -> bool {
@@ -101,6 +103,17 @@ fn find_binaries_in(
 impl EmbeddedPostgres {
     /// Prepare a cluster in `data_dir` (initialised if empty) to listen on `port`.
     pub fn new(data_dir: &Path, port: u16) -> Result<Self, EmbeddedError> {
+        Self::prepare(data_dir, port, false)
+    }
+
+    /// A cluster for one use, removed afterwards (`drover dags test`): initialised and run
+    /// without syncing to disk (a crash loses it, which is no loss), stopped without a
+    /// checkpoint.
+    pub fn throwaway(data_dir: &Path, port: u16) -> Result<Self, EmbeddedError> {
+        Self::prepare(data_dir, port, true)
+    }
+
+    fn prepare(data_dir: &Path, port: u16, throwaway: bool) -> Result<Self, EmbeddedError> {
         let bin = find_binaries()?;
         let run_as = if is_root() {
             let exists = Command::new("id")
@@ -119,6 +132,7 @@ impl EmbeddedPostgres {
             data_dir: data_dir.to_path_buf(),
             port,
             run_as,
+            throwaway,
         };
         pg.init()?;
         Ok(pg)
@@ -201,21 +215,21 @@ impl EmbeddedPostgres {
             return Ok(());
         }
         let dir = self.cluster_dir().display().to_string();
-        self.run(
-            "initdb",
-            "initdb",
-            &[
-                "-D",
-                &dir,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-instructions",
-            ],
-        )
+        let mut args = vec![
+            "-D",
+            &dir,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-instructions",
+        ];
+        if self.throwaway {
+            args.push("--no-sync");
+        }
+        self.run("initdb", "initdb", &args)
     }
 
     /// The unprivileged user can reach the data folder: every folder above it lets it in.
@@ -245,8 +259,13 @@ impl EmbeddedPostgres {
     }
 
     fn options(&self) -> String {
+        let durability = if self.throwaway {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        } else {
+            "-c fsync=on"
+        };
         format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on -c max_connections=200",
+            "-c listen_addresses=127.0.0.1 -p {} -k {} {durability} -c max_connections=200",
             self.port,
             self.data_dir.display()
         )
@@ -278,7 +297,16 @@ impl EmbeddedPostgres {
         self.run(
             "pg_ctl stop",
             "pg_ctl",
-            &["-D", &dir, "-m", "fast", "-w", "-t", "60", "stop"],
+            &[
+                "-D",
+                &dir,
+                "-m",
+                if self.throwaway { "immediate" } else { "fast" },
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
         )
     }
 
