@@ -357,6 +357,10 @@ fn every_shell_command_in_readme_runs() {
         let db = TestDb::new(&server_url());
         let mut sh = shell(dir.path(), env, &db);
         sh.env.insert("DATABASE_URL".to_owned(), db.url.clone());
+        // Trying a DAG before committing it: on this database, against DEV's sandbox.
+        for line in block_starting(&blocks, "drover dags test ") {
+            sh.run(&line, Duration::ZERO);
+        }
         let head = git(dir.path(), &["rev-parse", "HEAD"]);
         for line in block_starting(&blocks, "export DROVER_REPO=") {
             if COVERED_ELSEWHERE.iter().any(|(l, _)| *l == line) {
