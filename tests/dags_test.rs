@@ -200,7 +200,7 @@ fn an_uncommitted_edit_is_what_runs() {
         assert_eq!(source, edited);
         assert!(store.dag_env("lead_scoring", "dev").await.is_err());
     });
-    // A parameter given beats the default.
+    // A parameter given beats the default; the date names the schedule's interval.
     let out = tree.run(
         &[
             "dags",
@@ -208,6 +208,8 @@ fn an_uncommitted_edit_is_what_runs() {
             "dags/lead_scoring.yaml",
             "--param",
             "points_per_activity=3",
+            "--date",
+            "2026-11-20",
             "--sandbox-leads",
             "2000",
         ],
@@ -219,6 +221,60 @@ fn an_uncommitted_edit_is_what_runs() {
         stdout.contains("params: points_per_activity=3, max_score=100"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("interval 2026-11-20 02:00 → 2026-11-21 02:00 America/New_York"),
+        "{stdout}"
+    );
+}
+
+/// On a database other runs share, its worker runs its own run's tasks and nobody else's.
+#[test]
+fn on_a_shared_database_it_takes_only_its_own_tasks() {
+    let _turn = serial();
+    let tree = Tree::new();
+    let db = TestDb::new(&server_url());
+    // A scheduler's pass: every example DAG's latest interval, in every environment, started,
+    // its first tasks queued for whatever worker comes.
+    let out = tree.run(&["scheduler", "--once"], Some(&db.url));
+    assert!(out.status.success(), "{:?}", text(&out));
+    let rt = support::runtime();
+    let queued = || {
+        rt.block_on(async {
+            let store = db.store().await;
+            let rows: Vec<(i64, String, i32)> =
+                sqlx::query_as("select id, state, try_number from task_instance order by id")
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            rows
+        })
+    };
+    let before = queued();
+    assert!(
+        before
+            .iter()
+            .filter(|(_, state, _)| state == "queued")
+            .count()
+            >= 4,
+        "{before:?}"
+    );
+    tree.write(
+        "dags/hello.yaml",
+        "id: hello\ntasks:\n  - id: say\n    command: { argv: [echo, hi] }\n",
+    );
+    let out = tree.run(&["dags", "test", "hello"], Some(&db.url));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        ended(&stdout, "say").is_some_and(|l| l.contains(" success in ")),
+        "{stdout}"
+    );
+    // Every task that was there is as it was: none claimed, none tried.
+    let after: Vec<(i64, String, i32)> = queued()
+        .into_iter()
+        .filter(|(id, _, _)| before.iter().any(|(b, _, _)| b == id))
+        .collect();
+    assert_eq!(after, before);
 }
 
 #[test]
