@@ -351,7 +351,7 @@ async fn sandbox_writes(base: &str) -> Vec<serde_json::Value> {
 }
 
 /// The number in "… would send N of M rows …" / "… sent N …".
-fn number_after<'a>(stdout: &'a str, marker: &str) -> i64 {
+fn number_after(stdout: &str, marker: &str) -> i64 {
     let at = stdout
         .find(marker)
         .unwrap_or_else(|| panic!("no `{marker}` in:\n{stdout}"));

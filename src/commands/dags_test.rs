@@ -174,6 +174,9 @@ fn environment(dir: &Path, name: &str) -> Result<Environment> {
     )
 }
 
+/// The in-process worker: its stop switch and its task.
+type RunningWorker = (watch::Sender<bool>, JoinHandle<Result<(), EngineError>>);
+
 /// What was started, to stop at the end whatever happened (Ctrl-C included).
 #[derive(Default)]
 struct Started {
@@ -182,7 +185,7 @@ struct Started {
     pg: Option<EmbeddedPostgres>,
     store: Option<Store>,
     sandboxes: Option<Sandboxes>,
-    worker: Option<(watch::Sender<bool>, JoinHandle<Result<(), EngineError>>)>,
+    worker: Option<RunningWorker>,
     run: Option<Uuid>,
 }
 
@@ -611,9 +614,13 @@ fn metrics_words(m: &TryMetrics) -> Vec<String> {
 /// preview.
 async fn report(store: &Store, env: &Environment, dag: &Dag, row: &RunRow) -> Result<()> {
     let cache = DagCache::new(store.clone());
-    let stories =
-        drover_engine::story::run_stories(store, &cache, std::slice::from_ref(env), &[row.clone()])
-            .await?;
+    let stories = drover_engine::story::run_stories(
+        store,
+        &cache,
+        std::slice::from_ref(env),
+        std::slice::from_ref(row),
+    )
+    .await?;
     if let Some(story) = stories.get(&row.id) {
         say(&format!(
             "\nRun {}: {}",
@@ -682,19 +689,16 @@ async fn return_preview(
             out.push(format!("  {said}"));
         }
     } else {
-        let m = outcome.map(|o| o.metrics.clone()).unwrap_or_default();
+        let m = outcome.map(|o| o.metrics).unwrap_or_default();
         let mut words = vec![format!("{id}: sent {}", count(m.rows_out.unwrap_or(0)))];
         if let Some(created) = m.rows_created.filter(|n| *n > 0) {
             words.push(format!("{} created", count(created)));
         }
-        words.extend(
-            metrics_words(&TryMetrics {
-                rows_in: None,
-                rows_out: None,
-                ..m
-            })
-            .into_iter(),
-        );
+        words.extend(metrics_words(&TryMetrics {
+            rows_in: None,
+            rows_out: None,
+            ..m
+        }));
         out.push(words.join(" · "));
         if let Some(plan) = plan {
             out.push(format!("  planned: {plan}"));
