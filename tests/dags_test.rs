@@ -269,6 +269,14 @@ fn on_a_shared_database_it_takes_only_its_own_tasks() {
         ended(&stdout, "say").is_some_and(|l| l.contains(" success in ")),
         "{stdout}"
     );
+    // The run stays there, for the rest of the CLI.
+    let run = stdout
+        .lines()
+        .find_map(|l| l.split("drover runs show ").nth(1))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let shown = tree.run(&["runs", "show", run.trim()], Some(&db.url));
+    assert!(shown.status.success(), "{:?}", text(&shown));
+    assert!(text(&shown).0.contains("success"), "{:?}", text(&shown));
     // Every task that was there is as it was: none claimed, none tried.
     let after: Vec<(i64, String, i32)> = queued()
         .into_iter()

@@ -305,7 +305,7 @@ async fn drive(ctx: &Ctx, p: &Prepared, s: &mut Started, began: Instant) -> Resu
             step(
                 began,
                 &format!(
-                    "a MAP already answers at {}: using it, with the credentials {} names",
+                    "a MAP already answers at {}: using it, with the credentials the environment `{}` names",
                     env.map.base_url, env.name
                 ),
             );
@@ -402,6 +402,11 @@ async fn drive(ctx: &Ctx, p: &Prepared, s: &mut Started, began: Instant) -> Resu
         worker.await.context("the worker")??;
     }
     report(&store, env, dag, &row).await?;
+    if p.explicit_url {
+        say(&format!(
+            "\nThe run stays in the database at DATABASE_URL: drover runs show {run}"
+        ));
+    }
     Ok(if row.state == RunState::Success {
         ExitCode::SUCCESS
     } else {
