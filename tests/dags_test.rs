@@ -604,6 +604,45 @@ fn without_database_url_it_runs_on_a_throwaway_postgres() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("\nRun succeeded"), "{stdout}");
+    let (dir, port) = throwaway_cluster(&stderr);
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+    assert!(port_is_free(port), "Postgres was left running on {port}");
+    assert!(port_is_free(tree.dev_port), "the sandbox was left running");
+
+    // Ctrl-C while a task runs stops that cluster too.
+    tree.write(
+        "dags/sleepy.yaml",
+        "id: sleepy\ntasks:\n  - id: nap\n    command: { argv: [sleep, \"120\"] }\n",
+    );
+    let mut child = tree
+        .drover(&["dags", "test", "sleepy"], None)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let started = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains(" nap ") && l.ends_with("running"));
+    assert!(started, "the task never started");
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (dir, port) = throwaway_cluster(&stderr);
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+    assert!(port_is_free(port), "Postgres was left running on {port}");
+}
+
+/// The folder and port of the throwaway cluster `dags test` says it started.
+fn throwaway_cluster(stderr: &str) -> (PathBuf, u16) {
     let line = stderr
         .lines()
         .find_map(|l| l.split("starting a throwaway Postgres in ").nth(1))
@@ -616,7 +655,5 @@ fn without_database_url_it_runs_on_a_throwaway_postgres() {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
-    assert!(!PathBuf::from(dir).exists(), "{dir} was left behind");
-    assert!(port_is_free(port), "Postgres was left running on {port}");
-    assert!(port_is_free(tree.dev_port), "the sandbox was left running");
+    (PathBuf::from(dir), port)
 }
