@@ -98,7 +98,10 @@ pub(crate) async fn start_at(
             Some(base) => SocketAddr::from((
                 [127, 0, 0, 1],
                 base.checked_add(local).with_context(|| {
-                    format!("--sandbox-port-base {base} leaves no port for `{}`", env.name)
+                    format!(
+                        "--sandbox-port-base {base} leaves no port for `{}`",
+                        env.name
+                    )
                 })?,
             )),
             None => configured,

@@ -382,7 +382,9 @@ fn counted(n: usize, one: &str, many: &str) -> String {
 /// Where the CLI finds what standalone wrote for it: commands run in the folder that holds
 /// the home (when it is a `.drover` folder), or with DROVER_HOME naming it.
 fn cli_words(home: &std::path::Path, file: &std::path::Path) -> String {
-    let default_name = home.file_name().is_some_and(|n| n == crate::config_file::STANDALONE_HOME);
+    let default_name = home
+        .file_name()
+        .is_some_and(|n| n == crate::config_file::STANDALONE_HOME);
     match home.parent() {
         Some(dir) if default_name => format!(
             "drover commands run in {} use this database as admin, no DATABASE_URL or --as needed ({})",

@@ -119,7 +119,10 @@ async fn missing_below(
         } else {
             let bring = match &below.branch {
                 Some(branch) => format!("commit it to `{branch}`, which {env} follows"),
-                None => format!("`drover env promote {env} --commit {}`", short(&plan.commit)),
+                None => format!(
+                    "`drover env promote {env} --commit {}`",
+                    short(&plan.commit)
+                ),
             };
             format!(
                 "  {dag} has not run clean in {env} at this content, and {env} runs another \

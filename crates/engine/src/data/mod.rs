@@ -76,7 +76,10 @@ impl DataPlane {
 
     /// The same plane, its MAP clients reaching each environment in `addresses` there
     /// instead of at its file's `base_url` (standalone's sandboxes on free ports).
-    pub fn with_map_addresses(mut self, addresses: std::collections::HashMap<String, String>) -> Self {
+    pub fn with_map_addresses(
+        mut self,
+        addresses: std::collections::HashMap<String, String>,
+    ) -> Self {
         self.maps = Arc::new(
             MapClients::with_provided_secrets(self.store.clone(), self.maps.provided().clone())
                 .at_addresses(addresses),

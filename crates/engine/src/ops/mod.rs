@@ -404,14 +404,7 @@ impl Operations {
         self.environment(from).await?;
         let commit_of = |name: &str| {
             let (store, name) = (self.store.clone(), name.to_owned());
-            async move {
-                Ok::<_, OpError>(
-                    store
-                        .current_deployment(&name)
-                        .await?
-                        .map(|d| d.commit_sha),
-                )
-            }
+            async move { Ok::<_, OpError>(store.current_deployment(&name).await?.map(|d| d.commit_sha)) }
         };
         let from_commit = commit_of(from).await?.ok_or_else(|| {
             OpError::Conflict(format!(
