@@ -119,14 +119,22 @@ pub(crate) async fn start_at(
         };
         let sandbox = match drover_mapsim::start(config.clone(), wanted).await {
             Err(SandboxError::Bind { source, .. })
-                if source.kind() == std::io::ErrorKind::AddrInUse =>
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+                ) =>
             {
                 let free = SocketAddr::from(([127, 0, 0, 1], 0));
                 let sandbox = drover_mapsim::start(config, free).await.with_context(|| {
                     format!("cannot start the MAP sandbox of environment `{}`", env.name)
                 })?;
+                let why = if source.kind() == std::io::ErrorKind::AddrInUse {
+                    "is taken (by another program?)"
+                } else {
+                    "is not open to this user"
+                };
                 eprintln!(
-                    "         {}: port {} is taken (by another program?): its MAP sandbox uses {} instead",
+                    "         {}: port {} {why}: its MAP sandbox uses {} instead",
                     env.name,
                     wanted.port(),
                     sandbox.base_url()
