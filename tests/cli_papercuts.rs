@@ -143,7 +143,11 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("run "), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("run "),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 fn has_escape(bytes: &[u8]) -> bool {

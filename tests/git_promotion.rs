@@ -618,5 +618,20 @@ fn the_gate_checks_content_and_refusals_name_the_command_that_satisfies_them() {
             "{why}"
         );
         assert_eq!(deployed(&store, "qa").await.as_deref(), Some(c4.as_str()));
+
+        // A commit whose beta DEV no longer runs: running beta in DEV would not help, and
+        // the refusal says to bring that version there first.
+        let three = "  - id: a\n    noop: {}\n  - id: c\n    noop: {}\n";
+        let c6 = commit(r, &[("dags/beta.yaml", Some(&dag("beta", three)))], "beta three");
+        let c7 = commit(r, &[("dags/beta.yaml", Some(&dag("beta", TWO)))], "beta back");
+        dev_at(c7).await;
+        let why = refused(&["env", "promote", "qa", "--commit", &c6]);
+        assert!(
+            why.contains(&format!("not yet at {}: beta, delta", &c6[..10]))
+                && why.contains(
+                    "beta has not run clean in dev at this content, and dev runs another version of it: bring this version into dev first (commit it to `main`, which dev follows)"
+                ),
+            "{why}"
+        );
     });
 }
