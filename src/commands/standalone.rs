@@ -189,7 +189,7 @@ async fn serve(
         .map(|de| de.dag_id)
         .collect::<std::collections::BTreeSet<_>>()
         .len();
-    let cli_file = crate::config_file::write_standalone(&home, ctx.database_url()?, "admin")?;
+    let cli_file = crate::config_file::write_standalone(home, ctx.database_url()?, "admin")?;
     step(started, "Drover is running");
     let banner = format!(
         "\nDrover is running: {} in {}.\n\
@@ -202,7 +202,7 @@ async fn serve(
         counted(dags, "DAG", "DAGs"),
         counted(report.environments.len(), "environment", "environments"),
         login,
-        cli_words(&home, &cli_file),
+        cli_words(home, &cli_file),
         redact(ctx.database_url()?),
         checkout
             .map(|root| format!(
