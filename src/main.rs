@@ -58,9 +58,15 @@ fn parse() -> anyhow::Result<cli::Cli> {
         .ok()
         .is_some_and(|m| m.subcommand_name() == Some("standalone"));
     if !standalone && let Some(file) = config_file::standalone_file() {
-        let values = config_file::read(&file, &command)?;
-        command = config_file::apply(command, &values);
-        config_file::used_standalone_file(file);
+        // Found, not asked for: a file that cannot be used is said and set aside, so the
+        // commands that need no database still work.
+        match config_file::read(&file, &command) {
+            Ok(values) => {
+                command = config_file::apply(command, &values);
+                config_file::used_standalone_file(file);
+            }
+            Err(e) => eprintln!("warning: not using {}: {e:#}", file.display()),
+        }
     }
     if let Some(file) = config_file::named_in(&args) {
         let values = config_file::read(&file, &command)?;

@@ -72,6 +72,30 @@ fn without_a_database_url_commands_that_need_one_refuse_and_say_where_to_find_it
     }
 }
 
+/// A `.drover/cli.yaml` that cannot be used is said and set aside: the commands that read
+/// only files still work, and the others refuse as without one.
+#[test]
+fn a_broken_standalone_file_is_set_aside_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(dir.path().join(".drover")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join(".drover/cli.yaml"), "databse_url: x\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = bare(dir.path(), &["dags", "list"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: not using ") && err.contains("did you mean `database_url`?"),
+        "{err}"
+    );
+    let out = bare(dir.path(), &["runs", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no database given"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// A pipe whose reader is already gone: every write to it fails.
 fn closed_pipe() -> std::io::PipeWriter {
     let (reader, writer) = std::io::pipe().unwrap_or_else(|e| panic!("{e}"));
