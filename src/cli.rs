@@ -16,15 +16,11 @@ pub(crate) struct Cli {
     pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) folders: Folders,
-    /// Postgres connection URL (the database is created if missing).
-    #[arg(
-        long,
-        global = true,
-        env = "DATABASE_URL",
-        default_value = DEFAULT_DATABASE_URL,
-        hide_env_values = true
-    )]
-    pub(crate) database_url: String,
+    /// Postgres connection URL (the database is created if missing). Required by every
+    /// command that reads or changes Drover's state; `db migrate` alone falls back to
+    /// postgres://postgres@127.0.0.1:5432/drover, and `standalone` starts its own cluster.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
     /// Who is acting, for the audit trail.
     #[arg(long = "as", global = true, env = "DROVER_USER", default_value = "cli")]
     pub(crate) actor: String,
@@ -193,6 +189,11 @@ pub(crate) struct StandaloneArgs {
     /// How often to re-read the environments and fetch the DAGs, in seconds.
     #[arg(long, env = "DROVER_SYNC_SECS", default_value_t = 10)]
     pub(crate) sync_secs: u64,
+    /// Put the MAP sandboxes on this port and the next ones (in the environments' order)
+    /// instead of the ports their files name. Either way, a port that is taken is replaced
+    /// by a free one, and the start says which.
+    #[arg(long, value_name = "PORT")]
+    pub(crate) sandbox_port_base: Option<u16>,
     #[command(flatten)]
     pub(crate) web: WebArgs,
 }
@@ -552,7 +553,8 @@ pub(crate) enum EnvCommand {
         #[arg(long)]
         note: Option<String>,
     },
-    /// DAGs added, changed and removed between the commits of two environments, with the YAML diff.
+    /// What promoting FROM into TO would add, change and remove in TO, DAG by DAG, with the
+    /// YAML diff (TO's files → FROM's); "no differences" when there are none.
     Diff { from: String, to: String },
 }
 

@@ -16,6 +16,76 @@ use clap::Command;
 /// The variable that names the settings file when `--config` is not given.
 pub(crate) const CONFIG_VAR: &str = "DROVER_CONFIG";
 
+/// Where `drover standalone` keeps its state by default, and the settings file it writes
+/// there for the CLI: the database it runs and its admin, so that `drover runs list` in that
+/// checkout needs neither DATABASE_URL nor `--as`.
+pub(crate) const STANDALONE_HOME: &str = ".drover";
+pub(crate) const STANDALONE_FILE: &str = "cli.yaml";
+
+static STANDALONE_USED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The file standalone wrote for the CLI, if there is one here: `$DROVER_HOME/cli.yaml`
+/// when DROVER_HOME is set, else `.drover/cli.yaml` in this folder or the nearest one above
+/// it, up to the root of the git checkout it is in.
+pub(crate) fn standalone_file() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("DROVER_HOME") {
+        let file = PathBuf::from(home).join(STANDALONE_FILE);
+        return file.is_file().then_some(file);
+    }
+    let here = std::env::current_dir().ok()?;
+    for dir in here.ancestors() {
+        let file = dir.join(STANDALONE_HOME).join(STANDALONE_FILE);
+        if file.is_file() {
+            return Some(file);
+        }
+        if dir.join(".git").exists() {
+            break;
+        }
+    }
+    None
+}
+
+/// Remember that the settings of `file` (standalone's) are in use, for error messages.
+pub(crate) fn used_standalone_file(file: PathBuf) {
+    let _ = STANDALONE_USED.set(file);
+}
+
+/// The standalone file whose settings are in use, if one is.
+pub(crate) fn standalone_file_used() -> Option<&'static Path> {
+    STANDALONE_USED.get().map(PathBuf::as_path)
+}
+
+/// Write `home/cli.yaml`, readable by its owner only: the database URL and the user the CLI
+/// acts as there.
+pub(crate) fn write_standalone(home: &Path, database_url: &str, user: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    let file = home.join(STANDALONE_FILE);
+    let quote = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let text = format!(
+        "# Written by `drover standalone` each time it starts: drover commands run in this\n\
+         # checkout use this database and act as this user. DATABASE_URL, --database-url,\n\
+         # DROVER_USER and --as win over it; delete the file to stop it.\n\
+         database_url: {}\nuser: {}\n",
+        quote(database_url),
+        quote(user)
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&file)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    // A file that existed keeps its mode on open: make it the owner's alone first.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", file.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(file)
+}
+
 /// The settings file's key for an argument's environment variable.
 pub(crate) fn key_of(var: &str) -> String {
     var.strip_prefix("DROVER_")

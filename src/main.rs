@@ -50,6 +50,24 @@ fn main() -> ExitCode {
 fn parse() -> anyhow::Result<cli::Cli> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut command = cli::Cli::command();
+    // In a checkout where standalone runs, its database and admin (never for standalone
+    // itself, which starts that database). A settings file, variables and flags win.
+    let standalone = cli::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(&args)
+        .ok()
+        .is_some_and(|m| m.subcommand_name() == Some("standalone"));
+    if !standalone && let Some(file) = config_file::standalone_file() {
+        // Found, not asked for: a file that cannot be used is said and set aside, so the
+        // commands that need no database still work.
+        match config_file::read(&file, &command) {
+            Ok(values) => {
+                command = config_file::apply(command, &values);
+                config_file::used_standalone_file(file);
+            }
+            Err(e) => eprintln!("warning: not using {}: {e:#}", file.display()),
+        }
+    }
     if let Some(file) = config_file::named_in(&args) {
         let values = config_file::read(&file, &command)?;
         command = config_file::apply(command, &values);

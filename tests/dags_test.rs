@@ -347,6 +347,35 @@ fn usage_errors_exit_2_before_anything_starts() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// DEV's address held by something whose credentials it does not have (standalone's own
+/// sandbox, say): a sandbox of its own on a free port instead, as standalone does.
+#[test]
+fn a_taken_map_address_gets_a_sandbox_of_its_own_elsewhere() {
+    let _turn = serial();
+    let tree = Tree::new();
+    let db = TestDb::new(&server_url());
+    let taken =
+        std::net::TcpListener::bind(("127.0.0.1", tree.dev_port)).unwrap_or_else(|e| panic!("{e}"));
+    let out = tree.run(
+        &[
+            "dags",
+            "test",
+            "form_submission_volume",
+            "--sandbox-leads",
+            "500",
+        ],
+        Some(&db.url),
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("port {} is taken", tree.dev_port)),
+        "{stderr}"
+    );
+    assert!(stdout.contains("\nRun succeeded"), "{stdout}");
+    drop(taken);
+}
+
 /// Leads the sandbox says were written, by any means.
 async fn sandbox_writes(base: &str) -> Vec<serde_json::Value> {
     support::web::client()

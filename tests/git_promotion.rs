@@ -215,7 +215,8 @@ fn dags_move_from_git_through_dev_qa_stage_and_prod() {
         assert!(
             why.contains("do not validate")
                 && why.contains("dags/beta.yaml")
-                && why.contains("dags/gamma.yaml"),
+                && why.contains("dags/gamma.yaml")
+                && why.contains("`drover dags validate`"),
             "{why}"
         );
 
@@ -241,12 +242,19 @@ fn dags_move_from_git_through_dev_qa_stage_and_prod() {
             "{said}"
         );
 
-        // Gate 2: each changed DAG ran successfully below at that commit.
+        // Gate 2: each changed DAG ran successfully below with that content.
         let why = refused(&["env", "promote", "qa"]);
-        assert!(why.contains("not yet: alpha, beta"), "{why}");
+        assert!(
+            why.contains(&format!("not yet at {}: alpha, beta", &c4[..10])),
+            "{why}"
+        );
         run_ok(&d, &store, "alpha", "dev").await;
         let why = refused(&["env", "promote", "qa"]);
-        assert!(why.contains("not yet: beta"), "{why}");
+        assert!(
+            why.contains(&format!("not yet at {}: beta\n", &c4[..10]))
+                && why.contains("`drover runs trigger beta --env dev`"),
+            "{why}"
+        );
         run_ok(&d, &store, "beta", "dev").await;
         let out = ok(&[
             "env",
@@ -327,7 +335,8 @@ fn dags_move_from_git_through_dev_qa_stage_and_prod() {
         // second person approves.
         let why = refused(&["env", "promote", "prod", "--as", "alice"]);
         assert!(
-            why.contains("in `stage`") && why.contains("not yet: alpha, beta"),
+            why.contains("in `stage`")
+                && why.contains(&format!("not yet at {}: alpha, beta", &c5[..10])),
             "{why}"
         );
         run_ok(&d, &store, "alpha", "stage").await;
@@ -345,7 +354,8 @@ fn dags_move_from_git_through_dev_qa_stage_and_prod() {
         assert_eq!(deployed(&store, "prod").await, None);
         let why = refused(&["env", "approve", "prod", "--as", "alice"]);
         assert!(
-            why.contains("needs the approval of a different person"),
+            why.contains("needs the approval of a different person")
+                && why.contains("runs `drover env approve prod`"),
             "{why}"
         );
         let out = ok(&["env", "approve", "prod", "--as", "bob"]);
@@ -377,9 +387,13 @@ fn dags_move_from_git_through_dev_qa_stage_and_prod() {
                 && status.contains("rollback"),
             "{status}"
         );
+        // In the direction of promotion: what promoting QA into PROD would do to PROD.
         let diff = ok(&["env", "diff", "qa", "prod"]);
         assert!(
-            diff.contains("changed  dags/alpha.yaml") && diff.contains("+    noop: { sleep: 2s }"),
+            diff.contains("would change in prod:  alpha  dags/alpha.yaml")
+                && diff.contains("-    noop: { sleep: 2s }")
+                && !diff.contains("would add")
+                && !diff.contains("would remove"),
             "{diff}"
         );
 
@@ -409,6 +423,215 @@ fn dags_move_from_git_through_dev_qa_stage_and_prod() {
         assert_eq!(
             prod_promotion.map(|e| e.details["approved_by"].clone()),
             Some(serde_json::json!("bob"))
+        );
+    });
+}
+
+/// The commands a refusal names between backticks that start with `start`.
+fn named_commands(why: &str, start: &str) -> Vec<Vec<String>> {
+    why.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|c| c.starts_with(start))
+        .map(|c| c.split_whitespace().skip(1).map(str::to_owned).collect())
+        .collect()
+}
+
+/// The gate `require_success_below` asks for content, not a commit: a DAG whose file ran
+/// clean in DEV passes at a later commit that touched only other files; a refusal names the
+/// command that satisfies it, and running exactly that command does; `env diff` says what
+/// promoting would do to the target, and "no differences" once it is done.
+#[test]
+fn the_gate_checks_content_and_refusals_name_the_command_that_satisfies_them() {
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    std::fs::remove_file(ws.environments().join("dev.yaml")).ok();
+    environment(&ws, "dev", 1, "branch: main\n");
+    environment(
+        &ws,
+        "qa",
+        2,
+        "new_dags_paused: true\npromotion: { require_success_below: true }\n",
+    );
+    let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let c1 = commit(
+        r,
+        &[
+            ("dags/alpha.yaml", Some(&dag("alpha", ONE))),
+            ("dags/beta.yaml", Some(&dag("beta", ONE))),
+            ("README", Some("one")),
+        ],
+        "first",
+    );
+    let d = Drover { db: &db, ws: &ws };
+    let repo_env = r.display().to_string();
+    let with_repo = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["--repo".to_owned(), repo_env.clone()];
+        v.extend(args.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let ok = |args: &[&str]| {
+        let v = with_repo(args);
+        d.ok(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let refused = |args: &[&str]| {
+        let v = with_repo(args);
+        let out = d.run(&v.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "expected a refusal: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    d.ok(&["db", "migrate"]);
+    let _s = d.spawn(
+        "scheduler",
+        &[
+            "--repo",
+            &repo_env,
+            "scheduler",
+            "--tick-ms",
+            "200",
+            "--sync-secs",
+            "1",
+        ],
+    );
+    let _w = d.worker("worker", 4, 10.0);
+    rt.block_on(async {
+        let store = db.store().await;
+        let dev_at = |c: String| {
+            let store = store.clone();
+            async move {
+                eventually("dev to run the commit", Duration::from_secs(20), || async {
+                    (deployed(&store, "dev").await.as_deref() == Some(c.as_str())).then_some(())
+                })
+                .await;
+            }
+        };
+        dev_at(c1.clone()).await;
+        run_ok(&d, &store, "alpha", "dev").await;
+        run_ok(&d, &store, "beta", "dev").await;
+        ok(&["env", "promote", "qa"]);
+        assert_eq!(deployed(&store, "qa").await.as_deref(), Some(c1.as_str()));
+        let same = ok(&["env", "diff", "dev", "qa"]);
+        assert!(same.ends_with("no differences: qa already runs every DAG as dev has it"), "{same}");
+
+        // alpha changes and runs clean in DEV; the next commit touches only the README.
+        let c2 = commit(r, &[("dags/alpha.yaml", Some(&dag("alpha", TWO)))], "alpha grows");
+        dev_at(c2.clone()).await;
+        run_ok(&d, &store, "alpha", "dev").await;
+        let c3 = commit(r, &[("README", Some("two"))], "only the README");
+        dev_at(c3.clone()).await;
+        let diff = ok(&["env", "diff", "dev", "qa"]);
+        assert!(
+            diff.starts_with(&format!(
+                "promoting dev into qa: dev runs {}, qa runs {}",
+                &c3[..10],
+                &c1[..10]
+            )) && diff.contains("would change in qa:  alpha  dags/alpha.yaml")
+                && diff.contains("+  - id: b"),
+            "{diff}"
+        );
+        // No alpha run at c3, but its content ran clean at c2: it passes.
+        let out = ok(&["env", "promote", "qa"]);
+        assert!(
+            out.starts_with(&format!("qa now runs {} (changed: alpha)", &c3[..10])),
+            "{out}"
+        );
+
+        // beta changes and gamma is new: neither ran in DEV at this content. The refusal
+        // says what to run, and where.
+        let c4 = commit(
+            r,
+            &[
+                ("dags/beta.yaml", Some(&dag("beta", TWO))),
+                ("dags/gamma.yaml", Some(&dag("gamma", ONE))),
+            ],
+            "beta grows, gamma arrives",
+        );
+        dev_at(c4.clone()).await;
+        let diff = ok(&["env", "diff", "dev", "qa"]);
+        assert!(
+            diff.contains("would change in qa:  beta  dags/beta.yaml")
+                && diff.contains(
+                    "would add in qa:     gamma  dags/gamma.yaml (starts paused there: `drover dags unpause gamma --env qa`)"
+                )
+                && !diff.contains("alpha"),
+            "{diff}"
+        );
+        let why = refused(&["env", "promote", "qa"]);
+        assert!(
+            why.contains(&format!("not yet at {}: beta, gamma", &c4[..10]))
+                && why.contains(
+                    "beta has not run clean in dev at this content; run it there: `drover runs trigger beta --env dev` and wait for it to succeed"
+                )
+                && why.ends_with("then promote again.\n"),
+            "{why}"
+        );
+        let commands = named_commands(&why, "drover runs trigger");
+        assert_eq!(commands.len(), 2, "{why}");
+        for command in &commands {
+            let args: Vec<&str> = command.iter().map(String::as_str).collect();
+            let id = Uuid::parse_str(&d.ok(&args)).unwrap_or_else(|e| panic!("{e}"));
+            let run = eventually("the named run to finish", Duration::from_secs(30), || async {
+                store.get_run(id).await.ok().filter(|r| r.state.is_finished())
+            })
+            .await;
+            assert_eq!(run.state, RunState::Success);
+        }
+        let out = ok(&["env", "promote", "qa"]);
+        assert!(out.starts_with(&format!("qa now runs {}", &c4[..10])), "{out}");
+        let same = ok(&["env", "diff", "dev", "qa"]);
+        assert!(same.contains("no differences"), "{same}");
+        // gamma is new to QA, which starts new DAGs paused; the command diff named unpauses it.
+        assert!(store.dag_env("gamma", "qa").await.map(|d| d.paused).unwrap_or(false));
+        d.ok(&["dags", "unpause", "gamma", "--env", "qa"]);
+        assert!(!store.dag_env("gamma", "qa").await.map(|d| d.paused).unwrap_or(true));
+
+        // A run that failed at that content does not count.
+        let c5 = commit(
+            r,
+            &[(
+                "dags/delta.yaml",
+                Some("id: delta\ntasks:\n  - id: a\n    retries: 0\n    command: { argv: [\"false\"] }\n"),
+            )],
+            "delta, which fails",
+        );
+        dev_at(c5.clone()).await;
+        let id = Uuid::parse_str(&d.ok(&["runs", "trigger", "delta", "--env", "dev"]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let run = eventually("delta's run to finish", Duration::from_secs(30), || async {
+            store.get_run(id).await.ok().filter(|r| r.state.is_finished())
+        })
+        .await;
+        assert_eq!(run.state, RunState::Failed);
+        let why = refused(&["env", "promote", "qa"]);
+        assert!(
+            why.contains(&format!("not yet at {}: delta\n", &c5[..10]))
+                && why.contains("`drover runs trigger delta --env dev`"),
+            "{why}"
+        );
+        assert_eq!(deployed(&store, "qa").await.as_deref(), Some(c4.as_str()));
+
+        // A commit whose beta DEV no longer runs: running beta in DEV would not help, and
+        // the refusal says to bring that version there first.
+        let three = "  - id: a\n    noop: {}\n  - id: c\n    noop: {}\n";
+        let c6 = commit(r, &[("dags/beta.yaml", Some(&dag("beta", three)))], "beta three");
+        let c7 = commit(r, &[("dags/beta.yaml", Some(&dag("beta", TWO)))], "beta back");
+        dev_at(c7).await;
+        let why = refused(&["env", "promote", "qa", "--commit", &c6]);
+        assert!(
+            why.contains(&format!("not yet at {}: beta, delta", &c6[..10]))
+                && why.contains(
+                    "beta has not run clean in dev at this content, and dev runs another version of it: bring this version into dev first (commit it to `main`, which dev follows)"
+                ),
+            "{why}"
         );
     });
 }

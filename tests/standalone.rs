@@ -33,8 +33,24 @@ fn start_with(
     home: &std::path::Path,
     extra: &[&str],
 ) -> Started {
+    start_in(None, dags, environments, home, extra)
+}
+
+/// Start standalone, in `cwd` when given.
+fn start_in(
+    cwd: Option<&std::path::Path>,
+    dags: &std::path::Path,
+    environments: &std::path::Path,
+    home: &std::path::Path,
+    extra: &[&str],
+) -> Started {
     let began = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+    std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("{e}"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drover"));
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(["standalone", "--listen", "127.0.0.1:0", "--home"])
         .arg(home)
         .args(extra)
@@ -502,4 +518,231 @@ fn standalone_keeps_running_when_nobody_reads_its_output() {
         "standalone exited when its output went unread"
     );
     assert!(interrupt(&mut running.0).success());
+}
+
+/// `drover ARGS` as a person types it in `dir`: no DATABASE_URL, no DROVER_* variable.
+fn typed(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    support::bare_drover()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A first start that fails (its web port is taken) pins no environment: the next start
+/// begins QA at the commit DEV runs then. Once up, standalone leaves `.drover/cli.yaml`
+/// (the owner's alone) and the CLI, run anywhere in the checkout, uses its database as its
+/// admin without DATABASE_URL or `--as`; a variable or flag given wins.
+#[test]
+fn a_failed_first_start_pins_nothing_and_the_cli_then_acts_as_standalones_admin() {
+    let _turn = serial();
+    let checkout = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = checkout.path();
+    git(root, &["init", "-q", "-b", "main"]);
+    let env = |name: &str, order: u32, extra: &str| {
+        format!(
+            "name: {name}\norder: {order}\n{extra}map:\n  kind: marketo\n  base_url: http://192.0.2.1:9\n  client_id: {{ env: X_ID }}\n  client_secret: {{ env: X_SECRET }}\n"
+        )
+    };
+    let hello = |word: &str| {
+        format!("id: hello\ntasks:\n  - id: say\n    command: {{ argv: [echo, {word}] }}\n")
+    };
+    let c1 = commit(
+        root,
+        &[
+            ("dags/hello.yaml", Some(&hello("one"))),
+            (
+                "environments/dev.yaml",
+                Some(&env("dev", 1, "branch: main\n")),
+            ),
+            ("environments/qa.yaml", Some(&env("qa", 2, ""))),
+        ],
+        "first",
+    );
+    let home = root.join(".drover");
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+    // The web port is taken: this start gets as far as reading DEV's commit, then fails.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let web = taken.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let failed = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .current_dir(root)
+        .args(["standalone", "--listen", &web.to_string(), "--home"])
+        .arg(&home)
+        .env_remove("DATABASE_URL")
+        .env("DROVER_DAGS_DIR", root.join("dags"))
+        .env("DROVER_ENVIRONMENTS_DIR", root.join("environments"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("cannot listen on {web}")), "{said}");
+    assert!(
+        !home.join("cli.yaml").exists(),
+        "a failed start wrote cli.yaml"
+    );
+    drop(taken);
+
+    let c2 = commit(root, &[("dags/hello.yaml", Some(&hello("two")))], "second");
+    assert_ne!(c1, c2);
+    let up = start_in(
+        Some(root),
+        &root.join("dags"),
+        &root.join("environments"),
+        &home,
+        &[],
+    );
+    let mut child = Running(up.child, up.log.clone());
+    let cli_file = home.join("cli.yaml");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cli_file)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode, 0o600, "cli.yaml is readable by others");
+    }
+
+    // From a folder inside the checkout, as a person types it.
+    let inside = root.join("dags");
+    let status = typed(&inside, &["env", "status"]);
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let qa = status_text
+        .lines()
+        .find(|l| l.starts_with("qa "))
+        .unwrap_or_else(|| panic!("no qa line: {status_text}"));
+    assert!(
+        qa.contains(&c2[..10]),
+        "QA was pinned by the failed start: {status_text}"
+    );
+
+    let trigger = typed(&inside, &["runs", "trigger", "hello", "--env", "dev"]);
+    assert!(
+        trigger.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trigger.stderr)
+    );
+    let run = String::from_utf8_lossy(&trigger.stdout).trim().to_owned();
+    let audit = typed(&inside, &["audit", "--format", "json"]);
+    let events: serde_json::Value =
+        serde_json::from_slice(&audit.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let by = events
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["action"] == "run.trigger"))
+        .map(|e| e["actor"].clone());
+    assert_eq!(by, Some(serde_json::json!("admin")), "{events}");
+
+    // Given ones win: --as names another user, DATABASE_URL another database.
+    let other = typed(
+        &inside,
+        &["runs", "trigger", "hello", "--env", "dev", "--as", "nobody"],
+    );
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("no Drover user named `nobody`"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let db = support::TestDb::new(&support::server_url());
+    let elsewhere = support::bare_drover()
+        .args(["runs", "list"])
+        .current_dir(&inside)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        elsewhere.status.success(),
+        "{}",
+        String::from_utf8_lossy(&elsewhere.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&elsewhere.stdout).contains(&run));
+    let here = typed(&inside, &["runs", "list"]);
+    assert!(String::from_utf8_lossy(&here.stdout).contains(&run));
+    assert!(interrupt(&mut child.0).success());
+}
+
+/// Sandboxes go on `--sandbox-port-base` and the ports after it; one that is taken moves to
+/// a free port, standalone says which, and the workers reach the sandbox there.
+#[test]
+fn standalone_moves_a_sandbox_off_a_taken_port_and_says_where() {
+    let _turn = serial();
+    let ws = Workspace::new();
+    let (since, until) = support::window_days(30);
+    ws.dag(
+        "bump",
+        &format!(
+            "id: bump\ntasks:\n  - id: export_leads\n    export: {{ object: leads, fields: [id, leadScore], filter: {{ updated_at: {{ since: \"{since}\", until: \"{until}\" }} }} }}\n\
+             \x20 - id: bump\n    depends_on: [export_leads]\n    transform:\n      - derive: {{ leadScore: \"coalesce(\\\"leadScore\\\", 0) + 1\" }}\n\
+             \x20 - id: push\n    depends_on: [bump]\n    return: {{ object: leads, lookup: id, fields: [leadScore] }}\n"
+        ),
+    );
+    // A base whose first port is taken and whose second is free.
+    let (taken, base) = loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = l
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            break (l, port);
+        }
+    };
+    for (name, order, extra) in [("dev", 1, "branch: main\n"), ("qa", 2, "")] {
+        std::fs::write(
+            ws.environments().join(format!("{name}.yaml")),
+            format!(
+                "name: {name}\norder: {order}\n{extra}map:\n  kind: marketo\n  base_url: http://127.0.0.1:9\n  client_id: {{ env: {name}_ID }}\n  client_secret: {{ env: {name}_SECRET }}\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let up = start_with(
+        &ws.dags(),
+        &ws.environments(),
+        home.path(),
+        &[
+            "--sandbox-leads",
+            "200",
+            "--sandbox-port-base",
+            &base.to_string(),
+        ],
+    );
+    let mut child = Running(up.child, up.log.clone());
+    let log = std::fs::read_to_string(&up.log).unwrap_or_default();
+    let moved = log
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!(
+                    "dev: port {base} is taken (by another program?): its MAP sandbox uses "
+                ))
+                .and_then(|rest| rest.strip_suffix(" instead"))
+        })
+        .unwrap_or_else(|| panic!("standalone did not say where dev's sandbox went:\n{log}"))
+        .to_owned();
+    assert!(
+        log.contains(&format!(
+            "qa: MAP sandbox at http://127.0.0.1:{} (its file says http://127.0.0.1:9)",
+            base + 1
+        )),
+        "{log}"
+    );
+    run_to_success(&up.database_url, "bump", 90);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stats: serde_json::Value = support::runtime().block_on(async {
+        reqwest::get(format!("{moved}/_sandbox/stats"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("stats: {e}"))
+    });
+    assert!(stats["leadsWritten"].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert!(interrupt(&mut child.0).success());
+    drop(taken);
 }

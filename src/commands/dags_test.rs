@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use drover_engine::{DagCache, EngineError, Worker, WorkerConfig};
 use drover_spec::dag::{DAG_FILE_EXTENSIONS, Dag, TaskKind};
-use drover_spec::environment::Environment;
+use drover_spec::environment::{Environment, SecretRef};
 use drover_store::embedded::{EmbeddedPostgres, free_port};
 use drover_store::{
     NewRun, RunRow, RunState, RunType, Store, TaskInstanceRow, TaskOutcome, TaskState, TryMetrics,
@@ -29,7 +29,7 @@ use uuid::Uuid;
 use super::Ctx;
 use super::dags::Catalog;
 use super::sandboxes::{Sandboxes, local_address};
-use crate::cli::{DEFAULT_DATABASE_URL, DagsTestArgs, Folders, Format};
+use crate::cli::{DagsTestArgs, Folders, Format};
 
 /// Exit status after Ctrl-C (128 + SIGINT, as shells report it).
 const INTERRUPTED: u8 = 130;
@@ -89,8 +89,7 @@ pub(crate) fn run(ctx: &Ctx, folders: &Folders, args: DagsTestArgs) -> Result<Ex
         date: args.date,
         write: args.write,
         sandbox_leads: args.sandbox_leads,
-        explicit_url: std::env::var_os("DATABASE_URL").is_some()
-            || ctx.database_url != DEFAULT_DATABASE_URL,
+        explicit_url: database_given(ctx),
     };
     super::not_dumpable();
     crate::telemetry::init_quiet();
@@ -235,7 +234,7 @@ async fn drive(ctx: &Ctx, p: &Prepared, s: &mut Started, began: Instant) -> Resu
     say(&header(p));
     let url = if p.explicit_url {
         step(began, "using the Postgres at DATABASE_URL");
-        ctx.database_url.clone()
+        ctx.database_url()?.to_owned()
     } else {
         let dir =
             std::env::temp_dir().join(format!("drover-dags-test-{}", Uuid::new_v4().simple()));
@@ -261,7 +260,7 @@ async fn drive(ctx: &Ctx, p: &Prepared, s: &mut Started, began: Instant) -> Resu
         url
     };
     let db = Ctx {
-        database_url: url,
+        database_url: Some(url),
         actor: ctx.actor.clone(),
     };
     step(began, "preparing the database");
@@ -295,41 +294,46 @@ async fn drive(ctx: &Ctx, p: &Prepared, s: &mut Started, began: Instant) -> Resu
         })
         .await?;
 
-    let mut secrets = HashMap::new();
-    if let Some(addr) = local_address(env) {
-        let answers =
-            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
-                .await
-                .is_ok_and(|c| c.is_ok());
-        if answers {
-            step(
-                began,
-                &format!(
-                    "a MAP already answers at {}: using it, with the credentials the environment `{}` names",
-                    env.map.base_url, env.name
-                ),
-            );
-        } else {
-            step(
-                began,
-                &format!(
-                    "starting a MAP sandbox at {} ({} leads)",
-                    env.map.base_url, p.sandbox_leads
-                ),
-            );
-            let sandboxes =
-                super::sandboxes::start(std::slice::from_ref(env), p.sandbox_leads).await?;
-            secrets = sandboxes.secrets.clone();
-            s.sandboxes = Some(sandboxes);
-        }
-    }
     let plane = drover_engine::data::DataPlane::connect(
         &store,
         u32::try_from(concurrency).unwrap_or(4) + 2,
     )
     .await
-    .context("preparing the data plane")?
-    .with_provided_secrets(secrets);
+    .context("preparing the data plane")?;
+    let plane = match local_address(env) {
+        None => plane,
+        Some(addr) => {
+            let answers =
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .is_ok_and(|c| c.is_ok());
+            if answers && credentials_at_hand(env) {
+                step(
+                    began,
+                    &format!(
+                        "a MAP already answers at {}: using it, with the credentials the environment `{}` names",
+                        env.map.base_url, env.name
+                    ),
+                );
+                plane
+            } else {
+                // Something else holds the address (standalone's own sandbox, whose
+                // credentials only it knows): a sandbox of our own on a free port instead.
+                step(
+                    began,
+                    &format!(
+                        "starting a MAP sandbox at {} ({} leads)",
+                        env.map.base_url, p.sandbox_leads
+                    ),
+                );
+                let sandboxes =
+                    super::sandboxes::start(std::slice::from_ref(env), p.sandbox_leads).await?;
+                let plane = sandboxes.open(plane);
+                s.sandboxes = Some(sandboxes);
+                plane
+            }
+        }
+    };
 
     // The run: created, audited and started here (no scheduler).
     let mut tx = store.begin().await?;
@@ -412,6 +416,36 @@ async fn drive(ctx: &Ctx, p: &Prepared, s: &mut Started, began: Instant) -> Resu
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Whether the MAP credentials the environment names are there to read (set variables,
+/// existing files).
+fn credentials_at_hand(env: &Environment) -> bool {
+    [&env.map.client_id, &env.map.client_secret]
+        .into_iter()
+        .all(|at| match at {
+            SecretRef::Env(var) => std::env::var_os(var).is_some_and(|v| !v.is_empty()),
+            SecretRef::File(path) => Path::new(path).is_file(),
+        })
+}
+
+/// Whether a database was given (DATABASE_URL, `--database-url`, a settings file), not
+/// found: the one in standalone's `.drover/cli.yaml` is standalone's own, and a test run
+/// does not go into it (standalone's workers would take its tasks).
+fn database_given(ctx: &Ctx) -> bool {
+    if ctx.database_url.is_none() {
+        return false;
+    }
+    if crate::config_file::standalone_file_used().is_none() {
+        return true;
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    std::env::var_os("DATABASE_URL").is_some()
+        || crate::config_file::named_in(&args).is_some()
+        || args.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == "--database-url" || a.starts_with("--database-url=")
+        })
 }
 
 /// Resolves once `rx` holds true (or its sender is gone).

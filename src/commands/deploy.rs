@@ -149,23 +149,77 @@ pub(crate) async fn env(ctx: &Ctx, folders: &Folders, cmd: EnvCommand) -> Result
             let ops = drover_engine::ops::Operations::new(store.clone())
                 .with_git(std::sync::Arc::new(git(folders)?));
             let diff = ops
-                .diff(&from, &to)
+                .promotion_diff(&from, &to)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "{from} runs {}, {to} runs {}",
-                short(&diff.from_commit),
-                short(&diff.to_commit)
-            );
-            for (path, how) in &diff.files {
-                println!("  {how:<8} {path}");
-            }
-            if !diff.text.is_empty() {
-                println!("\n{}", diff.text);
-            }
+            print!("{}", diff_words(&from, &to, &diff));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `drover env diff FROM TO` in the direction of promotion: what promoting FROM into TO
+/// would add, change and remove in TO, then the YAML diff (TO's files → FROM's).
+fn diff_words(from: &str, to: &str, diff: &drover_engine::ops::PromotionDiff) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let theirs = diff
+        .to_commit
+        .as_deref()
+        .map_or_else(|| "nothing yet".to_owned(), |c| short(c).to_owned());
+    let _ = writeln!(
+        out,
+        "promoting {from} into {to}: {from} runs {}, {to} runs {theirs}",
+        short(&diff.from_commit)
+    );
+    if diff.is_empty() {
+        let _ = writeln!(
+            out,
+            "no differences: {to} already runs every DAG as {from} has it"
+        );
+        return out;
+    }
+    let width = ["add", "change", "remove"]
+        .iter()
+        .map(|w| format!("would {w} in {to}:").len())
+        .max()
+        .unwrap_or(0);
+    let line = |out: &mut String, how: &str, what: &str| {
+        let label = format!("would {how} in {to}:");
+        let _ = writeln!(out, "{label:<width$}  {what}");
+    };
+    for (dag, path) in &diff.added {
+        let paused = if diff.new_dags_paused {
+            format!(" (starts paused there: `drover dags unpause {dag} --env {to}`)")
+        } else {
+            String::new()
+        };
+        line(&mut out, "add", &format!("{dag}  {path}{paused}"));
+    }
+    for (dag, path) in &diff.changed {
+        line(&mut out, "change", &format!("{dag}  {path}"));
+    }
+    for dag in &diff.removed {
+        line(&mut out, "remove", dag);
+    }
+    if !diff.errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "would be refused: {} DAG file(s) do not validate at {}:",
+            diff.errors.len(),
+            short(&diff.from_commit)
+        );
+        for (path, message) in &diff.errors {
+            let _ = writeln!(out, "  {path}: {}", message.lines().next().unwrap_or(""));
+        }
+    }
+    if !diff.text.is_empty() {
+        let _ = write!(out, "\n{}", diff.text);
+        if !diff.text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 pub(crate) async fn sync(ctx: &Ctx, folders: &Folders) -> Result<ExitCode> {

@@ -24,7 +24,9 @@ use crate::cli::{Cli, Command, DbCommand};
 
 /// Settings every database command needs.
 pub(crate) struct Ctx {
-    pub(crate) database_url: String,
+    /// `None` when neither DATABASE_URL, `--database-url` nor a settings file gives one:
+    /// the commands that need a database refuse then, rather than guess one.
+    pub(crate) database_url: Option<String>,
     pub(crate) actor: String,
 }
 
@@ -70,10 +72,30 @@ impl Ctx {
         Ok(actor)
     }
 
+    /// The database URL, or the error that says where to find it.
+    pub(crate) fn database_url(&self) -> Result<&str> {
+        self.database_url.as_deref().with_context(|| {
+            format!(
+                "no database given: set DATABASE_URL (or pass --database-url, or `database_url:` in a --config file). \
+                 `drover standalone` prints the one it uses when it starts, and writes it to {}/{}, \
+                 which drover reads when run in that folder",
+                crate::config_file::STANDALONE_HOME,
+                crate::config_file::STANDALONE_FILE
+            )
+        })
+    }
+
     pub(crate) async fn store(&self, max_connections: u32) -> Result<Store> {
-        let store = Store::connect(&self.database_url, max_connections)
-            .await
-            .context("cannot connect to Postgres (set DATABASE_URL or --database-url)")?;
+        let url = self.database_url()?;
+        let store = Store::connect(url, max_connections).await.with_context(|| {
+            match crate::config_file::standalone_file_used() {
+                Some(file) => format!(
+                    "cannot connect to Postgres at the DATABASE_URL in {} (written by `drover standalone`: is it running?)",
+                    file.display()
+                ),
+                None => "cannot connect to Postgres (check DATABASE_URL or --database-url)".to_owned(),
+            }
+        })?;
         store
             .migrate()
             .await
@@ -142,7 +164,33 @@ fn not_dumpable() {
     }
 }
 
+/// A command that prints and ends dies quietly of SIGPIPE when its reader goes away
+/// (`drover runs show … | head -1`), as `cat` does, instead of failing with "Broken pipe".
+/// The long-running commands keep ignoring it: a reader that goes away must not stop them.
+#[allow(unsafe_code)]
+fn quiet_on_closed_pipe(command: &Command) {
+    if matches!(
+        command,
+        Command::Standalone(_)
+            | Command::Scheduler(_)
+            | Command::Worker(_)
+            | Command::Web(_)
+            | Command::Mapsim(_)
+            // It started a database and a sandbox, which it must stop.
+            | Command::Dags(crate::cli::DagsCommand::Test(_))
+    ) {
+        return;
+    }
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restores the default disposition before any thread is started; no handler
+    // function is involved.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("warning: cannot restore SIGPIPE: {e}");
+    }
+}
+
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    quiet_on_closed_pipe(&cli.command);
     let ctx = Ctx {
         database_url: cli.database_url.clone(),
         actor: cli.actor.clone(),
@@ -159,6 +207,14 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Maintenance(command) => runtime()?.block_on(maintenance::run(&ctx, command)),
         Command::Audit { limit, format } => runtime()?.block_on(deploy::audit(&ctx, limit, format)),
         Command::Db(DbCommand::Migrate) => runtime()?.block_on(async {
+            let ctx = Ctx {
+                database_url: Some(
+                    ctx.database_url
+                        .clone()
+                        .unwrap_or_else(|| crate::cli::DEFAULT_DATABASE_URL.to_owned()),
+                ),
+                actor: ctx.actor.clone(),
+            };
             ctx.store(2).await?;
             println!("database ready: migrations applied");
             Ok(ExitCode::SUCCESS)

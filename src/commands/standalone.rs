@@ -11,7 +11,7 @@ use drover_store::embedded::{EmbeddedPostgres, free_port};
 use tokio::sync::watch;
 
 use super::Ctx;
-use crate::cli::{DEFAULT_DATABASE_URL, Folders, StandaloneArgs};
+use crate::cli::{Folders, StandaloneArgs};
 
 fn step(started: Instant, what: &str) {
     eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
@@ -38,12 +38,10 @@ pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: StandaloneArgs) -> R
     // Ctrl-C while it starts is kept, and stops it cleanly (Postgres too) once it is up.
     let stop = super::serve::shutdown_signal();
     let home = std::path::absolute(&args.home).context("cannot resolve the Drover home folder")?;
-    let explicit_url =
-        std::env::var_os("DATABASE_URL").is_some() || ctx.database_url != DEFAULT_DATABASE_URL;
     let mut cluster = None;
-    let url = if explicit_url {
+    let url = if let Some(url) = &ctx.database_url {
         step(started, "using the Postgres at DATABASE_URL");
-        ctx.database_url.clone()
+        url.clone()
     } else {
         let port = port_for(&home)?;
         step(
@@ -69,10 +67,10 @@ pub(crate) async fn run(ctx: &Ctx, folders: &Folders, args: StandaloneArgs) -> R
         url
     };
     let ctx = Ctx {
-        database_url: url.clone(),
+        database_url: Some(url.clone()),
         actor: ctx.actor.clone(),
     };
-    let result = serve(&ctx, folders, &args, started, stop).await;
+    let result = serve(&ctx, folders, &args, &home, started, stop).await;
     if let Some(pg) = cluster {
         step(started, "stopping Postgres");
         tokio::task::spawn_blocking(move || pg.stop()).await??;
@@ -86,6 +84,7 @@ async fn serve(
     ctx: &Ctx,
     folders: &Folders,
     args: &StandaloneArgs,
+    home: &std::path::Path,
     started: Instant,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
@@ -101,9 +100,6 @@ async fn serve(
         drover_engine::DagSource::Git(git) => Some(git.clone()),
         drover_engine::DagSource::Folder(_) => None,
     };
-    if let Some(git) = &git {
-        start_undeployed(git, &store, &report.environments).await?;
-    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         while !*rx.borrow() {
@@ -130,16 +126,19 @@ async fn serve(
         started,
         "starting a MAP sandbox for each environment with a local MAP address",
     );
-    let sandboxes = super::sandboxes::start(&environments, args.sandbox_leads).await?;
-    for (env, s) in &sandboxes.running {
-        eprintln!("         {env}: MAP sandbox at {}", s.base_url());
+    let sandboxes =
+        super::sandboxes::start_at(&environments, args.sandbox_leads, args.sandbox_port_base)
+            .await?;
+    for line in sandboxes.describe() {
+        eprintln!("         {line}");
     }
-    let plane = drover_engine::data::DataPlane::connect(
-        &store,
-        u32::try_from(args.concurrency).unwrap_or(8) + 2,
-    )
-    .await?
-    .with_provided_secrets(sandboxes.secrets.clone());
+    let plane = sandboxes.open(
+        drover_engine::data::DataPlane::connect(
+            &store,
+            u32::try_from(args.concurrency).unwrap_or(8) + 2,
+        )
+        .await?,
+    );
     let scheduler = scheduler.with_data(plane.clone());
     let worker_store = ctx
         .store(u32::try_from(args.concurrency).unwrap_or(8) + 4)
@@ -159,7 +158,7 @@ async fn serve(
     // scheduler, as with separate processes.
     let web_store = ctx.store(8).await?;
     let login = admin_login(&web_store, &args.home).await?;
-    let web_state = super::web::state(&web_store, git, &args.web, Some(plane)).await?;
+    let web_state = super::web::state(&web_store, git.clone(), &args.web, Some(plane)).await?;
     let listener = tokio::net::TcpListener::bind(&args.web.listen)
         .await
         .with_context(|| {
@@ -169,6 +168,11 @@ async fn serve(
             )
         })?;
     let web_addr = listener.local_addr()?;
+    // Only once everything above started: a first start that failed leaves QA, STAGE and
+    // PROD unpinned, to start at the commit DEV runs when a start succeeds.
+    if let Some(git) = &git {
+        start_undeployed(git, &store, &report.environments).await?;
+    }
     let notifier = drover_engine::Notifier::new(store.clone(), Some(format!("http://{web_addr}")))?;
     let scheduler = tokio::spawn(
         scheduler
@@ -185,18 +189,21 @@ async fn serve(
         .map(|de| de.dag_id)
         .collect::<std::collections::BTreeSet<_>>()
         .len();
+    let cli_file = crate::config_file::write_standalone(home, ctx.database_url()?, "admin")?;
     step(started, "Drover is running");
     let banner = format!(
         "\nDrover is running: {} in {}.\n\
          Web UI:               http://{web_addr}\n\
          Log in as:            {}\n\
-         In another terminal:  export DATABASE_URL={}\n{}\
-         then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev --as admin\n\
+         The CLI:              {}\n\
+         Elsewhere:            export DATABASE_URL={}\n{}\
+         then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev\n\
          Press Ctrl-C to stop.\n",
         counted(dags, "DAG", "DAGs"),
         counted(report.environments.len(), "environment", "environments"),
         login,
-        redact(&ctx.database_url),
+        cli_words(home, &cli_file),
+        redact(ctx.database_url()?),
         checkout
             .map(|root| format!(
                 "                      export DROVER_REPO={}   (for drover env promote / diff / rollback)\n",
@@ -370,4 +377,24 @@ fn redact(url: &str) -> String {
 /// "1 DAG", "4 DAGs".
 fn counted(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Where the CLI finds what standalone wrote for it: commands run in the folder that holds
+/// the home (when it is a `.drover` folder), or with DROVER_HOME naming it.
+fn cli_words(home: &std::path::Path, file: &std::path::Path) -> String {
+    let default_name = home
+        .file_name()
+        .is_some_and(|n| n == crate::config_file::STANDALONE_HOME);
+    match home.parent() {
+        Some(dir) if default_name => format!(
+            "drover commands run in {} use this database as admin, no DATABASE_URL or --as needed ({})",
+            dir.display(),
+            file.display()
+        ),
+        _ => format!(
+            "with DROVER_HOME={}, drover commands use this database as admin ({})",
+            home.display(),
+            file.display()
+        ),
+    }
 }

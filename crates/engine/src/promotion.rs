@@ -1,6 +1,7 @@
 //! Promotion and rollback between environments, with their gates: every DAG at the commit
-//! validates; each changed DAG ran successfully at that commit in the environment below (where
-//! the environment asks); a second person approves (where the environment asks).
+//! validates; each changed DAG ran successfully in the environment below with the same file
+//! content (where the environment asks); a second person approves (where the environment
+//! asks).
 
 use drover_spec::environment::Environment;
 use drover_store::{DeploymentRow, Store};
@@ -49,7 +50,8 @@ fn find<'a>(envs: &'a [Environment], name: &str) -> Result<&'a Environment, Engi
     })
 }
 
-/// Check the gates for moving `target` to `plan`'s commit.
+/// Check the gates for moving `target` to `plan`'s commit. A refusal says what would satisfy
+/// it: the command to run, and where.
 async fn check_gates(
     store: &Store,
     target: &Environment,
@@ -63,7 +65,8 @@ async fn check_gates(
             .map(|(p, m)| format!("  {p}: {}", m.lines().next().unwrap_or("")))
             .collect();
         return Err(EngineError::Invalid(format!(
-            "refused: {} DAG file(s) do not validate at {}:\n{}",
+            "refused: {} DAG file(s) do not validate at {}:\n{}\n\
+             Fix them (`drover dags validate` shows every problem, file:line:col), commit, then promote again.",
             plan.errors.len(),
             short(&plan.commit),
             list.join("\n")
@@ -76,23 +79,68 @@ async fn check_gates(
                 target.name
             )));
         };
-        let changed: Vec<String> = plan.upserts.iter().map(|u| u.dag_id.clone()).collect();
-        let ok = store
-            .dags_succeeded_at(&below.name, &plan.commit, &changed)
-            .await?;
-        let missing: Vec<&String> = changed.iter().filter(|d| !ok.contains(d)).collect();
-        if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            return Err(EngineError::Invalid(format!(
-                "refused: `{}` requires each changed DAG to have run successfully in `{}` at {}; not yet: {}",
-                target.name,
-                below.name,
-                short(&plan.commit),
-                names.join(", ")
-            )));
-        }
+        missing_below(store, target, below, plan).await?;
     }
     Ok(())
+}
+
+/// The gate `require_success_below` checks content, not commits: a changed DAG passes when
+/// its file, byte for byte (its blob id), ran clean in `below` at any commit, so a commit
+/// that only touched another DAG or a README does not ask for the run again.
+async fn missing_below(
+    store: &Store,
+    target: &Environment,
+    below: &Environment,
+    plan: &Plan,
+) -> Result<(), EngineError> {
+    let contents: Vec<(String, String)> = plan
+        .upserts
+        .iter()
+        .map(|u| (u.dag_id.clone(), u.blob_id.clone()))
+        .collect();
+    let ok = store.dags_succeeded_with(&below.name, &contents).await?;
+    let missing: Vec<&drover_store::VersionSync> = plan
+        .upserts
+        .iter()
+        .filter(|u| !ok.contains(&u.dag_id))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let runs_below = store.environment_blobs(&below.name).await?;
+    let mut lines = Vec::with_capacity(missing.len());
+    for u in &missing {
+        let (dag, env) = (&u.dag_id, &below.name);
+        lines.push(if runs_below.get(dag) == Some(&u.blob_id) {
+            format!(
+                "  {dag} has not run clean in {env} at this content; run it there: \
+                 `drover runs trigger {dag} --env {env}` and wait for it to succeed"
+            )
+        } else {
+            let bring = match &below.branch {
+                Some(branch) => format!("commit it to `{branch}`, which {env} follows"),
+                None => format!(
+                    "`drover env promote {env} --commit {}`",
+                    short(&plan.commit)
+                ),
+            };
+            format!(
+                "  {dag} has not run clean in {env} at this content, and {env} runs another \
+                 version of it: bring this version into {env} first ({bring}), then run it \
+                 there: `drover runs trigger {dag} --env {env}` and wait for it to succeed"
+            )
+        });
+    }
+    let names: Vec<&str> = missing.iter().map(|u| u.dag_id.as_str()).collect();
+    Err(EngineError::Invalid(format!(
+        "refused: `{}` takes a changed DAG only once its content ran clean in `{}`; not yet \
+         at {}: {}\n{}\nthen promote again.",
+        target.name,
+        below.name,
+        short(&plan.commit),
+        names.join(", "),
+        lines.join("\n")
+    )))
 }
 
 pub fn short(commit: &str) -> &str {
@@ -131,7 +179,10 @@ pub async fn promote(
             .await?
             .map(|d| d.commit_sha)
             .ok_or_else(|| {
-                EngineError::Invalid(format!("refused: `{}` runs no commit yet", src.name))
+                EngineError::Invalid(format!(
+                    "refused: `{}` runs no commit yet: promote into it first, or give --commit",
+                    src.name
+                ))
             })?,
         (None, None) => {
             return Err(EngineError::Invalid(
@@ -186,7 +237,7 @@ pub async fn approve(
     })?;
     if request.requested_by == actor {
         return Err(EngineError::Invalid(format!(
-            "refused: {actor} asked for this promotion; it needs the approval of a different person"
+            "refused: {actor} asked for this promotion; it needs the approval of a different person: another operator (or an admin) runs `drover env approve {target}`"
         )));
     }
     let below = envs.iter().rev().find(|e| e.order < env.order);

@@ -251,20 +251,28 @@ impl Store {
         .await?)
     }
 
-    /// Of `dag_ids`, those with a successful run in `environment` at `commit`.
-    pub async fn dags_succeeded_at(
+    /// Of `(dag_id, blob_id)` pairs, the DAG ids with a successful run in `environment` of
+    /// the version with that content (at whatever commit it ran): a preview run, which sent
+    /// nothing, does not count.
+    pub async fn dags_succeeded_with(
         &self,
         environment: &str,
-        commit: &str,
-        dag_ids: &[String],
+        contents: &[(String, String)],
     ) -> Result<Vec<String>> {
+        let (ids, blobs): (Vec<&str>, Vec<&str>) = contents
+            .iter()
+            .map(|(d, b)| (d.as_str(), b.as_str()))
+            .unzip();
         Ok(sqlx::query_scalar(
-            "select distinct dag_id from dag_run where environment = $1 and commit_sha = $2 \
-             and state = 'success' and dag_id = any($3)",
+            "select v.dag_id from unnest($2::text[], $3::text[]) as c(dag_id, blob_id) \
+             join dag_version v on v.dag_id = c.dag_id and v.blob_id = c.blob_id \
+             where exists (select 1 from dag_run r where r.environment = $1 \
+                           and r.version_id = v.id and r.state = 'success' and not r.preview) \
+             order by v.dag_id",
         )
         .bind(environment)
-        .bind(commit)
-        .bind(dag_ids)
+        .bind(ids)
+        .bind(blobs)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -292,7 +300,7 @@ impl Store {
         .await?;
         let Some(id) = id else {
             return Err(StoreError::Conflict(format!(
-                "a promotion into `{environment}` is already waiting for approval: approve or reject it first"
+                "refused: a promotion into `{environment}` is already waiting for approval: someone other than who asked runs `drover env approve {environment}` (or `drover env reject {environment}`), then promote again"
             )));
         };
         crate::audit::record(

@@ -89,6 +89,9 @@ pub struct MapClients {
     /// Values for `{ env: NAME }` secrets that this process holds itself (standalone mode
     /// hands its sandboxes' credentials over this way); the process environment otherwise.
     provided: HashMap<String, Secret>,
+    /// Environment → the MAP address to use instead of its file's (standalone mode, when a
+    /// sandbox could not have the port the file names).
+    addresses: HashMap<String, String>,
 }
 
 impl MapClients {
@@ -97,6 +100,7 @@ impl MapClients {
             store,
             clients: Mutex::new(HashMap::new()),
             provided: HashMap::new(),
+            addresses: HashMap::new(),
         }
     }
 
@@ -106,6 +110,23 @@ impl MapClients {
             provided,
             ..Self::new(store)
         }
+    }
+
+    /// These clients, reaching the MAP of each environment in `addresses` there instead of
+    /// at its file's `base_url`.
+    #[must_use]
+    pub fn at_addresses(self, addresses: HashMap<String, String>) -> Self {
+        Self {
+            store: self.store,
+            clients: Mutex::new(HashMap::new()),
+            provided: self.provided,
+            addresses,
+        }
+    }
+
+    /// The MAP addresses used instead of the environments' files'.
+    pub fn addresses(&self) -> &HashMap<String, String> {
+        &self.addresses
     }
 
     /// The `{ env: NAME }` values this process was handed.
@@ -125,7 +146,14 @@ impl MapClients {
         {
             return Ok(client.clone());
         }
-        let client = build(&self.store, env, &self.provided)?;
+        let client = match self.addresses.get(&env.name) {
+            Some(url) => {
+                let mut moved = env.clone();
+                moved.map.base_url.clone_from(url);
+                build(&self.store, &moved, &self.provided)?
+            }
+            None => build(&self.store, env, &self.provided)?,
+        };
         clients.insert(
             env.name.clone(),
             (env.map.clone(), env.map_daily_api_budget, client.clone()),

@@ -67,10 +67,23 @@ impl DataPlane {
         mut self,
         provided: std::collections::HashMap<String, drover_map::Secret>,
     ) -> Self {
-        self.maps = Arc::new(MapClients::with_provided_secrets(
-            self.store.clone(),
-            provided,
-        ));
+        let addresses = self.maps.addresses().clone();
+        self.maps = Arc::new(
+            MapClients::with_provided_secrets(self.store.clone(), provided).at_addresses(addresses),
+        );
+        self
+    }
+
+    /// The same plane, its MAP clients reaching each environment in `addresses` there
+    /// instead of at its file's `base_url` (standalone's sandboxes on free ports).
+    pub fn with_map_addresses(
+        mut self,
+        addresses: std::collections::HashMap<String, String>,
+    ) -> Self {
+        self.maps = Arc::new(
+            MapClients::with_provided_secrets(self.store.clone(), self.maps.provided().clone())
+                .at_addresses(addresses),
+        );
         self
     }
 

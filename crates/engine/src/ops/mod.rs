@@ -75,6 +75,34 @@ pub struct EnvironmentDiff {
     pub text: String,
 }
 
+/// What promoting one environment's commit into another would do there.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PromotionDiff {
+    pub from_commit: String,
+    /// `None` when the target runs nothing yet.
+    pub to_commit: Option<String>,
+    /// (DAG id, path) of the DAGs the target would add, and of those it would change.
+    pub added: Vec<(String, String)>,
+    pub changed: Vec<(String, String)>,
+    /// DAG ids it would stop running.
+    pub removed: Vec<String>,
+    /// (path, message) of the files that do not validate at the commit (a promotion refuses).
+    pub errors: Vec<(String, String)>,
+    /// Unified diff from the target's DAG files to the source's.
+    pub text: String,
+    /// Whether DAGs new to the target start paused there.
+    pub new_dags_paused: bool,
+}
+
+impl PromotionDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.errors.is_empty()
+    }
+}
+
 /// The operations, over one store, with what some of them need: the DAG repository
 /// (promotion) and the MAP connections (revert).
 #[derive(Debug, Clone)]
@@ -365,6 +393,48 @@ impl Operations {
             to_commit: b,
             files,
             text,
+        })
+    }
+
+    /// What promoting `from`'s commit into `to` would do there, DAG by DAG (as the promotion
+    /// itself plans it), with the unified diff from `to`'s files to `from`'s.
+    pub async fn promotion_diff(&self, from: &str, to: &str) -> Result<PromotionDiff, OpError> {
+        let git = self.git()?;
+        let target = self.environment(to).await?;
+        self.environment(from).await?;
+        let commit_of = |name: &str| {
+            let (store, name) = (self.store.clone(), name.to_owned());
+            async move { Ok::<_, OpError>(store.current_deployment(&name).await?.map(|d| d.commit_sha)) }
+        };
+        let from_commit = commit_of(from).await?.ok_or_else(|| {
+            OpError::Conflict(format!(
+                "`{from}` runs no commit yet: nothing to promote from it"
+            ))
+        })?;
+        let to_commit = commit_of(to).await?;
+        let plan = git.plan(&self.store, to, &from_commit).await?;
+        let running = self.store.environment_blobs(to).await?;
+        let (mut added, mut changed) = (Vec::new(), Vec::new());
+        for u in &plan.upserts {
+            let at = (u.dag_id.clone(), u.path.clone());
+            if running.contains_key(&u.dag_id) {
+                changed.push(at);
+            } else {
+                added.push(at);
+            }
+        }
+        added.sort();
+        changed.sort();
+        let text = git.diff_text(to_commit.as_deref(), &from_commit).await?;
+        Ok(PromotionDiff {
+            from_commit,
+            to_commit,
+            added,
+            changed,
+            removed: plan.removed,
+            errors: plan.errors,
+            text,
+            new_dags_paused: target.new_dags_paused,
         })
     }
 }
