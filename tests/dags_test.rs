@@ -626,6 +626,12 @@ fn without_database_url_it_runs_on_a_throwaway_postgres() {
     }
     let _turn = serial();
     let tree = Tree::new();
+    // A standalone's settings for the CLI in this checkout name its database: a test run
+    // goes to a throwaway one all the same.
+    tree.write(
+        ".drover/cli.yaml",
+        "database_url: \"postgres://nobody@127.0.0.1:1/standalone\"\nuser: \"admin\"\n",
+    );
     let out = tree.run(
         &["dags", "test", "lead_scoring", "--sandbox-leads", "2000"],
         None,
