@@ -197,6 +197,87 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        RunsCommand::Plan {
+            run_id,
+            task,
+            limit,
+            json,
+        } => {
+            let id = parse_run_id(&run_id)?;
+            let run = store.get_run(id).await?;
+            let limit = limit.clamp(0, 100_000);
+            let Some(view) = store
+                .latest_return_plan_with_records(id, &task, limit)
+                .await?
+            else {
+                bail!(
+                    "task `{task}` of run {id} recorded no plan: only a return records one, when it runs (see `drover runs show {id}` for its tasks)"
+                );
+            };
+            let p = &view.plan;
+            let next_after = view
+                .more
+                .then(|| view.records.last().map(|r| r.ord))
+                .flatten();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&p.to_json(
+                        Some(&view.records),
+                        None,
+                        next_after
+                    ))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "plan of {task} in run {id} ({} {}, try {}, {})",
+                run.dag_id,
+                run.environment,
+                p.try_number,
+                if p.preview {
+                    "a preview: nothing was sent"
+                } else {
+                    "recorded before writing"
+                }
+            );
+            println!("  {}", p.in_words());
+            if !p.snapshot {
+                println!("  (no snapshot: the values before are unknown)");
+            }
+            if let Some(t) = p.records_dropped_at {
+                println!(
+                    "  the records were dropped on {} after the environment's retention period",
+                    t.format("%Y-%m-%d")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if view.records.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = vec![vec![
+                p.lookup.to_uppercase(),
+                "MAP ID".to_owned(),
+                "PLAN".to_owned(),
+                "CHANGES (OLD → NEW)".to_owned(),
+            ]];
+            for r in &view.records {
+                table.push(plan_line(r));
+            }
+            println!();
+            print_columns(&table);
+            println!(
+                "\n{} of {} records{}",
+                view.records.len(),
+                p.rows,
+                if view.more {
+                    " (--limit N shows more)"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         RunsCommand::Wait { run_id, timeout } => {
             let id = parse_run_id(&run_id)?;
             let started = Instant::now();
@@ -224,6 +305,60 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+/// A plan's record as a line of `runs plan`: key, map id, status, changes.
+fn plan_line(r: &drover_store::PlanRecord) -> Vec<String> {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "∅".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut changes: Vec<String> = r
+        .changes
+        .iter()
+        .map(|c| {
+            if c.old_known {
+                format!("{}: {} → {}", c.field, text(&c.old), text(&c.new))
+            } else {
+                format!("{}: ? → {}", c.field, text(&c.new))
+            }
+        })
+        .collect();
+    if !r.withheld.is_empty() {
+        changes.push(format!("withheld (empty): {}", r.withheld.join(", ")));
+    }
+    if let Some(why) = &r.reason {
+        changes.push(why.clone());
+    }
+    vec![
+        r.key.clone().unwrap_or_else(|| "∅".to_owned()),
+        r.map_id.map(|i| i.to_string()).unwrap_or_default(),
+        r.status.replace('_', " "),
+        changes.join("; "),
+    ]
+}
+
+fn print_columns(rows: &[Vec<String>]) {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols.saturating_sub(1))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count().min(40))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (i, cell) in r.iter().enumerate() {
+            match widths.get(i) {
+                Some(w) => line.push_str(&format!("{cell:<w$}  ")),
+                None => line.push_str(cell),
+            }
+        }
+        println!("{}", line.trim_end());
     }
 }
 
