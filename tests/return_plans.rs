@@ -42,8 +42,13 @@ const SELECT: &str = "select * from (values \
 const WORDS: &str = "would create 2 leads, update 2 (firstName on 1, leadScore on 1), leave 1 unchanged, not send 1 without an email, withhold 1 empty value";
 
 fn return_dag(id: &str) -> String {
+    return_dag_with(id, "")
+}
+
+/// The return with more `options` (", snapshot: false").
+fn return_dag_with(id: &str, options: &str) -> String {
     format!(
-        "id: {id}\ndefaults: {{ retries: 0 }}\ntasks:\n  - id: rows\n    sql: |\n      create table {{{{ output }}}} as {SELECT}\n  - id: push\n    depends_on: [rows]\n    return: {{ object: leads, fields: [country, firstName, leadScore], mode: sync }}\n"
+        "id: {id}\ndefaults: {{ retries: 0 }}\ntasks:\n  - id: rows\n    sql: |\n      create table {{{{ output }}}} as {SELECT}\n  - id: push\n    depends_on: [rows]\n    return: {{ object: leads, fields: [country, firstName, leadScore], mode: sync{options} }}\n"
     )
 }
 
@@ -359,28 +364,35 @@ fn a_preview_run_records_its_plan_and_writes_nothing() {
         seed_leads(&base).await;
         ws.map_environment(&base, CLIENT_ID, SECRET, Some(10_000));
         ws.dag("plans", &return_dag("plans"));
+        ws.dag("blind", &return_dag_with("blind", ", snapshot: false"));
         let d = Drover { db: &db, ws: &ws };
         d.ok(&["db", "migrate"]);
         let _s = d.scheduler("scheduler");
         let w = d.worker("worker", 2, 10.0);
         let store = db.store().await;
         synced(&store, "plans").await;
+        synced(&store, "blind").await;
         reset_calls(&base).await;
         let ops = Operations::new(store.clone());
         let admin_actor = Actor::with_role("ana", parse_role("admin").unwrap_or_else(|| panic!()));
-        let run = ops
-            .trigger(
-                &admin_actor,
-                &TriggerRequest {
-                    dag_id: "plans".to_owned(),
-                    environment: "dev".to_owned(),
-                    params: Vec::new(),
-                    logical_date: None,
-                    preview: true,
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let preview = |dag: &'static str| {
+            let (ops, admin_actor) = (&ops, &admin_actor);
+            async move {
+                ops.trigger(
+                    admin_actor,
+                    &TriggerRequest {
+                        dag_id: dag.to_owned(),
+                        environment: "dev".to_owned(),
+                        params: Vec::new(),
+                        logical_date: None,
+                        preview: true,
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+            }
+        };
+        let run = preview("plans").await;
         let row = support::wait_finished(&store, run, Duration::from_secs(60)).await;
         assert_eq!(row.state, RunState::Success, "{}", w.log());
 
@@ -435,6 +447,36 @@ fn a_preview_run_records_its_plan_and_writes_nothing() {
         assert!(out.contains(WORDS), "{out}");
         // The lead is as it was.
         assert_eq!(admin(&base, "/_sandbox/leads/1").await["firstName"], "Ann");
+
+        // Without a snapshot: nothing read, old values unknown, creates and updates not told
+        // apart.
+        reset_calls(&base).await;
+        let run = preview("blind").await;
+        let row = support::wait_finished(&store, run, Duration::from_secs(60)).await;
+        assert_eq!(row.state, RunState::Success, "{}", w.log());
+        let log = calls(&base).await;
+        assert!(!log.iter().any(|c| c.contains("/leads.json")), "no lead call: {log:?}");
+        let view = store
+            .latest_return_plan_with_records(run, "push", 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no plan"));
+        assert!(!view.plan.snapshot);
+        assert_eq!((view.plan.creates, view.plan.updates, view.plan.sends), (None, None, 5));
+        assert_eq!(
+            view.plan.in_words(),
+            "would send 5 leads (new or existing: not known without a snapshot; firstName on 5, leadScore on 5, country on 3), not send 1 without an email"
+        );
+        let ann = view
+            .records
+            .iter()
+            .find(|r| r.key.as_deref() == Some("ann@plan.example"))
+            .unwrap_or_else(|| panic!("{:?}", view.records));
+        assert_eq!(ann.status, "send");
+        assert!(ann.changes.iter().all(|c| !c.old_known && c.old.is_null()), "{ann:?}");
+        let out = d.ok(&["runs", "plan", &run.to_string(), "push"]);
+        assert!(out.contains("firstName: ? → Ann2"), "{out}");
+        assert!(out.contains("no snapshot: the values before are unknown"), "{out}");
         map.shutdown().await;
     });
 }

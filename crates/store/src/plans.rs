@@ -303,7 +303,7 @@ pub async fn plan_records(
 ) -> Result<Vec<PlanRecord>> {
     // The relation is Drover's own name for the table, quoted; values are bound.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "select ord, key, map_id, status, reason, changes, withheld from {}
+        "select ord, key, map_id, status, reason, new, old, withheld from {}
          where ord > $1 order by ord limit $2",
         plan.relation()
     )))
@@ -313,16 +313,23 @@ pub async fn plan_records(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let changes: Option<sqlx::types::Json<serde_json::Map<String, Value>>> =
-            row.try_get("changes")?;
-        let changes = changes
-            .map(|c| {
-                c.0.into_iter()
-                    .map(|(field, v)| FieldChange {
+        let status: String = row.try_get("status")?;
+        let new: Option<sqlx::types::Json<serde_json::Map<String, Value>>> = row.try_get("new")?;
+        let old: Option<sqlx::types::Json<serde_json::Map<String, Value>>> = row.try_get("old")?;
+        // Old values are known but for a record sent without a snapshot (a new record's are
+        // null).
+        let old_known = status != status::SEND;
+        let changes = new
+            .map(|n| {
+                n.0.into_iter()
+                    .map(|(field, new)| FieldChange {
+                        old: old
+                            .as_ref()
+                            .and_then(|o| o.0.get(&field).cloned())
+                            .unwrap_or(Value::Null),
+                        old_known,
                         field,
-                        old_known: v.get("old").is_some(),
-                        old: v.get("old").cloned().unwrap_or(Value::Null),
-                        new: v.get("new").cloned().unwrap_or(Value::Null),
+                        new,
                     })
                     .collect()
             })
@@ -331,7 +338,7 @@ pub async fn plan_records(
             ord: row.try_get("ord")?,
             key: row.try_get("key")?,
             map_id: row.try_get("map_id")?,
-            status: row.try_get("status")?,
+            status,
             reason: row.try_get("reason")?,
             changes,
             withheld: row

@@ -4,8 +4,9 @@
 //! totals with a digest of the records.
 //!
 //! Built in SQL from the side tables in a few passes over them, whatever the number of rows:
-//! one `create table … as` joining rows, plan and values before, an index on the row order
-//! for paging, then one aggregate for the totals and digest and one for the fields changed.
+//! one `create table … as` joining rows, plan and values before (copying values, computing
+//! nothing per field), an index on the row order for paging, then one aggregate for the
+//! totals and digest and one for the fields changed.
 //! The records are environment data (a PROD lead's values): they live in the environment's
 //! receipts schema, readable by its SQL role like receipts, and registered as a dataset of
 //! kind `plan` so retention drops them. The totals are Drover's, in `return_plan`.
@@ -43,6 +44,9 @@ pub(super) async fn record(
     let table = records_table(id);
     let relation = quoted_relation(&schema, &table);
     let snapshot = if spec.snapshot { "true" } else { "false" };
+    // Per row: `new`, the fields to write (the lookup left out); `old`, the record's values
+    // before (null for a new record, and without a snapshot) — each field's old → new is
+    // read from the two, so building the table copies values and computes nothing per field.
     let build = format!(
         "drop table if exists {relation};
          create table {relation} as
@@ -53,16 +57,12 @@ pub(super) async fn record(
                      when b.previous is null then '{create}'
                      else '{update}' end as status,
                 p.reason,
-                (select jsonb_object_agg(e.key,
-                          case when {snapshot}
-                               then jsonb_build_object('old', coalesce(b.previous->e.key, 'null'::jsonb), 'new', e.value)
-                               else jsonb_build_object('new', e.value) end)
-                 from jsonb_each(p.payload) e where e.key <> {lookup}) as changes,
+                p.payload - {lookup} as new,
+                case when {snapshot} then b.previous end as old,
                 p.withheld
          from {rows} r
          join {plan} p on p.ord = r.ord
-         left join {before} b on b.key = r.key
-         order by r.ord;
+         left join {before} b on b.key = r.key;
          create unique index on {relation} (ord);
          grant select on {relation} to {role};",
         not_sent = status::NOT_SENT,
@@ -80,7 +80,9 @@ pub(super) async fn record(
     sqlx::raw_sql(AssertSqlSafe(build))
         .execute(&mut *tx)
         .await?;
-    // The totals and the digest in one pass; the fields changed in another.
+    // The totals and the digest in one pass; the fields changed in another. The digest is
+    // two sums of 64-bit hashes of every record, with the count: no sort of the records,
+    // and equal for equal plans whatever order they were written in.
     let totals = format!(
         "insert into return_plan (run_id, task_id, try_number, environment, table_name, lookup, snapshot, preview,
                                   rows, creates, updates, sends, unchanged, not_sent, nulls_withheld, field_changes, digest)
@@ -88,7 +90,7 @@ pub(super) async fn record(
                 t.rows, case when $7 then t.creates end, case when $7 then t.updates end,
                 t.sends, t.unchanged, t.not_sent, t.withheld,
                 (select coalesce(jsonb_object_agg(f, n), '{{}}'::jsonb) from (
-                   select f, count(*) as n from {relation} x, jsonb_object_keys(x.changes) f
+                   select f, count(*) as n from {relation} x, jsonb_object_keys(x.new) f
                    where x.status in ('{update}', '{send}') group by f) c),
                 t.digest
          from (select count(*) as rows,
@@ -98,10 +100,11 @@ pub(super) async fn record(
                       count(*) filter (where status = '{unchanged}') as unchanged,
                       count(*) filter (where status = '{not_sent}') as not_sent,
                       coalesce(sum(cardinality(withheld)), 0)::bigint as withheld,
-                      md5(coalesce(string_agg(md5(concat_ws(E'\\x1f', coalesce(key, '∅'), status,
-                                                            coalesce(changes::text, '∅'), coalesce(withheld::text, '∅'))),
-                                              '' order by ord), '')) as digest
-               from {relation}) t
+                      md5(concat_ws(':', count(*), sum(hashtextextended(x.line, 0)::numeric),
+                                    sum(hashtextextended(x.line, 1)::numeric))) as digest
+               from (select *, concat_ws(E'\\x1f', coalesce(key, '∅'), status, coalesce(new::text, '∅'),
+                                         coalesce(old::text, '∅'), coalesce(withheld::text, '∅')) as line
+                     from {relation}) x) t
          on conflict (run_id, task_id, try_number) do update
            set environment = excluded.environment, table_name = excluded.table_name, lookup = excluded.lookup,
                snapshot = excluded.snapshot, preview = excluded.preview, rows = excluded.rows,
