@@ -346,6 +346,22 @@ fn plan_totals_equal_what_the_return_then_writes() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(tries, 2, "one plan per try");
+
+        // A new run of the same data: every lead holds its values now; another plan, another
+        // digest.
+        let next = trigger_as(&d, "plans", "dev", &["--as", "ada"]);
+        let row = support::wait_finished(&store, next, Duration::from_secs(60)).await;
+        assert_eq!(row.state, RunState::Success, "{}", w.log());
+        let now = store
+            .latest_return_plan(next, "push")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no plan"));
+        assert_eq!(
+            now.in_words(),
+            "would send nothing, leave 5 unchanged, not send 1 without an email, withhold 1 empty value"
+        );
+        assert_ne!(now.digest, again.digest);
         map.shutdown().await;
     });
 }

@@ -168,8 +168,9 @@ impl ReturnPlan {
                 .join(", ")
         };
         match (self.creates, self.updates) {
+            _ if self.sends == 0 => parts.push("send nothing".to_owned()),
             (Some(c), Some(u)) => {
-                if c > 0 || u == 0 {
+                if c > 0 {
                     parts.push(format!("create {}", leads(c)));
                 }
                 if u > 0 && fields.is_empty() {
@@ -391,11 +392,22 @@ mod tests {
             "would send 352 leads (new or existing: not known without a snapshot; leadScore on 340, country on 12), leave 1,020 unchanged, not send 3 without an email, withhold 8 empty values"
         );
         let mut p = plan(Some(0), Some(0));
+        p.sends = 0;
         p.unchanged = 0;
-        p.not_sent = 0;
+        p.not_sent = 2;
         p.nulls_withheld = 1;
         p.lookup = "id".into();
-        assert_eq!(p.in_words(), "would create 0 leads, withhold 1 empty value");
+        assert_eq!(
+            p.in_words(),
+            "would send nothing, not send 2 without an `id`, withhold 1 empty value"
+        );
+        let mut p = plan(Some(0), Some(1));
+        p.sends = 1;
+        p.field_changes.0.clear();
+        p.unchanged = 0;
+        p.not_sent = 0;
+        p.nulls_withheld = 0;
+        assert_eq!(p.in_words(), "would update 1");
         assert_eq!(article("id"), "an `id`");
         assert_eq!(thousands(1_234_567), "1,234,567");
     }

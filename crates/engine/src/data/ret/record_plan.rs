@@ -81,8 +81,10 @@ pub(super) async fn record(
         .execute(&mut *tx)
         .await?;
     // The totals and the digest in one pass; the fields changed in another. The digest is
-    // two sums of 64-bit hashes of every record, with the count: no sort of the records,
-    // and equal for equal plans whatever order they were written in.
+    // two sums of 64-bit hashes of every record (its key, status and withheld fields as
+    // text, its new and old values by their jsonb hash, each field of a record bound to
+    // it), with the count: no sort and no text of the values, and equal for equal plans
+    // whatever order they were written in.
     let totals = format!(
         "insert into return_plan (run_id, task_id, try_number, environment, table_name, lookup, snapshot, preview,
                                   rows, creates, updates, sends, unchanged, not_sent, nulls_withheld, field_changes, digest)
@@ -100,11 +102,15 @@ pub(super) async fn record(
                       count(*) filter (where status = '{unchanged}') as unchanged,
                       count(*) filter (where status = '{not_sent}') as not_sent,
                       coalesce(sum(cardinality(withheld)), 0)::bigint as withheld,
-                      md5(concat_ws(':', count(*), sum(hashtextextended(x.line, 0)::numeric),
-                                    sum(hashtextextended(x.line, 1)::numeric))) as digest
-               from (select *, concat_ws(E'\\x1f', coalesce(key, '∅'), status, coalesce(new::text, '∅'),
-                                         coalesce(old::text, '∅'), coalesce(withheld::text, '∅')) as line
-                     from {relation}) x) t
+                      md5(concat_ws(':', count(*), sum(h0::numeric), sum(h1::numeric))) as digest
+               from (select *,
+                            hashtextextended(line, 0) # coalesce(jsonb_hash_extended(new, 1), 0)
+                              # coalesce(jsonb_hash_extended(old, 2), 0) as h0,
+                            hashtextextended(line, 3) # coalesce(jsonb_hash_extended(new, 4), 0)
+                              # coalesce(jsonb_hash_extended(old, 5), 0) as h1
+                     from (select *, concat_ws(E'\\x1f', coalesce(key, '∅'), status,
+                                               coalesce(array_to_string(withheld, ','), '∅')) as line
+                           from {relation}) l) x) t
          on conflict (run_id, task_id, try_number) do update
            set environment = excluded.environment, table_name = excluded.table_name, lookup = excluded.lookup,
                snapshot = excluded.snapshot, preview = excluded.preview, rows = excluded.rows,
