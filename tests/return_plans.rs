@@ -493,6 +493,31 @@ fn a_preview_run_records_its_plan_and_writes_nothing() {
         let out = d.ok(&["runs", "plan", &run.to_string(), "push"]);
         assert!(out.contains("firstName: ? → Ann2"), "{out}");
         assert!(out.contains("no snapshot: the values before are unknown"), "{out}");
+
+        // Retention drops the records with the environment's other data; the totals stay.
+        sqlx::query("update dataset set expires_at = now() - interval '1 day' where run_id = $1 and kind = 'plan'")
+            .bind(run)
+            .execute(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plane = drover_engine::data::DataPlane::connect(&store, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dropped = drover_engine::data::drop_expired_datasets(&plane, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dropped, 1);
+        let table: Option<String> = sqlx::query_scalar(
+            "select relname::text from pg_class where relname = $1",
+        )
+        .bind(&view.plan.table_name)
+        .fetch_optional(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(table, None, "the records table is dropped");
+        let out = d.ok(&["runs", "plan", &run.to_string(), "push"]);
+        assert!(out.contains("would send 5 leads"), "{out}");
+        assert!(out.contains("the records were dropped on"), "{out}");
         map.shutdown().await;
     });
 }
