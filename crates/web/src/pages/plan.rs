@@ -30,7 +30,7 @@ const ON_RUN_PAGE: i64 = 10;
 /// One field a record's plan writes, as text.
 pub(crate) struct Change {
     pub(crate) field: String,
-    /// None: not known (no snapshot).
+    /// None: a new record's, or not known (no snapshot).
     pub(crate) old: Option<String>,
     pub(crate) new: String,
 }
@@ -57,6 +57,8 @@ fn text(v: &Value) -> String {
 
 impl From<PlanRecord> for Line {
     fn from(r: PlanRecord) -> Self {
+        // A new record has no old values to show; without a snapshot they are unknown.
+        let shows_old = r.status != "create";
         Line {
             key: r.key.unwrap_or_default(),
             map_id: r.map_id.map(|i| i.to_string()).unwrap_or_default(),
@@ -74,7 +76,7 @@ impl From<PlanRecord> for Line {
                 .iter()
                 .map(|c| Change {
                     field: c.field.clone(),
-                    old: c.old_known.then(|| text(&c.old)),
+                    old: (shows_old && c.old_known).then(|| text(&c.old)),
                     new: text(&c.new),
                 })
                 .collect(),
