@@ -241,41 +241,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
                     "recorded before writing"
                 }
             );
-            println!("  {}", p.in_words());
-            if !p.snapshot {
-                println!("  (no snapshot: the values before are unknown)");
-            }
-            if let Some(t) = p.records_dropped_at {
-                println!(
-                    "  the records were dropped on {} after the environment's retention period",
-                    t.format("%Y-%m-%d")
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            if view.records.is_empty() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut table = vec![vec![
-                p.lookup.to_uppercase(),
-                "MAP ID".to_owned(),
-                "PLAN".to_owned(),
-                "CHANGES (OLD → NEW)".to_owned(),
-            ]];
-            for r in &view.records {
-                table.push(plan_line(r));
-            }
-            println!();
-            print_columns(&table);
-            println!(
-                "\n{} of {} records{}",
-                view.records.len(),
-                p.rows,
-                if view.more {
-                    " (--limit N shows more)"
-                } else {
-                    ""
-                }
-            );
+            print!("{}", plan_text(&view, "--limit N shows more"));
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Wait { run_id, timeout } => {
@@ -306,6 +272,52 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// A return's plan as `drover runs plan` prints it (after its heading): the sentence, then
+/// the records listed with each field's old → new, and how many of how many are listed
+/// (`more`: how to see the rest, when some are not listed). For `drover dags test` too.
+pub(crate) fn plan_text(view: &drover_store::PlanView, more: &str) -> String {
+    use std::fmt::Write as _;
+    let p = &view.plan;
+    let mut out = format!("  {}\n", p.in_words());
+    if !p.snapshot {
+        out.push_str("  (no snapshot: the values before are unknown)\n");
+    }
+    if let Some(t) = p.records_dropped_at {
+        let _ = writeln!(
+            out,
+            "  the records were dropped on {} after the environment's retention period",
+            t.format("%Y-%m-%d")
+        );
+        return out;
+    }
+    if view.records.is_empty() {
+        return out;
+    }
+    let mut table = vec![vec![
+        p.lookup.to_uppercase(),
+        "MAP ID".to_owned(),
+        "PLAN".to_owned(),
+        "CHANGES (OLD → NEW)".to_owned(),
+    ]];
+    for r in &view.records {
+        table.push(plan_line(r));
+    }
+    out.push('\n');
+    out.push_str(&columns_text(&table));
+    let _ = writeln!(
+        out,
+        "\n{} of {} records{}",
+        view.records.len(),
+        p.rows,
+        if view.more {
+            format!(" ({more})")
+        } else {
+            String::new()
+        }
+    );
+    out
 }
 
 /// A plan's record as a line of `runs plan`: key, map id, status, changes.
@@ -340,7 +352,8 @@ fn plan_line(r: &drover_store::PlanRecord) -> Vec<String> {
     ]
 }
 
-fn print_columns(rows: &[Vec<String>]) {
+fn columns_text(rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols.saturating_sub(1))
         .map(|i| {
@@ -358,8 +371,10 @@ fn print_columns(rows: &[Vec<String>]) {
                 None => line.push_str(cell),
             }
         }
-        println!("{}", line.trim_end());
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
 }
 
 fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
