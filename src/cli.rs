@@ -342,6 +342,18 @@ pub(crate) enum RunsCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Show what a return task planned before it wrote (or, in a preview, instead of
+    /// writing): totals in words and the first records with each field's old → new value.
+    Plan {
+        run_id: String,
+        task: String,
+        /// Records to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Wait for a run to finish: exit 0 on success, 1 on failure, 3 on timeout.
     Wait {
         run_id: String,

@@ -209,15 +209,19 @@ fn a_returns_receipt_is_kept_even_over_the_staged_data_limit() {
                 .map(|(_, b)| *b)
                 .unwrap_or_else(|| panic!("no {kind}: {sizes:?}"))
         };
-        let (output, receipt) = (size("output"), size("receipt"));
-        assert!(output > 0 && receipt > 0, "{sizes:?}");
-        // Room for the first run's data and the next output, not for the next receipt too.
+        let (output, receipt, plan) = (size("output"), size("receipt"), size("plan"));
+        assert!(output > 0 && receipt > 0 && plan > 0, "{sizes:?}");
+        // Room for the first run's data (its return's plan too) and the next output, not for
+        // the next receipt too.
         let version = store
             .dag_env("push_back", "dev")
             .await
             .map(|de| de.version_id)
             .ok();
-        ws.dag("push_back", &dag(Some(2 * output + receipt + receipt / 2)));
+        ws.dag(
+            "push_back",
+            &dag(Some(2 * output + plan + receipt + receipt / 2)),
+        );
         eventually("the limit to be read", Duration::from_secs(20), || async {
             let now = store.dag_env("push_back", "dev").await.ok()?.version_id;
             (Some(now) != version).then_some(())

@@ -197,6 +197,53 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        RunsCommand::Plan {
+            run_id,
+            task,
+            limit,
+            json,
+        } => {
+            let id = parse_run_id(&run_id)?;
+            let run = store.get_run(id).await?;
+            let limit = limit.clamp(0, 100_000);
+            let Some(view) = store
+                .latest_return_plan_with_records(id, &task, limit)
+                .await?
+            else {
+                bail!(
+                    "task `{task}` of run {id} recorded no plan: only a return records one, when it runs (see `drover runs show {id}` for its tasks)"
+                );
+            };
+            let p = &view.plan;
+            let next_after = view
+                .more
+                .then(|| view.records.last().map(|r| r.ord))
+                .flatten();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&p.to_json(
+                        Some(&view.records),
+                        None,
+                        next_after
+                    ))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "plan of {task} in run {id} ({} {}, try {}, {})",
+                run.dag_id,
+                run.environment,
+                p.try_number,
+                if p.preview {
+                    "a preview: nothing was sent"
+                } else {
+                    "recorded before writing"
+                }
+            );
+            print!("{}", plan_text(&view, "--limit N shows more"));
+            Ok(ExitCode::SUCCESS)
+        }
         RunsCommand::Wait { run_id, timeout } => {
             let id = parse_run_id(&run_id)?;
             let started = Instant::now();
@@ -225,6 +272,109 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// A return's plan as `drover runs plan` prints it (after its heading): the sentence, then
+/// the records listed with each field's old → new, and how many of how many are listed
+/// (`more`: how to see the rest, when some are not listed). For `drover dags test` too.
+pub(crate) fn plan_text(view: &drover_store::PlanView, more: &str) -> String {
+    use std::fmt::Write as _;
+    let p = &view.plan;
+    let mut out = format!("  {}\n", p.in_words());
+    if !p.snapshot {
+        out.push_str("  (no snapshot: the values before are unknown)\n");
+    }
+    if let Some(t) = p.records_dropped_at {
+        let _ = writeln!(
+            out,
+            "  the records were dropped on {} after the environment's retention period",
+            t.format("%Y-%m-%d")
+        );
+        return out;
+    }
+    if view.records.is_empty() {
+        return out;
+    }
+    let mut table = vec![vec![
+        p.lookup.to_uppercase(),
+        "MAP ID".to_owned(),
+        "PLAN".to_owned(),
+        "CHANGES (OLD → NEW)".to_owned(),
+    ]];
+    for r in &view.records {
+        table.push(plan_line(r));
+    }
+    out.push('\n');
+    out.push_str(&columns_text(&table));
+    let _ = writeln!(
+        out,
+        "\n{} of {} records{}",
+        view.records.len(),
+        p.rows,
+        if view.more {
+            format!(" ({more})")
+        } else {
+            String::new()
+        }
+    );
+    out
+}
+
+/// A plan's record as a line of `runs plan`: key, map id, status, changes.
+fn plan_line(r: &drover_store::PlanRecord) -> Vec<String> {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "∅".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut changes: Vec<String> = r
+        .changes
+        .iter()
+        .map(|c| {
+            if c.old_known {
+                format!("{}: {} → {}", c.field, text(&c.old), text(&c.new))
+            } else {
+                format!("{}: ? → {}", c.field, text(&c.new))
+            }
+        })
+        .collect();
+    if !r.withheld.is_empty() {
+        changes.push(format!("withheld (empty): {}", r.withheld.join(", ")));
+    }
+    if let Some(why) = &r.reason {
+        changes.push(why.clone());
+    }
+    vec![
+        r.key.clone().unwrap_or_else(|| "∅".to_owned()),
+        r.map_id.map(|i| i.to_string()).unwrap_or_default(),
+        r.status.replace('_', " "),
+        changes.join("; "),
+    ]
+}
+
+fn columns_text(rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols.saturating_sub(1))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count().min(40))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (i, cell) in r.iter().enumerate() {
+            match widths.get(i) {
+                Some(w) => line.push_str(&format!("{cell:<w$}  ")),
+                None => line.push_str(cell),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {

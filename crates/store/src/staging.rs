@@ -35,9 +35,9 @@ pub struct DatasetRow {
 
 impl DatasetRow {
     /// The schema holding the table: the environment's staging schema for an output, its
-    /// receipts schema for a receipt.
+    /// receipts schema for a receipt or a return's plan.
     pub fn schema(&self) -> String {
-        if self.kind == "receipt" {
+        if self.kind == "receipt" || self.kind == "plan" {
             drover_spec::dataset::receipts_schema(&self.environment)
         } else {
             drover_spec::dataset::staging_schema(&self.environment)
@@ -55,7 +55,7 @@ impl DatasetRow {
 pub struct NewDataset<'a> {
     pub run_id: Uuid,
     pub task_id: &'a str,
-    /// `output` or `receipt`.
+    /// `output`, `receipt` or `plan` (a return's plan records).
     pub kind: &'a str,
     pub environment: &'a str,
     pub table_name: &'a str,

@@ -18,6 +18,7 @@
 
 mod from_export;
 pub(crate) mod plan;
+mod record_plan;
 mod side;
 pub(crate) mod snapshot;
 
@@ -129,6 +130,8 @@ pub(super) async fn run(
     side.analyze(plane).await?;
     let planned = plan_rows(plane, spec, &side).await?;
     side.analyze(plane).await?;
+    // Before anything is written, the plan is recorded: what `runs plan` and the run page show.
+    record_plan::record(plane, id, job, spec, &side).await?;
     job.log.system(format!(
         "sending {} of {} rows: {} unchanged, {} nulls withheld{}",
         planned.to_send,

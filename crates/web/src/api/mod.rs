@@ -45,6 +45,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/clear", post(clear))
         .route("/runs/{run}/tasks/{task}/log", get(log))
         .route("/runs/{run}/tasks/{task}/rows", get(rows))
+        .route("/runs/{run}/tasks/{task}/plan", get(plan))
         .route(
             "/runs/{run}/tasks/{task}/revert",
             post(revert).get(revert_status),
@@ -638,6 +639,47 @@ async fn rows(
         "rows_hidden": hidden,
         "rejected_reasons": reasons,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PlanQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// A return's plan: its totals for everyone; its records, a page at a time, for those the
+/// environment's `rows_visible_to` allows (others get `records: null` and `records_hidden`
+/// saying why).
+async fn plan(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Path((run, task)): Path<(String, String)>,
+    Params(q): Params<PlanQuery>,
+) -> ApiResult {
+    let limit = q.limit.unwrap_or(100).clamp(0, 1000);
+    let run = state.store().get_run(parse_run(&run)?).await?;
+    let plan = state
+        .store()
+        .latest_return_plan(run.id, &task)
+        .await?
+        .ok_or_else(|| {
+            Failure::not_found(format!(
+                "task `{task}` of this run recorded no plan: only a return records one, when it runs"
+            ))
+        })?;
+    let env = state.ops().environment(&run.environment).await?;
+    let v = match crate::pages::plan::records(&state, &user.actor, &env, &plan, q.after, limit + 1)
+        .await?
+    {
+        crate::pages::plan::Records::Shown(mut r) => {
+            let more = r.len() as i64 > limit;
+            r.truncate(usize::try_from(limit).unwrap_or(0));
+            let next = more.then(|| r.last().map(|l| l.ord)).flatten();
+            plan.to_json(Some(&r), None, next)
+        }
+        crate::pages::plan::Records::Hidden(why) => plan.to_json(None, Some(&why), None),
+    };
+    ok(v)
 }
 
 #[derive(Debug, Deserialize)]

@@ -159,6 +159,25 @@ fn paths_and_schemas() -> Value {
                     "rows": { "type": ["array", "null"], "items": { "type": "array", "items": { "type": ["string", "null"] } }, "description": "The first rows, each cell as text (null for SQL null); null when they are not shown to you (see `rows_hidden`)" },
                     "rows_hidden": { "type": ["string", "null"], "description": "Why `rows` is null: the environment's `rows_visible_to` names a role above yours (rows may hold personal data), or the rows were dropped" },
                     "rejected_reasons": { "type": "array", "description": "A receipt's rejected rows by reason, most frequent first (shown to everyone)", "items": { "type": "object", "required": ["reason", "rows"], "properties": { "reason": { "type": "string" }, "rows": { "type": "integer" } } } } } },
+                "Plan": { "type": "object", "required": ["run_id", "task_id", "try_number", "environment", "preview", "snapshot", "summary", "totals", "field_changes", "digest", "records", "records_hidden", "next_after"], "properties": {
+                    "run_id": { "type": "string", "format": "uuid" }, "task_id": { "type": "string" }, "try_number": { "type": "integer", "description": "The try that recorded it (the latest)" },
+                    "environment": { "type": "string" }, "preview": { "type": "boolean", "description": "A preview run: nothing was sent" },
+                    "snapshot": { "type": "boolean", "description": "Values before were read; without, creates and updates are not told apart and old values are unknown" },
+                    "lookup": { "type": "string" }, "recorded_at": { "type": "string", "format": "date-time" },
+                    "digest": { "type": "string", "description": "A digest of the plan's records: equal digests, equal plans" },
+                    "summary": { "type": "string", "description": "The plan in words: \"would create 12 leads, update 340 (leadScore on 340), leave 1,020 unchanged, …\"" },
+                    "totals": { "type": "object", "required": ["rows", "sends", "unchanged", "not_sent", "nulls_withheld"], "properties": {
+                        "rows": { "type": "integer" }, "creates": { "type": ["integer", "null"] }, "updates": { "type": ["integer", "null"] }, "sends": { "type": "integer" },
+                        "unchanged": { "type": "integer" }, "not_sent": { "type": "integer", "description": "Rows without a lookup value" }, "nulls_withheld": { "type": "integer", "description": "Empty values not written over a value" } } },
+                    "field_changes": { "type": "object", "additionalProperties": { "type": "integer" }, "description": "Records whose field changes, by field" },
+                    "records": { "type": ["array", "null"], "description": "A page of records in the dataset's order; null when they are not shown to you (see `records_hidden`)", "items": { "type": "object", "required": ["ord", "key", "status", "changes", "withheld"], "properties": {
+                        "ord": { "type": "integer" }, "key": { "type": ["string", "null"] }, "map_id": { "type": ["integer", "null"] },
+                        "status": { "enum": ["create", "update", "send", "unchanged", "not_sent"] }, "reason": { "type": ["string", "null"] },
+                        "changes": { "type": "array", "items": { "type": "object", "required": ["field", "old", "old_known", "new"], "properties": { "field": { "type": "string" }, "old": {}, "old_known": { "type": "boolean" }, "new": {} } } },
+                        "withheld": { "type": "array", "items": { "type": "string" } } } } },
+                    "records_hidden": { "type": ["string", "null"], "description": "Why `records` is null: the environment's `rows_visible_to` names a role above yours, or the records were dropped" },
+                    "records_dropped_at": { "type": ["string", "null"] },
+                    "next_after": { "type": ["integer", "null"], "description": "Pass as `after` for the next page" } } },
                 "Usage": { "type": "object", "required": ["environment", "days", "costs", "total", "dags", "per_day"], "properties": {
                     "environment": { "type": "string" }, "days": { "type": "integer" }, "costs": { "type": "object" },
                     "total": { "$ref": "#/components/schemas/UsageTotals" },
@@ -211,6 +230,7 @@ fn paths_and_schemas() -> Value {
             "/api/runs/{run}/clear": { "post": op("Clear finished tasks so they run again", vec![run_p.clone()], Some("Clear"), 200, ok("Cleared", "Cleared"), WRITE) },
             "/api/runs/{run}/tasks/{task}/log": { "get": op("Log lines of a task's try, after a line id (poll for live logs)", vec![run_p.clone(), task_p.clone(), param("try", "query", false, "integer", "Try (default: the latest)"), param("after", "query", false, "integer", "Only lines after this id")], None, 200, ok("Log", "Lines"), READ) },
             "/api/runs/{run}/tasks/{task}/rows": { "get": op("A task's staged dataset or receipt: counts, columns, rejection reasons, and its first rows if the environment's `rows_visible_to` allows your role (otherwise `rows` is null and `rows_hidden` says why)", vec![run_p.clone(), task_p.clone(), param("kind", "query", false, "string", "output (default) or receipt"), param("limit", "query", false, "integer", "Rows, at most 1000; default 100")], None, 200, ok("DatasetRows", "The dataset"), READ) },
+            "/api/runs/{run}/tasks/{task}/plan": { "get": op("A return's plan, recorded before it wrote (or by a preview run, instead): totals in words and numbers, and its records — key, what happens to it, each field's old → new value — a page at a time, if the environment's `rows_visible_to` allows your role (otherwise `records` is null and `records_hidden` says why)", vec![run_p.clone(), task_p.clone(), param("after", "query", false, "integer", "The `next_after` of the previous page"), param("limit", "query", false, "integer", "Records, at most 1000; default 100")], None, 200, ok("Plan", "The plan"), READ) },
             "/api/runs/{run}/tasks/{task}/revert": {
                 "post": op("Queue a revert of a return: a worker writes back the values it overwrote, skipping records changed since unless `force` (admins)", vec![run_p.clone(), task_p.clone()], Some("RevertRequest"), 202, ok("Revert", "The queued job"), &[401, 403, 404, 409, 422]),
                 "get": op("The newest revert job of a return task, with its progress", vec![run_p, task_p], None, 200, ok("Revert", "The job"), READ)

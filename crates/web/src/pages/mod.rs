@@ -10,6 +10,7 @@ mod glossary;
 mod home;
 mod login;
 mod notifications;
+pub(crate) mod plan;
 mod receipt;
 mod rerun;
 mod run;
@@ -53,6 +54,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/datasets/{task}", get(run::dataset))
         .route("/runs/{run}/tasks/{task}", get(task::page))
         .route("/runs/{run}/tasks/{task}/log.txt", get(task::download))
+        .route("/runs/{run}/tasks/{task}/plan", get(plan::page))
         .route("/runs/{run}/tasks/{task}/receipt", get(receipt::page))
         .route("/runs/{run}/tasks/{task}/receipt.csv", get(receipt::csv))
         .route("/environments", get(environments::page))

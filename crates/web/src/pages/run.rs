@@ -86,6 +86,8 @@ pub(crate) struct RunPage {
     /// "by 06:00 New York — missed by 12 min".
     deadline_words: String,
     reverts: Vec<super::run_revert::RevertLine>,
+    /// Its returns' plans, with their first records.
+    plans: Vec<super::plan::PlanSummary>,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -241,7 +243,9 @@ pub(crate) async fn page(
     let tz = dag.as_ref().map_or(chrono_tz::Tz::UTC, |d| d.timezone);
     let now = chrono::Utc::now();
     let story = state.ops().story(&run).await?;
+    let plans = super::plan::summaries(&state, &user.actor, &env, &run).await?;
     Ok(RunPage {
+        plans,
         story,
         ran_label: views::local_time::run_words(now, &run, tz),
         deadline_words: run
