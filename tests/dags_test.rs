@@ -444,10 +444,14 @@ fn returns_are_previewed_by_default_and_written_with_write() {
     );
     let would = number_after(&preview, "push_scores: would send ");
     assert!(would > 0, "nothing to send: {preview}");
+    // The recorded plan follows: its totals in words and the first records, old → new.
     assert!(
-        preview.contains(&format!("nothing was sent; {would} rows would be sent")),
+        preview.contains("nothing was sent (preview: `--write` sends them)"),
         "{preview}"
     );
+    assert!(preview.contains("  would "), "{preview}");
+    assert!(preview.contains("leadScore"), "{preview}");
+    assert!(preview.contains("drover runs plan "), "{preview}");
     assert!(
         preview.contains("planned for Marketo, nothing sent (preview)"),
         "{preview}"

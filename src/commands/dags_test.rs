@@ -33,6 +33,8 @@ use crate::cli::{DagsTestArgs, Folders, Format};
 
 /// Exit status after Ctrl-C (128 + SIGINT, as shells report it).
 const INTERRUPTED: u8 = 130;
+/// Records of each return's plan printed after the run.
+const PREVIEW_RECORDS: i64 = 10;
 
 /// What the command line asked for, checked before anything is started.
 struct Prepared {
@@ -698,9 +700,8 @@ async fn report(store: &Store, env: &Environment, dag: &Dag, row: &RunRow) -> Re
     Ok(())
 }
 
-/// What one return would send (a preview run) or sent, from the lines its plan logged and
-/// its counts. The per-record plan (field old → new, and its totals), once returns record
-/// it, is shown from here.
+/// What one return would send (a preview run) or sent: its recorded plan (totals in words,
+/// then the first records with each field old → new), and after a write what the MAP did.
 async fn return_preview(
     store: &Store,
     row: &RunRow,
@@ -713,20 +714,20 @@ async fn return_preview(
         TaskState::UpstreamFailed => return Ok(vec![format!("{id}: not run")]),
         s => return Ok(vec![format!("{id}: {} before it planned", s.as_str())]),
     }
-    let logs = store.read_logs(ti.id, Some(ti.try_number), 0).await?;
-    let plan = logs
-        .iter()
-        .find_map(|l| l.line.strip_prefix("sending "))
-        .map(str::to_owned);
+    let view = store
+        .latest_return_plan_with_records(row.id, id, PREVIEW_RECORDS)
+        .await?;
+    let more = format!("all of them: `drover runs plan {} {id}`", row.id);
     let mut out = Vec::new();
     if row.preview {
-        out.push(match plan {
-            Some(plan) => format!("{id}: would send {plan}"),
-            None => format!("{id}: planned, nothing to send"),
+        out.push(match &view {
+            Some(v) => format!(
+                "{id}: would send {} of {} records; nothing was sent (preview: `--write` sends them)",
+                count(v.plan.sends),
+                count(v.plan.rows)
+            ),
+            None => format!("{id}: nothing was sent (preview)"),
         });
-        if let Some(said) = logs.iter().find_map(|l| l.line.strip_prefix("preview: ")) {
-            out.push(format!("  {said}"));
-        }
     } else {
         let m = outcome.map(|o| o.metrics).unwrap_or_default();
         let mut words = vec![format!("{id}: sent {}", count(m.rows_out.unwrap_or(0)))];
@@ -739,9 +740,14 @@ async fn return_preview(
             ..m
         }));
         out.push(words.join(" · "));
-        if let Some(plan) = plan {
-            out.push(format!("  planned: {plan}"));
-        }
+    }
+    match view {
+        Some(view) => out.extend(
+            super::runs::plan_text(&view, &more)
+                .lines()
+                .map(|l| format!("  {l}")),
+        ),
+        None => out.push("  no plan was recorded".to_owned()),
     }
     Ok(out)
 }
