@@ -11,6 +11,7 @@ mod home;
 mod login;
 mod notifications;
 mod receipt;
+mod records;
 mod rerun;
 mod run;
 mod run_revert;
@@ -61,6 +62,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/environments/{env}/approve", post(environments::approve))
         .route("/environments/{env}/reject", post(environments::reject))
         .route("/environments/{env}/rollback", post(environments::rollback))
+        .route("/records", get(records::page))
         .route("/checks", get(checks::page))
         .route("/help/glossary", get(glossary::page))
         .route("/audit", get(audit::page))
