@@ -31,7 +31,7 @@ create table record_touch (
     reason          text,
     changes         jsonb not null default '{}'::jsonb,
     -- Fields whose null was not written over a value.
-    withheld        jsonb,
+    withheld        text[],
     -- Set when a revert wrote this touch's values back (by that revert job).
     reverted_at     timestamptz,
     reverted_by_job bigint,

@@ -84,7 +84,7 @@ pub struct RecordTouch {
     pub reason: Option<String>,
     /// `{"field": {"old": …, "new": …}}`; `old` absent when the values before were not read.
     pub changes: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
-    pub withheld: Option<sqlx::types::Json<serde_json::Value>>,
+    pub withheld: Option<Vec<String>>,
     pub reverted_at: Option<DateTime<Utc>>,
     pub reverted_by_job: Option<i64>,
     /// On a revert's own rows: the revert job.
@@ -188,7 +188,7 @@ impl RecordTouch {
             "status": self.status,
             "reason": self.reason,
             "changes": self.field_changes(),
-            "withheld": self.withheld.as_ref().map(|w| &w.0),
+            "withheld": self.withheld,
             "reverted": self.reverted(),
             "reverted_at": self.reverted_at,
             "reverted_by_job": self.reverted_by_job,
