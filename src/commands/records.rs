@@ -128,7 +128,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RecordsCommand) -> Result<ExitCode> {
                 c.old.as_deref().unwrap_or("(not read)"),
                 c.new
             ));
-            row.push(if i == 0 { reverted.clone() } else { String::new() });
+            row.push(if i == 0 {
+                reverted.clone()
+            } else {
+                String::new()
+            });
             table.push(row);
         }
         if let Some(reason) = t.reason.as_deref().filter(|_| t.status != "unchanged") {
@@ -149,7 +153,6 @@ fn status_words(t: &RecordTouch) -> String {
         s => s.to_owned(),
     }
 }
-
 
 fn print_table(rows: &[Vec<String>]) {
     let cols = rows.first().map_or(0, Vec::len);

@@ -167,7 +167,9 @@ impl RecordTouch {
             .map(|(field, c)| FieldChange {
                 field: field.clone(),
                 old: c.get("old").map(shown_value),
-                new: c.get("new").map_or_else(|| "(empty)".to_owned(), shown_value),
+                new: c
+                    .get("new")
+                    .map_or_else(|| "(empty)".to_owned(), shown_value),
             })
             .collect();
         out.sort_by(|a, b| a.field.cmp(&b.field));

@@ -55,4 +55,3 @@ pub(crate) async fn search(
         more,
     })
 }
-

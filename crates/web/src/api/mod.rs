@@ -664,14 +664,9 @@ async fn record_history(
         )
         .into());
     };
-    let found = crate::record_history::search(
-        &state,
-        &user.actor,
-        &env,
-        text,
-        q.limit.unwrap_or(100),
-    )
-    .await?;
+    let found =
+        crate::record_history::search(&state, &user.actor, &env, text, q.limit.unwrap_or(100))
+            .await?;
     ok(json!({
         "environment": env.name,
         "field": found.query.field,

@@ -70,7 +70,10 @@ pub(crate) async fn page(
     let envs = state.environments().await?;
     let env = pick_env(&envs, q.env.as_deref()).cloned();
     let text = q.q.clone().unwrap_or_default();
-    let shown = q.limit.unwrap_or(SHOWN).clamp(1, crate::record_history::MAX_LIMIT);
+    let shown = q
+        .limit
+        .unwrap_or(SHOWN)
+        .clamp(1, crate::record_history::MAX_LIMIT);
     let mut page = RecordsPage {
         chrome: Chrome::new(&user, "records", env.as_ref().map(|e| e.name.as_str())),
         envs: envs.iter().map(|e| e.name.clone()).collect(),
