@@ -301,3 +301,102 @@ fn record_history_across_three_runs_and_a_revert() {
         drop(w);
     });
 }
+
+/// `scripts/generate-history --touches-per-return` at smoke size: the record history it writes
+/// is what the returns would have written, and `drover records history` reads it (the heavy
+/// lead touched by every return of the hourly DAG, newest first).
+#[test]
+fn a_generated_record_history_is_searchable() {
+    let _turn = serial();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/generate-history");
+    let out = std::process::Command::new(script)
+        .args([
+            db.url.as_str(),
+            "--runs",
+            "4000",
+            "--tasks-per-run",
+            "2",
+            "--dags",
+            "20",
+            "--touches-per-return",
+            "3",
+            "--leads",
+            "300",
+            "--no-vacuum",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("generate-history: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total: i64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("record_touch: ")?
+                .strip_suffix(" touches in all")
+        })
+        .map(|n| n.replace(',', ""))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no total: {stdout}"));
+    runtime().block_on(async {
+        let store = db.store().await;
+        let (rows, orphans, heavy): (i64, i64, i64) = sqlx::query_as(
+            "select count(*),
+                    count(*) filter (where not exists (select 1 from dag_run r where r.id = t.run_id)),
+                    count(*) filter (where environment = 'prod' and key = 'lead0000001@example.com')
+             from record_touch t",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rows, total, "{stdout}");
+        assert_eq!(orphans, 0);
+        // Every successful prod run of dag_0001 touched lead 1.
+        let hourly: i64 = sqlx::query_scalar(
+            "select count(*) from dag_run where dag_id = 'dag_0001' and environment = 'prod' and state = 'success'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(hourly > 10, "{hourly}");
+        assert_eq!(heavy, hourly);
+    });
+    let h: Value = serde_json::from_str(&d.ok(&[
+        "records",
+        "history",
+        "--env",
+        "prod",
+        "lead0000001@example.com",
+        "--json",
+        "--limit",
+        "5",
+    ]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let touches = h["touches"].as_array().cloned().unwrap_or_default();
+    assert_eq!(touches.len(), 5, "{h:#}");
+    assert_eq!(h["more"], true);
+    assert!(
+        touches
+            .iter()
+            .all(|t| t["dag_id"] == "dag_0001" && t["map_id"] == json!(1)),
+        "{h:#}"
+    );
+    let when: Vec<&str> = touches.iter().filter_map(|t| t["when"].as_str()).collect();
+    let mut sorted = when.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(when, sorted, "newest first");
+    // The same lead by its Marketo id.
+    let by_id: Value = serde_json::from_str(&d.ok(&[
+        "records", "history", "--env", "prod", "id=1", "--json", "--limit", "5",
+    ]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_id["touches"], h["touches"]);
+}
