@@ -164,6 +164,18 @@ fn record_history_across_three_runs_and_a_revert() {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no revert job"));
 
+        // One touch per receipt row, written with the receipt.
+        for run in &runs {
+            let receipt = store.dataset(*run, "push", "receipt").await.unwrap_or_else(|e| panic!("{e}"));
+            let touches: i64 =
+                sqlx::query_scalar("select count(*) from record_touch where run_id = $1 and revert_job is null")
+                    .bind(run)
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(Some(touches), receipt.map(|r| r.row_count), "run {run}");
+        }
+
         add_user(&d, "admin", "admin");
         let otto_pw = add_user(&d, "otto", "operator");
         let vera_pw = add_user(&d, "vera", "viewer");
@@ -286,6 +298,7 @@ fn record_history_across_three_runs_and_a_revert() {
         assert_eq!(page.body.matches("class=\"badge state-queued reverted-mark\"").count(), 1, "{}", page.body);
         assert!(page.body.contains("<span class=\"old\">10</span> → <span class=\"new\">20</span>"), "{}", page.body);
         assert!(page.body.contains("unchanged, not sent"));
+        assert!(page.body.contains("id=\"find-record\""), "the search box in the top bar");
         let empty = otto.get("/records?env=dev&q=email%3Dnobody%40example.com").await;
         assert!(empty.body.contains("No return in dev touched a lead with email = nobody@example.com"), "{}", empty.body);
         let start = otto.get("/records").await;
