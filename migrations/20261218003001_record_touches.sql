@@ -1,7 +1,8 @@
 -- Record history: one row per record a return's receipt holds (per try that wrote the
 -- receipt), written in the transaction that creates the receipt. It answers "which runs
 -- touched lead X, what did they change, and was it reverted" without reading receipts run by
--- run, and it outlives the receipts' retention.
+-- run, and it outlives the receipts' retention: the scheduler deletes touches after 400 days
+-- (`RECORD_HISTORY_DAYS`).
 --
 -- One row per record (not per field): `changes` holds every field the return sent, as
 -- {"field": {"old": …, "new": …}} ("old" left out when the values before the write were not

@@ -38,7 +38,7 @@ pub use maintenance::Maintenance;
 pub use notifications::NotificationRow;
 pub use notify::{CHANNEL_QUEUE, CHANNEL_RUNS, Listener};
 pub use outcomes::{ProblemFacts, ProblemKind, TaskOutcome};
-pub use record_history::{FieldChange, RecordQuery, RecordTouch, shown_value};
+pub use record_history::{FieldChange, RECORD_HISTORY_DAYS, RecordQuery, RecordTouch, shown_value};
 pub use revert_jobs::{KEPT_KEYS, RevertChunk, RevertJob};
 pub use runs::{NewRun, RunFilter, RunRow, TaskInstanceSpec};
 pub use slos::{SloBurn, SloTallies};

@@ -148,6 +148,27 @@ impl Store {
     }
 }
 
+/// Days a touch is kept: a year of history and a month to spare.
+pub const RECORD_HISTORY_DAYS: i32 = 400;
+
+impl Store {
+    /// Delete touches older than `days` among the `batch` oldest (by id, which follows the
+    /// time they were written): a cheap statement to run often, however long the history.
+    /// Returns how many were deleted.
+    pub async fn prune_record_history(&self, days: i32, batch: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "delete from record_touch where id in (
+               select id from (select id, touched_at from record_touch order by id limit $2) o
+               where touched_at < now() - make_interval(days => $1))",
+        )
+        .bind(days)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+}
+
 /// One field a touch sent: its value before (`None` when the values before were not read)
 /// and the value sent, as text ("(empty)" for a null or empty value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
