@@ -299,6 +299,17 @@ fn record_history_across_three_runs_and_a_revert() {
         assert!(page.body.contains("<span class=\"old\">10</span> → <span class=\"new\">20</span>"), "{}", page.body);
         assert!(page.body.contains("unchanged, not sent"));
         assert!(page.body.contains("id=\"find-record\""), "the search box in the top bar");
+        // A receipt's emails lead to their history.
+        let receipt = otto.get(&format!("/runs/{}/tasks/push/receipt", runs[0])).await;
+        let link = receipt
+            .body
+            .split("<a href=\"")
+            .filter_map(|a| a.split_once('"'))
+            .find(|(href, rest)| href.starts_with("/records?env=dev") && rest.contains("record-history-link"))
+            .map(|(href, _)| href.replace("&amp;", "&"))
+            .unwrap_or_else(|| panic!("no link to the record's history: {}", receipt.body));
+        let followed = otto.get(&link).await;
+        assert!(followed.body.contains("4 touches by 3 runs"), "{link}: {}", followed.body);
         let empty = otto.get("/records?env=dev&q=email%3Dnobody%40example.com").await;
         assert!(empty.body.contains("No return in dev touched a lead with email = nobody@example.com"), "{}", empty.body);
         let start = otto.get("/records").await;
