@@ -322,6 +322,10 @@ fn record_history_across_three_runs_and_a_revert() {
         assert!(!hidden.body.contains("<span class=\"new\">77</span>"), "{}", hidden.body);
         let shown = otto.get("/records?env=prod&q=pia.prod%40example.com").await;
         assert!(shown.body.contains("<span class=\"new\">77</span>"), "{}", shown.body);
+        // The top bar's search looks in the environment of the page it is on.
+        let top = shown.body.split("class=\"record-find\"").nth(1).unwrap_or_default();
+        let top = top.split("</form>").next().unwrap_or_default();
+        assert!(top.contains("name=\"env\" value=\"prod\""), "{top}");
         drop(w);
     });
 }

@@ -88,6 +88,8 @@ pub(crate) struct Chrome {
     pub(crate) is_admin: bool,
     /// `?env=…` to keep the environment across sections.
     pub(crate) env_query: String,
+    /// The environment the page is about, if one (the top bar's record search looks there).
+    pub(crate) env: String,
     pub(crate) notice: Option<&'static str>,
     /// Maintenance in force: the message, and until when.
     pub(crate) maintenance: Option<String>,
@@ -104,6 +106,7 @@ impl Chrome {
             env_query: env
                 .map(|e| format!("?env={}", url_encode(e)))
                 .unwrap_or_default(),
+            env: env.unwrap_or_default().to_owned(),
             notice: None,
             maintenance: user.maintenance.as_ref().as_ref().map(|m| {
                 let until = m
