@@ -176,6 +176,17 @@ fn record_history_across_three_runs_and_a_revert() {
             assert_eq!(Some(touches), receipt.map(|r| r.row_count), "run {run}");
         }
 
+        // No environment's SQL role can read the history (lead data of every run).
+        let staging = drover_store::StagingPools::new(store.clone(), 1);
+        for env in ["dev", "prod"] {
+            let pool = staging.pool(env).unwrap_or_else(|e| panic!("{e}"));
+            let read = sqlx::query_scalar::<_, i64>("select count(*) from public.record_touch")
+                .fetch_one(&pool)
+                .await;
+            let err = read.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("permission denied"), "{env}'s SQL role read the history: {err}");
+        }
+
         add_user(&d, "admin", "admin");
         let otto_pw = add_user(&d, "otto", "operator");
         let vera_pw = add_user(&d, "vera", "viewer");
