@@ -118,6 +118,9 @@ pub(crate) enum Command {
     /// Staged datasets: look at what a task produced.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Records in the MAP: which runs touched one, and what they changed.
+    #[command(subcommand)]
+    Records(RecordsCommand),
     /// Run the MAP sandbox: a local server speaking the Marketo REST API, with seeded leads
     /// and switchable faults.
     Mapsim(MapsimArgs),
@@ -376,6 +379,26 @@ pub(crate) enum DatasetsCommand {
     },
     /// List the datasets of a run.
     List { run_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordsCommand {
+    /// Every run that touched a record, newest first: when, DAG, run, task, each field's old →
+    /// new value, the receipt's status, and whether it was reverted.
+    History {
+        /// The environment whose MAP holds the record.
+        #[arg(long)]
+        env: String,
+        /// The record: `email=ann@example.com`, `id=1234` (its Marketo id), another lookup
+        /// field (`externalId=X-1`), or a bare email.
+        record: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// At most this many touches.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, clap::Args)]

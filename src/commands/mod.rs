@@ -7,6 +7,7 @@ mod deploy;
 mod env;
 mod maintenance;
 mod mapsim;
+mod records;
 mod runs;
 mod sandboxes;
 mod serve;
@@ -243,6 +244,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(cmd) => runtime()?.block_on(runs::run(&ctx, cmd)),
         Command::Tasks(cmd) => runtime()?.block_on(tasks::run(&ctx, cmd)),
         Command::Datasets(cmd) => runtime()?.block_on(datasets::run(&ctx, cmd)),
+        Command::Records(cmd) => runtime()?.block_on(records::run(&ctx, cmd)),
         Command::Mapsim(args) => {
             crate::telemetry::init(cli.log_format);
             runtime()?.block_on(mapsim::run(args))

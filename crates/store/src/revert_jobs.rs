@@ -53,6 +53,9 @@ pub struct RevertChunk {
     /// Receipt keys dealt with (whatever the outcome).
     pub keys: Vec<String>,
     pub restored: i64,
+    /// The keys restored (or found already back to their values before the return): their
+    /// touches in the record history are marked reverted.
+    pub restored_keys: Vec<String>,
     pub skipped_keys: Vec<String>,
     /// (key, reason)
     pub refusals: Vec<(String, String)>,
@@ -207,10 +210,26 @@ impl Store {
             .unzip();
         let updated = sqlx::query_scalar::<_, i64>(
             "with job as ( \
-               select id from revert_job where id = $1 and worker_id = $2 and state = 'running' for update), \
+               select id, run_id, task_id from revert_job where id = $1 and worker_id = $2 and state = 'running' for update), \
              done as ( \
                insert into revert_done (job_id, key) select job.id, k from job, unnest($3::text[]) k \
-               on conflict do nothing returning 1) \
+               on conflict do nothing returning 1), \
+             marked as ( \
+               update record_touch t set reverted_at = clock_timestamp(), reverted_by_job = job.id from job \
+               where t.run_id = job.run_id and t.task_id = job.task_id and t.key = any($11::text[]) \
+                 and t.reverted_at is null and t.revert_job is null \
+               returning t.*), \
+             undone as ( \
+               insert into record_touch (environment, lookup_field, key, map_id, run_id, dag_id, task_id, \
+                                         try_number, touched_at, status, changes, revert_job) \
+               select m.environment, m.lookup_field, m.key, m.map_id, m.run_id, m.dag_id, m.task_id, m.try_number, \
+                      clock_timestamp(), 'reverted', \
+                      coalesce((select jsonb_object_agg(f, case when c ? 'old' \
+                                  then jsonb_build_object('old', c->'new', 'new', c->'old') \
+                                  else jsonb_build_object('old', c->'new') end) \
+                                from jsonb_each(m.changes) e(f, c)), '{}'::jsonb), \
+                      m.reverted_by_job \
+               from marked m returning 1) \
              update revert_job j set \
                processed = processed + (select count(*) from done), \
                restored = restored + $4, \
@@ -235,6 +254,7 @@ impl Store {
         .bind(chunk.created_left)
         .bind(chunk.not_written)
         .bind(KEPT_KEYS)
+        .bind(&chunk.restored_keys)
         .fetch_optional(&self.pool)
         .await?;
         Ok(updated.is_some())

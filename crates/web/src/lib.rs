@@ -14,6 +14,7 @@ mod error;
 mod health;
 mod listing;
 mod pages;
+mod record_history;
 mod row_access;
 mod slos;
 mod state;
@@ -28,6 +29,15 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use state::{WebConfig, WebState};
+
+/// Why `actor` may not see the values of `env`'s rows (staged data, receipts, record
+/// history), if they may not: the environment's `rows_visible_to`, as the UI and API apply it.
+pub fn rows_hidden(
+    actor: &drover_engine::ops::Actor,
+    env: &drover_spec::environment::Environment,
+) -> Option<String> {
+    row_access::rows_hidden(actor, env)
+}
 
 /// Every route: pages, forms, the JSON API, health and metrics, static assets.
 pub fn router(state: WebState) -> Router {

@@ -17,6 +17,7 @@
 //! snapshots what the first try wrote), and both write paths are upserts by key.
 
 mod from_export;
+mod history;
 pub(crate) mod plan;
 mod record_plan;
 mod side;
@@ -204,6 +205,14 @@ pub(super) async fn run(
     sqlx::raw_sql(AssertSqlSafe(create))
         .execute(&mut *tx)
         .await?;
+    history::record_touches(
+        &mut tx,
+        id,
+        spec,
+        &receipt_relation,
+        mode == ReturnMode::Sync,
+    )
+    .await?;
     tx.commit().await?;
     side.drop_per_try(plane).await?;
     // Created: the MAP said so (sync), or an accepted import row whose key the snapshot did

@@ -1,4 +1,5 @@
-//! Staged datasets past their environment's retention are dropped by the scheduler.
+//! Staged datasets past their environment's retention are dropped by the scheduler, and
+//! record history older than a year and a month (`RECORD_HISTORY_DAYS`) is deleted.
 
 use sqlx::AssertSqlSafe;
 
@@ -38,6 +39,22 @@ pub async fn drop_expired_datasets(plane: &DataPlane, limit: i64) -> Result<usiz
             Err(e) => {
                 tracing::warn!(run_id = %d.run_id, task = %d.task_id, kind = %d.kind, error = %e, "dropped an expired dataset but could not mark it dropped; trying again next round");
             }
+        }
+    }
+    // The record history outlives the receipts, for a year: older touches go in batches.
+    match plane
+        .store
+        .prune_record_history(drover_store::RECORD_HISTORY_DAYS, 10_000)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            touches = n,
+            days = drover_store::RECORD_HISTORY_DAYS,
+            "deleted record history older than its retention"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not delete old record history; trying again next round")
         }
     }
     Ok(dropped)

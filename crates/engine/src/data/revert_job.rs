@@ -229,6 +229,7 @@ async fn run(
                 // Already back to its values before the return (a chunk redone after a
                 // worker died): nothing to send.
                 out.restored += 1;
+                out.restored_keys.push(key);
                 continue;
             }
             if !job.force && !holds(now, sent) {
@@ -252,7 +253,10 @@ async fn run(
                 .map_err(|e| EngineError::Invalid(map_error(e).to_string()))?;
             for (r, key) in results.iter().zip(send_keys) {
                 match r.status {
-                    RecordStatus::Updated | RecordStatus::Created => out.restored += 1,
+                    RecordStatus::Updated | RecordStatus::Created => {
+                        out.restored += 1;
+                        out.restored_keys.push(key);
+                    }
                     _ => out.refusals.push((
                         key,
                         r.reasons

@@ -50,6 +50,7 @@ pub(crate) fn routes() -> Router<WebState> {
             "/runs/{run}/tasks/{task}/revert",
             post(revert).get(revert_status),
         )
+        .route("/records/history", get(record_history))
         .route("/checks", get(checks))
         .route("/slos", get(slos))
         .route("/usage", get(usage))
@@ -680,6 +681,42 @@ async fn plan(
         crate::pages::plan::Records::Hidden(why) => plan.to_json(None, Some(&why), None),
     };
     ok(v)
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordHistoryQuery {
+    env: Option<String>,
+    q: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Every run that touched a record, newest first (the record history index). Where the
+/// environment's `rows_visible_to` does not allow the caller, `touches` is null and
+/// `rows_hidden` says why: a record's values, and whether it was touched, are lead data.
+async fn record_history(
+    State(state): State<WebState>,
+    ApiUser(user): ApiUser,
+    Params(q): Params<RecordHistoryQuery>,
+) -> ApiResult {
+    let env_name = env_or_first(&state, q.env.as_deref()).await?;
+    let env = state.ops().environment(&env_name).await?;
+    let Some(text) = q.q.as_deref().filter(|t| !t.trim().is_empty()) else {
+        return Err(Failure::bad_request(
+            "say which record with q, e.g. q=email=ann@example.com or q=id=1234",
+        )
+        .into());
+    };
+    let found =
+        crate::record_history::search(&state, &user.actor, &env, text, q.limit.unwrap_or(100))
+            .await?;
+    ok(json!({
+        "environment": env.name,
+        "field": found.query.field,
+        "value": found.query.value,
+        "touches": found.touches.as_ref().map(|ts| ts.iter().map(drover_store::RecordTouch::as_json).collect::<Vec<_>>()),
+        "rows_hidden": found.hidden,
+        "more": found.more,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

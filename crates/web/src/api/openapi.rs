@@ -178,6 +178,17 @@ fn paths_and_schemas() -> Value {
                     "records_hidden": { "type": ["string", "null"], "description": "Why `records` is null: the environment's `rows_visible_to` names a role above yours, or the records were dropped" },
                     "records_dropped_at": { "type": ["string", "null"] },
                     "next_after": { "type": ["integer", "null"], "description": "Pass as `after` for the next page" } } },
+                "RecordHistory": { "type": "object", "required": ["environment", "field", "value", "touches", "rows_hidden", "more"], "properties": {
+                    "environment": { "type": "string" }, "field": { "type": "string", "description": "email, id (the MAP id) or another lookup field" }, "value": { "type": "string", "description": "As a return matches it (an email trimmed and lower-cased)" },
+                    "touches": { "type": ["array", "null"], "description": "Newest first; null when the environment's `rows_visible_to` names a role above yours (see `rows_hidden`)", "items": { "type": "object", "required": ["when", "dag_id", "run_id", "task_id", "status", "changes", "reverted"], "properties": {
+                        "when": { "type": "string", "format": "date-time" }, "dag_id": { "type": "string" }, "run_id": { "type": "string", "format": "uuid" }, "task_id": { "type": "string" }, "try_number": { "type": "integer" },
+                        "lookup_field": { "type": "string" }, "key": { "type": "string" }, "map_id": { "type": ["integer", "null"] },
+                        "status": { "enum": ["created", "updated", "accepted", "unchanged", "rejected", "warning", "unknown", "reverted"], "description": "The receipt's status; `reverted` for a revert job's own write" },
+                        "reason": { "type": ["string", "null"] },
+                        "changes": { "type": "array", "items": { "type": "object", "required": ["field", "new"], "properties": { "field": { "type": "string" }, "old": { "type": ["string", "null"], "description": "Null when the values before the write were not read" }, "new": { "type": "string" } } } },
+                        "withheld": { "type": ["array", "null"], "description": "Fields whose null was not written over a value" },
+                        "reverted": { "type": "boolean" }, "reverted_at": { "type": ["string", "null"] }, "reverted_by_job": { "type": ["integer", "null"] }, "revert_job": { "type": ["integer", "null"], "description": "On a revert's own write: its job" } } } },
+                    "rows_hidden": { "type": ["string", "null"] }, "more": { "type": "boolean", "description": "More touches than `limit`" } } },
                 "Usage": { "type": "object", "required": ["environment", "days", "costs", "total", "dags", "per_day"], "properties": {
                     "environment": { "type": "string" }, "days": { "type": "integer" }, "costs": { "type": "object" },
                     "total": { "$ref": "#/components/schemas/UsageTotals" },
@@ -235,6 +246,7 @@ fn paths_and_schemas() -> Value {
                 "post": op("Queue a revert of a return: a worker writes back the values it overwrote, skipping records changed since unless `force` (admins)", vec![run_p.clone(), task_p.clone()], Some("RevertRequest"), 202, ok("Revert", "The queued job"), &[401, 403, 404, 409, 422]),
                 "get": op("The newest revert job of a return task, with its progress", vec![run_p, task_p], None, 200, ok("Revert", "The job"), READ)
             },
+            "/api/records/history": { "get": op("Every run that touched a record in an environment, newest first: when, DAG, run, task, each field's old → new value, the receipt's status, and whether it was reverted; `touches` is null if the environment's `rows_visible_to` names a role above yours", vec![env_q(), param("q", "query", true, "string", "The record: email=ann@example.com, id=1234 (its Marketo id), another lookup field (field=value), or a bare email"), param("limit", "query", false, "integer", "At most 1000; default 100")], None, 200, ok("RecordHistory", "The record's history"), READ) },
             "/api/checks": { "get": op("Latest result of every data check", vec![env_q()], None, 200, ok("Checks", "Checks"), &[401]) },
             "/api/usage": { "get": op("Show-back: an environment's MAP API calls, rows moved, runtime and staged storage per DAG and per day, priced at its `costs`", vec![param("env", "query", false, "string", "Environment; default the first (lowest) one"), param("days", "query", false, "integer", "Days back, 1 to 400; default 30")], None, 200, ok("Usage", "Usage"), &[401, 404]) },
             "/api/slos": { "get": op("Data SLOs: each check with an `slo`, its indicator over the period, error budget left and burn rates", vec![env_q()], None, 200, ok("Slos", "SLOs"), &[401]) },

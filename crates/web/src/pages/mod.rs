@@ -12,6 +12,7 @@ mod login;
 mod notifications;
 pub(crate) mod plan;
 mod receipt;
+mod records;
 mod rerun;
 mod run;
 mod run_revert;
@@ -63,6 +64,7 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/environments/{env}/approve", post(environments::approve))
         .route("/environments/{env}/reject", post(environments::reject))
         .route("/environments/{env}/rollback", post(environments::rollback))
+        .route("/records", get(records::page))
         .route("/checks", get(checks::page))
         .route("/help/glossary", get(glossary::page))
         .route("/audit", get(audit::page))
@@ -88,6 +90,8 @@ pub(crate) struct Chrome {
     pub(crate) is_admin: bool,
     /// `?env=…` to keep the environment across sections.
     pub(crate) env_query: String,
+    /// The environment the page is about, if one (the top bar's record search looks there).
+    pub(crate) env: String,
     pub(crate) notice: Option<&'static str>,
     /// Maintenance in force: the message, and until when.
     pub(crate) maintenance: Option<String>,
@@ -104,6 +108,7 @@ impl Chrome {
             env_query: env
                 .map(|e| format!("?env={}", url_encode(e)))
                 .unwrap_or_default(),
+            env: env.unwrap_or_default().to_owned(),
             notice: None,
             maintenance: user.maintenance.as_ref().as_ref().map(|m| {
                 let until = m

@@ -62,6 +62,13 @@ pub(crate) struct Line {
     unchanged: usize,
 }
 
+impl Line {
+    /// `email%3D…`: the record's history on the Records page.
+    fn history_query(&self) -> String {
+        views::url_encode(&format!("email={}", self.email))
+    }
+}
+
 /// Counts over the whole receipt (not one page).
 #[derive(Default)]
 pub(crate) struct Counts {
