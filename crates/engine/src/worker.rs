@@ -272,7 +272,9 @@ impl Execution {
         let outcome = self.outcome(&claimed, log, cancel).await;
         let stopped_by_worker =
             matches!(&outcome, Outcome::Failed { error, .. } if error == "cancelled");
-        if stopped_by_worker {
+        if stopped_by_worker || outcome == Outcome::Recorded {
+            // `Recorded`: the try already moved its task on (a return waiting for approval
+            // gave back its slot and lease).
             // The lease was lost or the worker is stopping: the database already moved on, or
             // the task instance will be given back. Nothing to record.
             lock(&self.running).remove(&claimed.ti_id);
