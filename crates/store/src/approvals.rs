@@ -32,6 +32,27 @@ pub struct PlanTotals {
     pub rejected: i64,
 }
 
+impl PlanTotals {
+    /// "12 to send (2 new, 10 updated), 5 unchanged and not sent, 1 null withheld".
+    pub fn describe(&self) -> String {
+        let split = match (self.creates, self.updates) {
+            (Some(c), Some(u)) => format!(" ({c} new, {u} updated)"),
+            _ => String::new(),
+        };
+        let mut text = format!(
+            "{} to send{split}, {} unchanged and not sent, {} null{} withheld",
+            self.to_send,
+            self.unchanged,
+            self.withheld,
+            if self.withheld == 1 { "" } else { "s" }
+        );
+        if self.rejected > 0 {
+            text.push_str(&format!(", {} without a lookup value", self.rejected));
+        }
+        text
+    }
+}
+
 /// A request for approval, to record.
 #[derive(Debug, Clone)]
 pub struct NewApproval {

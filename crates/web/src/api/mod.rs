@@ -2,6 +2,7 @@
 //! the OpenAPI document at `/api/openapi.json`; errors are `{"error": {status, code,
 //! message}}` with 401/403/404/409/422/503.
 
+mod approvals;
 mod openapi;
 
 use axum::extract::rejection::JsonRejection;
@@ -49,6 +50,10 @@ pub(crate) fn routes() -> Router<WebState> {
             "/runs/{run}/tasks/{task}/revert",
             post(revert).get(revert_status),
         )
+        .route("/approvals", get(approvals::list))
+        .route("/runs/{run}/tasks/{task}/approval", get(approvals::of_task))
+        .route("/runs/{run}/tasks/{task}/approve", post(approvals::approve))
+        .route("/runs/{run}/tasks/{task}/reject", post(approvals::reject))
         .route("/checks", get(checks))
         .route("/slos", get(slos))
         .route("/usage", get(usage))

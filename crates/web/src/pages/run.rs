@@ -86,6 +86,7 @@ pub(crate) struct RunPage {
     /// "by 06:00 New York — missed by 12 min".
     deadline_words: String,
     reverts: Vec<super::run_revert::RevertLine>,
+    approvals: Vec<super::run_approval::ApprovalLine>,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -107,6 +108,7 @@ pub(crate) async fn page(
         store.run_metrics(run.id).await?.into_iter().collect();
     let datasets = store.run_datasets(run.id).await?;
     let reverts = super::run_revert::load(store, run.id).await?;
+    let approvals = super::run_approval::load(&state, &user, &env, &run).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let bars: Vec<GanttBar<'_>> = tis
         .iter()
@@ -257,6 +259,7 @@ pub(crate) async fn page(
             })
             .unwrap_or_default(),
         reverts,
+        approvals,
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
         took: views::took(&run.started_at, &run.finished_at),

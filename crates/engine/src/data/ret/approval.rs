@@ -52,8 +52,8 @@ pub(super) async fn gate(
             job.log.system(format!(
                 "the plan changed since {} approved it (then: {}; now: {}): asking again",
                 a.decided_by.as_deref().unwrap_or("?"),
-                describe(&a.totals()),
-                describe(&totals)
+                a.totals().describe(),
+                totals.describe()
             ));
         }
         _ => {}
@@ -97,31 +97,12 @@ pub(super) async fn gate(
     job.log.system(format!(
         "waiting for approval before writing to {}: {}. An operator other than the DAG's last committer, or an admin, approves or rejects the plan on the run page, with `drover runs approve {} {}` or through the API; nothing is sent until then, and the task fails if nobody decides within {}",
         id.environment.name,
-        describe(&totals),
+        totals.describe(),
         id.run_id,
         id.task_id,
         drover_store::wait_words(i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX)),
     ));
     Err(TaskError::AwaitingApproval)
-}
-
-/// "12 to send (2 new, 10 updated), 5 unchanged and not sent, 1 null withheld".
-pub(crate) fn describe(t: &PlanTotals) -> String {
-    let split = match (t.creates, t.updates) {
-        (Some(c), Some(u)) => format!(" ({c} new, {u} updated)"),
-        _ => String::new(),
-    };
-    let mut text = format!(
-        "{} to send{split}, {} unchanged and not sent, {} null{} withheld",
-        t.to_send,
-        t.unchanged,
-        t.withheld,
-        if t.withheld == 1 { "" } else { "s" }
-    );
-    if t.rejected > 0 {
-        text.push_str(&format!(", {} without a lookup value", t.rejected));
-    }
-    text
 }
 
 /// The plan's totals and a digest of its content, in one pass over the side tables: per row
