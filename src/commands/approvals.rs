@@ -24,17 +24,30 @@ fn operations(store: &drover_store::Store, folders: &Folders) -> Result<Operatio
     })
 }
 
+/// Say why it was refused (exit 1).
+fn refused(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(1)
+}
+
 pub(crate) async fn approve(ctx: &Ctx, folders: &Folders, run_id: &str, task: &str) -> Result<ExitCode> {
     let store = ctx.store(2).await?;
     let id = parse_run_id(run_id)?;
     let run = store.get_run(id).await?;
-    let actor = ctx
+    let actor = match ctx
         .authorize(&store, Action::ApproveReturn, Some(&run.environment))
-        .await?;
-    let row = operations(&store, folders)?
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return Ok(refused(e)),
+    };
+    let row = match operations(&store, folders)?
         .approve_return(&actor, id, task)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    {
+        Ok(row) => row,
+        Err(e) => return Ok(refused(e)),
+    };
     println!(
         "approved the plan of {task} in {}: {}; it is queued again and writes as soon as a worker is free",
         row.environment,
@@ -53,13 +66,20 @@ pub(crate) async fn reject(
     let store = ctx.store(2).await?;
     let id = parse_run_id(run_id)?;
     let run = store.get_run(id).await?;
-    let actor = ctx
+    let actor = match ctx
         .authorize(&store, Action::ApproveReturn, Some(&run.environment))
-        .await?;
-    let row = operations(&store, folders)?
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return Ok(refused(e)),
+    };
+    let row = match operations(&store, folders)?
         .reject_return(&actor, id, task, reason)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    {
+        Ok(row) => row,
+        Err(e) => return Ok(refused(e)),
+    };
     println!(
         "rejected the plan of {task} in {}: nothing was sent and the task failed",
         row.environment
