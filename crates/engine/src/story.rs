@@ -390,6 +390,7 @@ mod tests {
             finished_at: Some(t),
             deadline_at: None,
             deadline_state: None,
+            preview: false,
         }
     }
 
