@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use drover_mapsim::FaultProfile;
 use drover_store::{RunState, Store, TaskState};
-use support::approvals::{
-    CLIENT_ID, SECRET, Setup, awaiting, processes, sandbox_writes, trigger,
-};
+use support::approvals::{CLIENT_ID, SECRET, Setup, awaiting, processes, sandbox_writes, trigger};
 use support::web::{add_user, api, start_web, token};
-use support::{Drover, TestDb, eventually, runtime, serial, server_url, start_sandbox, wait_finished};
+use support::{
+    Drover, TestDb, eventually, runtime, serial, server_url, start_sandbox, wait_finished,
+};
 use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(90);

@@ -30,7 +30,12 @@ fn refused(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-pub(crate) async fn approve(ctx: &Ctx, folders: &Folders, run_id: &str, task: &str) -> Result<ExitCode> {
+pub(crate) async fn approve(
+    ctx: &Ctx,
+    folders: &Folders,
+    run_id: &str,
+    task: &str,
+) -> Result<ExitCode> {
     let store = ctx.store(2).await?;
     let id = parse_run_id(run_id)?;
     let run = store.get_run(id).await?;

@@ -56,7 +56,11 @@ pub fn commit_as(repo: &Path, files: &[(&str, &str)], author: &str, message: &st
         .env("GIT_COMMITTER_EMAIL", "ci@example.com")
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     git(repo, &["rev-parse", "HEAD"])
 }
 
@@ -154,11 +158,12 @@ pub async fn sandbox_writes(base: &str) -> u64 {
         .json()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    stats["writes"].as_u64().unwrap_or_else(|| panic!("{stats}"))
+    stats["writes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{stats}"))
 }
 
 pub fn trigger(d: &Drover<'_>, dag: &str) -> Uuid {
     let id = d.ok(&["runs", "trigger", dag, "--env", "prod", "--as", "ada"]);
     Uuid::parse_str(&id).unwrap_or_else(|e| panic!("{e}: {id}"))
 }
-

@@ -1140,22 +1140,31 @@ variables: { sync_list: DEV Leads }
 
     #[test]
     fn returns_may_wait_for_approval_with_a_located_timeout() {
-        let plain = load_environment("environments/dev.yaml", DEV).unwrap_or_else(|e| panic!("{e:?}"));
+        let plain =
+            load_environment("environments/dev.yaml", DEV).unwrap_or_else(|e| panic!("{e:?}"));
         assert!(!plain.returns.require_approval);
         assert_eq!(plain.returns.approval_timeout.as_secs(), 24 * 3600);
         let on = format!("{DEV}returns: {{ require_approval: true }}\n");
-        let env = load_environment("environments/dev.yaml", &on).unwrap_or_else(|e| panic!("{e:?}"));
+        let env =
+            load_environment("environments/dev.yaml", &on).unwrap_or_else(|e| panic!("{e:?}"));
         assert!(env.returns.require_approval);
         assert_eq!(env.returns.approval_timeout.as_secs(), 24 * 3600);
         let short = format!("{DEV}returns:\n  require_approval: true\n  approval_timeout: 10s\n");
-        let errs = load_environment("environments/dev.yaml", &short).err().unwrap_or_default();
+        let errs = load_environment("environments/dev.yaml", &short)
+            .err()
+            .unwrap_or_default();
         let found: Vec<(usize, &str)> = errs.iter().map(|d| (d.line, d.message.as_str())).collect();
         assert_eq!(
             found,
-            vec![(12, "`approval_timeout` must be whole seconds between 1m and 30d, not 10s (leave it out for 24h)")]
+            vec![(
+                12,
+                "`approval_timeout` must be whole seconds between 1m and 30d, not 10s (leave it out for 24h)"
+            )]
         );
         let typo = format!("{DEV}returns: {{ require_aproval: true }}\n");
-        let errs = load_environment("environments/dev.yaml", &typo).err().unwrap_or_default();
+        let errs = load_environment("environments/dev.yaml", &typo)
+            .err()
+            .unwrap_or_default();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].line, 10, "{errs:?}");
         assert!(errs[0].message.contains("require_approval"), "{errs:?}");

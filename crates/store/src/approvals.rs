@@ -179,7 +179,7 @@ impl Store {
         let moved: Option<(Uuid, String)> = sqlx::query_as(
             "with waiting as ( \
                update task_instance t set state = 'awaiting_approval', worker_id = null, lease_until = null, \
-                      max_tries = t.max_tries + 1, last_error = null, finished_at = null, next_attempt_at = null \
+                      max_tries = t.max_tries + 1, last_error = null, finished_at = now(), next_attempt_at = null \
                where t.id = $1 and t.try_number = $2 and t.state = 'running' \
                returning t.id, t.run_id, t.task_id, t.try_number, t.started_at, \
                          (select worker_id from task_instance o where o.id = t.id) as old_worker), \

@@ -16,10 +16,7 @@ pub(crate) fn approval_json(a: &ApprovalRow) -> Value {
     let mut v = serde_json::to_value(a).unwrap_or_else(|_| json!({ "id": a.id }));
     if let Some(o) = v.as_object_mut() {
         o.insert("plan".to_owned(), json!(a.totals()));
-        o.insert(
-            "summary".to_owned(),
-            json!(a.totals().describe()),
-        );
+        o.insert("summary".to_owned(), json!(a.totals().describe()));
     }
     v
 }
@@ -86,10 +83,9 @@ pub(super) async fn reject(
 ) -> ApiResult {
     let id = parse_run(&run)?;
     if b.reason.trim().is_empty() {
-        return Err(Failure::bad_request(
-            "give a `reason`: it goes into the task's error and log",
-        )
-        .into());
+        return Err(
+            Failure::bad_request("give a `reason`: it goes into the task's error and log").into(),
+        );
     }
     let row = state
         .ops()
@@ -100,7 +96,7 @@ pub(super) async fn reject(
 
 /// The operations and schemas above, for the OpenAPI document.
 pub(super) fn document(doc: &mut Value) {
-    use super::openapi::{op, ok as ok_resp, param, path_p};
+    use super::openapi::{ok as ok_resp, op, param, path_p};
     let run_p = path_p("run", "Run id (UUID)");
     let task_p = path_p("task", "Task id");
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {

@@ -88,9 +88,7 @@ async fn made_the_change(ops: &Operations, user: &CurrentUser, run: &RunRow) -> 
         return None;
     }
     match ops.last_committer(run).await {
-        Ok(Some((name, email)))
-            if drover_engine::ops::same_person(user.name(), &name, &email) =>
-        {
+        Ok(Some((name, email))) if drover_engine::ops::same_person(user.name(), &name, &email) => {
             Some(format!(
                 "You made the last change to {} ({name} <{email}>): someone else must approve what it writes — another operator, or an admin. You may still reject it.",
                 run.dag_id
