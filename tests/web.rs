@@ -92,6 +92,8 @@ fn every_state_changing_route_checks_role_and_csrf_in_forms_api_and_cli() {
             (format!("{runs}/clear"), vec![("task", "greet")]),
             (format!("{runs}/rerun-failed"), vec![]),
             (format!("{runs}/revert"), vec![("task", "greet")]),
+            (format!("{runs}/tasks/greet/approve"), vec![]),
+            (format!("{runs}/tasks/greet/reject"), vec![("reason", "no")]),
             ("/environments/prod/promote".into(), vec![]),
             ("/environments/prod/approve".into(), vec![]),
             ("/environments/prod/reject".into(), vec![]),
@@ -113,7 +115,7 @@ fn every_state_changing_route_checks_role_and_csrf_in_forms_api_and_cli() {
             assert!(a.body.contains("may not"), "{path}: {}", a.body);
         }
         // Admin-only routes refuse operators too; prod's promotion is for admins only.
-        for (path, fields) in forms.iter().skip(7) {
+        for (path, fields) in forms.iter().skip(9) {
             let a = otto.post(path, fields).await;
             assert_eq!(status(&a), 403, "operator POST {path}: {}", a.body);
         }
