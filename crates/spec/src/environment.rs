@@ -617,7 +617,9 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
         );
     }
     let timeout = env.returns.approval_timeout;
-    if !(60..=30 * 24 * 3600).contains(&timeout.as_secs()) || !timeout.as_millis().is_multiple_of(1000) {
+    if !(60..=30 * 24 * 3600).contains(&timeout.as_secs())
+        || !timeout.as_millis().is_multiple_of(1000)
+    {
         at(
             "returns.approval_timeout",
             format!(
