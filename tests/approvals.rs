@@ -286,8 +286,21 @@ fn prod_writes_wait_for_a_second_persons_approval_and_a_rejection_or_timeout_fai
         assert_eq!((ti.try_number, ti.max_tries), (2, 3), "{ti:?}");
         assert_eq!(sandbox_writes(&base).await, before, "nothing sent on a changed plan");
         assert!(log_text(&store, ti.id).await.contains("the plan changed since ada approved it"));
-        let out = cli(&["runs", "approve", &run.to_string(), "push_scores", "--as", "ada"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // This time through the API.
+        let ada = token(&d, "ada");
+        let approved = api(
+            &web,
+            reqwest::Method::POST,
+            &format!("/api/runs/{run}/tasks/push_scores/approve"),
+            Some(&ada),
+            None,
+        )
+        .await;
+        assert_eq!(approved.status, 200, "{}", approved.body);
+        let approved: serde_json::Value = serde_json::from_str(&approved.body).unwrap_or_default();
+        assert_eq!(approved["state"], "approved", "{approved}");
+        assert_eq!(approved["decided_by"], "ada", "{approved}");
+        assert_eq!(approved["digest"], second.digest.as_str(), "{approved}");
         let done = wait_finished(&store, run, LONG).await;
         assert_eq!(done.state, RunState::Success, "{done:?}\n{}", w.log());
         assert_eq!(sandbox_writes(&base).await, before + u64::try_from(second.to_send).unwrap_or(0));
