@@ -273,10 +273,10 @@ impl Execution {
         let stopped_by_worker =
             matches!(&outcome, Outcome::Failed { error, .. } if error == "cancelled");
         if stopped_by_worker || outcome == Outcome::Recorded {
-            // `Recorded`: the try already moved its task on (a return waiting for approval
-            // gave back its slot and lease).
             // The lease was lost or the worker is stopping: the database already moved on, or
-            // the task instance will be given back. Nothing to record.
+            // the task instance will be given back. Or the try recorded where its task went
+            // (a return now waiting for approval gave back its slot and lease). Nothing to
+            // record.
             lock(&self.running).remove(&claimed.ti_id);
         } else {
             let _ = self.done_tx.send(Completion {
