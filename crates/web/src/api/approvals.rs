@@ -46,10 +46,10 @@ pub(super) async fn of_task(
     ApiUser(_user): ApiUser,
     Path((run, task)): Path<(String, String)>,
 ) -> ApiResult {
-    let id = parse_run(&run)?;
+    let (run, _ti) = crate::pages::find_task(&state, &run, &task).await?;
     let rows = state
         .store()
-        .run_approvals(id)
+        .run_approvals(run.id)
         .await
         .map_err(drover_engine::ops::OpError::from)?;
     let rows: Vec<Value> = rows
