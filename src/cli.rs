@@ -357,6 +357,17 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Approve the plan of a return waiting for approval: it is queued again and writes
+    /// (operators other than the DAG's last committer, and admins).
+    Approve { run_id: String, task: String },
+    /// Reject the plan of a return waiting for approval: the task fails with the reason.
+    Reject {
+        run_id: String,
+        task: String,
+        /// Why: it goes into the task's error and log.
+        #[arg(long)]
+        reason: String,
+    },
     /// Wait for a run to finish: exit 0 on success, 1 on failure, 3 on timeout.
     Wait {
         run_id: String,

@@ -92,6 +92,8 @@ fn every_state_changing_route_checks_role_and_csrf_in_forms_api_and_cli() {
             (format!("{runs}/clear"), vec![("task", "greet")]),
             (format!("{runs}/rerun-failed"), vec![]),
             (format!("{runs}/revert"), vec![("task", "greet")]),
+            (format!("{runs}/tasks/greet/approve"), vec![]),
+            (format!("{runs}/tasks/greet/reject"), vec![("reason", "no")]),
             ("/environments/prod/promote".into(), vec![]),
             ("/environments/prod/approve".into(), vec![]),
             ("/environments/prod/reject".into(), vec![]),
@@ -113,7 +115,7 @@ fn every_state_changing_route_checks_role_and_csrf_in_forms_api_and_cli() {
             assert!(a.body.contains("may not"), "{path}: {}", a.body);
         }
         // Admin-only routes refuse operators too; prod's promotion is for admins only.
-        for (path, fields) in forms.iter().skip(7) {
+        for (path, fields) in forms.iter().skip(9) {
             let a = otto.post(path, fields).await;
             assert_eq!(status(&a), 403, "operator POST {path}: {}", a.body);
         }
@@ -610,7 +612,7 @@ fn api_errors_have_one_shape_and_the_openapi_document_covers_every_route() {
             serde_json::from_str(&doc.body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-        assert_eq!(paths.len(), 25, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(paths.len(), 28, "{:?}", paths.keys().collect::<Vec<_>>());
         let run = d.ok(&["runs", "trigger", "hello", "--env", "dev", "--as", "admin"]);
         for (path, methods) in &paths {
             let concrete = path

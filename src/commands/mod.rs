@@ -1,5 +1,6 @@
 //! One module per command group.
 
+mod approvals;
 mod dags;
 mod dags_test;
 mod datasets;
@@ -241,6 +242,20 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(web::run(&ctx, &cli.folders, args))
         }
         Command::Users(cmd) => runtime()?.block_on(users::run(&ctx, cmd)),
+        Command::Runs(crate::cli::RunsCommand::Approve { run_id, task }) => {
+            runtime()?.block_on(approvals::approve(&ctx, &cli.folders, &run_id, &task))
+        }
+        Command::Runs(crate::cli::RunsCommand::Reject {
+            run_id,
+            task,
+            reason,
+        }) => runtime()?.block_on(approvals::reject(
+            &ctx,
+            &cli.folders,
+            &run_id,
+            &task,
+            &reason,
+        )),
         Command::Runs(cmd) => runtime()?.block_on(runs::run(&ctx, cmd)),
         Command::Tasks(cmd) => runtime()?.block_on(tasks::run(&ctx, cmd)),
         Command::Datasets(cmd) => runtime()?.block_on(datasets::run(&ctx, cmd)),

@@ -271,6 +271,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        // Decided with the DAG repository at hand (see `approvals`).
+        RunsCommand::Approve { .. } | RunsCommand::Reject { .. } => {
+            bail!("approve and reject are handled with the DAG repository")
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! processes that are killed when the test ends.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod approvals;
 pub mod browser;
 pub mod gitrepo;
 pub mod pg;

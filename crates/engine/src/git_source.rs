@@ -184,6 +184,16 @@ impl GitSource {
         self.with_repo(move |r| r.snapshot(&commit)).await
     }
 
+    /// The author (name, email) of the commit that last changed `path` up to `commit`.
+    pub async fn last_author(
+        &self,
+        commit: &str,
+        path: &str,
+    ) -> Result<Option<(String, String)>, EngineError> {
+        let (commit, path) = (commit.to_owned(), path.to_owned());
+        self.with_repo(move |r| r.last_author(&commit, &path)).await
+    }
+
     pub async fn diff_text(&self, from: Option<&str>, to: &str) -> Result<String, EngineError> {
         let (from, to) = (from.map(str::to_owned), to.to_owned());
         self.with_repo(move |r| r.diff_text(from.as_deref(), &to))

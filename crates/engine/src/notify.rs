@@ -412,6 +412,10 @@ fn headline(n: &NotificationRow) -> String {
             ":fire: data SLO {}.{} is burning its error budget fast in {}",
             n.dag_id, n.task_id, n.environment
         ),
+        "approval_needed" => format!(
+            ":raised_hand: {}.{} waits for approval to write to {}",
+            n.dag_id, n.task_id, n.environment
+        ),
         other => format!("{other}: {} in {}", n.dag_id, n.environment),
     }
 }

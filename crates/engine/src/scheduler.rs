@@ -130,6 +130,13 @@ impl Scheduler {
         if overdue > 0 {
             tracing::warn!(count = overdue, "tasks failed past their timeout");
         }
+        // In maintenance nobody can approve: no request expires meanwhile.
+        if open {
+            for a in self.store.expire_approvals().await? {
+                tracing::warn!(run = %a.run_id, dag = %a.dag_id, env = %a.environment,
+                    task = %a.task_id, "return not approved in time: failed");
+            }
+        }
         let runs = self.store.running_run_ids().await?;
         self.evaluate(&runs).await?;
         for miss in self.store.settle_deadlines().await? {

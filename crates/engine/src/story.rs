@@ -145,6 +145,14 @@ pub fn sentence(run: &RunRow, dag: Option<&Dag>, map: &str, tasks: &[TaskOutcome
         RunState::Running => parts.push(format!("Running: {done} of {} tasks done", tasks.len())),
         _ => {}
     }
+    let waiting: Vec<&str> = tasks
+        .iter()
+        .filter(|t| t.state == drover_store::TaskState::AwaitingApproval)
+        .map(|t| t.task_id.as_str())
+        .collect();
+    if !waiting.is_empty() {
+        parts.push(format!("{} waiting for approval", waiting.join(", ")));
+    }
     let kind_of = |id: &str| dag.and_then(|d| d.task(id)).map(|t| &t.kind);
     let mut checks_passed = 0usize;
     let mut not_run = 0usize;
@@ -525,6 +533,19 @@ mod tests {
         assert_eq!(
             sentence(&run(RunState::Running), Some(&dag), "Marketo", &running),
             "Running: 1 of 2 tasks done · 3 leads read from Marketo"
+        );
+        let waiting = vec![
+            task("export_leads", ok, rows(3, 3, 0, None), None),
+            task(
+                "push",
+                TaskState::AwaitingApproval,
+                TryMetrics::default(),
+                None,
+            ),
+        ];
+        assert_eq!(
+            sentence(&run(RunState::Running), Some(&dag), "Marketo", &waiting),
+            "Running: 1 of 2 tasks done · push waiting for approval · 3 leads read from Marketo"
         );
         // Without its DAG (a version that cannot be read) the sentence still says something.
         assert_eq!(

@@ -281,9 +281,11 @@ impl Execution {
         let outcome = self.outcome(&claimed, log, cancel).await;
         let stopped_by_worker =
             matches!(&outcome, Outcome::Failed { error, .. } if error == "cancelled");
-        if stopped_by_worker {
+        if stopped_by_worker || outcome == Outcome::Recorded {
             // The lease was lost or the worker is stopping: the database already moved on, or
-            // the task instance will be given back. Nothing to record.
+            // the task instance will be given back. Or the try recorded where its task went
+            // (a return now waiting for approval gave back its slot and lease). Nothing to
+            // record.
             lock(&self.running).remove(&claimed.ti_id);
         } else {
             let _ = self.done_tx.send(Completion {

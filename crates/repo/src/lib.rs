@@ -525,6 +525,45 @@ impl DagRepo {
         })
     }
 
+    /// Who last changed `path` (a path in the repository) in the history of `commit`: the
+    /// author (name, email) of the latest commit whose content of `path` differs from each of
+    /// its parents'. `None` when `path` is not in `commit`.
+    pub fn last_author(
+        &self,
+        commit: &str,
+        path: &str,
+    ) -> Result<Option<(String, String)>, RepoError> {
+        let oid = Oid::from_str(commit).map_err(|_| RepoError::NoCommit(commit.to_owned()))?;
+        let start = self
+            .repo
+            .find_commit(oid)
+            .map_err(|_| RepoError::NoCommit(commit.to_owned()))?;
+        let blob_at = |c: &git2::Commit<'_>| {
+            c.tree()
+                .ok()
+                .and_then(|t| t.get_path(Path::new(path)).ok())
+                .map(|e| e.id())
+        };
+        if blob_at(&start).is_none() {
+            return Ok(None);
+        }
+        let mut walk = self.repo.revwalk()?;
+        walk.push(oid)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+        for id in walk {
+            let c = self.repo.find_commit(id?)?;
+            let Some(mine) = blob_at(&c) else { continue };
+            if c.parents().all(|p| blob_at(&p) != Some(mine)) {
+                let author = c.author();
+                return Ok(Some((
+                    author.name().unwrap_or_default().to_owned(),
+                    author.email().unwrap_or_default().to_owned(),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
     /// A unified diff of the DAG files between two commits (`from` may be None: everything added).
     pub fn diff_text(&self, from: Option<&str>, to: &str) -> Result<String, RepoError> {
         let tree_of = |c: &str| -> Result<git2::Tree<'_>, RepoError> {

@@ -49,6 +49,9 @@ pub struct Environment {
     pub rows_visible_to: Role,
     #[serde(default)]
     pub promotion: PromotionPolicy,
+    /// What returns must wait for before they write to the MAP.
+    #[serde(default, skip_serializing_if = "ReturnsPolicy::is_default")]
+    pub returns: ReturnsPolicy,
     /// Backstops on what the environment may use.
     #[serde(default)]
     pub limits: EnvLimits,
@@ -181,10 +184,12 @@ pub enum NotifyEvent {
     SloBurn,
     /// A run succeeded with warnings (a warn check breached, rows rejected, …).
     Warnings,
+    /// A return planned its writes and waits for someone to approve them.
+    ApprovalNeeded,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 7] = [
+    pub const ALL: [NotifyEvent; 8] = [
         NotifyEvent::Failure,
         NotifyEvent::RetryExhausted,
         NotifyEvent::Recovery,
@@ -192,6 +197,7 @@ impl NotifyEvent {
         NotifyEvent::CheckBreach,
         NotifyEvent::SloBurn,
         NotifyEvent::Warnings,
+        NotifyEvent::ApprovalNeeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -203,6 +209,7 @@ impl NotifyEvent {
             NotifyEvent::CheckBreach => "check_breach",
             NotifyEvent::SloBurn => "slo_burn",
             NotifyEvent::Warnings => "warnings",
+            NotifyEvent::ApprovalNeeded => "approval_needed",
         }
     }
 }
@@ -338,6 +345,38 @@ impl Default for PromotionPolicy {
             require_approval: false,
         }
     }
+}
+
+/// What returns wait for before they write (`returns: { require_approval: true }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnsPolicy {
+    /// A return waits, once it has planned, until an operator other than the DAG's last
+    /// committer (or any admin) approves its plan.
+    #[serde(default)]
+    pub require_approval: bool,
+    /// How long a return waits for the approval before it fails; default 24h.
+    #[serde(default = "default_approval_timeout")]
+    pub approval_timeout: crate::duration::Duration,
+}
+
+impl Default for ReturnsPolicy {
+    fn default() -> Self {
+        Self {
+            require_approval: false,
+            approval_timeout: default_approval_timeout(),
+        }
+    }
+}
+
+impl ReturnsPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_approval_timeout() -> crate::duration::Duration {
+    crate::duration::Duration::from_secs(24 * 3600)
 }
 
 fn default_promoters() -> Vec<Role> {
@@ -575,6 +614,17 @@ pub fn load_environment(file: &str, source: &str) -> Result<Environment, Vec<Dia
         at(
             "promotion.allowed_roles",
             "nobody could promote into this environment: name at least one role".to_owned(),
+        );
+    }
+    let timeout = env.returns.approval_timeout;
+    if !(60..=30 * 24 * 3600).contains(&timeout.as_secs())
+        || !timeout.as_millis().is_multiple_of(1000)
+    {
+        at(
+            "returns.approval_timeout",
+            format!(
+                "`approval_timeout` must be whole seconds between 1m and 30d, not {timeout} (leave it out for 24h)"
+            ),
         );
     }
     let mut names = std::collections::HashSet::new();
@@ -1088,5 +1138,37 @@ variables: { sync_list: DEV Leads }
         for bad in ["", "2k", "_a", "Crm", "a-b", "a b"] {
             assert!(!is_secret_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn returns_may_wait_for_approval_with_a_located_timeout() {
+        let plain =
+            load_environment("environments/dev.yaml", DEV).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!plain.returns.require_approval);
+        assert_eq!(plain.returns.approval_timeout.as_secs(), 24 * 3600);
+        let on = format!("{DEV}returns: {{ require_approval: true }}\n");
+        let env =
+            load_environment("environments/dev.yaml", &on).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(env.returns.require_approval);
+        assert_eq!(env.returns.approval_timeout.as_secs(), 24 * 3600);
+        let short = format!("{DEV}returns:\n  require_approval: true\n  approval_timeout: 10s\n");
+        let errs = load_environment("environments/dev.yaml", &short)
+            .err()
+            .unwrap_or_default();
+        let found: Vec<(usize, &str)> = errs.iter().map(|d| (d.line, d.message.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![(
+                12,
+                "`approval_timeout` must be whole seconds between 1m and 30d, not 10s (leave it out for 24h)"
+            )]
+        );
+        let typo = format!("{DEV}returns: {{ require_aproval: true }}\n");
+        let errs = load_environment("environments/dev.yaml", &typo)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, 10, "{errs:?}");
+        assert!(errs[0].message.contains("require_approval"), "{errs:?}");
     }
 }

@@ -250,6 +250,7 @@ impl Store {
                  select environment, state from task_instance where state = 'queued' \
                  union all select environment, state from task_instance where state = 'running' \
                  union all select environment, state from task_instance where state = 'up_for_retry' \
+                 union all select environment, state from task_instance where state = 'awaiting_approval' \
              ) t group by environment, state order by 1, 2",
         )
         .fetch_all(&self.pool)

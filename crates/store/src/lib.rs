@@ -2,6 +2,7 @@
 //! (`UPDATE … WHERE state = <expected> … RETURNING`), so two processes can never both move
 //! the same run or task instance; and writes that belong together share a transaction.
 
+mod approvals;
 mod audit;
 mod dags;
 mod deadlines;
@@ -28,6 +29,7 @@ mod usage;
 mod users;
 mod workers;
 
+pub use approvals::{ApprovalRow, NewApproval, PlanTotals, SYSTEM_ACTOR, wait_words};
 pub use audit::AuditEvent;
 pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
 pub use deadlines::DeadlineMiss;

@@ -80,6 +80,9 @@ impl Store {
                union all \
                select s.dag_id, s.run_id, s.task_id, 'slo_burn' from slo_burn s \
                where s.environment = $1 and s.at > now() - {LOOKBACK} \
+               union all \
+               select a.dag_id, a.run_id, a.task_id, 'approval_needed' from return_approval a \
+               where a.environment = $1 and a.state = 'pending' and a.requested_at > now() - {LOOKBACK} \
              ) e where e.event = any($3) and (cardinality($4::text[]) = 0 or e.dag_id = any($4)) \
              on conflict (channel, environment, run_id, event, task_id) do nothing"
         );

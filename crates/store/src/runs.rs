@@ -494,11 +494,18 @@ impl crate::Tx {
         }
         let tasks: Vec<String> = sqlx::query_scalar(
             "update task_instance set state = $2, finished_at = now(), lease_until = null, next_attempt_at = null \
-             where run_id = $1 and state in ('pending', 'queued', 'running', 'up_for_retry') returning task_id",
+             where run_id = $1 and state in ('pending', 'queued', 'running', 'up_for_retry', 'awaiting_approval') returning task_id",
         )
         .bind(id)
         .bind(state.as_str())
         .fetch_all(&mut *tx)
+        .await?;
+        // A return waiting for approval waits no more: its request is withdrawn.
+        sqlx::query(
+            "update return_approval set state = 'withdrawn', decided_at = now() where run_id = $1 and state = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
         .await?;
         Ok(tasks)
     }

@@ -51,7 +51,8 @@ text_enum!(
 );
 
 text_enum!(
-    /// pending → queued → running → success | failed | up_for_retry | skipped | upstream_failed
+    /// pending → queued → running → success | failed | up_for_retry | skipped | upstream_failed |
+    /// awaiting_approval (a return waiting for its plan's approval; then queued or failed)
     TaskState {
         Pending => "pending",
         Queued => "queued",
@@ -61,6 +62,7 @@ text_enum!(
         UpForRetry => "up_for_retry",
         Skipped => "skipped",
         UpstreamFailed => "upstream_failed",
+        AwaitingApproval => "awaiting_approval",
     }
 );
 

@@ -45,6 +45,9 @@ pub enum Outcome {
         exit_code: Option<i32>,
         retryable: bool,
     },
+    /// The try recorded where its task went itself (a return now waiting for approval of its
+    /// plan, see [`Store::request_approval`]): nothing more to record.
+    Recorded,
 }
 
 /// A finished try to record.
@@ -229,6 +232,10 @@ impl Store {
     /// tasks that became ready are queued and finished runs are closed. Tries whose lease was
     /// lost are ignored and returned in `lost`.
     pub async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<CompleteResult> {
+        let done: Vec<&Completion> = done
+            .iter()
+            .filter(|c| c.outcome != Outcome::Recorded)
+            .collect();
         let mut tx = self.pool.begin().await?;
         let ids: Vec<i64> = done.iter().map(|c| c.ti_id).collect();
         let tries: Vec<i32> = done.iter().map(|c| c.try_number).collect();
@@ -249,14 +256,14 @@ impl Store {
             .iter()
             .map(|c| match &c.outcome {
                 Outcome::Failed { error, .. } => Some(error.clone()),
-                Outcome::Success => None,
+                Outcome::Success | Outcome::Recorded => None,
             })
             .collect();
         let codes: Vec<Option<i32>> = done
             .iter()
             .map(|c| match &c.outcome {
                 Outcome::Failed { exit_code, .. } => *exit_code,
-                Outcome::Success => None,
+                Outcome::Success | Outcome::Recorded => None,
             })
             .collect();
         let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
@@ -571,7 +578,7 @@ pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> 
 /// After task instances of `runs` changed: decide their pending tasks, close finished runs and
 /// tell schedulers and workers (`queued`: something was queued already). Returns how many
 /// tasks were queued and which runs finished.
-async fn advance(
+pub(crate) async fn advance(
     conn: &mut PgConnection,
     runs: &[Uuid],
     queued: bool,

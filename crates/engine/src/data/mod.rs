@@ -182,6 +182,10 @@ pub(crate) enum TaskError {
     /// Over a backstop (`limits:` of the DAG or environment): not retried.
     #[error("{0}")]
     Limit(String),
+    /// A return planned and now waits for approval of its plan: the try already moved its
+    /// task on (see `ret::approval`).
+    #[error("waiting for approval")]
+    AwaitingApproval,
 }
 
 impl TaskError {
@@ -374,6 +378,7 @@ impl Runner for DataRunner {
                     self.plane.record_metrics(&id, &metrics).await;
                     Outcome::Success
                 }
+                Err(TaskError::AwaitingApproval) => Outcome::Recorded,
                 Err(e) => {
                     if api_calls.is_some() {
                         let spent = TryMetrics {

@@ -16,6 +16,7 @@
 //! Retry-safe: the values before the write are kept from the first try (a retry never
 //! snapshots what the first try wrote), and both write paths are upserts by key.
 
+mod approval;
 mod from_export;
 mod history;
 pub(crate) mod plan;
@@ -165,6 +166,7 @@ pub(super) async fn run(
             rows_unchanged: Some(i64::try_from(planned.unchanged).unwrap_or(i64::MAX)),
         });
     }
+    approval::gate(plane, id, job, spec, &side, &client, input.rows).await?;
     match mode {
         ReturnMode::Sync => send_by_sync(plane, &client, spec, &side).await?,
         _ => send_by_import(plane, &client, spec, &side, job).await?,

@@ -24,6 +24,10 @@ pub enum Action {
     Promote,
     /// Approve or reject a promotion waiting for a second person.
     Approve,
+    /// Approve or reject the plan of a return waiting for approval (`returns:
+    /// { require_approval: true }`); approving also needs not to be the DAG's last committer,
+    /// unless an admin.
+    ApproveReturn,
     /// Add users, change roles, issue tokens for others.
     ManageUsers,
     /// Turn maintenance mode on or off.
@@ -41,6 +45,7 @@ impl Action {
             Action::Revert => "revert returns",
             Action::Promote => "promote or roll back",
             Action::Approve => "approve promotions",
+            Action::ApproveReturn => "approve or reject returns",
             Action::ManageUsers => "manage users",
             Action::Maintenance => "turn maintenance on or off",
         }
@@ -78,9 +83,12 @@ impl Actor {
         let role = self.role_in(environment.map(|e| e.name.as_str()));
         match action {
             Action::View => true,
-            Action::Trigger | Action::Pause | Action::Clear | Action::Mark | Action::Revert => {
-                role >= Role::Operator
-            }
+            Action::Trigger
+            | Action::Pause
+            | Action::Clear
+            | Action::Mark
+            | Action::Revert
+            | Action::ApproveReturn => role >= Role::Operator,
             Action::Promote => match environment {
                 Some(env) => env.promotion.allowed_roles.contains(&role),
                 None => role >= Role::Operator,

@@ -3,6 +3,7 @@
 //! the JSON API and the CLI all go through here, so the same rules hold everywhere.
 
 mod access;
+mod approval;
 mod rerun;
 mod trigger;
 
@@ -13,6 +14,7 @@ use drover_store::{RunState, Store, StoreError};
 use uuid::Uuid;
 
 pub use access::{Action, Actor, parse_role, role_name};
+pub use approval::same_person;
 pub use rerun::downstream_of;
 pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 

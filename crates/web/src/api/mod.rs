@@ -2,6 +2,7 @@
 //! the OpenAPI document at `/api/openapi.json`; errors are `{"error": {status, code,
 //! message}}` with 401/403/404/409/422/503.
 
+mod approvals;
 mod openapi;
 
 use axum::extract::rejection::JsonRejection;
@@ -51,6 +52,10 @@ pub(crate) fn routes() -> Router<WebState> {
             post(revert).get(revert_status),
         )
         .route("/records/history", get(record_history))
+        .route("/approvals", get(approvals::list))
+        .route("/runs/{run}/tasks/{task}/approval", get(approvals::of_task))
+        .route("/runs/{run}/tasks/{task}/approve", post(approvals::approve))
+        .route("/runs/{run}/tasks/{task}/reject", post(approvals::reject))
         .route("/checks", get(checks))
         .route("/slos", get(slos))
         .route("/usage", get(usage))

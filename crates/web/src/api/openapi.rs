@@ -3,7 +3,7 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-fn param(name: &str, place: &str, required: bool, ty: &str, description: &str) -> Value {
+pub(super) fn param(name: &str, place: &str, required: bool, ty: &str, description: &str) -> Value {
     json!({ "name": name, "in": place, "required": required, "schema": { "type": ty }, "description": description })
 }
 
@@ -17,11 +17,11 @@ fn env_q() -> Value {
     )
 }
 
-fn path_p(name: &str, description: &str) -> Value {
+pub(super) fn path_p(name: &str, description: &str) -> Value {
     param(name, "path", true, "string", description)
 }
 
-fn ok(schema: &str, description: &str) -> Value {
+pub(super) fn ok(schema: &str, description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
 }
 
@@ -45,7 +45,7 @@ fn errors(codes: &[u16]) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-fn op(
+pub(super) fn op(
     summary: &str,
     params: Vec<Value>,
     body: Option<&str>,
@@ -72,6 +72,7 @@ const WRITE: &[u16] = &[401, 403, 404, 409, 422];
 /// The document.
 pub(crate) fn spec() -> Value {
     let mut doc = paths_and_schemas();
+    super::approvals::document(&mut doc);
     // Every change may meet maintenance: 503 with Retry-After.
     if let Some(paths) = doc["paths"].as_object_mut() {
         for item in paths.values_mut() {
@@ -114,7 +115,7 @@ fn paths_and_schemas() -> Value {
         "info": {
             "title": "Drover API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Run history and operations of Drover, the orchestrator for scheduled marketing ETL. Authenticate with `Authorization: Bearer <token>` (tokens are made on the account page or with `drover users token`). The same role rules hold as in the UI and CLI: viewers read; operators trigger, pause, clear, mark and revert; admins approve promotions and manage users."
+            "description": "Run history and operations of Drover, the orchestrator for scheduled marketing ETL. Authenticate with `Authorization: Bearer <token>` (tokens are made on the account page or with `drover users token`). The same role rules hold as in the UI and CLI: viewers read; operators trigger, pause, clear, mark and revert, and approve or reject returns waiting for approval (not their own change); admins approve promotions and manage users."
         },
         "components": {
             "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
@@ -132,7 +133,7 @@ fn paths_and_schemas() -> Value {
                     "deadline_state": { "enum": ["pending", "met", "missed", null] } } },
                 "RunDetail": { "type": "object", "required": ["run", "tasks"], "properties": { "run": { "$ref": "#/components/schemas/Run" }, "tasks": { "type": "array", "items": { "$ref": "#/components/schemas/TaskInstance" } } } },
                 "TaskInstance": { "type": "object", "required": ["task_id", "state", "try_number"], "properties": {
-                    "task_id": { "type": "string" }, "state": { "enum": ["pending", "queued", "running", "success", "failed", "up_for_retry", "skipped", "upstream_failed"] },
+                    "task_id": { "type": "string" }, "state": { "enum": ["pending", "queued", "running", "success", "failed", "up_for_retry", "skipped", "upstream_failed", "awaiting_approval"] },
                     "try_number": { "type": "integer" }, "max_tries": { "type": "integer" }, "started_at": { "type": ["string", "null"] }, "finished_at": { "type": ["string", "null"] },
                     "error": { "type": ["string", "null"] }, "rows_in": { "type": ["integer", "null"] }, "rows_out": { "type": ["integer", "null"] }, "rows_rejected": { "type": ["integer", "null"] },
                     "api_calls": { "type": ["integer", "null"] }, "bytes_moved": { "type": ["integer", "null"] },

@@ -44,6 +44,8 @@ pub(crate) struct NextLine {
 
 pub(crate) struct EnvSection {
     name: String,
+    /// Returns waiting for approval of their plan.
+    approvals: Vec<super::run_approval::ApprovalLine>,
     attention: Vec<RunLine>,
     slos: Vec<SloLine>,
     ran: Vec<RunLine>,
@@ -116,6 +118,7 @@ pub(crate) async fn page(
             .filter(|s| matches!(s.verdict, "burning" | "exhausted"))
             .collect();
         sections.push(EnvSection {
+            approvals: super::run_approval::waiting(&state, &env.name).await?,
             name: env.name.clone(),
             attention,
             slos,

@@ -15,6 +15,7 @@ mod receipt;
 mod records;
 mod rerun;
 mod run;
+mod run_approval;
 mod run_revert;
 mod runs;
 mod task;
@@ -54,6 +55,14 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/runs/{run}/revert", post(run::revert))
         .route("/runs/{run}/datasets/{task}", get(run::dataset))
         .route("/runs/{run}/tasks/{task}", get(task::page))
+        .route(
+            "/runs/{run}/tasks/{task}/approve",
+            post(run_approval::approve),
+        )
+        .route(
+            "/runs/{run}/tasks/{task}/reject",
+            post(run_approval::reject),
+        )
         .route("/runs/{run}/tasks/{task}/log.txt", get(task::download))
         .route("/runs/{run}/tasks/{task}/plan", get(plan::page))
         .route("/runs/{run}/tasks/{task}/receipt", get(receipt::page))
@@ -147,6 +156,10 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "approved" => "Promotion approved and applied.",
         "rejected" => "Promotion rejected.",
         "rolledback" => "Rolled back to the previous commit.",
+        "return_approved" => {
+            "Plan approved: the return is queued again and writes as soon as a worker is free."
+        }
+        "return_rejected" => "Plan rejected: nothing was sent and the task failed.",
         "token" => "API token created.",
         "revoked" => "API token revoked.",
         "password" => "Password changed.",

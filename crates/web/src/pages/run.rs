@@ -88,6 +88,8 @@ pub(crate) struct RunPage {
     reverts: Vec<super::run_revert::RevertLine>,
     /// Its returns' plans, with their first records.
     plans: Vec<super::plan::PlanSummary>,
+    /// Its returns waiting for approval (or decided).
+    approvals: Vec<super::run_approval::ApprovalLine>,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -109,6 +111,7 @@ pub(crate) async fn page(
         store.run_metrics(run.id).await?.into_iter().collect();
     let datasets = store.run_datasets(run.id).await?;
     let reverts = super::run_revert::load(store, run.id).await?;
+    let approvals = super::run_approval::load(&state, &user, &env, &run).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let bars: Vec<GanttBar<'_>> = tis
         .iter()
@@ -261,6 +264,7 @@ pub(crate) async fn page(
             })
             .unwrap_or_default(),
         reverts,
+        approvals,
         chrome: Chrome::new(&user, "runs", Some(&run.environment)).with_done(q.done.as_deref()),
         can_operate: user.actor.may(Action::Mark, Some(&env)),
         took: views::took(&run.started_at, &run.finished_at),

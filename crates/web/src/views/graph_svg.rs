@@ -36,7 +36,7 @@ pub(crate) struct GanttBar<'a> {
     pub(crate) href: Option<String>,
 }
 
-const STATES: [&str; 9] = [
+const STATES: [&str; 10] = [
     "success",
     "failed",
     "running",
@@ -45,6 +45,7 @@ const STATES: [&str; 9] = [
     "upstream_failed",
     "skipped",
     "pending",
+    "awaiting_approval",
     "none",
 ];
 

@@ -37,6 +37,7 @@ pub(crate) fn state_words(state: &str) -> &'static str {
         "up_for_retry" => "will retry",
         "upstream_failed" => "not run: an earlier task failed",
         "skipped" => "skipped",
+        "awaiting_approval" => "waiting for approval",
         _ => "unknown",
     }
 }
