@@ -133,7 +133,7 @@ pub(super) async fn run(
     let planned = plan_rows(plane, spec, &side).await?;
     side.analyze(plane).await?;
     // Before anything is written, the plan is recorded: what `runs plan` and the run page show.
-    record_plan::record(plane, id, job, spec, &side).await?;
+    let recorded = record_plan::record(plane, id, job, spec, &side).await?;
     job.log.system(format!(
         "sending {} of {} rows: {} unchanged, {} nulls withheld{}",
         planned.to_send,
@@ -166,7 +166,7 @@ pub(super) async fn run(
             rows_unchanged: Some(i64::try_from(planned.unchanged).unwrap_or(i64::MAX)),
         });
     }
-    approval::gate(plane, id, job, spec, &side, &client, input.rows).await?;
+    approval::gate(plane, id, job, &recorded, &side, &client, input.rows).await?;
     match mode {
         ReturnMode::Sync => send_by_sync(plane, &client, spec, &side).await?,
         _ => send_by_import(plane, &client, spec, &side, job).await?,

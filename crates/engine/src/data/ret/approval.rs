@@ -1,6 +1,6 @@
 //! Approval of a return's writes (`returns: { require_approval: true }` in the environment):
 //! once planned, a return sends nothing until someone approves its plan. The first try that
-//! plans records a request — the plan's totals and a digest of its content — and gives back
+//! plans records a request — the recorded plan's totals and digest — and gives back
 //! its worker slot and lease; its task waits in `awaiting_approval`. Once approved, the task
 //! is queued again; its next try plans anew (from the values before the write kept from the
 //! first try, so the same plan) and writes only if the plan's digest is the one approved —
@@ -9,9 +9,7 @@
 use std::sync::Arc;
 
 use drover_map::MapConnector;
-use drover_spec::dag::map_kinds::ReturnSpec;
-use drover_store::{NewApproval, PlanTotals, TryMetrics};
-use sqlx::{AssertSqlSafe, Row};
+use drover_store::{NewApproval, PlanTotals, ReturnPlan, TryMetrics};
 
 use super::super::{DataPlane, TaskError, TryId};
 use super::side::SideTables;
@@ -23,7 +21,7 @@ pub(super) async fn gate(
     plane: &DataPlane,
     id: &TryId,
     job: &Job<'_>,
-    spec: &ReturnSpec,
+    plan: &ReturnPlan,
     side: &SideTables,
     client: &Arc<dyn MapConnector>,
     rows_in: i64,
@@ -32,7 +30,10 @@ pub(super) async fn gate(
     if !policy.require_approval {
         return Ok(());
     }
-    let (totals, digest) = plan_of(plane, spec, side).await?;
+    // What is approved is the plan this try recorded (`drover runs plan`): its totals, and
+    // its digest to tell a later try's plan is the same.
+    let totals = totals_of(plan);
+    let digest = plan.digest.clone();
     if totals.to_send == 0 {
         job.log.system("nothing to send: no approval needed");
         return Ok(());
@@ -105,51 +106,14 @@ pub(super) async fn gate(
     Err(TaskError::AwaitingApproval)
 }
 
-/// The plan's totals and a digest of its content, in one pass over the side tables: per row
-/// the key, whether and what is sent, the nulls withheld and the record's values before the
-/// write. The same plan gives the same digest whatever the rows' order.
-async fn plan_of(
-    plane: &DataPlane,
-    spec: &ReturnSpec,
-    side: &SideTables,
-) -> Result<(PlanTotals, String), TaskError> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "select count(*) filter (where status is null) as to_send,
-                count(*) filter (where status is null and known and previous is null) as creates,
-                count(*) filter (where status is null and previous is not null) as updates,
-                count(*) filter (where status = 'unchanged') as unchanged,
-                coalesce(sum(cardinality(withheld)), 0)::bigint as withheld,
-                count(*) filter (where status = 'rejected') as rejected,
-                md5(coalesce(string_agg(h, '' order by key, h), '')) as digest
-         from (select r.key, p.status, p.withheld, b.previous, b.key is not null as known,
-                      md5(concat_ws(chr(31), coalesce(r.key, '∅'), coalesce(p.status, 'send'),
-                                    coalesce(p.payload::text, '∅'),
-                                    coalesce(array_to_string(p.withheld, chr(30)), '∅'),
-                                    coalesce(b.previous::text, '∅'))) as h
-               from {plan} p join {rows} r on r.ord = p.ord
-               left join {before} b on b.key = r.key) x",
-        plan = side.plan,
-        rows = side.rows,
-        before = side.before,
-    )))
-    .fetch_one(plane.store.pool())
-    .await?;
-    let known = spec.snapshot;
-    let totals = PlanTotals {
-        to_send: row.try_get("to_send")?,
-        creates: if known {
-            Some(row.try_get("creates")?)
-        } else {
-            None
-        },
-        updates: if known {
-            Some(row.try_get("updates")?)
-        } else {
-            None
-        },
-        unchanged: row.try_get("unchanged")?,
-        withheld: row.try_get("withheld")?,
-        rejected: row.try_get("rejected")?,
-    };
-    Ok((totals, row.try_get("digest")?))
+/// The totals an approval request shows, from the plan the try recorded.
+fn totals_of(plan: &ReturnPlan) -> PlanTotals {
+    PlanTotals {
+        to_send: plan.sends,
+        creates: plan.creates,
+        updates: plan.updates,
+        unchanged: plan.unchanged,
+        withheld: plan.nulls_withheld,
+        rejected: plan.not_sent,
+    }
 }
