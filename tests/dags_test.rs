@@ -345,6 +345,16 @@ fn usage_errors_exit_2_before_anything_starts() {
     // clap's own usage errors are 2 as well.
     let out = tree.run(&["dags", "test"], nowhere);
     assert_eq!(out.status.code(), Some(2));
+    // Writing in PROD, whose returns wait for an operator's approval, on a throwaway
+    // database nobody else can reach: refused before anything starts; the preview is not.
+    let out = tree.run(
+        &["dags", "test", "lead_scoring", "--env", "prod", "--write"],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("nobody to approve them"), "{stderr}");
+    assert!(stdout.is_empty(), "started: {stdout}");
 }
 
 /// DEV's address held by something whose credentials it does not have (standalone's own

@@ -70,6 +70,14 @@ pub(crate) fn run(ctx: &Ctx, folders: &Folders, args: DagsTestArgs) -> Result<Ex
     };
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let env = environment(&folders.environments_dir, &args.env)?;
+    if args.write && env.returns.require_approval && !database_given(ctx) {
+        bail!(
+            "--write in {env}: its returns wait for an operator's approval (`returns: {{ require_approval: true }}`), \
+             and a throwaway database has nobody to approve them: leave out --write to preview the plan, \
+             or set DATABASE_URL to Drover's database and approve there (`drover runs approve RUN_ID TASK`)",
+            env = env.name
+        );
+    }
     let mut pairs = Vec::new();
     for pair in &args.params {
         let Some((name, value)) = pair.split_once('=') else {
@@ -570,6 +578,10 @@ fn task_line(
         }
         TaskState::UpstreamFailed => "not run: a task before it failed".to_owned(),
         TaskState::Skipped => "skipped".to_owned(),
+        TaskState::AwaitingApproval => format!(
+            "waiting for approval of its plan: `drover runs approve {} {}` (or reject) against this database",
+            ti.run_id, ti.task_id
+        ),
         s => format!("{}{took}{tries}", s.as_str()),
     }];
     if state.is_finished() || state == TaskState::UpForRetry {
