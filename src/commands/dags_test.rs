@@ -6,6 +6,7 @@
 //! answers it starts a MAP sandbox there, as standalone does. Returns are previewed (the run
 //! is a preview run: they plan and send nothing) unless `--write`.
 
+use drover_spec::numbers::thousands as count;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -621,22 +622,6 @@ fn task_line(
         }
     }
     parts.join(" · ")
-}
-
-/// "1,234".
-fn count(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn metrics_words(m: &TryMetrics) -> Vec<String> {

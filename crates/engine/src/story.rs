@@ -2,6 +2,7 @@
 //! counts ("290 leads read from Marketo · 289 leads updated in Marketo · 1 rejected ·
 //! volume check: warning"), and the problems it carries when it succeeded anyway (warnings).
 
+use drover_spec::numbers::thousands as count;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -99,22 +100,6 @@ pub fn map_name(env: &Environment) -> &'static str {
     match env.map.kind {
         MapKind::Marketo => "Marketo",
     }
-}
-
-/// "1,234".
-fn count(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// "1 lead", "290 leads".

@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod environment;
 pub mod graph;
+pub mod numbers;
 pub mod schedule;
 pub mod suggest;
 pub mod template;

@@ -5,6 +5,7 @@
 //! role may read (rows may hold personal data: pages read them through the environment's
 //! `rows_visible_to`).
 
+use drover_spec::numbers::thousands;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -221,19 +222,6 @@ fn article(word: &str) -> String {
         .next()
         .is_some_and(|c| "aeiouAEIOU".contains(c));
     format!("{} `{word}`", if vowel { "an" } else { "a" }).replace("`email`", "email")
-}
-
-/// 1234567 → "1,234,567".
-fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 impl Store {

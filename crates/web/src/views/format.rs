@@ -2,6 +2,7 @@
 //! ("5 min ago", "tomorrow") and thousands separators ("1,234,567").
 
 use chrono::{DateTime, Utc};
+pub(crate) use drover_spec::numbers::thousands;
 
 /// A duration in words, two units at most: "40 ms", "0.4 s", "12 s", "3 min 5 s",
 /// "2 h 4 min", "3 d 2 h". Negative and NaN durations read as "0 s", infinite ones as "∞".
@@ -88,22 +89,6 @@ fn plural(count: u64, unit: &str) -> String {
     }
 }
 
-/// An integer with comma thousands separators: "1,234,567", "-12,345", "999".
-pub(crate) fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone};
@@ -175,17 +160,5 @@ mod tests {
         assert_eq!(future(Duration::days(60)), "in 2 months");
         // Sub-second differences do not count.
         assert_eq!(past(Duration::milliseconds(10_999)), "10 s ago");
-    }
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(thousands(-12_345), "-12,345");
-        assert_eq!(thousands(-100), "-100");
-        assert_eq!(thousands(i64::MAX), "9,223,372,036,854,775,807");
-        assert_eq!(thousands(i64::MIN), "-9,223,372,036,854,775,808");
     }
 }
