@@ -612,7 +612,7 @@ fn api_errors_have_one_shape_and_the_openapi_document_covers_every_route() {
             serde_json::from_str(&doc.body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-        assert_eq!(paths.len(), 28, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(paths.len(), 29, "{:?}", paths.keys().collect::<Vec<_>>());
         let run = d.ok(&["runs", "trigger", "hello", "--env", "dev", "--as", "admin"]);
         for (path, methods) in &paths {
             let concrete = path
