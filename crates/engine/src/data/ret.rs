@@ -149,7 +149,8 @@ pub(super) async fn run(
             String::new()
         }
     ));
-    if plane.store.get_run(id.run_id).await?.preview {
+    // A preview run's plan says so (read from the run when the plan was recorded).
+    if recorded.preview {
         job.log.system(format!(
             "preview: nothing was sent; {} rows would be sent",
             planned.to_send
