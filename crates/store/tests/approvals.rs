@@ -10,36 +10,8 @@ use drover_store::{
 };
 use uuid::Uuid;
 
-struct Db {
-    store: Store,
-    admin: Store,
-    name: String,
-}
-
-async fn db() -> Db {
-    let server = std::env::var("DROVER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("drover_test_{}", Uuid::new_v4().simple());
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}"), 8)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-    let admin = Store::connect(&server, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Db { store, admin, name }
-}
-
-impl Db {
-    async fn drop_db(self) {
-        self.store.pool().close().await;
-        let sql = format!("drop database if exists \"{}\" with (force)", self.name);
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(self.admin.pool())
-            .await;
-    }
-}
+mod support;
+use support::db;
 
 /// A run of one task `push` (no retries), claimed by worker `w1`: (run, task instance, try).
 async fn claimed_push(store: &Store) -> (Uuid, i64, i32) {
@@ -131,7 +103,7 @@ async fn task_row(store: &Store, run: Uuid) -> drover_store::TaskInstanceRow {
 
 #[tokio::test]
 async fn only_the_holding_try_asks_and_a_waiting_task_takes_no_completion() {
-    let db = db().await;
+    let db = db(8).await;
     let (run, ti, try_number) = claimed_push(&db.store).await;
     // An old try (the lease moved on) asks nothing.
     let stale = db
@@ -216,7 +188,7 @@ async fn only_the_holding_try_asks_and_a_waiting_task_takes_no_completion() {
 
 #[tokio::test]
 async fn approve_and_reject_race_to_one_winner_and_expiry_ends_the_wait() {
-    let db = db().await;
+    let db = db(8).await;
     let (run, ti, try_number) = claimed_push(&db.store).await;
     let asked = db
         .store

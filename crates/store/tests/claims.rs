@@ -4,51 +4,17 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{Db, db};
+
 use chrono::Utc;
 use drover_store::{NewRun, RunType, Store, TaskInstanceSpec, VersionSync};
 use sqlx::Connection;
-use uuid::Uuid;
 
 /// The advisory lock key claims used to take turns on.
 const OLD_CLAIM_LOCK: i64 = 0x0d12_0fe2_c1a1;
 
-struct Db {
-    store: Store,
-    admin: Store,
-    name: String,
-    url: String,
-}
-
-async fn db() -> Db {
-    let server = std::env::var("DROVER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("drover_test_{}", Uuid::new_v4().simple());
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let store = Store::connect(&url, 8)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-    let admin = Store::connect(&server, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Db {
-        store,
-        admin,
-        name,
-        url,
-    }
-}
-
 impl Db {
-    async fn drop_db(self) {
-        self.store.pool().close().await;
-        let sql = format!("drop database if exists \"{}\" with (force)", self.name);
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(self.admin.pool())
-            .await;
-    }
-
     /// A connection of its own, as another client of the same database would have.
     async fn other_connection(&self) -> sqlx::PgConnection {
         sqlx::PgConnection::connect(&self.url)
@@ -123,7 +89,7 @@ async fn queued_tasks(store: &Store, env: &str, order: i32, n: usize) {
 
 #[tokio::test]
 async fn holding_the_old_advisory_key_does_not_stall_claims() {
-    let db = db().await;
+    let db = db(8).await;
     queued_tasks(&db.store, "dev", 1, 3).await;
     // What one line of user SQL did: take the key claims took turns on, and keep it.
     let mut user = db.other_connection().await;
@@ -143,7 +109,7 @@ async fn holding_the_old_advisory_key_does_not_stall_claims() {
 
 #[tokio::test]
 async fn the_claim_turn_is_out_of_reach_of_a_role_without_privileges() {
-    let db = db().await;
+    let db = db(8).await;
     let mut user = db.other_connection().await;
     // A role like user SQL's: no privilege on Drover's tables (roles are cluster-wide: made
     // once, never dropped).
@@ -180,7 +146,7 @@ async fn the_claim_turn_is_out_of_reach_of_a_role_without_privileges() {
 
 #[tokio::test]
 async fn a_claim_waits_for_its_turn_a_bounded_time() {
-    let db = db().await;
+    let db = db(8).await;
     queued_tasks(&db.store, "dev", 1, 2).await;
     let mut holder = db.other_connection().await;
     let mut tx = holder.begin().await.unwrap_or_else(|e| panic!("{e}"));
@@ -208,7 +174,7 @@ async fn a_claim_waits_for_its_turn_a_bounded_time() {
 
 #[tokio::test]
 async fn a_worker_bound_to_environments_claims_only_theirs() {
-    let db = db().await;
+    let db = db(8).await;
     queued_tasks(&db.store, "dev", 1, 4).await;
     queued_tasks(&db.store, "prod", 4, 3).await;
     let prod = ["prod".to_owned()];

@@ -5,40 +5,12 @@
 
 use std::collections::HashSet;
 
+mod support;
+use support::db;
+
 use chrono::{Duration, Utc};
 use drover_store::{Completion, NewRun, Outcome, RunType, Store, TaskInstanceSpec, VersionSync};
 use uuid::Uuid;
-
-struct Db {
-    store: Store,
-    admin: Store,
-    name: String,
-}
-
-async fn db() -> Db {
-    let server = std::env::var("DROVER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("drover_test_{}", Uuid::new_v4().simple());
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}"), 16)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-    let admin = Store::connect(&server, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Db { store, admin, name }
-}
-
-impl Db {
-    async fn drop_db(self) {
-        self.store.pool().close().await;
-        let sql = format!("drop database if exists \"{}\" with (force)", self.name);
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(self.admin.pool())
-            .await;
-    }
-}
 
 fn task(id: &str, upstream: &[&str]) -> TaskInstanceSpec {
     TaskInstanceSpec {
@@ -112,7 +84,7 @@ async fn queued_run(store: &Store, version: i64, offset_hours: i64) -> Uuid {
 
 #[tokio::test]
 async fn concurrent_claims_never_share_a_task_and_respect_their_limit() {
-    let db = db().await;
+    let db = db(16).await;
     let version = setup_dag(&db.store).await;
     let tasks: Vec<TaskInstanceSpec> = (0..200).map(|i| task(&format!("t{i}"), &[])).collect();
     queued_run(&db.store, version, 1).await;
@@ -151,7 +123,7 @@ async fn concurrent_claims_never_share_a_task_and_respect_their_limit() {
 
 #[tokio::test]
 async fn a_stale_or_foreign_completion_writes_nothing() {
-    let db = db().await;
+    let db = db(16).await;
     let version = setup_dag(&db.store).await;
     let tasks = vec![task("a", &[]), task("b", &["a"])];
     let run = queued_run(&db.store, version, 1).await;
@@ -209,7 +181,7 @@ async fn a_stale_or_foreign_completion_writes_nothing() {
 
 #[tokio::test]
 async fn failed_tries_are_retried_with_backoff_then_fail() {
-    let db = db().await;
+    let db = db(16).await;
     let version = setup_dag(&db.store).await;
     let tasks = vec![task("a", &[])];
     queued_run(&db.store, version, 1).await;
@@ -275,7 +247,7 @@ async fn failed_tries_are_retried_with_backoff_then_fail() {
 
 #[tokio::test]
 async fn concurrent_starts_respect_max_active_runs() {
-    let db = db().await;
+    let db = db(16).await;
     let version = setup_dag(&db.store).await;
     let tasks = vec![task("a", &[])];
     for h in 1..=6 {
@@ -316,7 +288,7 @@ fn sql_retry_delay_matches_the_spec_policy() {
     // drover_retry_delay in SQL mirrors RetryPolicy::delay_before; checked on the real function.
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     rt.block_on(async {
-        let db = db().await;
+        let db = db(16).await;
         for (backoff, name) in [
             (drover_spec::dag::Backoff::Constant, "constant"),
             (drover_spec::dag::Backoff::Linear, "linear"),
@@ -349,7 +321,7 @@ fn sql_retry_delay_matches_the_spec_policy() {
 
 #[tokio::test]
 async fn an_environment_never_runs_more_than_its_concurrency() {
-    let db = db().await;
+    let db = db(16).await;
     let version = setup_dag(&db.store).await;
     db.store
         .upsert_environment(
@@ -454,7 +426,7 @@ async fn processes_starting_at_once_create_the_database_once() {
 
 #[tokio::test]
 async fn lost_tries_are_free_up_to_the_limit_then_use_retries() {
-    let db = db().await;
+    let db = db(16).await;
     let version = setup_dag(&db.store).await;
     let mut a = task("a", &[]);
     a.retry_delay_secs = 0;

@@ -2,39 +2,13 @@
 //! and by MAP id, newest first, limited, per environment; and its pruning. Each test uses a
 //! database of its own on the Postgres at DROVER_TEST_DATABASE_URL (default 127.0.0.1:5432).
 
-use drover_store::{RecordQuery, Store};
+use drover_store::RecordQuery;
 use uuid::Uuid;
 
-struct Db {
-    store: Store,
-    admin: Store,
-    name: String,
-}
-
-async fn db() -> Db {
-    let server = std::env::var("DROVER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("drover_test_{}", Uuid::new_v4().simple());
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}"), 4)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-    let admin = Store::connect(&server, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Db { store, admin, name }
-}
+mod support;
+use support::{Db, db};
 
 impl Db {
-    async fn drop_db(self) {
-        self.store.pool().close().await;
-        let sql = format!("drop database if exists \"{}\" with (force)", self.name);
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(self.admin.pool())
-            .await;
-    }
-
     /// A touch `hours_ago`.
     async fn touch(
         &self,
@@ -71,7 +45,7 @@ fn q(text: &str) -> RecordQuery {
 
 #[tokio::test]
 async fn a_record_is_found_by_key_and_by_map_id_newest_first_in_its_environment_only() {
-    let db = db().await;
+    let db = db(4).await;
     // Ann: two returns keyed on email, one keyed on id (which names her MAP id only).
     let by_email_old = db.touch("dev", "email", "ann@x.io", Some(7), "a", 30).await;
     let by_id = db.touch("dev", "id", "7", Some(7), "scoring", 20).await;
@@ -147,7 +121,7 @@ async fn a_record_is_found_by_key_and_by_map_id_newest_first_in_its_environment_
 
 #[tokio::test]
 async fn touches_older_than_their_retention_are_pruned_and_newer_ones_kept() {
-    let db = db().await;
+    let db = db(4).await;
     let days = drover_store::RECORD_HISTORY_DAYS;
     db.touch("dev", "email", "old@x.io", Some(1), "a", (days + 1) * 24)
         .await;
