@@ -823,3 +823,67 @@ fn a_paused_dag_gets_no_scheduled_runs_until_unpaused() {
         );
     });
 }
+
+#[test]
+fn a_finished_tasks_log_is_whole_the_moment_its_run_is_finished() {
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    // Many more lines than one batch of the log writer, printed just before the task ends.
+    ws.dag(
+        "chatty",
+        "id: chatty\ntasks:\n\
+         \x20 - id: talk\n    command: { shell: \"seq 1 20000\" }\n\
+         \x20 - id: after\n    depends_on: [talk]\n    command: { shell: \"echo done\" }\n",
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let _s = d.scheduler("scheduler");
+    let _w = d.worker("worker", 2, 10.0);
+    rt.block_on(async {
+        let store = db.store().await;
+        synced(&store, "chatty").await;
+        let run = trigger(&d, "chatty");
+        let finished = wait_finished(&store, run, Duration::from_secs(60)).await;
+        assert_eq!(finished.state, RunState::Success);
+        for (task, last) in [("talk", "20000"), ("after", "done")] {
+            let lines = whole_log(&store, run, task).await;
+            assert_eq!(
+                lines.last().map(String::as_str),
+                Some("succeeded"),
+                "{task}: {:?}",
+                lines.last()
+            );
+            assert!(lines.iter().any(|l| l == last), "{task}: no `{last}`");
+            if task == "talk" {
+                let printed = lines.iter().filter(|l| l.parse::<u32>().is_ok()).count();
+                assert_eq!(printed, 20_000, "every line printed is in the log");
+            }
+        }
+    });
+}
+
+/// Every log line of `task` in `run`, page after page.
+async fn whole_log(store: &Store, run: Uuid, task: &str) -> Vec<String> {
+    let ti = store
+        .task_instances(run)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.task_id == task)
+        .unwrap_or_else(|| panic!("no task {task} in {run}"));
+    let mut lines = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .read_logs(ti.id, None, after)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Some(last) = page.last() else {
+            return lines;
+        };
+        after = last.id;
+        lines.extend(page.into_iter().map(|l| l.line));
+    }
+}

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::EngineError;
 use crate::catalog::DagCache;
 use crate::context::render_context;
-use crate::runner::{Job, LogSink, Runners};
+use crate::runner::{Job, LogMsg, LogSink, Runners};
 use drover_spec::environment::Environment;
 
 #[derive(Debug, Clone)]
@@ -127,9 +127,10 @@ impl Worker {
 
         let running: RunningSet = Arc::new(Mutex::new(HashMap::new()));
         let wake = Arc::new(Notify::new());
-        let (log_tx, log_rx) = mpsc::unbounded_channel::<LogLine>();
+        let (log_tx, log_rx) = mpsc::unbounded_channel::<LogMsg>();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
-        let log_writer = tokio::spawn(write_logs(self.store.clone(), log_rx));
+        // Completions go through the log writer, behind their tries' lines.
+        let log_writer = tokio::spawn(write_logs(self.store.clone(), log_rx, done_tx));
         let completer = tokio::spawn(complete(
             self.store.clone(),
             cfg.id.clone(),
@@ -198,7 +199,6 @@ impl Worker {
                                 runners: self.runners.clone(),
                                 env_vars: env_vars.clone(),
                                 log_tx: log_tx.clone(),
-                                done_tx: done_tx.clone(),
                                 running: running.clone(),
                             };
                             tasks.spawn(exec.run(task, cancel_rx));
@@ -245,16 +245,16 @@ impl Worker {
         }
         // Tasks stopped by cancellation report "cancelled"; drop those reports and give the
         // task instances back instead, so they don't count as failures.
-        drop(done_tx);
         while tasks.join_next().await.is_some() {}
+        // The writer ends once every line and completion is through; then the completer.
+        drop(log_tx);
+        let _ = log_writer.await;
         let _ = hb_stop_tx.send(true);
         let _ = heartbeat.await;
         let _ = completer.await;
         if !left.is_empty() {
             retry_transient(|| self.store.give_back(&cfg.id, &left)).await?;
         }
-        drop(log_tx);
-        let _ = log_writer.await;
         retry_transient(|| self.store.worker_stopped(&cfg.id)).await?;
         tracing::info!(worker = %cfg.id, "worker stopped");
         Ok(())
@@ -266,8 +266,7 @@ struct Execution {
     cache: DagCache,
     runners: Arc<Runners>,
     env_vars: Arc<EnvVars>,
-    log_tx: mpsc::UnboundedSender<LogLine>,
-    done_tx: mpsc::UnboundedSender<Completion>,
+    log_tx: mpsc::UnboundedSender<LogMsg>,
     running: RunningSet,
 }
 
@@ -288,11 +287,11 @@ impl Execution {
             // record.
             lock(&self.running).remove(&claimed.ti_id);
         } else {
-            let _ = self.done_tx.send(Completion {
+            let _ = self.log_tx.send(LogMsg::Then(Completion {
                 ti_id: claimed.ti_id,
                 try_number: claimed.try_number,
                 outcome,
-            });
+            }));
         }
     }
 
@@ -495,40 +494,60 @@ async fn heartbeat(
     }
 }
 
-/// Write log lines in batches (every 100 ms or 1,000 lines).
-async fn write_logs(store: Store, mut rx: mpsc::UnboundedReceiver<LogLine>) {
+/// Write log lines in batches (every 100 ms or 1,000 lines), and pass each completion on to
+/// the completer once the lines sent before it are written.
+async fn write_logs(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<LogMsg>,
+    done_tx: mpsc::UnboundedSender<Completion>,
+) {
     let mut batch = Vec::new();
+    let mut then = Vec::new();
     loop {
         let first = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await;
         match first {
-            Ok(Some(line)) => batch.push(line),
-            Ok(None) if batch.is_empty() => return,
+            Ok(Some(msg)) => sort(msg, &mut batch, &mut then),
+            Ok(None) if batch.is_empty() && then.is_empty() => return,
             Ok(None) | Err(_) => {}
         }
         while batch.len() < 1000 {
             match rx.try_recv() {
-                Ok(l) => batch.push(l),
+                Ok(msg) => sort(msg, &mut batch, &mut then),
                 Err(_) => break,
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            append(&store, &batch).await;
+            batch.clear();
         }
-        let mut attempts = 0;
-        loop {
-            match store.append_logs(&batch).await {
-                Ok(()) => break,
-                Err(e) if attempts < 20 && e.is_transient() => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, lines = batch.len(), "task log lines lost");
-                    break;
-                }
+        for c in then.drain(..) {
+            let _ = done_tx.send(c);
+        }
+    }
+}
+
+fn sort(msg: LogMsg, lines: &mut Vec<LogLine>, then: &mut Vec<Completion>) {
+    match msg {
+        LogMsg::Line(l) => lines.push(l),
+        LogMsg::Then(c) => then.push(c),
+    }
+}
+
+/// Append a batch of lines, retrying while the database is unavailable.
+async fn append(store: &Store, batch: &[LogLine]) {
+    let mut attempts = 0;
+    loop {
+        match store.append_logs(batch).await {
+            Ok(()) => return,
+            Err(e) if attempts < 20 && e.is_transient() => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, lines = batch.len(), "task log lines lost");
+                return;
             }
         }
-        batch.clear();
     }
 }
 

@@ -11,19 +11,28 @@ use std::time::Duration;
 
 use drover_spec::dag::{Task, TaskKind};
 use drover_spec::template::RenderContext;
-use drover_store::{LogLine, LogStream, Outcome};
+use drover_store::{Completion, LogLine, LogStream, Outcome};
 use tokio::sync::{mpsc, watch};
+
+/// What goes to the worker's log writer, in order: a try's lines, then its completion. The
+/// writer passes a completion on only once every line sent before it is written, so a
+/// finished task's log is whole when its state says finished.
+#[derive(Debug)]
+pub enum LogMsg {
+    Line(LogLine),
+    Then(Completion),
+}
 
 /// Where a running task's log lines go.
 #[derive(Debug, Clone)]
 pub struct LogSink {
     pub(crate) ti_id: i64,
     pub(crate) try_number: i32,
-    pub(crate) tx: mpsc::UnboundedSender<LogLine>,
+    pub(crate) tx: mpsc::UnboundedSender<LogMsg>,
 }
 
 impl LogSink {
-    pub fn new(ti_id: i64, try_number: i32, tx: mpsc::UnboundedSender<LogLine>) -> Self {
+    pub fn new(ti_id: i64, try_number: i32, tx: mpsc::UnboundedSender<LogMsg>) -> Self {
         Self {
             ti_id,
             try_number,
@@ -33,12 +42,12 @@ impl LogSink {
 
     pub fn line(&self, stream: LogStream, line: impl Into<String>) {
         // If the writer is gone the worker is stopping; the line has nowhere to go.
-        let _ = self.tx.send(LogLine {
+        let _ = self.tx.send(LogMsg::Line(LogLine {
             ti_id: self.ti_id,
             try_number: self.try_number,
             stream,
             line: line.into(),
-        });
+        }));
     }
 
     pub fn system(&self, line: impl Into<String>) {
