@@ -65,5 +65,8 @@ pub(crate) fn render_context(
             &task.task_id,
         ),
         previous: None,
+        event: serde_json::Value::Null,
+        events: String::new(),
+        trigger: serde_json::Value::Null,
     }
 }

@@ -17,6 +17,8 @@ pub const ROOT_VARIABLES: &[&str] = &[
     "dag_id",
     "ds",
     "env",
+    "event",
+    "events",
     "input",
     "logical_date",
     "output",
@@ -24,6 +26,7 @@ pub const ROOT_VARIABLES: &[&str] = &[
     "previous",
     "run_id",
     "task_id",
+    "trigger",
     "try_number",
     "vars",
 ];
@@ -288,6 +291,16 @@ pub struct RenderContext {
     /// In a transform's `sql` step: the rows of the steps before it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
+    /// The event that started the run (a webhook's JSON body; with a batch, its first
+    /// event's), `null` for runs no event started.
+    pub event: serde_json::Value,
+    /// The run's events as a staged relation, for SQL (one row per event, or per element of
+    /// the trigger's `rows`); empty for runs no event started.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub events: String,
+    /// What started the run when another DAG's dataset did (`dag_id`, `task_id`, `run_id`
+    /// of the producing run), `null` otherwise.
+    pub trigger: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -322,7 +335,7 @@ pub fn render(text: &str, field: &str, ctx: &RenderContext) -> Result<String, Re
 
 /// Render a SQL field (`sql` tasks, transform `sql` steps and expressions, `check.sql`): every
 /// `{{ value }}` becomes a SQL literal, so no parameter, variable or date can change the
-/// statement's structure; `input.*`, `output` and `previous` (relation names Drover made)
+/// statement's structure; `input.*`, `output`, `previous` and `events` (relation names Drover made)
 /// are written as is; `{{ name | ident }}` writes a value as a quoted identifier. There is no
 /// raw escape hatch for values.
 pub fn render_sql(text: &str, field: &str, ctx: &RenderContext) -> Result<String, RenderError> {
@@ -347,6 +360,11 @@ pub fn render_sql(text: &str, field: &str, ctx: &RenderContext) -> Result<String
         Some(p) => root.insert("previous".to_owned(), relation(p)),
         None => root.remove("previous"),
     };
+    if ctx.events.is_empty() {
+        root.remove("events");
+    } else {
+        root.insert("events".to_owned(), relation(&ctx.events));
+    }
     SQL_ENVIRONMENT
         .render_str(text, minijinja::Value::from(root))
         .map_err(|e| render_error(ctx, field, e))
@@ -441,6 +459,9 @@ pub fn fuzz_one(text: &str) {
         )]),
         output: "\"staging_dev\".\"t_out\"".to_owned(),
         previous: Some("\"staging_dev\".\"t_prev\"".to_owned()),
+        event: serde_json::json!({ "email": "ada@example.com", "leads": [{ "id": 1 }] }),
+        events: "\"staging_dev\".\"t_events\"".to_owned(),
+        trigger: serde_json::Value::Null,
     };
     let _ = render(text, "sql", &ctx);
     let _ = render_sql(text, "sql", &ctx);

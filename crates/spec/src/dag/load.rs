@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 mod map_checks;
+mod run_triggers;
 
 use super::params::parse_param;
 use super::raw::{RawCheck, RawCommand, RawDefaults, RawHeader, RawTask};
@@ -175,6 +176,8 @@ pub fn load_dag(file: &str, source: &str) -> Result<Dag, Vec<Diagnostic>> {
             owner: h.owner,
             tags: h.tags,
             schedule: h.schedule,
+            triggers: h.triggers,
+            freshness: h.freshness,
             timezone: h.timezone,
             start_date: h.start_date,
             end_date: h.end_date,
@@ -234,6 +237,8 @@ struct Header {
     owner: Option<String>,
     tags: Vec<String>,
     schedule: Option<Schedule>,
+    triggers: Vec<super::RunTrigger>,
+    freshness: Option<super::Freshness>,
     timezone: Tz,
     start_date: Option<DateTime<Utc>>,
     end_date: Option<DateTime<Utc>>,
@@ -364,6 +369,10 @@ fn check_header(c: &mut Checker<'_>, h: RawHeader) -> Option<Header> {
         }
     }
     let schedule = cron.map(|cron| Schedule::new(cron, tz));
+    let triggers = run_triggers::check(c, &h.id, &h.triggers);
+    if let Some(f) = &h.freshness {
+        run_triggers::check_freshness(c, "freshness", f);
+    }
     if c.diags.len() > before {
         return None;
     }
@@ -373,6 +382,8 @@ fn check_header(c: &mut Checker<'_>, h: RawHeader) -> Option<Header> {
         owner: h.owner,
         tags: h.tags,
         schedule,
+        triggers,
+        freshness: h.freshness,
         timezone: tz,
         start_date,
         end_date,
@@ -633,6 +644,9 @@ fn check_task(
         ),
     };
     let timeout = pick(t.timeout, d.map(|d| d.timeout), defaults::TIMEOUT);
+    if let Some(f) = &t.freshness {
+        run_triggers::check_freshness(c, &format!("{base}.freshness"), f);
+    }
     if timeout.as_millis() < 1000 {
         c.at_value(
             &format!("{base}.timeout"),
@@ -651,6 +665,7 @@ fn check_task(
         retry,
         timeout,
         deadline: t.deadline,
+        freshness: t.freshness,
         kind: kind?,
     })
 }

@@ -5,6 +5,7 @@ mod load;
 pub mod map_kinds;
 mod params;
 mod raw;
+pub mod run_triggers;
 mod size;
 pub mod slo;
 mod trigger;
@@ -12,6 +13,7 @@ mod trigger;
 pub use deadline::Deadline;
 pub use load::{DAG_FILE_EXTENSIONS, check_unique_ids, load_dag};
 pub use params::{Param, ParamType};
+pub use run_triggers::{Batch, DatasetTrigger, Freshness, RunTrigger, WebhookTrigger};
 pub use size::{DEFAULT_MAX_DAG_BYTES, check_dag_size};
 pub use trigger::{Readiness, UpstreamCounts};
 
@@ -47,6 +49,10 @@ pub struct Dag {
     pub tags: Vec<String>,
     /// `None` for a DAG that only runs when triggered.
     pub schedule: Option<Schedule>,
+    /// What else starts its runs: webhooks, other DAGs' datasets.
+    pub triggers: Vec<RunTrigger>,
+    /// How fresh its data must be: stale when no run succeeded for longer.
+    pub freshness: Option<Freshness>,
     pub timezone: Tz,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
@@ -64,6 +70,22 @@ pub struct Dag {
 impl Dag {
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// The webhook trigger called `name`.
+    pub fn webhook(&self, name: &str) -> Option<&WebhookTrigger> {
+        self.triggers.iter().find_map(|t| match t {
+            RunTrigger::Webhook(w) if w.name == name => Some(w),
+            _ => None,
+        })
+    }
+
+    /// The datasets whose production starts a run of this DAG.
+    pub fn dataset_triggers(&self) -> impl Iterator<Item = &DatasetTrigger> + '_ {
+        self.triggers.iter().filter_map(|t| match t {
+            RunTrigger::Dataset(d) => Some(d),
+            RunTrigger::Webhook(_) => None,
+        })
     }
 
     pub fn task_index(&self, id: &str) -> Option<usize> {
@@ -111,6 +133,8 @@ pub struct Task {
     pub timeout: Duration,
     /// When this task must have finished, counted from its run's scheduled time.
     pub deadline: Option<Deadline>,
+    /// How fresh its dataset must be: stale when no try succeeded for longer.
+    pub freshness: Option<Freshness>,
     pub kind: TaskKind,
 }
 

@@ -41,6 +41,10 @@ pub(crate) struct RawHeader {
     pub(crate) deadline: Option<Deadline>,
     #[serde(default)]
     pub(crate) limits: super::DagLimits,
+    #[serde(default)]
+    pub(crate) triggers: Vec<super::run_triggers::RawRunTrigger>,
+    #[serde(default)]
+    pub(crate) freshness: Option<super::Freshness>,
 }
 
 /// `defaults:` for every task of the DAG.
@@ -74,6 +78,8 @@ pub(crate) struct RawTask {
     pub(crate) timeout: Option<Duration>,
     #[serde(default)]
     pub(crate) deadline: Option<Deadline>,
+    #[serde(default)]
+    pub(crate) freshness: Option<super::Freshness>,
     // The kinds: exactly one must be present.
     pub(crate) export: Option<ExportSpec>,
     pub(crate) transform: Option<Vec<Step>>,
