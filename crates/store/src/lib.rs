@@ -9,6 +9,7 @@ mod deadlines;
 mod deployments;
 pub mod embedded;
 mod error;
+mod events;
 mod history;
 mod logs;
 mod maintenance;
@@ -35,6 +36,7 @@ pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
 pub use deadlines::DeadlineMiss;
 pub use deployments::{CommitChange, DeploymentRow, ImportError, PromotionRequest};
 pub use error::StoreError;
+pub use events::{Accepted, BatchRule, EventRow, NewEvent, dataset_trigger, started_by_events};
 pub use history::{AuditFilter, DagRunSummary, GridCell, MetricCounts, RunOrder};
 pub use logs::{LogLine, LogStream, StoredLogLine};
 pub use maintenance::Maintenance;
@@ -54,7 +56,7 @@ pub use staging::{
     BudgetRefused, CheckOutcome, CheckResultRow, Column, DatasetPreview, DatasetRow, NewDataset,
     TryMetrics,
 };
-pub use states::{RunState, RunType, TaskState};
+pub use states::{EventKind, RunState, RunType, TaskState};
 pub use tasks::{
     ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,
     TaskTryRow,

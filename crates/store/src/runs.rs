@@ -202,13 +202,15 @@ impl Store {
         .await?)
     }
 
-    /// (dag, environment) pairs with queued runs, and how many of their runs are running.
+    /// (dag, environment) pairs with queued runs ready to start (a run gathering a batch is
+    /// ready once full or due), and how many of their runs are running.
     pub async fn runs_waiting_to_start(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
             "select q.dag_id, q.environment, \
                     (select count(*) from dag_run r where r.dag_id = q.dag_id \
                        and r.environment = q.environment and r.state = 'running') \
-             from (select distinct dag_id, environment from dag_run where state = 'queued') q",
+             from (select distinct dag_id, environment from dag_run where state = 'queued' \
+                   and (batch_until is null or batch_until <= now() or event_count >= batch_max)) q",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -263,9 +265,11 @@ impl Store {
         }
         let queued: Vec<(Uuid, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
             "select id, version_id, \
-                    case run_type when 'scheduled' then interval_end when 'manual' then created_at end \
+                    case run_type when 'scheduled' then interval_end when 'backfill' then null else created_at end \
              from dag_run where dag_id = $1 and environment = $2 \
-             and state = 'queued' order by logical_date, created_at limit $3",
+             and state = 'queued' \
+             and (batch_until is null or batch_until <= now() or event_count >= batch_max) \
+             order by logical_date, created_at limit $3",
         )
         .bind(dag_id)
         .bind(environment)

@@ -47,7 +47,21 @@ text_enum!(
 );
 
 text_enum!(
-    RunType { Scheduled => "scheduled", Manual => "manual", Backfill => "backfill" }
+    /// Scheduled by the clock, triggered by hand, a backfill; started by a webhook's event
+    /// (or batch of them), by another DAG's dataset, or by a replay of recorded events.
+    RunType {
+        Scheduled => "scheduled",
+        Manual => "manual",
+        Backfill => "backfill",
+        Event => "event",
+        Dataset => "dataset",
+        Replay => "replay",
+    }
+);
+
+text_enum!(
+    /// Where an event came from.
+    EventKind { Webhook => "webhook", Dataset => "dataset", Replay => "replay" }
 );
 
 text_enum!(
