@@ -127,7 +127,7 @@ pub fn whose(dag_id: &str, task_id: &str) -> String {
 }
 
 /// The notification's sentence: "lead_scoring's data in prod is stale: last refreshed 31 h
-/// ago (it must be under 26 h)", or "… never refreshed since it came to prod 2 d ago (…)".
+/// ago (it must be under 26 h)", or "… never refreshed since it came to prod 3 d ago (…)".
 pub fn stale_sentence(
     dag_id: &str,
     task_id: &str,
@@ -154,18 +154,31 @@ pub fn stale_sentence(
 
 /// What a page says of some data: "Data 3 h old, must be under 26 h", "Stale: data 31 h old,
 /// must be under 26 h", "Not refreshed yet: in prod for 2 h, must be under 26 h", "Stale:
-/// never refreshed since it came to prod 2 d ago, must be under 26 h".
+/// never refreshed since it came to prod 3 d ago, must be under 26 h".
 pub fn state_words(s: &FreshnessState) -> String {
+    let detail = detail_words(s);
+    if !s.stale {
+        return detail;
+    }
+    let mut chars = detail.chars();
+    match chars.next() {
+        Some(first) => format!("Stale: {}{}", first.to_lowercase(), chars.as_str()),
+        None => "Stale".to_owned(),
+    }
+}
+
+/// [`state_words`] without "Stale: ", for a line marked stale already: "Data 31 h old, must
+/// be under 26 h", "Never refreshed since it came to prod 3 d ago, must be under 26 h".
+pub fn detail_words(s: &FreshnessState) -> String {
     let (age, max) = (age_words(s.age_secs), age_words(s.max_age_secs));
     match (s.last_refreshed_at.is_some(), s.stale) {
-        (true, false) => format!("Data {age} old, must be under {max}"),
-        (true, true) => format!("Stale: data {age} old, must be under {max}"),
+        (true, _) => format!("Data {age} old, must be under {max}"),
         (false, false) => format!(
             "Not refreshed yet: in {} for {age}, must be under {max}",
             s.environment
         ),
         (false, true) => format!(
-            "Stale: never refreshed since it came to {} {age} ago, must be under {max}",
+            "Never refreshed since it came to {} {age} ago, must be under {max}",
             s.environment
         ),
     }
@@ -211,6 +224,47 @@ mod tests {
         }
     }
 
+    fn state(refreshed: bool, age_secs: i64, max_age_secs: i64) -> FreshnessState {
+        let now = chrono::Utc::now();
+        FreshnessState {
+            environment: "prod".to_owned(),
+            dag_id: "lead_scoring".to_owned(),
+            task_id: String::new(),
+            max_age_secs,
+            last_refreshed_at: refreshed.then_some(now),
+            last_refreshed_by: None,
+            counted_from: now,
+            age_secs,
+            stale: age_secs > max_age_secs,
+            stale_at: now,
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn pages_say_how_old_the_data_is_and_how_fresh_it_must_be() {
+        for (refreshed, age, words) in [
+            (true, 3 * 3_600, "Data 3 h old, must be under 26 h"),
+            (true, 31 * 3_600, "Stale: data 31 h old, must be under 26 h"),
+            (
+                false,
+                2 * 3_600,
+                "Not refreshed yet: in prod for 2 h, must be under 26 h",
+            ),
+            (
+                false,
+                3 * 86_400,
+                "Stale: never refreshed since it came to prod 3 d ago, must be under 26 h",
+            ),
+        ] {
+            assert_eq!(state_words(&state(refreshed, age, 26 * 3_600)), words);
+        }
+        assert_eq!(
+            detail_words(&state(false, 3 * 86_400, 26 * 3_600)),
+            "Never refreshed since it came to prod 3 d ago, must be under 26 h"
+        );
+    }
+
     #[test]
     fn the_stale_sentence_says_how_old_and_how_fresh_it_must_be() {
         assert_eq!(
@@ -218,8 +272,8 @@ mod tests {
             "lead_scoring's data in prod is stale: last refreshed 31 h ago (it must be under 26 h)"
         );
         assert_eq!(
-            stale_sentence("lead_scoring", "score", "dev", false, 2 * 86_400, 3_600),
-            "lead_scoring.score's data in dev is stale: never refreshed since it came to dev 2 d ago (it must be under 1 h)"
+            stale_sentence("lead_scoring", "score", "dev", false, 3 * 86_400, 3_600),
+            "lead_scoring.score's data in dev is stale: never refreshed since it came to dev 3 d ago (it must be under 1 h)"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Freshness as the pages, the API and `/metrics` show it: every DAG and task of a DAG's
 //! current version that declares `freshness`, with how old its data is.
 
-use drover_engine::freshness::{age_words, state_words, whose};
+use drover_engine::freshness::{age_words, detail_words, state_words, whose};
 use drover_store::{FreshnessState, StaleEpisode};
 use serde_json::{Value, json};
 
@@ -17,26 +17,23 @@ pub(crate) struct FreshnessLine {
     pub(crate) who: String,
     /// "Data 3 h old, must be under 26 h", "Stale: data 31 h old, must be under 26 h".
     pub(crate) words: String,
-    /// "last refreshed 3 h ago", "never refreshed".
+    /// The same without "Stale: ", next to a "stale" mark.
+    pub(crate) detail: String,
+    /// "last refreshed 2026-12-01 02:14 UTC", "never refreshed".
     pub(crate) refreshed: String,
-    /// The latest refresh in UTC, for hovering; empty when never refreshed.
-    pub(crate) refreshed_utc: String,
 }
 
 impl FreshnessLine {
     pub(crate) fn new(state: FreshnessState) -> Self {
-        let (refreshed, refreshed_utc) = match state.last_refreshed_at {
-            Some(at) => (
-                format!("last refreshed {}", views::ago(&at)),
-                views::local_time::utc(at),
-            ),
-            None => ("never refreshed".to_owned(), String::new()),
+        let refreshed = match state.last_refreshed_at {
+            Some(at) => format!("last refreshed {}", views::when(&at)),
+            None => "never refreshed".to_owned(),
         };
         Self {
             who: whose(&state.dag_id, &state.task_id),
             words: state_words(&state),
+            detail: detail_words(&state),
             refreshed,
-            refreshed_utc,
             state,
         }
     }
