@@ -58,8 +58,9 @@ impl Store {
                union all \
                select r.dag_id, r.id, '', 'recovery', null from dag_run r \
                where r.environment = $1 and r.state = 'success' and r.finished_at > now() - {LOOKBACK} \
+                 and not r.preview \
                  and (select p.state from dag_run p \
-                      where p.dag_id = r.dag_id and p.environment = r.environment \
+                      where p.dag_id = r.dag_id and p.environment = r.environment and not p.preview \
                         and p.state in ('success', 'failed') and p.finished_at < r.finished_at \
                       order by p.finished_at desc limit 1) = 'failed' \
                union all \
@@ -121,7 +122,8 @@ impl Store {
     }
 
     /// An earlier notification of the same event and DAG to `channel` that makes `n` a
-    /// duplicate: one sent since `since`, or one still being delivered.
+    /// duplicate: one sent since `since`, or one still being delivered. Stale data is the
+    /// same event only for the same data (the DAG's own, or one task's).
     pub async fn last_sent_like(
         &self,
         n: &NotificationRow,
@@ -129,7 +131,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "select id from notification where channel = $1 and environment = $2 and dag_id = $3 \
-               and event = $4 and id <> $6 \
+               and event = $4 and id <> $6 and (event <> 'stale' or task_id = $7) \
                and ((state = 'sent' and sent_at >= $5) or (state = 'pending' and id < $6)) \
              order by id desc limit 1",
         )
@@ -139,6 +141,7 @@ impl Store {
         .bind(&n.event)
         .bind(since)
         .bind(n.id)
+        .bind(&n.task_id)
         .fetch_optional(&self.pool)
         .await?)
     }
