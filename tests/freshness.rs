@@ -2,7 +2,8 @@
 //! test`) and a real webhook receiver: a DAG that never ran goes stale once it has been in
 //! the environment longer than its `max_age`; one that succeeded is fresh; a failed run and
 //! a preview refresh nothing (a task's own successful try refreshes the task); each episode
-//! of stale data is told exactly once and the run that refreshes the data ends it; the home
+//! of stale data is told exactly once (not at all when the data is fresh again before its
+//! notification could be delivered) and the run that refreshes the data ends it; the home
 //! page, the DAG's page and API, and `/metrics` show it. The test moves the clock by
 //! backdating timestamps in its database, never by waiting.
 
@@ -20,7 +21,8 @@ const LONG: Duration = Duration::from_secs(60);
 
 type Received = Arc<Mutex<Vec<serde_json::Value>>>;
 
-/// A webhook receiver answering 200 to every POST, keeping the bodies.
+/// A webhook receiver keeping the bodies it takes: every POST but a `stale` one about the
+/// DAG `flapping`, which it answers 500.
 async fn receiver() -> (String, Received, tokio::task::JoinHandle<()>) {
     let got: Received = Arc::new(Mutex::new(Vec::new()));
     let app = axum::Router::new().route(
@@ -30,6 +32,10 @@ async fn receiver() -> (String, Received, tokio::task::JoinHandle<()>) {
             move |axum::Json(body): axum::Json<serde_json::Value>| {
                 let got = got.clone();
                 async move {
+                    if body["drover"]["event"] == "stale" && body["drover"]["dag_id"] == "flapping"
+                    {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
                     got.lock().unwrap_or_else(|e| e.into_inner()).push(body);
                     axum::http::StatusCode::OK
                 }
@@ -121,6 +127,10 @@ fn stale_data_is_shown_measured_and_told_once_per_episode() {
          \x20 - id: load\n    freshness: { max_age: 2h }\n    noop: {}\n\
          \x20 - id: score\n    depends_on: [load]\n    freshness: { max_age: 1h }\n    command: { shell: \"test {{ params.ok }} = yes\" }\n",
     );
+    ws.dag(
+        "flapping",
+        "id: flapping\nfreshness: { max_age: 1h }\ntasks:\n  - id: step\n    noop: {}\n",
+    );
     ws.dag("plain", "id: plain\ntasks:\n  - id: step\n    noop: {}\n");
     let d = Drover { db: &db, ws: &ws };
     d.ok(&["db", "migrate"]);
@@ -145,7 +155,7 @@ fn stale_data_is_shown_measured_and_told_once_per_episode() {
         let _s2 = d.spawn_with("scheduler-2", &scheduler_args, &hooks);
         let _worker = d.worker("worker", 2, 5.0);
         let store = db.store().await;
-        for dag in ["never_ran", "scoring", "plain"] {
+        for dag in ["never_ran", "scoring", "flapping", "plain"] {
             support::synced(&store, dag).await;
         }
         let (_web, base) = start_web(&d, &[]).await;
@@ -187,6 +197,44 @@ fn stale_data_is_shown_measured_and_told_once_per_episode() {
         );
         assert_eq!(told["drover"]["run_id"], serde_json::Value::Null, "{told}");
         assert_eq!(told["drover"]["freshness"]["max_age_secs"], 3_600, "{told}");
+
+        // Refreshed before it could be told (the webhook refused it, and its retry comes
+        // 5 s later): the retry is held back, the data being fresh again.
+        sql(
+            &store,
+            "update dag_env set added_at = now() - interval '10 hours' where dag_id = $1",
+            "flapping",
+        )
+        .await;
+        eventually("the refused stale notification of flapping", LONG, || async {
+            let refused: Option<(String, Option<String>)> = sqlx::query_as(
+                "select state, reason from notification where event = 'stale' and dag_id = 'flapping'",
+            )
+            .fetch_optional(store.pool())
+            .await
+            .ok()
+            .flatten();
+            refused.filter(|(state, reason)| {
+                state == "pending" && reason.as_deref().is_some_and(|r| r.contains("answered 500"))
+            })
+        })
+        .await;
+        let refresh = run_id(&d.ok(&["runs", "trigger", "flapping", "--env", "dev", "--as", "admin"]));
+        assert_eq!(support::wait_finished(&store, refresh, LONG).await.state.as_str(), "success");
+        let held = eventually("the retry to be held back", LONG, || async {
+            let row: Option<(String, Option<String>)> = sqlx::query_as(
+                "select state, reason from notification where event = 'stale' and dag_id = 'flapping'",
+            )
+            .fetch_optional(store.pool())
+            .await
+            .ok()
+            .flatten();
+            row.filter(|(state, _)| state != "pending")
+        })
+        .await;
+        assert_eq!(held.0, "suppressed", "{held:?}");
+        assert!(held.1.as_deref().is_some_and(|r| r.starts_with("fresh again before it was sent")), "{held:?}");
+        assert!(stale_of(&got, "flapping", "").is_empty());
 
         // Refreshed 10 h ago: the DAG's data and each task's are stale, each told once.
         sql(
@@ -273,7 +321,9 @@ fn stale_data_is_shown_measured_and_told_once_per_episode() {
             );
         }
         assert!(
-            !stale_section.contains("data-task=\"load\"") && !stale_section.contains("plain"),
+            !stale_section.contains("data-task=\"load\"")
+                && !stale_section.contains("plain")
+                && !stale_section.contains("flapping"),
             "{stale_section}"
         );
         assert!(stale_section.contains("3 DAGs or tasks have data older than it should be in DEV"), "{stale_section}");
@@ -369,8 +419,11 @@ fn stale_data_is_shown_measured_and_told_once_per_episode() {
         .fetch_all(store.pool())
         .await
         .unwrap_or_default();
-        assert_eq!(episodes.len(), 5, "{episodes:?}");
-        assert!(episodes.iter().all(|e| e.3.is_some()), "each told: {episodes:?}");
+        assert_eq!(episodes.len(), 6, "{episodes:?}");
+        assert!(
+            episodes.iter().all(|e| e.3.is_some() == (e.1 != "flapping")),
+            "each told but flapping's: {episodes:?}"
+        );
         let open: Vec<(&str, &str)> = episodes
             .iter()
             .filter(|e| e.4)
@@ -383,7 +436,7 @@ fn stale_data_is_shown_measured_and_told_once_per_episode() {
         .fetch_one(store.pool())
         .await
         .unwrap_or_default();
-        assert_eq!(rows, 5);
+        assert_eq!(rows, 6);
 
         // The DAG's page keeps the history; the notifications page names the stale data.
         let page = viewer.get("/dags/scoring?env=dev").await;

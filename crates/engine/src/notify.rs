@@ -87,6 +87,21 @@ impl Notifier {
         channel: &NotificationChannel,
     ) -> Result<(), EngineError> {
         let now = Utc::now();
+        // Stale data refreshed before it was told: nothing to tell any more.
+        if let Some(id) = n.stale_episode
+            && let Some(e) = self.store.stale_episode(id).await?
+            && e.cleared_at.is_some()
+        {
+            self.store
+                .finish_notification(
+                    n,
+                    "suppressed",
+                    Some("fresh again before it was sent: the data was refreshed, or is no longer asked for"),
+                    None,
+                )
+                .await?;
+            return Ok(());
+        }
         let dedup = chrono::Duration::milliseconds(
             i64::try_from(channel.dedup.as_millis()).unwrap_or(i64::MAX),
         );
