@@ -1,7 +1,9 @@
 //! In a real headless Chromium, as a viewer: the home page shows prod first, then dev; dev's
 //! "Needs attention" lists the failed run and the run that succeeded with a warning, each with
 //! its sentence; "Ran today" lists them with their outcome; "Runs next" names the scheduled
-//! DAG's next run by its clock; prod, where nothing went wrong, says so.
+//! DAG's next run by its clock; "Stale data" lists the DAG whose data is older than its
+//! `freshness` allows in dev (last refreshed 30 h ago); prod, where nothing went wrong and
+//! the data is fresh, says so.
 
 mod support;
 
@@ -34,7 +36,7 @@ fn a_viewer_sees_prod_first_and_what_needs_attention_in_dev() {
     );
     ws.dag(
         "nightly_scores",
-        "id: nightly_scores\ndescription: Score yesterday's leads\nschedule: \"0 2 * * *\"\ntimezone: America/New_York\ntasks:\n  - id: score\n    noop: {}\n",
+        "id: nightly_scores\ndescription: Score yesterday's leads\nschedule: \"0 2 * * *\"\ntimezone: America/New_York\nfreshness: { max_age: 26h }\ntasks:\n  - id: score\n    noop: {}\n",
     );
     let d = Drover { db: &db, ws: &ws };
     d.ok(&["db", "migrate"]);
@@ -59,6 +61,20 @@ fn a_viewer_sees_prod_first_and_what_needs_attention_in_dev() {
             runs.push(id);
         }
         let (red, amber) = (runs[0], runs[1]);
+        // nightly_scores' latest interval ran in dev as soon as it came; the test moves that
+        // refresh 30 h back.
+        eventually("nightly_scores refreshed in dev", LONG, || async {
+            let moved = sqlx::query(
+                "update data_refresh set refreshed_at = refreshed_at - interval '30 hours' \
+                 where dag_id = 'nightly_scores' and environment = 'dev' and task_id = '' \
+                   and refreshed_at > now() - interval '1 hour'",
+            )
+            .execute(store.pool())
+            .await
+            .ok()?;
+            (moved.rows_affected() == 1).then_some(())
+        })
+        .await;
         let (_web, base) = start_web(&d, &[]).await;
         let b = Browser::start().await;
         b.goto(&format!("{base}/login")).await;
@@ -128,6 +144,23 @@ fn a_viewer_sees_prod_first_and_what_needs_attention_in_dev() {
             .await;
         assert!(next.contains("02:00 New York"), "{next}");
         assert!(!b.exists("#next-dev li[data-dag=crm_gaps]").await);
+
+        // Stale data: nightly_scores in dev, in words; prod's data is fresh.
+        let stale = "#stale-dev li.stale-line[data-dag=nightly_scores]";
+        let words = text(&b, &format!("{stale} .stale-words")).await;
+        assert!(
+            words.starts_with("Data 30 h old, must be under 26 h (last refreshed ")
+                && words.ends_with(" UTC)"),
+            "{words}"
+        );
+        assert_eq!(
+            text(&b, "#stale-dev .stale-count").await,
+            "1 DAG or task has data older than it should be in DEV"
+        );
+        assert_eq!(
+            text(&b, "#stale-prod .nothing").await,
+            "All data in prod is fresh (1 checked against how fresh it must be)."
+        );
 
         // Prod: nothing went wrong there.
         let nothing = b.find("#attention-prod .nothing").await.text().await;

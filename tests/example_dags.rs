@@ -99,9 +99,36 @@ fn shipped_example_dags_run_against_the_sandbox() {
                 shown["run"]["problems"]
             );
             told_truly(&store, &id, run, &row, &shown["run"], &errors).await;
+            fresh_after(&store, &ws, &id, run, &row).await;
         }
         map.shutdown().await;
     });
+}
+
+/// What an example declares of its data's `freshness` holds after its run: refreshed by it
+/// when it succeeded. lead_scoring declares it.
+async fn fresh_after(
+    store: &drover_store::Store,
+    ws: &Workspace,
+    dag: &str,
+    run: Uuid,
+    row: &drover_store::RunRow,
+) {
+    let file = ws.dags().join(format!("{dag}.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = drover_spec::dag::load_dag(&file.display().to_string(), &text)
+        .unwrap_or_else(|e| panic!("{dag}: {e:?}"));
+    let rules = drover_engine::freshness::rules_of(&loaded, "dev");
+    if dag == "lead_scoring" {
+        assert_eq!(rules.len(), 1, "lead_scoring declares freshness: {rules:?}");
+        assert_eq!(rules[0].max_age_secs, 26 * 3_600);
+    }
+    for state in store.freshness(&rules).await.unwrap_or_default() {
+        if row.state == RunState::Success {
+            assert_eq!(state.last_refreshed_by, Some(run), "{dag}: {state:?}");
+            assert!(!state.stale, "{dag}: {state:?}");
+        }
+    }
 }
 
 /// "1,234".

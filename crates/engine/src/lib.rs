@@ -7,6 +7,7 @@ mod context;
 pub mod data;
 mod error;
 mod folder_source;
+pub mod freshness;
 mod git_source;
 mod notify;
 pub mod ops;

@@ -1,6 +1,7 @@
-//! Notifications: each pass records the recent events every environment's channels want, then
-//! sends what is due to its webhook as Slack-compatible JSON, or as an email over SMTP. The same event of the same DAG
-//! goes to a channel at most once per `dedup`, and at most `max_per_hour` a channel; the rest
+//! Notifications: each pass records the recent events (and episodes of stale data) every
+//! environment's channels want, then sends what is due to its webhook as Slack-compatible
+//! JSON, or as an email over SMTP. The same event of the same DAG goes to a channel at most
+//! once per `dedup`, and at most `max_per_hour` a channel; the rest
 //! are recorded as suppressed with the reason. A failed send is retried with backoff (5
 //! tries), then recorded as failed with the error. Any number of schedulers may do this: an
 //! event is recorded once, and each notification is claimed by one sender.
@@ -10,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use drover_map::Redactor;
 use drover_spec::environment::{EmailTarget, Environment, NotificationChannel, SecretRef};
-use drover_store::{NotificationRow, Store};
+use drover_store::{NotificationRow, StaleEpisode, Store};
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -86,6 +87,21 @@ impl Notifier {
         channel: &NotificationChannel,
     ) -> Result<(), EngineError> {
         let now = Utc::now();
+        // Stale data refreshed before it was told: nothing to tell any more.
+        if let Some(id) = n.stale_episode
+            && let Some(e) = self.store.stale_episode(id).await?
+            && e.cleared_at.is_some()
+        {
+            self.store
+                .finish_notification(
+                    n,
+                    "suppressed",
+                    Some("fresh again before it was sent: the data was refreshed, or is no longer asked for"),
+                    None,
+                )
+                .await?;
+            return Ok(());
+        }
         let dedup = chrono::Duration::milliseconds(
             i64::try_from(channel.dedup.as_millis()).unwrap_or(i64::MAX),
         );
@@ -165,10 +181,47 @@ impl Notifier {
         Ok(())
     }
 
+    /// What the notification says beyond its event, as things stand now: the run's sentence
+    /// and warnings, the stale episode's facts, or the episodes a recovered run ended. What
+    /// cannot be read is left out (the notification still goes out).
+    async fn told(&self, n: &NotificationRow) -> Told {
+        let mut told = Told {
+            story: self.story(n).await,
+            ..Told::default()
+        };
+        if let Some(id) = n.stale_episode
+            && let Ok(Some(e)) = self.store.stale_episode(id).await
+        {
+            let age = (Utc::now() - e.counted_from).num_seconds();
+            let sentence = crate::freshness::stale_sentence(
+                &e.dag_id,
+                &e.task_id,
+                &e.environment,
+                e.last_refreshed_at.is_some(),
+                age,
+                e.max_age_secs,
+            );
+            told.stale = Some((e, age, sentence));
+        }
+        if n.event == "recovery"
+            && let Some(run) = n.run_id
+        {
+            told.fresh_again = self
+                .store
+                .ended_by_run(run)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(crate::freshness::fresh_again_sentence)
+                .collect();
+        }
+        told
+    }
+
     /// The run's sentence ("290 leads read from Marketo · …") and its warnings, as the run
-    /// stands now; none when it cannot be read (the notification still goes out).
+    /// stands now; none when it cannot be read, or the notification is about no run.
     async fn story(&self, n: &NotificationRow) -> Option<(String, Vec<String>)> {
-        let run = self.store.get_run(n.run_id).await.ok()?;
+        let run = self.store.get_run(n.run_id?).await.ok()?;
         let envs = crate::promotion::environments(&self.store).await.ok()?;
         let mut stories =
             crate::story::run_stories(&self.store, &self.dags, &envs, std::slice::from_ref(&run))
@@ -187,9 +240,9 @@ impl Notifier {
             .map_err(|e| format!("the SMTP server URL is not usable: {e}"))?
             .timeout(Some(Duration::from_secs(20)))
             .build();
-        let story = self.story(n).await;
-        let text = payload(n, self.base_url.as_deref(), story.as_ref());
-        let headline = plain_headline(n);
+        let told = self.told(n).await;
+        let text = payload(n, self.base_url.as_deref(), &told);
+        let headline = plain_headline(n, &told);
         let mut message = Message::builder()
             .from(
                 to.from
@@ -202,13 +255,20 @@ impl Notifier {
                 .parse()
                 .map_err(|e| format!("`to` {address}: {e}"))?);
         }
-        let link = self
-            .base_url
-            .as_deref()
-            .map(|b| format!("{}/runs/{}", b.trim_end_matches('/'), n.run_id))
-            .unwrap_or_else(|| format!("run {}", n.run_id));
+        let link = match (self.base_url.as_deref(), n.run_id) {
+            (Some(b), Some(run)) => format!("{}/runs/{run}", b.trim_end_matches('/')),
+            (Some(b), None) => format!(
+                "{}/dags/{}?env={}",
+                b.trim_end_matches('/'),
+                n.dag_id,
+                n.environment
+            ),
+            (None, Some(run)) => format!("run {run}"),
+            (None, None) => format!("DAG {} in {}", n.dag_id, n.environment),
+        };
         let facts = &text["drover"];
-        let told = story
+        let mut said = told
+            .story
             .as_ref()
             .map(|(sentence, warnings)| {
                 let mut t = format!("{sentence}\n");
@@ -218,8 +278,11 @@ impl Notifier {
                 t
             })
             .unwrap_or_default();
+        for line in &told.fresh_again {
+            said.push_str(&format!("{line}\n"));
+        }
         let body = format!(
-            "{headline}\n{told}\n{link}\n\nEvent: {}\nEnvironment: {}\nDAG: {}\nTask: {}\nRun: {}\nNotification: #{}\n",
+            "{headline}\n{said}\n{link}\n\nEvent: {}\nEnvironment: {}\nDAG: {}\nTask: {}\nRun: {}\nNotification: #{}\n",
             n.event,
             n.environment,
             n.dag_id,
@@ -228,7 +291,7 @@ impl Notifier {
             } else {
                 &n.task_id
             },
-            n.run_id,
+            n.run_id.map_or_else(|| "-".to_owned(), |r| r.to_string()),
             facts["notification_id"],
         );
         let message = message
@@ -246,11 +309,7 @@ impl Notifier {
         let res = self
             .client
             .post(url)
-            .json(&payload(
-                n,
-                self.base_url.as_deref(),
-                self.story(n).await.as_ref(),
-            ))
+            .json(&payload(n, self.base_url.as_deref(), &self.told(n).await))
             .send()
             .await
             .map_err(|e| format!("the webhook did not answer: {}", without_url(&e)))?;
@@ -333,9 +392,20 @@ fn secret(at: &SecretRef, what: &str) -> Result<String, String> {
     }
 }
 
+/// What a notification says beyond its event (see [`Notifier::told`]).
+#[derive(Debug, Default)]
+struct Told {
+    /// The run's sentence and warnings.
+    story: Option<(String, Vec<String>)>,
+    /// A `stale` notification's episode, the data's age now (seconds) and the sentence.
+    stale: Option<(StaleEpisode, i64, String)>,
+    /// A recovery's lines for the stale episodes its run ended.
+    fresh_again: Vec<String>,
+}
+
 /// The headline without Slack's emoji code: "lead_scoring failed in prod".
-fn plain_headline(n: &NotificationRow) -> String {
-    let what = headline(n);
+fn plain_headline(n: &NotificationRow, told: &Told) -> String {
+    let what = headline(n, told);
     match what
         .strip_prefix(':')
         .and_then(|rest| rest.split_once(": "))
@@ -346,25 +416,36 @@ fn plain_headline(n: &NotificationRow) -> String {
 }
 
 /// Slack-compatible: `text` (what Slack shows) plus the facts for other receivers.
-fn payload(
-    n: &NotificationRow,
-    base_url: Option<&str>,
-    story: Option<&(String, Vec<String>)>,
-) -> serde_json::Value {
-    let what = match story {
-        Some((sentence, _)) => format!("{}: {sentence}", headline(n)),
-        None => headline(n),
+fn payload(n: &NotificationRow, base_url: Option<&str>, told: &Told) -> serde_json::Value {
+    let story = told.story.as_ref();
+    let mut what = match story {
+        Some((sentence, _)) => format!("{}: {sentence}", headline(n, told)),
+        None => headline(n, told),
     };
-    let link = base_url
-        .map(|b| {
-            format!(
-                " <{}/runs/{}|run {}>",
-                b.trim_end_matches('/'),
-                n.run_id,
-                n.run_id
-            )
+    for line in &told.fresh_again {
+        what.push_str(&format!(" · {line}"));
+    }
+    let link = match (base_url, n.run_id) {
+        (Some(b), Some(run)) => format!(" <{}/runs/{run}|run {run}>", b.trim_end_matches('/')),
+        (Some(b), None) => format!(
+            " <{}/dags/{}?env={}|{} in {}>",
+            b.trim_end_matches('/'),
+            n.dag_id,
+            n.environment,
+            n.dag_id,
+            n.environment
+        ),
+        (None, Some(run)) => format!(" (run {run})"),
+        (None, None) => String::new(),
+    };
+    let freshness = told.stale.as_ref().map(|(e, age, _)| {
+        serde_json::json!({
+            "max_age_secs": e.max_age_secs,
+            "age_secs": age,
+            "last_refreshed_at": e.last_refreshed_at,
+            "stale_since": e.stale_since,
         })
-        .unwrap_or_else(|| format!(" (run {})", n.run_id));
+    });
     serde_json::json!({
         "text": format!("{what}{link}"),
         "drover": {
@@ -376,12 +457,15 @@ fn payload(
             "notification_id": n.id,
             "summary": story.map(|s| &s.0),
             "warnings": story.map(|s| &s.1),
+            "stale_episode": n.stale_episode,
+            "freshness": freshness,
+            "fresh_again": (!told.fresh_again.is_empty()).then_some(&told.fresh_again),
         }
     })
 }
 
 /// What happened, with Slack's emoji code first.
-fn headline(n: &NotificationRow) -> String {
+fn headline(n: &NotificationRow, told: &Told) -> String {
     match n.event.as_str() {
         "failure" => format!(":red_circle: {} failed in {}", n.dag_id, n.environment),
         "retry_exhausted" => format!(
@@ -416,6 +500,14 @@ fn headline(n: &NotificationRow) -> String {
             ":raised_hand: {}.{} waits for approval to write to {}",
             n.dag_id, n.task_id, n.environment
         ),
+        "stale" => match &told.stale {
+            Some((_, _, sentence)) => format!(":hourglass: {sentence}"),
+            None => format!(
+                ":hourglass: {}'s data in {} is stale",
+                crate::freshness::whose(&n.dag_id, &n.task_id),
+                n.environment
+            ),
+        },
         other => format!("{other}: {} in {}", n.dag_id, n.environment),
     }
 }

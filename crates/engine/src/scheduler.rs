@@ -1,8 +1,8 @@
 //! The scheduler: creates due runs, starts queued runs within `max_active_runs`, decides
 //! pending task instances by trigger rule, re-queues retries, recovers tasks of lost workers,
-//! fails tasks past their timeout and finishes runs. Every step is an idempotent, guarded
-//! statement, so several schedulers can run at once; wake-ups come by LISTEN/NOTIFY with
-//! polling as the safety net.
+//! fails tasks past their timeout, finishes runs and opens episodes of stale data. Every step
+//! is an idempotent, guarded statement, so several schedulers can run at once; wake-ups come
+//! by LISTEN/NOTIFY with polling as the safety net.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,7 +112,11 @@ impl Scheduler {
             if open {
                 self.start_queued_runs().await?;
             }
-            return self.evaluate(dirty).await;
+            // A run that finished may leave data stale that its success would have refreshed.
+            if self.evaluate(dirty).await? > 0 {
+                self.settle_freshness().await?;
+            }
+            return Ok(());
         }
         if open {
             self.create_due_runs().await?;
@@ -143,15 +147,34 @@ impl Scheduler {
             tracing::warn!(run = %miss.run_id, dag = %miss.dag_id, env = %miss.environment,
                 task = %miss.task_id, deadline = %miss.deadline_at, "deadline missed");
         }
-        Ok(())
+        // Data goes stale with no run at all, paused DAGs' too, and in maintenance.
+        self.settle_freshness().await
     }
 
-    async fn evaluate(&self, runs: &[Uuid]) -> Result<(), EngineError> {
+    /// Advance `runs`; returns how many finished.
+    async fn evaluate(&self, runs: &[Uuid]) -> Result<usize, EngineError> {
+        let mut count = 0;
         for chunk in runs.chunks(500) {
             let (_, finished) = self.store.evaluate_runs(chunk).await?;
+            count += finished.len();
             for (run, state) in finished {
                 tracing::info!(%run, %state, "run finished");
             }
+        }
+        Ok(count)
+    }
+
+    /// Open an episode for data that went stale, end those nothing asks for any more (a
+    /// refresh ends its episode itself).
+    async fn settle_freshness(&self) -> Result<(), EngineError> {
+        let changes = crate::freshness::settle(&self.store, &self.cache).await?;
+        for e in &changes.opened {
+            tracing::warn!(dag = %e.dag_id, env = %e.environment, task = %e.task_id,
+                stale_since = %e.stale_since, max_age_secs = e.max_age_secs, "data is stale");
+        }
+        for e in &changes.ended {
+            tracing::info!(dag = %e.dag_id, env = %e.environment, task = %e.task_id,
+                "stale data no longer asked for: its episode ended");
         }
         Ok(())
     }

@@ -186,10 +186,12 @@ pub enum NotifyEvent {
     Warnings,
     /// A return planned its writes and waits for someone to approve them.
     ApprovalNeeded,
+    /// A DAG's or task's data was not refreshed within its `freshness.max_age`.
+    Stale,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 8] = [
+    pub const ALL: [NotifyEvent; 9] = [
         NotifyEvent::Failure,
         NotifyEvent::RetryExhausted,
         NotifyEvent::Recovery,
@@ -198,6 +200,7 @@ impl NotifyEvent {
         NotifyEvent::SloBurn,
         NotifyEvent::Warnings,
         NotifyEvent::ApprovalNeeded,
+        NotifyEvent::Stale,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -210,6 +213,7 @@ impl NotifyEvent {
             NotifyEvent::SloBurn => "slo_burn",
             NotifyEvent::Warnings => "warnings",
             NotifyEvent::ApprovalNeeded => "approval_needed",
+            NotifyEvent::Stale => "stale",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Notifications: events found in the run history (a run failed, a task used its last try,
-//! a run succeeded after a failure, a deadline was missed, a data check breached) become one row per channel, exactly once; senders claim
-//! due rows under a short lease and record what became of each.
+//! a run succeeded after a failure, a deadline was missed, a data check breached, …) and
+//! episodes of stale data become one row per channel, exactly once; senders claim due rows
+//! under a short lease and record what became of each.
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -18,9 +19,12 @@ pub struct NotificationRow {
     pub channel: String,
     pub environment: String,
     pub dag_id: String,
-    pub run_id: Uuid,
+    /// The run it is about; none for a `stale` notification, which is about an episode.
+    pub run_id: Option<Uuid>,
     pub task_id: String,
     pub event: String,
+    /// The episode of stale data a `stale` notification is about.
+    pub stale_episode: Option<i64>,
     pub state: String,
     pub reason: Option<String>,
     pub attempts: i32,
@@ -28,8 +32,8 @@ pub struct NotificationRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, channel, environment, dag_id, run_id, task_id, event, state, reason, \
-                       attempts, created_at, sent_at";
+const COLUMNS: &str = "id, channel, environment, dag_id, run_id, task_id, event, stale_episode, \
+                       state, reason, attempts, created_at, sent_at";
 
 impl Store {
     /// Record the recent events of `environment` that `channel` wants (`events` by name, of
@@ -42,49 +46,53 @@ impl Store {
         dags: &[String],
     ) -> Result<u64> {
         let sql = format!(
-            "insert into notification (channel, environment, dag_id, run_id, task_id, event) \
-             select $2, $1, e.dag_id, e.run_id, e.task_id, e.event from ( \
-               select r.dag_id, r.id as run_id, '' as task_id, 'failure' as event from dag_run r \
+            "insert into notification (channel, environment, dag_id, run_id, task_id, event, stale_episode) \
+             select $2, $1, e.dag_id, e.run_id, e.task_id, e.event, e.episode from ( \
+               select r.dag_id, r.id as run_id, '' as task_id, 'failure' as event, null::int8 as episode from dag_run r \
                where r.environment = $1 and r.state = 'failed' and r.finished_at > now() - {LOOKBACK} \
                union all \
-               select r.dag_id, t.run_id, t.task_id, 'retry_exhausted' from task_instance t \
+               select r.dag_id, t.run_id, t.task_id, 'retry_exhausted', null from task_instance t \
                join dag_run r on r.id = t.run_id \
                where t.environment = $1 and t.state = 'failed' and t.try_number >= t.max_tries \
                  and t.finished_at > now() - {LOOKBACK} \
                union all \
-               select r.dag_id, r.id, '', 'recovery' from dag_run r \
+               select r.dag_id, r.id, '', 'recovery', null from dag_run r \
                where r.environment = $1 and r.state = 'success' and r.finished_at > now() - {LOOKBACK} \
+                 and not r.preview \
                  and (select p.state from dag_run p \
-                      where p.dag_id = r.dag_id and p.environment = r.environment \
+                      where p.dag_id = r.dag_id and p.environment = r.environment and not p.preview \
                         and p.state in ('success', 'failed') and p.finished_at < r.finished_at \
                       order by p.finished_at desc limit 1) = 'failed' \
                union all \
-               select r.dag_id, r.id, '', 'deadline_missed' from dag_run r \
+               select r.dag_id, r.id, '', 'deadline_missed', null from dag_run r \
                where r.environment = $1 and r.deadline_state = 'missed' \
                  and r.deadline_missed_at > now() - {LOOKBACK} \
                union all \
-               select r.dag_id, t.run_id, t.task_id, 'deadline_missed' from task_instance t \
+               select r.dag_id, t.run_id, t.task_id, 'deadline_missed', null from task_instance t \
                join dag_run r on r.id = t.run_id \
                where t.environment = $1 and t.deadline_state = 'missed' \
                  and t.deadline_missed_at > now() - {LOOKBACK} \
                union all \
-               select c.dag_id, c.run_id, c.task_id, 'check_breach' from check_result c \
+               select c.dag_id, c.run_id, c.task_id, 'check_breach', null from check_result c \
                where c.environment = $1 and not c.passed and c.checked_at > now() - {LOOKBACK} \
                union all \
-               select r.dag_id, r.id, '', 'warnings' from dag_run r \
+               select r.dag_id, r.id, '', 'warnings', null from dag_run r \
                where r.environment = $1 and r.state = 'success' and r.finished_at > now() - {LOOKBACK} \
                  and (exists (select 1 from check_result c where c.run_id = r.id and not c.passed and c.severity = 'warn') \
                       or exists (select 1 from task_instance t join task_try tt \
                                    on tt.task_instance_id = t.id and tt.try_number = t.try_number \
                                  where t.run_id = r.id and t.state = 'success' and tt.rows_rejected > 0)) \
                union all \
-               select s.dag_id, s.run_id, s.task_id, 'slo_burn' from slo_burn s \
+               select s.dag_id, s.run_id, s.task_id, 'slo_burn', null from slo_burn s \
                where s.environment = $1 and s.at > now() - {LOOKBACK} \
                union all \
-               select a.dag_id, a.run_id, a.task_id, 'approval_needed' from return_approval a \
+               select a.dag_id, a.run_id, a.task_id, 'approval_needed', null from return_approval a \
                where a.environment = $1 and a.state = 'pending' and a.requested_at > now() - {LOOKBACK} \
+               union all \
+               select s.dag_id, null, s.task_id, 'stale', s.id from stale_episode s \
+               where s.environment = $1 and s.cleared_at is null and s.opened_at > now() - {LOOKBACK} \
              ) e where e.event = any($3) and (cardinality($4::text[]) = 0 or e.dag_id = any($4)) \
-             on conflict (channel, environment, run_id, event, task_id) do nothing"
+             on conflict do nothing"
         );
         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(environment)
@@ -114,7 +122,8 @@ impl Store {
     }
 
     /// An earlier notification of the same event and DAG to `channel` that makes `n` a
-    /// duplicate: one sent since `since`, or one still being delivered.
+    /// duplicate: one sent since `since`, or one still being delivered. Stale data is the
+    /// same event only for the same data (the DAG's own, or one task's).
     pub async fn last_sent_like(
         &self,
         n: &NotificationRow,
@@ -122,7 +131,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "select id from notification where channel = $1 and environment = $2 and dag_id = $3 \
-               and event = $4 and id <> $6 \
+               and event = $4 and id <> $6 and (event <> 'stale' or task_id = $7) \
                and ((state = 'sent' and sent_at >= $5) or (state = 'pending' and id < $6)) \
              order by id desc limit 1",
         )
@@ -132,6 +141,7 @@ impl Store {
         .bind(&n.event)
         .bind(since)
         .bind(n.id)
+        .bind(&n.task_id)
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -164,20 +174,27 @@ impl Store {
         reason: Option<&str>,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "update notification set state = $3, reason = $4, \
-                    sent_at = case when $3 = 'sent' then now() end, \
-                    next_attempt_at = coalesce($5, next_attempt_at) \
-             where id = $1 and attempts = $2 and state = 'pending'",
+        // A sent `stale` notification marks its episode told (the first one sent).
+        let done: i64 = sqlx::query_scalar(
+            "with done as ( \
+               update notification set state = $3, reason = $4, \
+                      sent_at = case when $3 = 'sent' then now() end, \
+                      next_attempt_at = coalesce($5, next_attempt_at) \
+               where id = $1 and attempts = $2 and state = 'pending' \
+               returning stale_episode, state), \
+             told as ( \
+               update stale_episode e set notified_at = now() from done \
+               where e.id = done.stale_episode and done.state = 'sent' and e.notified_at is null) \
+             select count(*) from done",
         )
         .bind(n.id)
         .bind(n.attempts)
         .bind(state)
         .bind(reason)
         .bind(retry_at)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// The latest notifications, newest first.

@@ -312,10 +312,13 @@ impl Store {
     }
 
     /// Finish the given running runs whose task instances are all finished: failed if a leaf
-    /// task failed or was upstream_failed, else success. Returns (run, new state).
+    /// task failed or was upstream_failed, else success (which refreshes the DAG's data).
+    /// Returns (run, new state).
     pub async fn finish_runs(&self, runs: &[Uuid]) -> Result<Vec<(Uuid, RunState)>> {
-        let mut conn = self.pool.acquire().await?;
-        finish_runs(&mut conn, runs).await
+        let mut tx = self.pool.begin().await?;
+        let finished = finish_runs(&mut tx, runs).await?;
+        tx.commit().await?;
+        Ok(finished)
     }
 
     /// Running runs (for the scheduler's periodic sweep).
@@ -429,6 +432,13 @@ pub(crate) async fn finish_runs(
     .bind(runs)
     .fetch_all(&mut *conn)
     .await?;
+    // Those that succeeded refreshed their DAG's data, in the same transaction.
+    let succeeded: Vec<Uuid> = rows
+        .iter()
+        .filter(|(_, s)| s == "success")
+        .map(|(id, _)| *id)
+        .collect();
+    crate::freshness::refresh_dags(conn, &succeeded).await?;
     rows.into_iter()
         .map(|(id, s)| Ok((id, RunState::parse(&s)?)))
         .collect()

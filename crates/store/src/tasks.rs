@@ -301,6 +301,13 @@ impl Store {
         .bind(worker_id)
         .fetch_all(&mut *tx)
         .await?;
+        // Successful tries refreshed their tasks' data.
+        let succeeded: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.2 == "success")
+            .map(|r| r.0)
+            .collect();
+        crate::freshness::refresh_tasks(&mut tx, &succeeded).await?;
         let accepted: Vec<i64> = rows.iter().map(|r| r.0).collect();
         let lost = ids
             .iter()

@@ -1,6 +1,6 @@
 //! `/healthz` (the process answers), `/readyz` (the database answers) and `/metrics`
 //! (Prometheus text: runs by state, task durations, schedule lag, queue depth, MAP API calls
-//! and errors, check values).
+//! and errors, check values, data SLOs, deadlines and data freshness).
 
 use std::fmt::Write as _;
 
@@ -71,6 +71,7 @@ drover_maintenance {}",
         u8::from(maintenance.is_some())
     );
     write_slos(&mut out, &state).await;
+    write_freshness(&mut out, &state).await;
     let _ = writeln!(
         out,
         "# HELP drover_deadlines_missed Runs and tasks that missed their deadline in the last day.\n# TYPE drover_deadlines_missed gauge"
@@ -314,6 +315,30 @@ async fn write_slos(out: &mut String, state: &WebState) {
                 );
             }
         }
+    }
+}
+
+/// Whether each DAG's (`task=""`) and task's data that declares `freshness` is stale, and
+/// how old it is.
+async fn write_freshness(out: &mut String, state: &WebState) {
+    let Ok(lines) = crate::freshness::lines(state, None).await else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "# HELP drover_data_stale Whether a DAG's (task=\"\") or task's data is older than its freshness max_age allows.\n# TYPE drover_data_stale gauge\n\
+         # HELP drover_data_age_seconds Seconds since a DAG's (task=\"\") or task's data was refreshed (never refreshed: since the DAG came into the environment).\n# TYPE drover_data_age_seconds gauge"
+    );
+    for l in &lines {
+        let s = &l.state;
+        let labels = format!(
+            "environment=\"{}\",dag=\"{}\",task=\"{}\"",
+            label(&s.environment),
+            label(&s.dag_id),
+            label(&s.task_id)
+        );
+        let _ = writeln!(out, "drover_data_stale{{{labels}}} {}", u8::from(s.stale));
+        let _ = writeln!(out, "drover_data_age_seconds{{{labels}}} {}", s.age_secs);
     }
 }
 

@@ -11,6 +11,7 @@ mod assets;
 pub mod auth;
 mod cache;
 mod error;
+mod freshness;
 mod health;
 mod listing;
 mod pages;

@@ -290,6 +290,8 @@ async fn dag(
     let de = state.store().dag_env(&dag_id, &env).await?;
     let dag = state.ops().dags().get(de.version_id).await?;
     let version = state.store().dag_version(de.version_id).await?;
+    let freshness =
+        drover_engine::freshness::of_dag(state.store(), state.ops().dags(), &dag_id).await?;
     ok(json!({
         "id": dag.id,
         "environment": env,
@@ -308,6 +310,7 @@ async fn dag(
             "kind": t.kind.name(),
             "depends_on": t.depends_on,
         })).collect::<Vec<_>>(),
+        "freshness": crate::freshness::api_value(&freshness),
     }))
 }
 

@@ -145,8 +145,19 @@ fn paths_and_schemas() -> Value {
                         "id": { "type": "string" }, "description": { "type": "string" }, "owner": { "type": ["string", "null"] }, "tags": { "type": "array" }, "schedule": { "type": "string" },
                         "paused": { "type": "boolean" }, "last_state": { "type": ["string", "null"] }, "last_run_id": { "type": ["string", "null"] }, "next_run_at": { "type": ["string", "null"] },
                         "runs_30d": { "type": "integer" }, "succeeded_30d": { "type": "integer" }, "failed_30d": { "type": "integer" } } } } } },
-                "Dag": { "type": "object", "required": ["id", "environment", "tasks"], "properties": { "id": { "type": "string" }, "environment": { "type": "string" }, "description": { "type": "string" },
-                    "schedule": { "type": ["string", "null"] }, "paused": { "type": "boolean" }, "params": { "type": "array" }, "tasks": { "type": "array" }, "version": { "type": "object" } } },
+                "Dag": { "type": "object", "required": ["id", "environment", "tasks", "freshness"], "properties": { "id": { "type": "string" }, "environment": { "type": "string" }, "description": { "type": "string" },
+                    "schedule": { "type": ["string", "null"] }, "paused": { "type": "boolean" }, "params": { "type": "array" }, "tasks": { "type": "array" }, "version": { "type": "object" },
+                    "freshness": { "type": "object", "description": "How fresh the DAG's data is in each environment it runs in, where its version there declares `freshness` (on the DAG or a task); keyed by environment. The DAG's own fields are null when only tasks declare it.",
+                      "additionalProperties": { "allOf": [{ "$ref": "#/components/schemas/Freshness" }, { "type": "object", "required": ["tasks"], "properties": {
+                        "tasks": { "type": "object", "description": "Tasks that declare `freshness`, by task id", "additionalProperties": { "$ref": "#/components/schemas/Freshness" } } } }] } } } },
+                "Freshness": { "type": "object", "required": ["max_age_secs", "age_secs", "stale", "last_refreshed_at"], "properties": {
+                    "max_age_secs": { "type": ["integer", "null"], "description": "The `max_age` the file declares" },
+                    "age_secs": { "type": ["integer", "null"], "description": "Seconds since the last refresh (a run of the DAG that succeeded, warnings included, or a successful try of the task; never a preview); never refreshed: since the DAG came into the environment" },
+                    "stale": { "type": ["boolean", "null"], "description": "Older than `max_age`" },
+                    "last_refreshed_at": { "type": ["string", "null"], "format": "date-time", "description": "Null when it never was refreshed" },
+                    "last_refreshed_by": { "type": ["string", "null"], "format": "uuid", "description": "The run that refreshed it" },
+                    "stale_since": { "type": ["string", "null"], "format": "date-time", "description": "When it went stale (null while fresh)" },
+                    "paused": { "type": "boolean", "description": "The DAG is paused in the environment: nothing refreshes its data, which goes stale all the same" } } },
                 "Environments": { "type": "object", "required": ["environments"], "properties": { "environments": { "type": "array", "items": { "type": "object", "required": ["name"] } } } },
                 "Diff": { "type": "object", "required": ["from_commit", "to_commit", "files", "text"], "properties": { "from_commit": { "type": "string" }, "to_commit": { "type": "string" }, "files": { "type": "array" }, "text": { "type": "string" } } },
                 "Promotion": { "type": "object", "required": ["state"], "properties": { "state": { "enum": ["applied", "awaiting_approval", "rejected"] }, "commit": { "type": "string" }, "request": { "type": "integer" }, "changed_dags": { "type": "array" } } },
@@ -230,7 +241,7 @@ fn paths_and_schemas() -> Value {
             "/api/environments/{env}/reject": { "post": op("Reject the promotion waiting in an environment", vec![env_p.clone()], None, 200, ok("Promotion", "Rejected"), &[401, 403, 404, 422]) },
             "/api/environments/{env}/rollback": { "post": op("Go back to the commit the environment ran before", vec![env_p], Some("Note"), 200, ok("Promotion", "Applied"), &[401, 403, 404, 422, 503]) },
             "/api/dags": { "get": op("DAGs of an environment with their latest run, next run and 30-day success", vec![env_q(), param("q", "query", false, "string", "Search"), param("tag", "query", false, "string", "Tag"), param("status", "query", false, "string", "failed | active | paused"), param("page", "query", false, "integer", "Page (50 per page)")], None, 200, ok("DagListing", "A page of DAGs"), READ) },
-            "/api/dags/{dag}": { "get": op("A DAG: description, schedule, params, tasks, version", vec![dag_p.clone(), env_q()], None, 200, ok("Dag", "The DAG"), READ) },
+            "/api/dags/{dag}": { "get": op("A DAG: description, schedule, params, tasks, version, and how fresh its data is in each environment", vec![dag_p.clone(), env_q()], None, 200, ok("Dag", "The DAG"), READ) },
             "/api/dags/{dag}/runs": {
                 "get": op("A DAG's runs, newest first", vec![dag_p.clone(), env_q(), param("state", "query", false, "string", "Run state"), param("before", "query", false, "string", "Logical date (RFC 3339): older runs"), param("limit", "query", false, "integer", "At most 500")], None, 200, ok("RunPage", "Runs"), READ),
                 "post": op("Trigger a run", vec![dag_p.clone()], Some("Trigger"), 201, ok("Triggered", "Created"), WRITE)

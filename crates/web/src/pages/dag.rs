@@ -109,7 +109,16 @@ pub(crate) struct DagPage {
     trigger_error: String,
     /// The DAG's file in this environment fails to load (it runs its last good version).
     import_error: Option<crate::views::import_error::ImportBanner>,
+    /// How fresh the DAG's data and its tasks' are here (those that declare `freshness`).
+    freshness: Vec<crate::freshness::FreshnessLine>,
+    /// The latest episodes of stale data here, newest first.
+    episodes: Vec<crate::freshness::EpisodeLine>,
+    /// Some of it is stale (the DAG may be paused).
+    stale_while_paused: bool,
 }
+
+/// Episodes of stale data listed on the page.
+const EPISODES: i64 = 10;
 
 fn text_of(v: &serde_json::Value) -> String {
     match v {
@@ -305,7 +314,23 @@ async fn render(
     } else {
         dag.schedule.as_ref().and_then(|s| s.next_after(now))
     };
+    let freshness: Vec<crate::freshness::FreshnessLine> = store
+        .freshness(&drover_engine::freshness::rules_of(&dag, &env.name))
+        .await?
+        .into_iter()
+        .map(crate::freshness::FreshnessLine::new)
+        .collect();
+    let stale_while_paused = de.paused && freshness.iter().any(|f| f.state.stale);
+    let episodes = store
+        .stale_episodes(&env.name, &dag_id, EPISODES)
+        .await?
+        .iter()
+        .map(crate::freshness::EpisodeLine::new)
+        .collect();
     Ok(DagPage {
+        freshness,
+        episodes,
+        stale_while_paused,
         next_run: next
             .map(|t| views::local_time::next_run(now, t, dag.timezone))
             .unwrap_or_default(),

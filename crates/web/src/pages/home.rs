@@ -1,5 +1,5 @@
 //! The home page for business users: per environment (the highest first for viewers, who
-//! mostly look at prod), what needs attention, what ran today and what runs next.
+//! mostly look at prod), what needs attention, stale data, what ran today and what runs next.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -13,6 +13,7 @@ use super::Chrome;
 use crate::WebState;
 use crate::auth::PageUser;
 use crate::error::PageError;
+use crate::freshness::FreshnessLine;
 use crate::listing::{DagFilter, cached_list_dags};
 use crate::slos::{SloLine, slo_lines};
 use crate::views;
@@ -48,6 +49,10 @@ pub(crate) struct EnvSection {
     approvals: Vec<super::run_approval::ApprovalLine>,
     attention: Vec<RunLine>,
     slos: Vec<SloLine>,
+    /// Data older than its DAG's (or task's) `freshness` allows.
+    stale: Vec<FreshnessLine>,
+    /// How many DAGs and tasks here declare `freshness`.
+    freshness_declared: usize,
     ran: Vec<RunLine>,
     next: Vec<NextLine>,
 }
@@ -117,11 +122,16 @@ pub(crate) async fn page(
             .into_iter()
             .filter(|s| matches!(s.verdict, "burning" | "exhausted"))
             .collect();
+        let freshness = crate::freshness::lines(&state, Some(&env.name)).await?;
+        let freshness_declared = freshness.len();
+        let stale = freshness.into_iter().filter(|l| l.state.stale).collect();
         sections.push(EnvSection {
             approvals: super::run_approval::waiting(&state, &env.name).await?,
             name: env.name.clone(),
             attention,
             slos,
+            stale,
+            freshness_declared,
             ran,
             next: runs_next(&state, &env.name, now).await?,
         });

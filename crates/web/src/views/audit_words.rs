@@ -18,6 +18,8 @@ pub(crate) fn action_words(action: &str) -> String {
         "return.approved" => "approved a return's writes",
         "return.rejected" => "rejected a return's writes",
         "return.approval_expired" => "let a return's approval expire",
+        "data.stale" => "found data stale",
+        "data.fresh" => "ended an episode of stale data",
         "environment.promote" => "promoted",
         "environment.rollback" => "rolled back",
         "environment.promotion_requested" => "asked for a promotion",

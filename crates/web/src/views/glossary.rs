@@ -92,6 +92,11 @@ pub(crate) const TERMS: &[Term] = &[
         meaning: "How fast the error budget is being spent: 1× spends it exactly over the period, 14× in about two days.",
     },
     Term {
+        key: "freshness",
+        word: "Freshness",
+        meaning: "How recent a DAG's data (its last successful run) or a task's (its last successful try) must be; older than that it is stale, even when nothing failed.",
+    },
+    Term {
         key: "map",
         word: "MAP",
         meaning: "The marketing automation platform an environment writes to (Marketo).",
