@@ -37,6 +37,8 @@ fn mapsim_sends_form_fills_to_the_webhook_and_never_shows_its_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    let secret_file = dir.path().join("hmac");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret file");
     let log = dir.path().join("mapsim.log");
     rt.block_on(async {
         let calls: Calls = Arc::default();
@@ -58,12 +60,9 @@ fn mapsim_sends_form_fills_to_the_webhook_and_never_shows_its_secrets() {
         cmd.args(["mapsim", "--port", "0", "--leads", "300", "--webhook", &url])
             .arg("--webhook-token-file")
             .arg(&token_file)
-            .args([
-                "--webhook-hmac-secret",
-                SECRET,
-                "--form-fills-every",
-                "200ms",
-            ])
+            .arg("--webhook-hmac-secret-file")
+            .arg(&secret_file)
+            .args(["--form-fills-every", "200ms"])
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log"));
@@ -93,12 +92,15 @@ fn mapsim_sends_form_fills_to_the_webhook_and_never_shows_its_secrets() {
         for (h, body) in calls.lock().expect("lock").iter() {
             assert_eq!(header(h, "authorization"), format!("Bearer {TOKEN}"));
             let sig = header(h, "x-drover-signature");
-            assert!(
-                sig.strip_prefix("sha256=").is_some_and(
-                    |hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-                ),
-                "{sig}"
-            );
+            let hex = sig
+                .strip_prefix("sha256=")
+                .unwrap_or_else(|| panic!("{sig}"));
+            let tag: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect();
+            // The secret file's line break is not part of the secret.
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+            ring::hmac::verify(&key, body, &tag).expect("signed with the secret");
             let v: serde_json::Value = serde_json::from_slice(body).expect("json");
             assert_eq!(v["formName"], "Contact Sales");
             assert_eq!(
@@ -161,6 +163,7 @@ fn mapsim_documents_its_webhook_flags_and_refuses_bad_ones() {
         "--webhook-token <TOKEN>",
         "--webhook-token-file <FILE>",
         "--webhook-hmac-secret <SECRET>",
+        "--webhook-hmac-secret-file <FILE>",
         "--form-fills-every <DURATION>",
         "X-Drover-Signature",
         "no retry",
@@ -201,5 +204,26 @@ fn mapsim_documents_its_webhook_flags_and_refuses_bad_ones() {
         ],
         "cannot read /nonexistent/token",
     );
+    refused(
+        &[
+            "--webhook",
+            "http://127.0.0.1:9/x",
+            "--webhook-hmac-secret-file",
+            "/nonexistent/hmac",
+        ],
+        "cannot read /nonexistent/hmac",
+    );
     refused(&["--webhook-token-file", "/tmp/x"], "--webhook <URL>");
+    refused(&["--webhook-hmac-secret", "s"], "--webhook <URL>");
+    refused(
+        &[
+            "--webhook",
+            "http://127.0.0.1:9/x",
+            "--webhook-token",
+            "a",
+            "--webhook-token-file",
+            "/tmp/x",
+        ],
+        "cannot be used with",
+    );
 }

@@ -46,11 +46,6 @@ pub(crate) async fn run(args: MapsimArgs) -> Result<ExitCode> {
 /// The webhook the flags describe (its secrets read, never shown).
 fn webhook(args: &MapsimArgs) -> Result<Option<WebhookTarget>> {
     let Some(url) = &args.webhook else {
-        if args.webhook_token.is_some() || args.webhook_hmac_secret.is_some() {
-            eprintln!(
-                "warning: a webhook token or HMAC secret is set (flag or DROVER_MAPSIM_WEBHOOK_*) but no --webhook URL: fills go to no webhook"
-            );
-        }
         return Ok(None);
     };
     let mut target = WebhookTarget::new(url).map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
@@ -67,9 +62,19 @@ fn webhook(args: &MapsimArgs) -> Result<Option<WebhookTarget>> {
             .with_bearer(t)
             .map_err(|e| anyhow::anyhow!("--webhook-token: {e}"))?;
     }
-    if let Some(s) = &args.webhook_hmac_secret {
+    let secret = match (&args.webhook_hmac_secret, &args.webhook_hmac_secret_file) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!("--webhook-hmac-secret-file: cannot read {}", file.display())
+            })?;
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        (None, None) => None,
+    };
+    if let Some(s) = secret {
         target = target
-            .with_hmac_secret(s.clone())
+            .with_hmac_secret(s)
             .map_err(|e| anyhow::anyhow!("--webhook-hmac-secret: {e}"))?;
     }
     Ok(Some(target))
