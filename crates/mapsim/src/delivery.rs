@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -75,7 +75,8 @@ fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 /// fill timer and [`crate::RunningSandbox`].
 #[derive(Debug)]
 pub(crate) struct Hooks {
-    client: reqwest::Client,
+    /// Built on the first delivery: a sandbox nobody fills forms in never loads TLS roots.
+    client: OnceLock<Result<reqwest::Client, String>>,
     target: RwLock<Option<WebhookTarget>>,
     every: watch::Sender<Option<Duration>>,
     log: Mutex<Log>,
@@ -89,29 +90,35 @@ struct Log {
 }
 
 impl Hooks {
-    pub(crate) fn new(
-        target: Option<WebhookTarget>,
-        every: Option<Duration>,
-    ) -> Result<Self, reqwest::Error> {
-        // reqwest is built without a TLS crypto provider of its own: use ring, the one
-        // built in, unless the program installed one already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "drover-mapsim/",
-                env!("CARGO_PKG_VERSION"),
-                " (Call Webhook)"
-            ))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?;
-        Ok(Self {
-            client,
+    pub(crate) fn new(target: Option<WebhookTarget>, every: Option<Duration>) -> Self {
+        Self {
+            client: OnceLock::new(),
             target: RwLock::new(target),
             every: watch::Sender::new(every),
             log: Mutex::new(Log::default()),
             fills: AtomicU64::new(1),
-        })
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, &str> {
+        self.client
+            .get_or_init(|| {
+                // reqwest is built without a TLS crypto provider of its own: use ring, the one
+                // built in, unless the program installed one already.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .user_agent(concat!(
+                        "drover-mapsim/",
+                        env!("CARGO_PKG_VERSION"),
+                        " (Call Webhook)"
+                    ))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     pub(crate) fn target(&self) -> Option<WebhookTarget> {
@@ -193,9 +200,15 @@ pub(crate) async fn deliver(
     let target = state.hooks.target()?;
     let at = state.clock.now();
     let started = Instant::now();
-    let mut req = state
-        .hooks
-        .client
+    let client = match state.hooks.client() {
+        Ok(c) => c,
+        Err(error) => {
+            let d = failed(fill_id, lead_id, &target, at, error.to_owned());
+            state.hooks.record(d.clone());
+            return Some(d);
+        }
+    };
+    let mut req = client
         .post(target.endpoint().clone())
         .timeout(target.timeout())
         .header(CONTENT_TYPE, "application/json")
@@ -287,6 +300,28 @@ pub(crate) async fn deliver(
     Some(delivery)
 }
 
+/// A delivery that never left.
+fn failed(
+    fill_id: &str,
+    lead_id: u32,
+    target: &WebhookTarget,
+    at: DateTime<Utc>,
+    error: String,
+) -> Delivery {
+    tracing::warn!(fill_id, lead_id, error, "form fill not sent to the webhook");
+    Delivery {
+        fill_id: fill_id.to_owned(),
+        lead_id,
+        url: target.url().to_owned(),
+        at,
+        outcome: DeliveryOutcome::Failed,
+        status: None,
+        error: Some(error),
+        duration_ms: 0,
+        response: None,
+    }
+}
+
 /// The start of an answer's body, reading no more than needed.
 async fn excerpt(mut resp: reqwest::Response) -> Result<String, reqwest::Error> {
     let mut bytes = Vec::new();
@@ -375,7 +410,7 @@ mod tests {
 
     #[test]
     fn the_log_keeps_the_last_ten_thousand_and_counts_all() {
-        let hooks = Hooks::new(None, None).unwrap_or_else(|e| panic!("{e}"));
+        let hooks = Hooks::new(None, None);
         for i in 0..(KEPT as u32 + 5) {
             hooks.record(Delivery {
                 fill_id: format!("f{i}"),

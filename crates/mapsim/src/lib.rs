@@ -162,8 +162,7 @@ pub async fn start(
     if let Some(every) = config.form_fills_every {
         webhooks::check_every(every).map_err(|e| SandboxError::Config(e.to_string()))?;
     }
-    let hooks = delivery::Hooks::new(config.webhook.clone(), config.form_fills_every)
-        .map_err(|e| SandboxError::Config(format!("cannot build the webhook client: {e}")))?;
+    let hooks = delivery::Hooks::new(config.webhook.clone(), config.form_fills_every);
     let anchor = config.anchor.unwrap_or_else(chrono::Utc::now).timestamp();
     let generator = data::Generator::new(config.seed, anchor);
     let store = tokio::task::spawn_blocking(move || store::LeadStore::seed(generator, leads))
