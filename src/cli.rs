@@ -441,6 +441,47 @@ pub(crate) struct MapsimArgs {
     /// No rate, concurrency or quota limits and no job latency (for benchmarks).
     #[arg(long)]
     pub(crate) no_limits: bool,
+    /// Where each form fill is POSTed as JSON (the lead's fields, formName, fillId, filledAt),
+    /// as Marketo's "Call Webhook" flow step does: one try, 30 s timeout, no retry. Fills come
+    /// from `POST /_sandbox/forms/fill` and `--form-fills-every`; `PUT /_sandbox/webhooks`
+    /// changes this at run time and `GET /_sandbox/webhooks` lists the deliveries.
+    #[arg(long, value_name = "URL")]
+    pub(crate) webhook: Option<String>,
+    /// Sent as `Authorization: Bearer TOKEN` with every fill (never printed or logged; other
+    /// users of the machine can see a command line: prefer `--webhook-token-file`).
+    #[arg(long, value_name = "TOKEN", requires = "webhook")]
+    pub(crate) webhook_token: Option<String>,
+    /// Read the bearer token from this file (surrounding whitespace dropped), to keep it off
+    /// the command line.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "webhook",
+        conflicts_with = "webhook_token"
+    )]
+    pub(crate) webhook_token_file: Option<std::path::PathBuf>,
+    /// Sign every fill: `X-Drover-Signature: sha256=<hex HMAC-SHA256 of the body>` (never
+    /// printed or logged).
+    #[arg(long, value_name = "SECRET", requires = "webhook")]
+    pub(crate) webhook_hmac_secret: Option<String>,
+    /// Read the HMAC secret from this file (its final line break dropped), to keep it off the
+    /// command line.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "webhook",
+        conflicts_with = "webhook_hmac_secret"
+    )]
+    pub(crate) webhook_hmac_secret_file: Option<std::path::PathBuf>,
+    /// A made-up form fill ("Contact Sales") every this often, from 100ms to 24h (`30s`,
+    /// `500ms`, `5m`, `1h`): new visitors from many countries and of every segment, and now
+    /// and then a known lead again. Off by default.
+    #[arg(long, value_name = "DURATION", value_parser = parse_fill_interval)]
+    pub(crate) form_fills_every: Option<std::time::Duration>,
+}
+
+fn parse_fill_interval(text: &str) -> Result<std::time::Duration, String> {
+    drover_mapsim::parse_every(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

@@ -218,6 +218,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
         "writesByVia": {
             "sync": by_via.get(&WriteVia::Sync).copied().unwrap_or(0),
             "import": by_via.get(&WriteVia::Import).copied().unwrap_or(0),
+            "form": by_via.get(&WriteVia::Form).copied().unwrap_or(0),
         },
         "maxWritesPerLead": per_lead.values().max().copied().unwrap_or(0),
         "duplicateWrites": dups,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::faults::FaultProfile;
+use crate::webhooks::WebhookTarget;
 
 /// Everything [`crate::start`] needs. `Default` gives a 100,000-lead sandbox with Marketo's limits.
 #[derive(Debug, Clone)]
@@ -30,6 +31,11 @@ pub struct SandboxConfig {
     pub anchor: Option<DateTime<Utc>>,
     /// Directory for export files; `None` creates a temporary one that is deleted on shutdown.
     pub work_dir: Option<PathBuf>,
+    /// Where form fills are POSTed (as Marketo's "Call Webhook" does); `None`: nowhere.
+    /// Changeable at run time ([`crate::RunningSandbox::set_webhook`], `PUT /_sandbox/webhooks`).
+    pub webhook: Option<WebhookTarget>,
+    /// A made-up form fill every this often (100 ms to 24 h); `None` (the default): none.
+    pub form_fills_every: Option<Duration>,
 }
 
 impl Default for SandboxConfig {
@@ -44,6 +50,8 @@ impl Default for SandboxConfig {
             limits: Limits::default(),
             anchor: None,
             work_dir: None,
+            webhook: None,
+            form_fills_every: None,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! demand, so a million leads cost almost no memory. Writes are kept as patches in
 //! [`crate::store`].
 
+use std::sync::Arc;
+
 use crate::faults::mix;
 
 /// Marketo data types used by the schema.
@@ -522,6 +524,49 @@ const SOURCES: &[&str] = &[
     "Organic Social",
 ];
 
+/// Forms of the seeded Fill Out Form activities; their Webform IDs are 200 + the index.
+pub(crate) const SEEDED_FORMS: &[&str] = &[
+    "Contact Us",
+    "Webinar Signup",
+    "Ebook Download",
+    "Demo Request",
+    "Newsletter",
+];
+
+/// A form's Country picklist: clean names, as a select list gives them, from every region
+/// (so routing by country has something to do). Seeded leads keep their messy spellings.
+const FORM_COUNTRIES: &[&str] = &[
+    "United States",
+    "United States",
+    "United States",
+    "Canada",
+    "Mexico",
+    "Brazil",
+    "United Kingdom",
+    "United Kingdom",
+    "Germany",
+    "Germany",
+    "France",
+    "Spain",
+    "Netherlands",
+    "Sweden",
+    "India",
+    "Japan",
+    "Australia",
+    "Singapore",
+];
+
+/// The fields a generated form visitor types in.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Visitor {
+    pub(crate) email: String,
+    pub(crate) first_name: String,
+    pub(crate) last_name: String,
+    pub(crate) country: String,
+    pub(crate) company: String,
+    pub(crate) title: String,
+}
+
 /// Seconds in the window seeded timestamps spread over (400 days).
 const SPREAD_SECS: u64 = 400 * 86_400;
 
@@ -699,6 +744,29 @@ impl Generator {
         l
     }
 
+    /// The visitor behind form fill number `n`: a pure function of (seed, n). The address
+    /// carries `n`, so no two fills of one sandbox invent the same person.
+    pub(crate) fn visitor(&self, n: u64) -> Visitor {
+        let mut r = Rng(mix(self.seed ^ mix(n ^ 0xF0F0_F111_0000_0000)));
+        let first = r.pick(FIRST);
+        let last = r.pick(LAST);
+        let domain = r.pick(DOMAINS);
+        Visitor {
+            email: format!("{}.{}.f{n}@{domain}", ascii_fold(first), ascii_fold(last))
+                .to_ascii_lowercase(),
+            first_name: first.to_owned(),
+            last_name: last.to_owned(),
+            country: r.pick(FORM_COUNTRIES).to_owned(),
+            company: r.pick(COMPANIES).to_owned(),
+            title: r.pick(TITLES).to_owned(),
+        }
+    }
+
+    /// A number in `0..n` for the form-fill timer's choices (fill `k`, question `q`).
+    pub(crate) fn fill_choice(&self, k: u64, q: u64, n: u64) -> u64 {
+        Rng(mix(self.seed ^ mix(k ^ (q << 56) ^ 0x0F0F_0222_0000_0000))).below(n)
+    }
+
     /// The activities of seeded lead `id`: a New Lead at `createdAt`, then 0–3 more.
     pub(crate) fn activities(&self, id: u32, out: &mut Vec<Activity>) {
         out.clear();
@@ -710,6 +778,7 @@ impl Generator {
             date: created,
             type_id: 12,
             variant: 0,
+            written: None,
         });
         let extra = r.below(4);
         let span = u64::try_from(self.anchor - created).unwrap_or(0) + 1;
@@ -721,6 +790,7 @@ impl Generator {
                 date: created + i64::try_from(r.below(span)).unwrap_or(0),
                 type_id,
                 variant: u32::try_from(r.below(5)).unwrap_or(0),
+                written: None,
             });
         }
     }
@@ -753,7 +823,7 @@ fn capitalise(s: &str) -> String {
     out
 }
 
-/// A generated activity.
+/// A generated activity, or one written by the sandbox (a form fill) with its own details.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
     pub(crate) guid: u64,
@@ -761,19 +831,33 @@ pub(crate) struct Activity {
     pub(crate) date: i64,
     pub(crate) type_id: u32,
     pub(crate) variant: u32,
+    /// The details of an activity that happened in the sandbox (a form fill); `None` for
+    /// seeded and placed ones, whose details follow from `variant`.
+    pub(crate) written: Option<Arc<ActivityDetails>>,
+}
+
+/// What an activity that happened in the sandbox carries, as the bulk export's columns.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ActivityDetails {
+    pub(crate) campaign_id: Option<u32>,
+    pub(crate) primary_attribute_value_id: Option<u32>,
+    pub(crate) primary_attribute_value: Option<String>,
+    /// The `attributes` column: a JSON object.
+    pub(crate) attributes: String,
 }
 
 impl Activity {
     /// (campaignId, primaryAttributeValueId, primaryAttributeValue, attributes JSON).
-    pub(crate) fn details(&self) -> (Option<u32>, Option<u32>, Option<&'static str>, String) {
+    pub(crate) fn details(&self) -> (Option<u32>, Option<u32>, Option<&str>, String) {
+        if let Some(d) = &self.written {
+            return (
+                d.campaign_id,
+                d.primary_attribute_value_id,
+                d.primary_attribute_value.as_deref(),
+                d.attributes.clone(),
+            );
+        }
         const PAGES: &[&str] = &["/pricing", "/blog/etl-tips", "/", "/contact", "/docs/start"];
-        const FORMS: &[&str] = &[
-            "Contact Us",
-            "Webinar Signup",
-            "Ebook Download",
-            "Demo Request",
-            "Newsletter",
-        ];
         const EMAILS: &[&str] = &[
             "Newsletter.March",
             "Welcome.Email 1",
@@ -797,7 +881,7 @@ impl Activity {
             2 => (
                 Some(2000 + v32),
                 Some(200 + v32),
-                Some(FORMS[v]),
+                Some(SEEDED_FORMS[v]),
                 format!(
                     "{{\"Form Fields\":\"{{\\\"Email\\\":\\\"lead{}@example.com\\\"}}\",\"Webpage ID\":{},\"Client IP Address\":\"10.1.0.{}\"}}",
                     self.lead_id,
@@ -944,6 +1028,8 @@ pub(crate) static ACTIVITY_TYPES: &[ActivityTypeDef] = &[
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]
@@ -964,5 +1050,24 @@ mod tests {
         for id in 1..500 {
             assert!(g.created_at(id) <= g.updated_at(id));
         }
+    }
+
+    #[test]
+    fn visitors_vary_and_returning_fills_are_one_in_four() {
+        let g = Generator::new(42, 1_700_000_000);
+        assert_eq!(g.visitor(3), g.visitor(3));
+        let visitors: Vec<Visitor> = (1..=200).map(|n| g.visitor(n)).collect();
+        let emails: HashSet<&str> = visitors.iter().map(|v| v.email.as_str()).collect();
+        assert_eq!(
+            emails.len(),
+            200,
+            "every visitor has an address of their own"
+        );
+        let countries: HashSet<&str> = visitors.iter().map(|v| v.country.as_str()).collect();
+        assert!(countries.len() >= 12, "{countries:?}");
+        let returning = (1..=4000).filter(|k| g.fill_choice(*k, 0, 4) == 0).count();
+        assert!((850..1150).contains(&returning), "{returning} of 4000");
+        let picks: HashSet<u64> = (1..=400).map(|k| g.fill_choice(k, 1, 1000)).collect();
+        assert!(picks.len() > 300, "{}", picks.len());
     }
 }

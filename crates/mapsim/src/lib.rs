@@ -17,15 +17,33 @@
 //! Seeded timestamps (`createdAt`, `updatedAt`, activity dates) fall in the 400 days before
 //! [`SandboxConfig::anchor`] (default: the time of start); everything else depends only on the
 //! seed. Admin endpoints under `/_sandbox/` (no auth) let tests switch faults and inspect state.
+//!
+//! Form fills (`POST /_sandbox/forms/fill`, [`RunningSandbox::fill_form`], or a timer) create
+//! or update a lead, log its "Fill Out Form" activity and POST the lead's tokens to a webhook,
+//! as Marketo's "Call Webhook" flow step does:
+//!
+//! ```no_run
+//! # async fn demo(sandbox: &drover_mapsim::RunningSandbox) -> Result<(), Box<dyn std::error::Error>> {
+//! let hook = drover_mapsim::WebhookTarget::new("http://127.0.0.1:8080/hooks/dev/contact_sales/form")?
+//!     .with_bearer("the-hook-secret")?;
+//! sandbox.set_webhook(Some(hook));
+//! sandbox.set_form_fills_every(Some(std::time::Duration::from_secs(30)))?;
+//! let fill = sandbox.fill_form(drover_mapsim::FormFill { country: Some("Germany".into()), ..Default::default() }).await?;
+//! println!("lead {} → {:?}", fill.lead_id, fill.webhook.map(|d| d.status));
+//! # Ok(()) }
+//! ```
 
 mod admin;
 mod auth;
 mod clock;
 mod config;
 mod data;
+mod delivery;
 mod envelope;
 mod extract;
 mod faults;
+mod fill_timer;
+mod forms;
 mod import;
 mod leads;
 mod limits;
@@ -34,6 +52,7 @@ mod server;
 mod state;
 mod stats;
 mod store;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,10 +63,16 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use config::{Limits, SandboxConfig};
+pub use delivery::{Delivery, DeliveryOutcome, SIGNATURE_HEADER};
 pub use faults::{
     BrokenDownloadFault, FAULT_NAMES, FaultProfile, PartialImportFault, QuotaFault, RateLimitFault,
     ServerErrorFault, SharedLimitFault, SlowJobsFault, StatusLagFault, TimeoutFault,
     TokenExpiryFault, UnknownFault, UpsertRaceFault,
+};
+pub use forms::{DEFAULT_FORM, FormError, FormFill, FormFillOutcome};
+pub use webhooks::{
+    MARKETO_WEBHOOK_TIMEOUT, MAX_FILL_INTERVAL, MIN_FILL_INTERVAL, WebhookError, WebhookTarget,
+    format_every, parse_every,
 };
 
 use crate::state::AppState;
@@ -134,6 +159,10 @@ pub async fn start(
         path: work_dir.clone(),
         source,
     })?;
+    if let Some(every) = config.form_fills_every {
+        webhooks::check_every(every).map_err(|e| SandboxError::Config(e.to_string()))?;
+    }
+    let hooks = delivery::Hooks::new(config.webhook.clone(), config.form_fills_every);
     let anchor = config.anchor.unwrap_or_else(chrono::Utc::now).timestamp();
     let generator = data::Generator::new(config.seed, anchor);
     let store = tokio::task::spawn_blocking(move || store::LeadStore::seed(generator, leads))
@@ -148,6 +177,7 @@ pub async fn start(
         config.faults,
         store,
         work_dir,
+        hooks,
     ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -167,6 +197,7 @@ pub async fn start(
             tracing::error!(error = %e, "MAP sandbox server failed");
         }
     });
+    tokio::spawn(fill_timer::run(state.clone()));
     tracing::info!(addr = %local, leads, faults = %state.faults(), "MAP sandbox started");
     let dir = DirGuard(owns_dir.then(|| state.work_dir.clone()));
     Ok(RunningSandbox {
@@ -197,6 +228,42 @@ impl RunningSandbox {
     /// Switches the fault profile (same as `PUT /_sandbox/faults`).
     pub fn set_faults(&self, faults: FaultProfile) {
         self.state.set_faults(faults);
+    }
+
+    /// Sets where form fills are POSTed (same as `PUT /_sandbox/webhooks`); `None` stops
+    /// sending. Deliveries already under way finish with the target they started with.
+    pub fn set_webhook(&self, target: Option<WebhookTarget>) {
+        self.state.hooks.set_target(target);
+    }
+
+    /// The webhook target in force (its `Debug` shows no secret).
+    pub fn webhook(&self) -> Option<WebhookTarget> {
+        self.state.hooks.target()
+    }
+
+    /// Starts, changes (100 ms to 24 h) or, with `None`, stops the form-fill timer.
+    pub fn set_form_fills_every(&self, every: Option<Duration>) -> Result<(), WebhookError> {
+        if let Some(d) = every {
+            webhooks::check_every(d)?;
+        }
+        self.state.hooks.set_every(every);
+        Ok(())
+    }
+
+    /// The form-fill timer's interval, `None` when it is off.
+    pub fn form_fills_every(&self) -> Option<Duration> {
+        self.state.hooks.every()
+    }
+
+    /// A form fill (same as `POST /_sandbox/forms/fill`): the lead created or updated, its
+    /// activities logged, and the webhook (when set) called and waited for.
+    pub async fn fill_form(&self, fill: FormFill) -> Result<FormFillOutcome, FormError> {
+        forms::fill_and_deliver(&self.state, &fill).await
+    }
+
+    /// Webhook deliveries made (the last 10,000, oldest first).
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.state.hooks.deliveries().1
     }
 
     /// Stops serving (in-flight requests get up to 5 s), cancels jobs and deletes export files.

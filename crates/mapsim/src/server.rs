@@ -17,7 +17,7 @@ use crate::envelope::{ApiError, ErrorCode};
 use crate::extract::handlers as ex;
 use crate::faults::Purpose;
 use crate::state::AppState;
-use crate::{admin, auth, import, leads};
+use crate::{admin, auth, forms, import, leads, webhooks};
 
 /// Longest URI Marketo accepts.
 const MAX_URI: usize = 8 * 1024;
@@ -101,6 +101,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/identity/oauth/token", get(auth::token).post(auth::token))
         .merge(marketo)
         .merge(admin::router())
+        .merge(forms::router())
+        .merge(webhooks::router())
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), count_status))
         .with_state(state)

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenStore;
 use crate::clock::Clock;
 use crate::config::Limits;
+use crate::delivery::Hooks;
 use crate::extract::ExportQueue;
 use crate::faults::{Dice, FaultProfile, RecentCreates};
 use crate::import::ImportQueue;
@@ -36,6 +37,8 @@ pub(crate) struct AppState {
     pub(crate) imports: ImportQueue,
     pub(crate) work_dir: PathBuf,
     pub(crate) shutdown: CancellationToken,
+    /// The webhook form fills go to, the fill timer's interval and the deliveries made.
+    pub(crate) hooks: Hooks,
     seq: AtomicU64,
 }
 
@@ -47,6 +50,7 @@ impl AppState {
         faults: FaultProfile,
         store: LeadStore,
         work_dir: PathBuf,
+        hooks: Hooks,
     ) -> Self {
         Self {
             seed,
@@ -65,6 +69,7 @@ impl AppState {
             imports: ImportQueue::default(),
             work_dir,
             shutdown: CancellationToken::new(),
+            hooks,
             seq: AtomicU64::new(1),
         }
     }

@@ -3,10 +3,11 @@
 //! leads and activities tests placed at exact instants.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::data::{self, Activity, Generator, Lead, NFIELDS, Value};
+use crate::data::{self, Activity, ActivityDetails, Generator, Lead, NFIELDS, Value};
 use crate::faults::mix;
 
 /// How a write reached the database.
@@ -15,6 +16,8 @@ use crate::faults::mix;
 pub(crate) enum WriteVia {
     Sync,
     Import,
+    /// A form fill (`POST /_sandbox/forms/fill` or the fill timer).
+    Form,
 }
 
 /// One lead write: which lead, how, and which request (sync) or batch (import) did it.
@@ -46,9 +49,15 @@ pub(crate) struct LeadStore {
     email_index: HashMap<u64, Ids>,
     list_members: HashMap<u32, HashSet<u32>>,
     pub(crate) writes: Vec<WriteRecord>,
-    /// Activities placed through the admin API (seeded ones are generated on demand).
+    /// Activities placed through the admin API or written by form fills (seeded ones are
+    /// generated on demand).
     pub(crate) placed_activities: Vec<Activity>,
+    /// Webform IDs of the forms filled in the sandbox, by name.
+    form_ids: HashMap<String, u32>,
 }
+
+/// First Webform ID of forms the seeded activities do not know.
+const FIRST_FORM_ID: u32 = 1001;
 
 /// First GUID of placed activities, far above the seeded ones (`leadId × 8 + k`).
 const PLACED_GUID_BASE: u64 = 1 << 40;
@@ -86,6 +95,7 @@ impl LeadStore {
             list_members: HashMap::new(),
             writes: Vec::new(),
             placed_activities: Vec::new(),
+            form_ids: HashMap::new(),
         }
     }
 
@@ -259,8 +269,48 @@ impl LeadStore {
             date,
             type_id,
             variant: 0,
+            written: None,
         });
         guid
+    }
+
+    /// Adds an activity that happened in the sandbox, with its own details; returns its GUID.
+    pub(crate) fn add_activity(
+        &mut self,
+        lead_id: u32,
+        type_id: u32,
+        date: i64,
+        details: ActivityDetails,
+    ) -> u64 {
+        let guid = PLACED_GUID_BASE + self.placed_activities.len() as u64;
+        self.placed_activities.push(Activity {
+            guid,
+            lead_id,
+            date,
+            type_id,
+            variant: 0,
+            written: Some(Arc::new(details)),
+        });
+        guid
+    }
+
+    /// The Webform ID of the form called `name`: the seeded activities' id for their forms,
+    /// otherwise one given on the form's first fill.
+    pub(crate) fn form_id(&mut self, name: &str) -> u32 {
+        if let Some(i) = data::SEEDED_FORMS.iter().position(|f| *f == name) {
+            return 200 + u32::try_from(i).unwrap_or(0);
+        }
+        let next = FIRST_FORM_ID + u32::try_from(self.form_ids.len()).unwrap_or(u32::MAX - 1);
+        *self.form_ids.entry(name.to_owned()).or_insert(next)
+    }
+
+    /// Of the leads whose email matches `email`, the one updated last (the highest id among
+    /// equals): the lead a Marketo form fill updates when the address is in the database
+    /// more than once.
+    pub(crate) fn latest_by_email(&self, email: &str) -> Option<u32> {
+        self.find_by_email(email)
+            .into_iter()
+            .max_by_key(|id| (self.updated_at(*id).unwrap_or(i64::MIN), *id))
     }
 
     fn set_fields(&mut self, id: u32, values: Vec<(usize, Value)>) {
