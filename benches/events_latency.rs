@@ -209,8 +209,12 @@ async fn latency(
     let mut sends = tokio::task::JoinSet::new();
     for n in 0..total {
         tick.tick().await;
-        let (http, url, secret, accepted) =
-            (http.clone(), url.clone(), secret.to_owned(), accepted.clone());
+        let (http, url, secret, accepted) = (
+            http.clone(),
+            url.clone(),
+            secret.to_owned(),
+            accepted.clone(),
+        );
         sends.spawn(async move {
             if post(&http, &url, &secret, &format!("one-{n}"), n).await {
                 accepted.fetch_add(1, Ordering::Relaxed);
