@@ -61,6 +61,7 @@ impl From<StoreError> for OpError {
         match e {
             StoreError::NotFound(m) => OpError::NotFound(m),
             StoreError::Conflict(m) => OpError::Conflict(m),
+            StoreError::Invalid(m) => OpError::Invalid(m),
             other => OpError::Engine(EngineError::Store(other)),
         }
     }
