@@ -232,7 +232,8 @@ impl Tx {
                 run_id: runs[i],
             });
         }
-        // The runs start in the order of their first events: a microsecond apart.
+        // The runs start in the order of their first events, and the new events list in the
+        // order of the originals: a microsecond apart each.
         let made = sqlx::query(
             "insert into dag_run (id, dag_id, environment, version_id, run_type, logical_date, \
                interval_start, interval_end, state, params, triggered_by, commit_sha, deadline_at, \
@@ -258,10 +259,11 @@ impl Tx {
         let into: Vec<Uuid> = events.iter().map(|e| e.run_id).collect();
         let recorded = sqlx::query(
             "insert into event (id, environment, dag_id, trigger, kind, source, idempotency_key, \
-               payload, run_id, replay_of) \
+               payload, run_id, replay_of, received_at) \
              select u.id, o.environment, o.dag_id, o.trigger, 'replay', \
-                    'replay by ' || $4 || ' of event ' || o.id::text, null, o.payload, u.run, o.id \
-             from unnest($1::uuid[], $2::uuid[], $3::uuid[]) as u(id, original, run) \
+                    'replay by ' || $4 || ' of event ' || o.id::text, null, o.payload, u.run, o.id, \
+                    now() + (u.ord - 1) * interval '1 microsecond' \
+             from unnest($1::uuid[], $2::uuid[], $3::uuid[]) with ordinality as u(id, original, run, ord) \
              join event o on o.id = u.original",
         )
         .bind(&ids)

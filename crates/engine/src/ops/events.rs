@@ -15,10 +15,25 @@ use super::{Action, Actor, OpError, Operations};
 /// The most events one listing gives.
 pub const MAX_EVENTS_LISTED: i64 = 1000;
 
+/// Which events to list.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub dag_id: String,
+    pub environment: String,
+    /// Received at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Received before.
+    pub to: Option<DateTime<Utc>>,
+    /// Older than this event (the next page).
+    pub before: Option<Uuid>,
+    /// 1 to [`MAX_EVENTS_LISTED`].
+    pub limit: i64,
+}
+
 /// Events as one actor may see them.
 #[derive(Debug, Clone)]
 pub struct EventList {
-    /// Newest first. Payloads and keys are null when `hidden`.
+    /// Newest first, without payloads; keys are null when `hidden`.
     pub events: Vec<EventRow>,
     /// Why payloads and keys are not shown, if they are not.
     pub hidden: Option<String>,
@@ -57,25 +72,24 @@ fn withhold(mut e: EventRow) -> EventRow {
 }
 
 impl Operations {
-    /// `dag`'s events in `environment` received in `[from, to)`, newest first, at most `limit`
-    /// (1 to [`MAX_EVENTS_LISTED`]).
-    pub async fn events(
-        &self,
-        actor: &Actor,
-        dag: &str,
-        environment: &str,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        limit: i64,
-    ) -> Result<EventList, OpError> {
+    /// A DAG's events in an environment, newest first, as `q` asks. A listing carries no
+    /// payloads ([`Operations::event`] does).
+    pub async fn events(&self, actor: &Actor, q: &EventQuery) -> Result<EventList, OpError> {
+        let (dag, environment) = (q.dag_id.as_str(), q.environment.as_str());
         let env = self.environment(environment).await?;
         actor
             .check(Action::View, Some(&env))
             .map_err(OpError::Forbidden)?;
-        let limit = limit.clamp(1, MAX_EVENTS_LISTED);
         let events = self
             .store
-            .dag_events(dag, environment, from, to, limit)
+            .dag_events_page(
+                dag,
+                environment,
+                q.from,
+                q.to,
+                q.before,
+                q.limit.clamp(1, MAX_EVENTS_LISTED),
+            )
             .await?;
         if events.is_empty() && self.store.dag_env(dag, environment).await.is_err() {
             return Err(OpError::NotFound(format!(

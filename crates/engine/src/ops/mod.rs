@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 pub use access::{Action, Actor, parse_role, role_name};
 pub use approval::same_person;
-pub use events::{EventList, EventView, MAX_EVENTS_LISTED, parse_moment, payload_hidden};
+pub use events::{
+    EventList, EventQuery, EventView, MAX_EVENTS_LISTED, parse_moment, payload_hidden,
+};
 pub use rerun::downstream_of;
 pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 
