@@ -76,3 +76,17 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// The first `limit` events of a run, in the order received, without their payloads.
+    pub async fn run_events_page(&self, run_id: Uuid, limit: i64) -> Result<Vec<EventRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {LISTED_COLUMNS} from event e left join dag_run r on r.id = e.run_id \
+             where e.run_id = $1 order by e.received_at, e.id limit $2"
+        )))
+        .bind(run_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
