@@ -285,7 +285,7 @@ fn events_are_listed_and_replayed_one_by_one_or_by_range_through_api_cli_and_pag
         }))).await;
         assert_eq!(wide.status.as_u16(), 422, "{}", wide.body);
         let m = json_of(&wide)["error"]["message"].as_str().unwrap_or_default().to_owned();
-        assert!(m.starts_with("10001 events arrived between ") && m.ends_with("more than the 10000 one replay may take: narrow the range"), "{m}");
+        assert!(m.starts_with("10,001 events arrived between ") && m.ends_with("more than the 10,000 one replay may take: narrow the range"), "{m}");
         assert_eq!(event_count(&store).await, before + 10_001, "only the inserted ones");
         assert_eq!(replay_audits(&store).await.len(), 3);
 

@@ -10,6 +10,7 @@
 //! is replayed by its id.
 
 use chrono::{DateTime, Utc};
+use drover_spec::numbers::thousands;
 use uuid::Uuid;
 
 use crate::notify::CHANNEL_RUNS;
@@ -136,7 +137,9 @@ impl Store {
         }
         if count > MAX_REPLAY_EVENTS {
             return Err(StoreError::Invalid(format!(
-                "{count} events arrived {between}, more than the {MAX_REPLAY_EVENTS} one replay may take: narrow the range"
+                "{} events arrived {between}, more than the {} one replay may take: narrow the range",
+                thousands(count),
+                thousands(MAX_REPLAY_EVENTS)
             )));
         }
         let originals: Vec<(Uuid, Uuid)> = sqlx::query_as(

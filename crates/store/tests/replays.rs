@@ -346,7 +346,7 @@ async fn empty_and_too_wide_ranges_and_dags_gone_are_refused_and_write_nothing()
         .await
     {
         Err(StoreError::Invalid(m)) => {
-            assert!(m.starts_with("10001 events arrived between "), "{m}");
+            assert!(m.starts_with("10,001 events arrived between "), "{m}");
             assert!(m.ends_with("narrow the range"), "{m}");
         }
         other => panic!("{other:?}"),
