@@ -363,7 +363,7 @@ fn events_are_listed_and_replayed_one_by_one_or_by_range_through_api_cli_and_pag
         assert_eq!(seen["payload"]["email"], "ceo@example.com");
         let (ok, out, _) = cli(&d, "vera", &["events", "show", &prod.event_id.to_string()]);
         assert!(ok);
-        assert!(out.contains("payload   hidden: Payloads of PROD events") && !out.contains("ceo@example.com"), "{out}");
+        assert!(out.contains("payload   hidden: Payloads and keys of PROD events") && !out.contains("ceo@example.com"), "{out}");
         let (_, out, _) = cli(&d, "otto", &["events", "show", &prod.event_id.to_string()]);
         assert!(out.contains("ceo@example.com"), "{out}");
         let event_page = vera.get(&format!("/events/{}", prod.event_id)).await;

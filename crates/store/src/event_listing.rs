@@ -75,9 +75,7 @@ impl Store {
             last_received,
         }))
     }
-}
 
-impl Store {
     /// The first `limit` events of a run, in the order received, without their payloads.
     pub async fn run_events_page(&self, run_id: Uuid, limit: i64) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -60,7 +60,7 @@ pub fn payload_hidden(actor: &Actor, env: &Environment) -> Option<String> {
         Role::Admin => "admins",
     };
     Some(format!(
-        "Payloads of {} events are visible to {who} (they may hold personal data); you see when each came, from where, and its run.",
+        "Payloads and keys of {} events are visible to {who} (they may hold personal data); you see when each came, from where, and its run.",
         env.name.to_uppercase()
     ))
 }
@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(
             payload_hidden(&vic, &prod).as_deref(),
             Some(
-                "Payloads of PROD events are visible to operators and admins (they may hold personal data); you see when each came, from where, and its run."
+                "Payloads and keys of PROD events are visible to operators and admins (they may hold personal data); you see when each came, from where, and its run."
             )
         );
         assert!(payload_hidden(&otto, &prod).is_none());
