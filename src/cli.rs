@@ -121,6 +121,9 @@ pub(crate) enum Command {
     /// Records in the MAP: which runs touched one, and what they changed.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// Events that started runs (webhooks, datasets, replays): list them, show one, replay.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Run the MAP sandbox: a local server speaking the Marketo REST API, with seeded leads
     /// and switchable faults.
     Mapsim(MapsimArgs),
@@ -390,6 +393,51 @@ pub(crate) enum DatasetsCommand {
     },
     /// List the datasets of a run.
     List { run_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// A DAG's events in an environment, newest first: when each came, its trigger, source and
+    /// key, the run it went to and how that went.
+    List {
+        dag: String,
+        #[arg(long)]
+        env: String,
+        /// Only those received within this long before now (90m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// One event: where it came from, its run, its payload, and the events that replay it.
+    Show {
+        event_id: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Send an event through its DAG again, in a new run of type replay (operators and
+    /// admins); or, with --dag, --env, --from and --to, every event the DAG received in that
+    /// range (at most 10,000; events that shared a run share a replay run).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["event_id", "dag"])))]
+    Replay {
+        event_id: Option<String>,
+        #[arg(long, requires_all = ["env", "from", "to"])]
+        dag: Option<String>,
+        #[arg(long, requires = "dag")]
+        env: Option<String>,
+        /// Received at or after: RFC 3339, a local time in the DAG's time zone
+        /// (`2026-12-02 14:00`), a date, or a duration ago (`2h`).
+        #[arg(long, requires = "dag")]
+        from: Option<String>,
+        /// Received before (the same forms).
+        #[arg(long, requires = "dag")]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

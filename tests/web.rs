@@ -612,14 +612,15 @@ fn api_errors_have_one_shape_and_the_openapi_document_covers_every_route() {
             serde_json::from_str(&doc.body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-        assert_eq!(paths.len(), 29, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(paths.len(), 33, "{:?}", paths.keys().collect::<Vec<_>>());
         let run = d.ok(&["runs", "trigger", "hello", "--env", "dev", "--as", "admin"]);
         for (path, methods) in &paths {
             let concrete = path
                 .replace("{dag}", "hello")
                 .replace("{env}", "prod")
                 .replace("{run}", &run)
-                .replace("{task}", "greet");
+                .replace("{task}", "greet")
+                .replace("{event}", &uuid::Uuid::now_v7().to_string());
             let concrete = if concrete.ends_with("/diff") {
                 format!("{concrete}?from=dev&to=prod")
             } else {

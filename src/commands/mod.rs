@@ -6,6 +6,7 @@ mod dags_test;
 mod datasets;
 mod deploy;
 mod env;
+mod events;
 mod maintenance;
 mod mapsim;
 mod records;
@@ -260,6 +261,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tasks(cmd) => runtime()?.block_on(tasks::run(&ctx, cmd)),
         Command::Datasets(cmd) => runtime()?.block_on(datasets::run(&ctx, cmd)),
         Command::Records(cmd) => runtime()?.block_on(records::run(&ctx, cmd)),
+        Command::Events(cmd) => runtime()?.block_on(events::run(&ctx, cmd)),
         Command::Mapsim(args) => {
             crate::telemetry::init(cli.log_format);
             runtime()?.block_on(mapsim::run(args))

@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod browser;
+pub mod events;
 pub mod gitrepo;
 pub mod pg;
 pub mod tasks;

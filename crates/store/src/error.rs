@@ -12,6 +12,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The request cannot be done as asked (a range too wide, nothing in it): say what to change.
+    #[error("{0}")]
+    Invalid(String),
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
 }

@@ -71,7 +71,7 @@ pub fn dataset_trigger(dag: &str, task: &str) -> String {
     format!("dataset:{dag}.{task}")
 }
 
-const EVENT_COLUMNS: &str = "e.id, e.environment, e.dag_id, e.trigger, e.kind, e.received_at, \
+pub(crate) const EVENT_COLUMNS: &str = "e.id, e.environment, e.dag_id, e.trigger, e.kind, e.received_at, \
      e.source, e.idempotency_key, e.payload, e.run_id, e.replay_of, r.state as run_state";
 
 impl Store {

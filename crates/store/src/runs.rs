@@ -104,6 +104,13 @@ pub(crate) const RUN_COLUMNS: &str = "id, dag_id, environment, version_id, run_t
      interval_end, state, params, triggered_by, commit_sha, created_at, started_at, finished_at, \
      deadline_at, deadline_state, preview";
 
+/// A condition on a queued `dag_run` row: it is not a run started by events (a webhook's, a
+/// dataset's, a replay) of a DAG paused in its environment. Such runs wait, queued, until the
+/// DAG is unpaused; scheduled, manual and backfill runs go by their own rules.
+const NOT_HELD_BY_PAUSE: &str = "not (dag_run.run_type in ('event', 'dataset', 'replay') \
+     and exists (select 1 from dag_env p where p.dag_id = dag_run.dag_id \
+                 and p.environment = dag_run.environment and p.paused))";
+
 /// Filters for listing runs; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -203,15 +210,17 @@ impl Store {
     }
 
     /// (dag, environment) pairs with queued runs ready to start (a run gathering a batch is
-    /// ready once full or due), and how many of their runs are running.
+    /// ready once full or due; a run started by events waits while its DAG is paused), and
+    /// how many of their runs are running.
     pub async fn runs_waiting_to_start(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select q.dag_id, q.environment, \
                     (select count(*) from dag_run r where r.dag_id = q.dag_id \
                        and r.environment = q.environment and r.state = 'running') \
              from (select distinct dag_id, environment from dag_run where state = 'queued' \
-                   and (batch_until is null or batch_until <= now() or event_count >= batch_max)) q",
-        )
+                   and (batch_until is null or batch_until <= now() or event_count >= batch_max) \
+                   and {NOT_HELD_BY_PAUSE}) q"
+        )))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -263,14 +272,15 @@ impl Store {
         if room <= 0 {
             return Ok(Vec::new());
         }
-        let queued: Vec<(Uuid, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        let queued: Vec<(Uuid, i64, Option<DateTime<Utc>>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select id, version_id, \
                     case run_type when 'scheduled' then interval_end when 'backfill' then null else created_at end \
              from dag_run where dag_id = $1 and environment = $2 \
              and state = 'queued' \
              and (batch_until is null or batch_until <= now() or event_count >= batch_max) \
-             order by logical_date, created_at limit $3",
-        )
+             and {NOT_HELD_BY_PAUSE} \
+             order by logical_date, created_at limit $3"
+        )))
         .bind(dag_id)
         .bind(environment)
         .bind(room)

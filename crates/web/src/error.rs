@@ -130,6 +130,7 @@ impl From<StoreError> for Failure {
         match e {
             StoreError::NotFound(m) => Failure::not_found(m),
             StoreError::Conflict(m) => Failure::new(StatusCode::CONFLICT, m),
+            StoreError::Invalid(m) => Failure::bad_request(m),
             other => Failure::internal(other.to_string()),
         }
     }

@@ -11,7 +11,7 @@ use crate::WebState;
 
 /// Why `actor` may not see the rows of `env`'s datasets, if they may not.
 pub(crate) fn rows_hidden(actor: &Actor, env: &Environment) -> Option<String> {
-    if actor.role_in(Some(&env.name)) >= env.rows_visible_to {
+    if actor.sees_rows(env) {
         return None;
     }
     let who = match env.rows_visible_to {

@@ -28,6 +28,8 @@ pub enum Action {
     /// { require_approval: true }`); approving also needs not to be the DAG's last committer,
     /// unless an admin.
     ApproveReturn,
+    /// Send recorded events through their DAG again (a replay).
+    Replay,
     /// Add users, change roles, issue tokens for others.
     ManageUsers,
     /// Turn maintenance mode on or off.
@@ -46,6 +48,7 @@ impl Action {
             Action::Promote => "promote or roll back",
             Action::Approve => "approve promotions",
             Action::ApproveReturn => "approve or reject returns",
+            Action::Replay => "replay events",
             Action::ManageUsers => "manage users",
             Action::Maintenance => "turn maintenance on or off",
         }
@@ -88,7 +91,8 @@ impl Actor {
             | Action::Clear
             | Action::Mark
             | Action::Revert
-            | Action::ApproveReturn => role >= Role::Operator,
+            | Action::ApproveReturn
+            | Action::Replay => role >= Role::Operator,
             Action::Promote => match environment {
                 Some(env) => env.promotion.allowed_roles.contains(&role),
                 None => role >= Role::Operator,
@@ -96,6 +100,13 @@ impl Actor {
             Action::Approve => role == Role::Admin,
             Action::ManageUsers | Action::Maintenance => self.role == Role::Admin,
         }
+    }
+
+    /// Whether the actor may see the values of `env`'s rows — staged data, receipts, record
+    /// history, event payloads — which may hold personal data: the environment's
+    /// `rows_visible_to` names the least role that may.
+    pub fn sees_rows(&self, env: &Environment) -> bool {
+        self.role_in(Some(&env.name)) >= env.rows_visible_to
     }
 
     /// `Ok` if allowed, else a message saying who may.
@@ -181,6 +192,7 @@ mod tests {
             Action::Clear,
             Action::Mark,
             Action::Revert,
+            Action::Replay,
         ] {
             assert!(!viewer.may(a, Some(&dev)), "{a:?}");
         }

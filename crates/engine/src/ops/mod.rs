@@ -4,6 +4,7 @@
 
 mod access;
 mod approval;
+mod events;
 mod rerun;
 mod trigger;
 
@@ -15,6 +16,9 @@ use uuid::Uuid;
 
 pub use access::{Action, Actor, parse_role, role_name};
 pub use approval::same_person;
+pub use events::{
+    EventList, EventQuery, EventView, MAX_EVENTS_LISTED, parse_moment, payload_hidden,
+};
 pub use rerun::downstream_of;
 pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 
@@ -61,6 +65,7 @@ impl From<StoreError> for OpError {
         match e {
             StoreError::NotFound(m) => OpError::NotFound(m),
             StoreError::Conflict(m) => OpError::Conflict(m),
+            StoreError::Invalid(m) => OpError::Invalid(m),
             other => OpError::Engine(EngineError::Store(other)),
         }
     }

@@ -3,6 +3,7 @@
 //! message}}` with 401/403/404/409/422/503.
 
 mod approvals;
+mod events;
 mod openapi;
 
 use axum::extract::rejection::JsonRejection;
@@ -41,6 +42,10 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/dags/{dag}/runs", get(dag_runs).post(trigger))
         .route("/dags/{dag}/pause", post(pause))
         .route("/dags/{dag}/unpause", post(unpause))
+        .route("/dags/{dag}/events", get(events::list))
+        .route("/dags/{dag}/events/replay", post(events::replay_range))
+        .route("/events/{event}", get(events::show))
+        .route("/events/{event}/replay", post(events::replay_one))
         .route("/runs/{run}", get(run))
         .route("/runs/{run}/mark", post(mark))
         .route("/runs/{run}/clear", post(clear))

@@ -73,6 +73,7 @@ const WRITE: &[u16] = &[401, 403, 404, 409, 422];
 pub(crate) fn spec() -> Value {
     let mut doc = paths_and_schemas();
     super::approvals::document(&mut doc);
+    super::events::document(&mut doc);
     // Every change may meet maintenance: 503 with Retry-After.
     if let Some(paths) = doc["paths"].as_object_mut() {
         for item in paths.values_mut() {
@@ -115,7 +116,7 @@ fn paths_and_schemas() -> Value {
         "info": {
             "title": "Drover API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Run history and operations of Drover, the orchestrator for scheduled marketing ETL. Authenticate with `Authorization: Bearer <token>` (tokens are made on the account page or with `drover users token`). The same role rules hold as in the UI and CLI: viewers read; operators trigger, pause, clear, mark and revert, and approve or reject returns waiting for approval (not their own change); admins approve promotions and manage users."
+            "description": "Run history and operations of Drover, the orchestrator for scheduled marketing ETL. Authenticate with `Authorization: Bearer <token>` (tokens are made on the account page or with `drover users token`). The same role rules hold as in the UI and CLI: viewers read; operators trigger, pause, clear, mark, revert and replay events, and approve or reject returns waiting for approval (not their own change); admins approve promotions and manage users."
         },
         "components": {
             "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
@@ -125,7 +126,7 @@ fn paths_and_schemas() -> Value {
                 "Me": { "type": "object", "required": ["name", "role"], "properties": { "name": { "type": "string" }, "role": { "enum": ["viewer", "operator", "admin"] }, "environment_roles": { "type": "object" } } },
                 "Run": { "type": "object", "required": ["id", "dag_id", "environment", "state", "run_type", "logical_date"], "properties": {
                     "id": { "type": "string", "format": "uuid" }, "dag_id": { "type": "string" }, "environment": { "type": "string" }, "version_id": { "type": "integer" },
-                    "run_type": { "enum": ["scheduled", "manual", "backfill"] }, "state": { "enum": ["queued", "running", "success", "failed"] },
+                    "run_type": { "enum": ["scheduled", "manual", "backfill", "event", "dataset", "replay"] }, "state": { "enum": ["queued", "running", "success", "failed"] },
                     "logical_date": { "type": "string", "format": "date-time" }, "interval_start": { "type": "string", "format": "date-time" }, "interval_end": { "type": "string", "format": "date-time" },
                     "params": { "type": "object" }, "triggered_by": { "type": ["string", "null"] }, "commit_sha": { "type": ["string", "null"] },
                     "created_at": { "type": "string" }, "started_at": { "type": ["string", "null"] }, "finished_at": { "type": ["string", "null"] },

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use drover_engine::ops::{Action, OpError, TriggerRequest, manual_interval, parse_params};
@@ -115,6 +115,8 @@ pub(crate) struct DagPage {
     episodes: Vec<crate::freshness::EpisodeLine>,
     /// Some of it is stale (the DAG may be paused).
     stale_while_paused: bool,
+    /// Its events: the latest, how to send one, replay.
+    events: super::events::DagEvents,
 }
 
 /// Episodes of stale data listed on the page.
@@ -132,9 +134,39 @@ pub(crate) async fn page(
     State(state): State<WebState>,
     PageUser(user): PageUser,
     Path(dag_id): Path<String>,
+    headers: HeaderMap,
     Query(q): Query<DagQuery>,
 ) -> Result<DagPage, PageError> {
-    render(&state, &user, dag_id, q, TriggerEcho::default()).await
+    let host = super::events::host_of(&headers);
+    render(
+        &state,
+        &user,
+        dag_id,
+        q,
+        TriggerEcho::default(),
+        &host,
+        super::events::RangeEcho::default(),
+    )
+    .await
+}
+
+/// The page of `dag_id` in `env` with a refused range replay form.
+pub(crate) async fn render_page(
+    state: &WebState,
+    user: &crate::auth::CurrentUser,
+    dag_id: String,
+    env: &str,
+    host: &str,
+    range: super::events::RangeEcho,
+) -> Result<DagPage, PageError> {
+    let q = DagQuery {
+        env: Some(env.to_owned()),
+        state: None,
+        before: None,
+        done: None,
+        sort: None,
+    };
+    render(state, user, dag_id, q, TriggerEcho::default(), host, range).await
 }
 
 async fn render(
@@ -143,6 +175,8 @@ async fn render(
     dag_id: String,
     q: DagQuery,
     echo: TriggerEcho,
+    host: &str,
+    range: super::events::RangeEcho,
 ) -> Result<DagPage, PageError> {
     let order = RunOrder::parse(q.sort.as_deref());
     let store = state.store();
@@ -208,6 +242,7 @@ async fn render(
         .await?;
     let de = &page.dag_env;
     let dag = state.ops().dags().get(de.version_id).await?;
+    let events = super::events::dag_events(state, user, &dag, &env, host, range).await?;
     let runs = &page.runs;
     let mut grid: HashMap<(uuid::Uuid, String), String> = HashMap::new();
     for c in &page.cells {
@@ -361,6 +396,7 @@ async fn render(
         older,
         newer: before.is_some(),
         import_error,
+        events,
     })
 }
 
@@ -376,6 +412,7 @@ pub(crate) struct TriggerForm {
 pub(crate) async fn trigger(
     State(state): State<WebState>,
     Path(dag_id): Path<String>,
+    headers: HeaderMap,
     form: CsrfForm<TriggerForm>,
 ) -> Result<Response, PageError> {
     let f = form.form;
@@ -452,7 +489,17 @@ pub(crate) async fn trigger(
                 done: None,
                 sort: None,
             };
-            let page = render(&state, &form.user, dag_id, q, echo).await?;
+            let host = super::events::host_of(&headers);
+            let page = render(
+                &state,
+                &form.user,
+                dag_id,
+                q,
+                echo,
+                &host,
+                super::events::RangeEcho::default(),
+            )
+            .await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
     }

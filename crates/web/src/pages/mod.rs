@@ -6,6 +6,7 @@ mod checks;
 mod dag;
 mod dags;
 mod environments;
+mod events;
 mod glossary;
 mod home;
 mod login;
@@ -47,6 +48,10 @@ pub(crate) fn routes() -> Router<WebState> {
         .route("/dags/{dag}/interval", get(dag::interval))
         .route("/dags/{dag}/pause", post(dag::pause))
         .route("/dags/{dag}/unpause", post(dag::unpause))
+        .route("/dags/{dag}/events", get(events::list))
+        .route("/dags/{dag}/events/replay", post(events::replay_range))
+        .route("/events/{event}", get(events::page))
+        .route("/events/{event}/replay", post(events::replay_one))
         .route("/runs", get(runs::page))
         .route("/runs/{run}", get(run::page))
         .route("/runs/{run}/mark", post(run::mark))
@@ -148,6 +153,12 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "cleared" => "Cleared: the task and what depends on it run again.",
         "rerun" => "The failed tasks and what depends on them run again.",
         "marked" => "Run marked.",
+        "replayed" => {
+            "Replayed: the event runs again in this new run, marked as a replay. The original and its run are unchanged."
+        }
+        "replayed_range" => {
+            "Replayed: the events of that range run again in new runs, marked as replays (events that shared a run share one again)."
+        }
         "reverted" => {
             "Revert queued: a worker writes the values back to Marketo; its progress is shown under Reverts."
         }

@@ -90,6 +90,12 @@ pub(crate) struct RunPage {
     plans: Vec<super::plan::PlanSummary>,
     /// Its returns waiting for approval (or decided).
     approvals: Vec<super::run_approval::ApprovalLine>,
+    /// What started it, for a run started by events.
+    started_by: Option<views::event_words::StartedBy>,
+    /// Its first events, when there are several.
+    run_events: Vec<super::events::EventLine>,
+    /// The DAG's zone, as event times are given.
+    zone: String,
 }
 
 fn n(v: Option<i64>) -> String {
@@ -223,11 +229,22 @@ pub(crate) async fn page(
             }
         })
         .collect();
+    let by_events = drover_store::started_by_events(run.run_type);
     let waiting = if run.state == RunState::Queued {
         let (in_env, of_dag) = store.running_counts(&run.environment, &run.dag_id).await?;
         let dag_max = dag.as_ref().map_or(1, |d| i64::from(d.max_active_runs));
         let env_max = env.limits.max_active_runs.map(i64::from);
-        Some(if of_dag >= dag_max {
+        let paused = by_events
+            && store
+                .dag_env(&run.dag_id, &run.environment)
+                .await
+                .is_ok_and(|de| de.paused);
+        Some(if paused {
+            format!(
+                "{} is paused in {}: runs started by events and replays wait until it is unpaused, then start in order",
+                run.dag_id, run.environment
+            )
+        } else if of_dag >= dag_max {
             format!(
                 "{of_dag} run(s) of {} are running in {}, its limit (`max_active_runs: {dag_max}`); this one starts when one finishes",
                 run.dag_id, run.environment
@@ -245,9 +262,26 @@ pub(crate) async fn page(
     };
     let tz = dag.as_ref().map_or(chrono_tz::Tz::UTC, |d| d.timezone);
     let now = chrono::Utc::now();
+    let summary = if by_events {
+        store.run_event_summary(run.id).await?
+    } else {
+        None
+    };
+    let run_events = match &summary {
+        Some(s) if s.count > 1 => {
+            super::events::lines(&store.run_events_page(run.id, 50).await?, now, tz)
+        }
+        _ => Vec::new(),
+    };
+    let started_by = summary
+        .as_ref()
+        .map(|s| views::event_words::started_by(now, s, run.triggered_by.as_deref(), tz));
     let story = state.ops().story(&run).await?;
     let plans = super::plan::summaries(&state, &user.actor, &env, &run).await?;
     Ok(RunPage {
+        started_by,
+        run_events,
+        zone: views::local_time::city(tz),
         plans,
         story,
         ran_label: views::local_time::run_words(now, &run, tz),

@@ -218,6 +218,19 @@ pub(crate) fn deadline(
     }
 }
 
+/// An instant to the second by its zone's clock, for events: "14:02:01" on `now`'s day in that
+/// zone, "Wed 2 Dec 14:02:01" before (with the year when another).
+pub(crate) fn moment(now: DateTime<Utc>, t: DateTime<Utc>, tz: Tz) -> String {
+    let local = t.with_timezone(&tz);
+    let today = now.with_timezone(&tz).date_naive();
+    let clock = local.format("%H:%M:%S").to_string();
+    if local.date_naive() == today {
+        clock
+    } else {
+        format!("{} {clock}", day(local.date_naive(), today))
+    }
+}
+
 /// The exact instants for a title or details element: "2026-12-02 07:00 UTC".
 pub(crate) fn utc(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
@@ -249,6 +262,25 @@ mod tests {
 
     const NY: Tz = Tz::America__New_York;
     const CHICAGO: Tz = Tz::America__Chicago;
+
+    #[test]
+    fn moments_to_the_second_with_the_day_unless_today() {
+        let now = at("2026-12-02T20:00:00Z");
+        assert_eq!(moment(now, at("2026-12-02T19:02:01Z"), NY), "14:02:01");
+        assert_eq!(
+            moment(now, at("2026-12-01T19:02:01Z"), NY),
+            "Tue 1 Dec 14:02:01"
+        );
+        // 00:30 UTC on the 2nd is still the 1st in New York.
+        assert_eq!(
+            moment(now, at("2026-12-02T00:30:00Z"), NY),
+            "Tue 1 Dec 19:30:00"
+        );
+        assert_eq!(
+            moment(now, at("2025-12-02T19:02:01Z"), NY),
+            "Tue 2 Dec 2025 14:02:01"
+        );
+    }
 
     #[test]
     fn cities_from_zone_names() {

@@ -3,6 +3,7 @@
 
 pub(crate) mod audit_words;
 pub(crate) mod dag_info;
+pub(crate) mod event_words;
 pub(crate) mod format;
 pub(crate) mod glossary;
 pub(crate) mod graph_svg;
