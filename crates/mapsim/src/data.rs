@@ -76,8 +76,10 @@ pub(crate) const SFDC_CONTACT_ID: usize = 14;
 pub(crate) const UNSUBSCRIBED: usize = 15;
 pub(crate) const CREATED_AT: usize = 16;
 pub(crate) const UPDATED_AT: usize = 17;
-/// Number of lead fields.
-pub(crate) const NFIELDS: usize = 18;
+/// Number of lead fields: the standard ones above, then the custom fields `salesOwner` (the
+/// salesperson a lead is routed to) and `nurtureTrack` (the nurture program it is placed in),
+/// which routing writes (the `contact_sales` example DAG) and seeded leads leave empty.
+pub(crate) const NFIELDS: usize = 20;
 
 /// The lead schema, indexed by the constants above.
 pub(crate) static FIELDS: [FieldDef; NFIELDS] = [
@@ -195,6 +197,27 @@ pub(crate) static FIELDS: [FieldDef; NFIELDS] = [
         None,
         true
     ),
+    // Custom fields, as an instance adds them (Admin > Field Management): ids from Marketo's
+    // custom range, the same name for REST and SOAP, writable, empty until something writes
+    // them.
+    field!(
+        5001,
+        "salesOwner",
+        "salesOwner",
+        "Sales Owner",
+        String,
+        Some(255),
+        false
+    ),
+    field!(
+        5002,
+        "nurtureTrack",
+        "nurtureTrack",
+        "Nurture Track",
+        String,
+        Some(255),
+        false
+    ),
 ];
 
 /// Index of a field by REST name.
@@ -205,7 +228,8 @@ pub(crate) fn field_index(rest: &str) -> Option<usize> {
 /// The fields Marketo can find leads by (Describe Lead2's `searchableFields`): of the
 /// documented standard ones (`cookies, email, facebookId, id, leadPartitionId, linkedInId,
 /// sfdcAccountId, sfdcContactId, sfdcLeadId, sfdcLeadOwnerId, sfdcOpptyId, twitterId`), those
-/// this schema has; it has no custom fields. Anything else as a lookup or filter is 1011.
+/// this schema has; its custom fields are not searchable (none is until an admin makes it
+/// so). Anything else as a lookup or filter is 1011.
 pub(crate) const SEARCHABLE: [usize; 4] = [ID, EMAIL, SFDC_LEAD_ID, SFDC_CONTACT_ID];
 
 /// The index of a field leads can be looked up or filtered by.
