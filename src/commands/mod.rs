@@ -7,6 +7,7 @@ mod datasets;
 mod deploy;
 mod env;
 mod events;
+mod form_hook;
 mod maintenance;
 mod mapsim;
 mod records;

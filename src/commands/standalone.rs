@@ -126,12 +126,14 @@ async fn serve(
         started,
         "starting a MAP sandbox for each environment with a local MAP address",
     );
-    let sandboxes =
+    let mut sandboxes =
         super::sandboxes::start_at(&environments, args.sandbox_leads, args.sandbox_port_base)
             .await?;
     for line in sandboxes.describe() {
         eprintln!("         {line}");
     }
+    // Before the data plane takes the sandboxes' secrets: the hook's token is one of them.
+    let form_hook = super::form_hook::FormHook::prepare(home, &environments, &mut sandboxes)?;
     let plane = sandboxes.open(
         drover_engine::data::DataPlane::connect(
             &store,
@@ -168,6 +170,9 @@ async fn serve(
             )
         })?;
     let web_addr = listener.local_addr()?;
+    if let Some(hook) = &form_hook {
+        hook.connect(&sandboxes, web_addr)?;
+    }
     // Only once everything above started: a first start that failed leaves QA, STAGE and
     // PROD unpinned, to start at the commit DEV runs when a start succeeds.
     if let Some(git) = &git {
@@ -197,7 +202,7 @@ async fn serve(
          Log in as:            {}\n\
          The CLI:              {}\n\
          Elsewhere:            export DATABASE_URL={}\n{}\
-         then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev\n\
+         then:                 drover runs list    drover env status    drover runs trigger <DAG> --env dev\n{}\
          Press Ctrl-C to stop.\n",
         counted(dags, "DAG", "DAGs"),
         counted(report.environments.len(), "environment", "environments"),
@@ -209,6 +214,10 @@ async fn serve(
                 "                      export DROVER_REPO={}   (for drover env promote / diff / rollback)\n",
                 root.display()
             ))
+            .unwrap_or_default(),
+        form_hook
+            .as_ref()
+            .map(|h| h.banner(web_addr))
             .unwrap_or_default()
     );
     {
