@@ -21,6 +21,10 @@ const COVERED_ELSEWHERE: &[(&str, &str)] = &[
         "tests/standalone.rs boots the same binary's `standalone` on a checkout of the example DAGs",
     ),
     (
+        "curl -X POST http://127.0.0.1:9911/_sandbox/forms/fill -H 'Content-Type: application/json' -d '{\"email\": \"ann@example.com\", \"country\": \"US\", \"title\": \"VP Marketing\"}'",
+        "standalone's DEV sandbox: tests/standalone.rs fills the form there and watches the run",
+    ),
+    (
         "./scripts/test",
         "the test command itself: .ci/run runs it, and it runs this test",
     ),
@@ -243,6 +247,12 @@ fn checkout(
         for entry in std::fs::read_dir(here.join(folder)).unwrap_or_else(|e| panic!("{e}")) {
             let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
             let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+            // A DAG only a webhook starts runs in DEV once an event arrives, and promotion
+            // waits for that run: the walkthrough here has no form fill, so it leaves
+            // contact_sales out (tests/example_dags.rs and tests/standalone.rs post its fills).
+            if folder == "dags" && text.contains("\n  - webhook:") {
+                continue;
+            }
             let name = path
                 .file_stem()
                 .map(|n| n.to_string_lossy().to_uppercase())
@@ -344,7 +354,7 @@ fn every_shell_command_in_readme_runs() {
         let token = sh.last_stdout.trim().to_owned();
         sh.fill.push(("$TOKEN".to_owned(), token));
         sh.fill.push(("http://127.0.0.1:8080".to_owned(), base));
-        for line in block_starting(&blocks, "curl ") {
+        for line in block_starting(&blocks, "curl -H \"Authorization") {
             sh.run(&line, Duration::ZERO);
         }
         assert!(sh.last_stdout.contains("run_id"), "{}", sh.last_stdout);
