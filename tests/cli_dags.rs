@@ -93,8 +93,9 @@ fn json_output_is_machine_readable() {
     );
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(v["files"], 5);
-    assert_eq!(v["valid"], 4);
+    // The bad fixture and the five example DAGs.
+    assert_eq!(v["files"], 6);
+    assert_eq!(v["valid"], 5);
     assert_eq!(
         v["errors"][0]["file"],
         "tests/fixtures/invalid/bad_cron.yaml"
