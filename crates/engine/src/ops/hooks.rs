@@ -183,9 +183,7 @@ impl Operations {
                 },
                 batch: hook.batch.map(|b| BatchRule {
                     max_events: i32::try_from(b.max_events).unwrap_or(i32::MAX),
-                    max_wait: Duration::from_millis(
-                        u64::try_from(b.max_wait.as_millis()).unwrap_or(u64::MAX),
-                    ),
+                    max_wait: Duration::from_millis(b.max_wait.as_millis()),
                 }),
             })
             .await?;
@@ -239,7 +237,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {
