@@ -54,6 +54,9 @@ pub struct Scheduler {
     notifier: Option<crate::Notifier>,
 }
 
+/// How long after a batch's `batch_until` (by the database's clock) the scheduler wakes to
+/// start it: its start query compares with the database's `now()`.
+const BATCH_DUE_MARGIN: Duration = Duration::from_millis(5);
 /// How often staged datasets past their retention are looked for.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// How often new events are looked for and due notifications sent.
@@ -189,6 +192,8 @@ impl Scheduler {
         let mut last_full = Instant::now();
         let mut backoff = Duration::from_millis(200);
         let mut dirty: Vec<Uuid> = Vec::new();
+        // Woken for a gathering batch's `batch_until` rather than by a notification.
+        let mut batch_due = false;
         let mut known_problems = std::collections::HashSet::<String>::new();
         let mut last_retention: Option<Instant> = None;
         let mut last_notify: Option<Instant> = None;
@@ -254,7 +259,13 @@ impl Scheduler {
             } else {
                 std::mem::take(&mut dirty)
             };
-            match self.pass(&targets).await {
+            let passed = if batch_due && !full && targets.is_empty() {
+                self.start_due_batches().await
+            } else {
+                self.pass(&targets).await
+            };
+            batch_due = false;
+            match passed {
                 Ok(()) => {
                     backoff = Duration::from_millis(200);
                     if full {
@@ -272,14 +283,27 @@ impl Scheduler {
                     continue;
                 }
             }
-            let wait = self
+            let mut wait = self
                 .config
                 .tick
                 .saturating_sub(last_full.elapsed())
                 .max(Duration::from_millis(5));
+            // A batch is due at its `batch_until`, not at the next tick.
+            let mut wakes_for_batch = false;
+            match self.store.next_batch_due().await {
+                Ok(Some(due)) if due + BATCH_DUE_MARGIN < wait => {
+                    wait = due + BATCH_DUE_MARGIN;
+                    wakes_for_batch = true;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read when the next batch is due"),
+            }
             tokio::select! {
                 () = &mut shutdown => break,
                 payload = listener.wait(wait) => {
+                    if payload.is_none() && wakes_for_batch {
+                        batch_due = true;
+                    }
                     if let Some(p) = payload {
                         collect_dirty(&p, &mut dirty, &mut last_full, self.config.tick);
                         // Take what else arrived at once, to work in batches.
@@ -295,6 +319,14 @@ impl Scheduler {
         }
         tracing::info!("scheduler stopped");
         Ok(())
+    }
+
+    /// Start the batches whose `batch_until` passed (none in maintenance).
+    async fn start_due_batches(&self) -> Result<(), EngineError> {
+        if self.in_maintenance.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.start_queued_runs().await
     }
 
     /// Create the scheduled runs that are due, for every active, unpaused DAG of every

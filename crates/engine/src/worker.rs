@@ -334,7 +334,21 @@ impl Execution {
             };
         };
         let (vars, environment) = self.env_vars.get(&claimed.environment).await;
-        let context = render_context(&dag, claimed, &vars);
+        let mut context = render_context(&dag, claimed, &vars);
+        if let Err(e) = crate::data::events_dataset::add_events(
+            &self.env_vars.store,
+            claimed.run_id,
+            &claimed.environment,
+            &mut context,
+        )
+        .await
+        {
+            return Outcome::Failed {
+                error: format!("reading the run's events: {e}"),
+                exit_code: None,
+                retryable: true,
+            };
+        }
         let timeout = Duration::from_secs(u64::try_from(claimed.timeout_secs).unwrap_or(0).max(1));
         runner
             .run(Job {

@@ -66,6 +66,40 @@ pub struct Environment {
     /// it names, as the variable of the upper-cased name (`crm_token` → `CRM_TOKEN`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub secrets: IndexMap<String, SecretRef>,
+    /// What webhooks may leave waiting (`events: { max_waiting: 10000 }`).
+    #[serde(default, skip_serializing_if = "EventsPolicy::is_default")]
+    pub events: EventsPolicy,
+}
+
+/// `events:` of an environment: how many events may wait, per DAG, in runs not yet started
+/// (gathering a batch, behind `max_active_runs`, a pause or maintenance) before a webhook
+/// answers 429 with `Retry-After` and records nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsPolicy {
+    #[serde(default = "default_max_waiting")]
+    pub max_waiting: u32,
+}
+
+/// Events one DAG may have waiting by default.
+pub const DEFAULT_MAX_WAITING_EVENTS: u32 = 10_000;
+
+fn default_max_waiting() -> u32 {
+    DEFAULT_MAX_WAITING_EVENTS
+}
+
+impl Default for EventsPolicy {
+    fn default() -> Self {
+        Self {
+            max_waiting: DEFAULT_MAX_WAITING_EVENTS,
+        }
+    }
+}
+
+impl EventsPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Whether `name` may name a secret: `^[a-z][a-z0-9_]*$`.

@@ -35,9 +35,9 @@ pub struct DatasetRow {
 
 impl DatasetRow {
     /// The schema holding the table: the environment's staging schema for an output, its
-    /// receipts schema for a receipt or a return's plan.
+    /// receipts schema for a receipt, a return's plan or a run's events.
     pub fn schema(&self) -> String {
-        if self.kind == "receipt" || self.kind == "plan" {
+        if matches!(self.kind.as_str(), "receipt" | "plan" | "events") {
             drover_spec::dataset::receipts_schema(&self.environment)
         } else {
             drover_spec::dataset::staging_schema(&self.environment)

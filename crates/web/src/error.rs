@@ -72,6 +72,8 @@ impl Failure {
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "invalid",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
@@ -218,6 +220,11 @@ fn with_retry_after(res: &mut Response, secs: Option<i64>) {
     }
 }
 
+/// Whether answers at `path` are the API's JSON (the API and the webhooks) rather than pages.
+pub(crate) fn answers_json(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/hooks/")
+}
+
 /// In maintenance every change is refused at the door with 503 and `Retry-After` (logging
 /// in and out still work, and every page still reads).
 pub(crate) async fn maintenance_gate(
@@ -233,7 +240,7 @@ pub(crate) async fn maintenance_gate(
     if reads || path == "/login" || path == "/logout" {
         return next.run(req).await;
     }
-    let api = path.starts_with("/api/");
+    let api = answers_json(path);
     let refused = match state.store().maintenance().await {
         Ok(None) => return next.run(req).await,
         Ok(Some(m)) => Failure::maintenance(&m),
@@ -249,7 +256,7 @@ pub(crate) async fn maintenance_gate(
 pub(crate) async fn not_found(req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let f = Failure::not_found(format!("There is no page at {path}."));
-    if path.starts_with("/api/") {
+    if answers_json(&path) {
         ApiError(f).into_response()
     } else {
         PageError(f).into_response()

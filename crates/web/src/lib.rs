@@ -13,6 +13,7 @@ mod cache;
 mod error;
 mod freshness;
 mod health;
+mod hooks;
 mod listing;
 mod pages;
 mod record_history;
@@ -48,6 +49,7 @@ pub fn router(state: WebState) -> Router {
             "/api",
             api::routes().route_layer(axum::middleware::from_fn(timing::record)),
         )
+        .merge(hooks::routes().route_layer(axum::middleware::from_fn(timing::record)))
         .merge(health::routes())
         .merge(assets::routes())
         .fallback(error::not_found)
@@ -72,10 +74,11 @@ async fn fresh_after_changes(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    // An event posted to a webhook changes nothing the caches hold for its sender.
     let writes = !matches!(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
-    );
+    ) && !req.uri().path().starts_with("/hooks/");
     let res = next.run(req).await;
     if writes {
         state.caches().clear();

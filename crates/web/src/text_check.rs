@@ -18,7 +18,7 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// Middleware: refuse a request carrying text that cannot be stored.
 pub(crate) async fn refuse_unstorable_text(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
+    let api = crate::error::answers_json(req.uri().path());
     let refuse = |f: Failure| {
         if api {
             ApiError(f).into_response()

@@ -6,6 +6,7 @@
 //! receipts, metrics, check results) is written by Drover's login.
 
 mod check;
+pub mod events_dataset;
 mod export;
 mod maps;
 mod ret;
@@ -319,6 +320,9 @@ impl Runner for DataRunner {
                         .fetch_one(&mut conn)
                         .await?;
                     backend.store(pid, Ordering::SeqCst);
+                    if !job.context.events.is_empty() {
+                        events_dataset::ensure_events_table(&self.plane, &id, job.dag).await?;
+                    }
                     Some(conn)
                 } else {
                     None

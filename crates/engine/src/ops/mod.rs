@@ -5,6 +5,7 @@
 mod access;
 mod approval;
 mod events;
+mod hooks;
 mod rerun;
 mod trigger;
 
@@ -19,6 +20,7 @@ pub use approval::same_person;
 pub use events::{
     EventList, EventQuery, EventView, MAX_EVENTS_LISTED, parse_moment, payload_hidden,
 };
+pub use hooks::{HOOK_RETRY_AFTER_SECS, HookError, HookRequest};
 pub use rerun::downstream_of;
 pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 

@@ -115,7 +115,13 @@ pub(crate) async fn page(
     let tis = store.task_instances(run.id).await?;
     let metrics: HashMap<String, TryMetrics> =
         store.run_metrics(run.id).await?.into_iter().collect();
-    let datasets = store.run_datasets(run.id).await?;
+    // A run's events table is no task's: the run's events section shows the events.
+    let datasets: Vec<_> = store
+        .run_datasets(run.id)
+        .await?
+        .into_iter()
+        .filter(|d| !d.task_id.is_empty())
+        .collect();
     let reverts = super::run_revert::load(store, run.id).await?;
     let approvals = super::run_approval::load(&state, &user, &env, &run).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
