@@ -4,8 +4,9 @@
 //! `{{ events }}`; bearer and signed posts are accepted, a wrong secret (PROD's in DEV too),
 //! an unknown hook, a body that is no JSON or too big are refused and record nothing; a
 //! repeated idempotency key (header or pointer) answers the same ids; batches gather N
-//! events into one run and a short `max_wait` starts its run on time; a pause, maintenance
-//! and a full queue refuse with `Retry-After`; and killing the web process during a flood
+//! events into one run and a short `max_wait` starts its run on time; a pause or maintenance
+//! answers 503 with `Retry-After` and keep the event (its run starts after), a full queue
+//! refuses with 429 and `Retry-After`; and killing the web process during a flood
 //! loses no event it answered 202.
 
 mod support;
@@ -447,13 +448,14 @@ fn batches_gather_events_into_one_run_and_a_short_wait_starts_on_time() {
 }
 
 #[test]
-fn a_pause_maintenance_and_a_full_queue_refuse_with_retry_after_and_record_nothing() {
+fn a_pause_or_maintenance_keeps_the_event_with_503_and_a_full_queue_refuses_with_429() {
     let _turn = serial();
     let db = TestDb::new(&server_url());
     let ws = workspace(Some(2));
     let d = Drover { db: &db, ws: &ws };
     d.ok(&["db", "migrate"]);
     let _s = d.scheduler("scheduler");
+    let _w = d.worker("worker", 4, 5.0);
     runtime().block_on(async {
         let store = db.store().await;
         ready(&store).await;
@@ -504,7 +506,8 @@ fn a_pause_maintenance_and_a_full_queue_refuse_with_retry_after_and_record_nothi
             (events_before, runs_before)
         );
 
-        // Paused in prod: 503 with Retry-After.
+        // Paused in prod: 503 with Retry-After, and the event is kept: its run waits for the
+        // unpause (a form's "Call Webhook" does not retry; a lost fill is a lost lead).
         assert!(
             store
                 .set_paused("contact", "prod", true, "test")
@@ -516,7 +519,7 @@ fn a_pause_maintenance_and_a_full_queue_refuse_with_retry_after_and_record_nothi
             "/hooks/prod/contact/form",
             PROD_SECRET,
             None,
-            &json!({ "n": 4 }),
+            &json!({ "n": 4, "email": "held@example.com" }),
         )
         .await;
         assert_eq!(
@@ -527,13 +530,37 @@ fn a_pause_maintenance_and_a_full_queue_refuse_with_retry_after_and_record_nothi
         );
         assert!(paused.retry_after.is_some());
         assert!(
-            paused.body["error"]["message"]
+            paused.body["held"]
                 .as_str()
                 .unwrap_or_default()
-                .contains("paused")
+                .contains("paused"),
+            "{}",
+            paused.body
         );
+        let paused_run = paused.id("run_id");
+        assert_eq!(
+            (events(&store).await, runs(&store).await),
+            (events_before + 1, runs_before + 1),
+            "the event held by the pause was not kept"
+        );
+        assert_eq!(
+            store
+                .get_run(paused_run)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .state,
+            RunState::Queued
+        );
+        assert!(
+            store
+                .set_paused("contact", "prod", false, "test")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+        succeeded(&store, paused_run).await;
 
-        // Maintenance: 503 with Retry-After, in JSON.
+        // Maintenance: 503 with Retry-After until its end, the event kept; its run starts when
+        // maintenance ends.
         let until = chrono::Utc::now() + chrono::Duration::minutes(10);
         store
             .start_maintenance("upgrading", Some(until), "test")
@@ -543,8 +570,8 @@ fn a_pause_maintenance_and_a_full_queue_refuse_with_retry_after_and_record_nothi
             base,
             "/hooks/prod/contact/form",
             PROD_SECRET,
-            None,
-            &json!({ "n": 5 }),
+            Some("m-1"),
+            &json!({ "n": 5, "email": "kept@example.com" }),
         )
         .await;
         assert_eq!(m.status, StatusCode::SERVICE_UNAVAILABLE, "{}", m.body);
@@ -555,18 +582,49 @@ fn a_pause_maintenance_and_a_full_queue_refuse_with_retry_after_and_record_nothi
             .unwrap_or(0);
         assert!(secs >= 500, "Retry-After {secs}");
         assert!(
-            m.body["error"]["message"]
+            m.body["held"]
                 .as_str()
                 .unwrap_or_default()
                 .contains("maintenance"),
             "{}",
             m.body
         );
+        // A sender that retries with the same key gets the same event, still held.
+        let again = send(
+            base,
+            "/hooks/prod/contact/form",
+            PROD_SECRET,
+            Some("m-1"),
+            &json!({ "n": 5, "email": "kept@example.com" }),
+        )
+        .await;
+        assert_eq!(
+            again.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            again.body
+        );
+        assert_eq!(again.id("event_id"), m.id("event_id"));
+        assert_eq!(again.body["duplicate"], json!(true));
         assert_eq!(
             (events(&store).await, runs(&store).await),
-            (events_before, runs_before),
-            "a refusal recorded something"
+            (events_before + 2, runs_before + 2),
+            "the event held by maintenance was not kept, or kept twice"
         );
+        let held_run = m.id("run_id");
+        assert_eq!(
+            store
+                .get_run(held_run)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .state,
+            RunState::Queued
+        );
+        store
+            .end_maintenance("test")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        succeeded(&store, held_run).await;
     });
 }
 

@@ -112,7 +112,9 @@ impl Scheduler {
         }
         let open = !self.in_maintenance.load(Ordering::Relaxed);
         if !dirty.is_empty() {
-            if open {
+            // Read again before starting anything: an event accepted just after maintenance
+            // began must wait for its end, not for this scheduler's next sweep.
+            if open && self.store.maintenance().await?.is_none() {
                 self.start_queued_runs().await?;
             }
             // A run that finished may leave data stale that its success would have refreshed.

@@ -8,10 +8,13 @@
 //!   (`Idempotency-Key`, or the trigger's `idempotency_key` pointer), nothing new recorded;
 //! - 401 without the secret, 404 for an unknown environment, DAG or webhook, 413 over
 //!   [`HOOK_BODY_LIMIT`], 415 when not `application/json`, 400 when the body is not JSON;
-//! - 503 with `Retry-After` in maintenance or while the DAG is paused, 429 with
-//!   `Retry-After` when the DAG has `events.max_waiting` events waiting.
+//! - 503 with `Retry-After` in maintenance or while the DAG is paused, with the ids and
+//!   `"held"` saying why: the event **is kept** and its run starts when maintenance ends or
+//!   the DAG is unpaused (a sender that retries with the same `Idempotency-Key` gets the same
+//!   event back);
+//! - 429 with `Retry-After` when the DAG has `events.max_waiting` events waiting.
 //!
-//! Every refusal records nothing: the sender retries.
+//! Every refusal (4xx) records nothing: the sender retries.
 
 use std::net::SocketAddr;
 
@@ -21,7 +24,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use drover_engine::ops::{HOOK_RETRY_AFTER_SECS, HookError, HookRequest};
+use drover_engine::ops::{HOOK_RETRY_AFTER_SECS, Held, HookAccepted, HookError, HookRequest};
 use serde_json::json;
 
 use crate::WebState;
@@ -85,14 +88,25 @@ async fn receive(
         source: &source,
     };
     match state.ops().accept_hook(&request).await {
-        Ok(a) => {
+        Ok(HookAccepted { accepted: a, held }) => {
+            let mut body =
+                json!({ "event_id": a.event_id, "run_id": a.run_id, "duplicate": a.duplicate });
+            if let Some(why) = held {
+                body["held"] = json!(why.to_string());
+                let secs = match &why {
+                    Held::Maintenance(m) => m.retry_after_secs(chrono::Utc::now()),
+                    Held::Paused { .. } => HOOK_RETRY_AFTER_SECS,
+                };
+                let mut res = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                return res;
+            }
             let status = if a.duplicate {
                 StatusCode::OK
             } else {
                 StatusCode::ACCEPTED
             };
-            let body =
-                json!({ "event_id": a.event_id, "run_id": a.run_id, "duplicate": a.duplicate });
             (status, Json(body)).into_response()
         }
         Err(e) => refused(failure(e)),
@@ -118,7 +132,7 @@ fn failure(e: HookError) -> Failure {
         HookError::NotFound(m) => Failure::not_found(m),
         HookError::Unauthorized => Failure::new(StatusCode::UNAUTHORIZED, e.to_string()),
         HookError::NotJson(_) => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
-        HookError::Paused { .. } | HookError::SecretUnavailable(_) => {
+        HookError::SecretUnavailable(_) => {
             retry(Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
         }
         HookError::QueueFull { .. } => {

@@ -2,8 +2,10 @@
 //! against the environment's secret the trigger names and recorded with its run in one
 //! transaction. Machine to machine: no user, no session; the secret is the credential.
 //!
-//! Nothing is recorded unless the answer is an acceptance: a wrong secret, a body that is not
-//! JSON, maintenance, a paused DAG or a full queue leave no trace, and the sender retries.
+//! A wrong secret, a body that is not JSON or a full queue leave no trace: the sender retries.
+//! In maintenance or while the DAG is paused the event is kept all the same — a form's "Call
+//! Webhook" step does not retry, and a lost fill is a lost lead — and its run waits until
+//! maintenance ends or the DAG is unpaused; the answer says so ([`Held`]).
 
 use std::time::Duration;
 
@@ -47,11 +49,6 @@ pub enum HookError {
     /// The body is not a JSON document.
     #[error("the body must be JSON: {0}")]
     NotJson(String),
-    /// The DAG is paused in the environment: try again later.
-    #[error(
-        "`{dag}` is paused in `{environment}`: its webhook takes no events until it is unpaused"
-    )]
-    Paused { dag: String, environment: String },
     /// Too many of the DAG's events wait in runs not yet started.
     #[error(
         "`{dag}` has {waiting} events waiting in runs not yet started in `{environment}` (at most {max}, the environment's `events.max_waiting`): try again later"
@@ -82,17 +79,47 @@ impl From<crate::EngineError> for HookError {
     }
 }
 
-/// How long a sender refused for a pause or a full queue is asked to wait.
+/// How long a sender refused for a full queue, or told its event waits, is asked to wait.
 pub const HOOK_RETRY_AFTER_SECS: i64 = 30;
+
+/// An accepted event, and why its run cannot start yet, if it cannot.
+#[derive(Debug, Clone)]
+pub struct HookAccepted {
+    pub accepted: Accepted,
+    pub held: Option<Held>,
+}
+
+/// Why a kept event's run waits.
+#[derive(Debug, Clone)]
+pub enum Held {
+    /// Drover is in maintenance: no run starts until it ends.
+    Maintenance(drover_store::Maintenance),
+    /// The DAG is paused in the environment.
+    Paused { dag: String, environment: String },
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::Maintenance(m) => write!(
+                f,
+                "Drover is in maintenance ({}): the event is kept and its run starts when maintenance ends",
+                m.message
+            ),
+            Held::Paused { dag, environment } => write!(
+                f,
+                "`{dag}` is paused in `{environment}`: the event is kept and its run starts when the DAG is unpaused"
+            ),
+        }
+    }
+}
 
 impl Operations {
     /// Accept one posted event: the DAG's webhook, its environment's secret, then the event
     /// and its run (or the batch it joins) in one transaction. A repeated idempotency key is
-    /// answered with the first event and run (`duplicate`), creating nothing.
-    pub async fn accept_hook(&self, req: &HookRequest<'_>) -> Result<Accepted, HookError> {
-        if let Some(m) = self.store.maintenance().await? {
-            return Err(OpError::Maintenance(m).into());
-        }
+    /// answered with the first event and run (`duplicate`), creating nothing. In maintenance
+    /// or while the DAG is paused the event is kept and `held` says why its run waits.
+    pub async fn accept_hook(&self, req: &HookRequest<'_>) -> Result<HookAccepted, HookError> {
         let unknown = || {
             HookError::NotFound(format!(
                 "no webhook `{}` of DAG `{}` in environment `{}`",
@@ -134,12 +161,14 @@ impl Operations {
             Some(k) => Some(k.to_owned()),
             None => key_at(hook, &payload),
         };
-        if de.paused {
-            return Err(HookError::Paused {
+        let held = match self.store.maintenance().await? {
+            Some(m) => Some(Held::Maintenance(m)),
+            None if de.paused => Some(Held::Paused {
                 dag: dag.id.clone(),
                 environment: env.name.clone(),
-            });
-        }
+            }),
+            None => None,
+        };
         let waiting = self.store.waiting_events(&dag.id, &env.name).await?;
         if waiting >= i64::from(env.events.max_waiting) {
             // A repeat of an accepted event is still answered with its run.
@@ -149,7 +178,10 @@ impl Operations {
                     .event_by_key(&env.name, &dag.id, &hook.name, key)
                     .await?
             {
-                return Ok(first);
+                return Ok(HookAccepted {
+                    accepted: first,
+                    held,
+                });
             }
             return Err(HookError::QueueFull {
                 dag: dag.id.clone(),
@@ -187,7 +219,7 @@ impl Operations {
                 }),
             })
             .await?;
-        Ok(accepted)
+        Ok(HookAccepted { accepted, held })
     }
 
     /// Where secrets come from in this process: as its tasks' do (values it was handed

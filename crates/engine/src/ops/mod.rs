@@ -20,7 +20,7 @@ pub use approval::same_person;
 pub use events::{
     EventList, EventQuery, EventView, MAX_EVENTS_LISTED, parse_moment, payload_hidden,
 };
-pub use hooks::{HOOK_RETRY_AFTER_SECS, HookError, HookRequest};
+pub use hooks::{HOOK_RETRY_AFTER_SECS, Held, HookAccepted, HookError, HookRequest};
 pub use rerun::downstream_of;
 pub use trigger::{ManualInterval, TriggerRequest, manual_interval, parse_instant, parse_params};
 
