@@ -117,7 +117,7 @@ async fn bench(url: String, a: Args) -> Result<Summary, Error> {
     std::fs::write(
         dir.join("environments/dev.yaml"),
         format!(
-            "name: dev\norder: 1\nconcurrency: 64\nsecrets:\n  hook: {{ file: {} }}\n",
+            "name: dev\norder: 1\nbranch: main\nconcurrency: 64\nmap:\n  kind: marketo\n  base_url: http://127.0.0.1:9\n  client_id: {{ env: X_ID }}\n  client_secret: {{ env: X_SECRET }}\nsecrets:\n  hook: {{ file: {} }}\n",
             dir.join("hook-secret").display()
         ),
     )?;
@@ -151,6 +151,8 @@ async fn bench(url: String, a: Args) -> Result<Summary, Error> {
     let _web = Proc(drover(&["web", "--listen", &listen]).spawn()?);
     let store = Store::connect(&url, 4).await?;
     let base = format!("http://{listen}");
+    // reqwest's TLS needs a crypto provider chosen, as the tests' clients do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
