@@ -2,6 +2,7 @@
 
 mod deadline;
 mod load;
+mod dataset_links;
 pub mod map_kinds;
 mod params;
 mod raw;
@@ -10,6 +11,9 @@ mod size;
 pub mod slo;
 mod trigger;
 
+pub use dataset_links::{
+    DatasetLink, DatasetUses, LinkCheck, LocatedTrigger, check_links, stages_dataset,
+};
 pub use deadline::Deadline;
 pub use load::{DAG_FILE_EXTENSIONS, check_unique_ids, load_dag};
 pub use params::{Param, ParamType};
