@@ -334,7 +334,17 @@ impl Execution {
             };
         };
         let (vars, environment) = self.env_vars.get(&claimed.environment).await;
-        let context = render_context(&dag, claimed, &vars);
+        let mut context = render_context(&dag, claimed, &vars);
+        match crate::dataset_trigger::trigger_value(&self.store, claimed).await {
+            Ok(trigger) => context.trigger = trigger,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("could not read what started this run: {e}"),
+                    exit_code: None,
+                    retryable: true,
+                };
+            }
+        }
         let timeout = Duration::from_secs(u64::try_from(claimed.timeout_secs).unwrap_or(0).max(1));
         runner
             .run(Job {
