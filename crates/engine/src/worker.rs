@@ -195,6 +195,7 @@ impl Worker {
                                 },
                             );
                             let exec = Execution {
+                                store: self.store.clone(),
                                 cache: self.cache.clone(),
                                 runners: self.runners.clone(),
                                 env_vars: env_vars.clone(),
@@ -263,6 +264,7 @@ impl Worker {
 
 /// Runs one claimed task instance and reports its completion.
 struct Execution {
+    store: Store,
     cache: DagCache,
     runners: Arc<Runners>,
     env_vars: Arc<EnvVars>,
