@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use drover_store::{RunFilter, RunState, RunType};
 use support::tasks::synced_in;
-use uuid::Uuid;
 use support::web::{add_user, login, start_web};
 use support::{Drover, TestDb, Workspace, eventually, runtime, serial, server_url, wait_finished};
+use uuid::Uuid;
 
 const LONG: Duration = Duration::from_secs(60);
 

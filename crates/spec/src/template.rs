@@ -372,7 +372,10 @@ pub fn render_sql(text: &str, field: &str, ctx: &RenderContext) -> Result<String
             .iter()
             .map(|(k, v)| match (k.as_str(), v.as_str()) {
                 ("dataset", Some(r)) => (k.clone(), relation(r)),
-                _ => (k.clone(), minijinja::Value::from(minijinja::value::Serde(v))),
+                _ => (
+                    k.clone(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                ),
             })
             .collect();
         root.insert("trigger".to_owned(), minijinja::Value::from(members));
@@ -770,7 +773,12 @@ mod tests {
         let e = render("{{ trigger.dag }}", "command", &ctx).err();
         assert!(e.is_some_and(|e| e.message.contains("`trigger`")));
         assert_eq!(
-            render_sql("select {% if trigger %}1{% else %}0{% endif %}", "sql", &ctx).ok(),
+            render_sql(
+                "select {% if trigger %}1{% else %}0{% endif %}",
+                "sql",
+                &ctx
+            )
+            .ok(),
             Some("select 0".to_owned())
         );
         ctx.trigger = serde_json::json!({
@@ -782,7 +790,12 @@ mod tests {
             Some(r#"select * from "staging_dev"."t_1" where run = 'r1'"#.to_owned())
         );
         assert_eq!(
-            render("{{ trigger.dag }}.{{ trigger.task }} {{ trigger.rows }}", "command", &ctx).ok(),
+            render(
+                "{{ trigger.dag }}.{{ trigger.task }} {{ trigger.rows }}",
+                "command",
+                &ctx
+            )
+            .ok(),
             Some("lead_scoring.score 3".to_owned())
         );
     }

@@ -186,7 +186,11 @@ impl Tx {
 /// triggers were kept are found): read the new versions' dataset triggers, check them across
 /// the environment's DAGs and keep `dataset_link` and the refused triggers in step, in the
 /// caller's transaction.
-pub(crate) async fn refresh(conn: &mut PgConnection, environment: &str, changed: bool) -> Result<()> {
+pub(crate) async fn refresh(
+    conn: &mut PgConnection,
+    environment: &str,
+    changed: bool,
+) -> Result<()> {
     let unread: Vec<(i64, String, String, String)> = sqlx::query_as(
         "select v.id, v.dag_id, v.path, v.source from dag_env d join dag_version v on v.id = d.version_id \
          where d.environment = $1 and d.active and v.dataset_uses is null",
@@ -287,7 +291,11 @@ pub(crate) async fn refresh(conn: &mut PgConnection, environment: &str, changed:
     let paths: Vec<&str> = check.problems.iter().map(|p| p.1.file.as_str()).collect();
     let lines: Vec<i32> = check.problems.iter().map(|p| int(p.1.line)).collect();
     let cols: Vec<i32> = check.problems.iter().map(|p| int(p.1.column)).collect();
-    let messages: Vec<&str> = check.problems.iter().map(|p| p.1.message.as_str()).collect();
+    let messages: Vec<&str> = check
+        .problems
+        .iter()
+        .map(|p| p.1.message.as_str())
+        .collect();
     sqlx::query(
         "insert into dataset_link_problem (environment, dag_id, path, line, col, message) \
          select $1, d, p, l, c, m from unnest($2::text[], $3::text[], $4::int[], $5::int[], $6::text[]) as n(d, p, l, c, m) \

@@ -120,7 +120,9 @@ async fn try_once(store: &Store, run: Uuid, worker: &str, outcome: Outcome) -> C
         .claim_of(worker, 1, 60.0, None, Some(&[run]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let c = claimed.first().unwrap_or_else(|| panic!("nothing to claim"));
+    let c = claimed
+        .first()
+        .unwrap_or_else(|| panic!("nothing to claim"));
     if outcome == Outcome::Success {
         store
             .record_dataset(&NewDataset {
@@ -153,7 +155,11 @@ async fn try_once(store: &Store, run: Uuid, worker: &str, outcome: Outcome) -> C
 }
 
 /// The dataset runs of `dag` in `env`: (run, type, state, payload).
-async fn consumer_runs(store: &Store, dag: &str, env: &str) -> Vec<(Uuid, String, String, serde_json::Value, String)> {
+async fn consumer_runs(
+    store: &Store,
+    dag: &str,
+    env: &str,
+) -> Vec<(Uuid, String, String, serde_json::Value, String)> {
     sqlx::query_as(
         "select r.id, r.run_type, r.state, e.payload, e.source from dag_run r join event e on e.run_id = r.id \
          where r.dag_id = $1 and r.environment = $2 order by r.created_at",
@@ -190,38 +196,98 @@ async fn links_are_kept_at_sync_and_refused_triggers_are_located() {
         .unwrap_or_else(|e| panic!("{e}"));
     let located: Vec<String> = problems.iter().map(|p| p.located()).collect();
     assert_eq!(located.len(), 4, "{located:#?}");
-    assert!(located[0].starts_with("dags/cyc_a.yaml:3:5: dataset triggers form a cycle: "), "{located:#?}");
-    assert!(located[0].contains("cyc_a → cyc_b → cyc_a") || located[0].contains("cyc_b → cyc_a → cyc_b"), "{located:#?}");
-    assert!(located[1].starts_with("dags/cyc_b.yaml:3:5: dataset triggers form a cycle"), "{located:#?}");
+    assert!(
+        located[0].starts_with("dags/cyc_a.yaml:3:5: dataset triggers form a cycle: "),
+        "{located:#?}"
+    );
+    assert!(
+        located[0].contains("cyc_a → cyc_b → cyc_a")
+            || located[0].contains("cyc_b → cyc_a → cyc_b"),
+        "{located:#?}"
+    );
+    assert!(
+        located[1].starts_with("dags/cyc_b.yaml:3:5: dataset triggers form a cycle"),
+        "{located:#?}"
+    );
     assert!(
         located[2].starts_with("dags/orphan.yaml:3:5: dataset trigger: there is no DAG `lead_scorin` in this environment, did you mean `lead_scoring`?"),
         "{located:#?}"
     );
     assert!(
-        located[3].starts_with("dags/orphan.yaml:4:5: dataset trigger: task `note` of `lead_scoring` stages no dataset"),
+        located[3].starts_with(
+            "dags/orphan.yaml:4:5: dataset trigger: task `note` of `lead_scoring` stages no dataset"
+        ),
         "{located:#?}"
     );
 
     // The consumer drops its trigger: the link goes with the new version; it comes back
     // with the trigger.
-    let plain = CONSUMER.replace("triggers:\n  - dataset: { dag: lead_scoring, task: score }\n", "").replace("{{ trigger.dataset }}", "public.dag_run");
+    let plain = CONSUMER
+        .replace(
+            "triggers:\n  - dataset: { dag: lead_scoring, task: score }\n",
+            "",
+        )
+        .replace("{{ trigger.dataset }}", "public.dag_run");
     let others = [file("lead_scoring", PRODUCER), file("orphan", ORPHAN)];
     let mut files = others.to_vec();
     files.push(file("contact_sales", &plain));
-    db.store.sync_versions("dev", &files, false).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(db.store.dataset_links("dev").await.unwrap_or_else(|e| panic!("{e}")).is_empty());
-    let problems = db.store.dataset_link_problems("dev", None).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(problems.len(), 2, "the cycle left with its DAGs: {problems:?}");
+    db.store
+        .sync_versions("dev", &files, false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        db.store
+            .dataset_links("dev")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    let problems = db
+        .store
+        .dataset_link_problems("dev", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        problems.len(),
+        2,
+        "the cycle left with its DAGs: {problems:?}"
+    );
     let mut files = others.to_vec();
     files.push(file("contact_sales", CONSUMER));
-    db.store.sync_versions("dev", &files, false).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(db.store.dataset_links("dev").await.unwrap_or_else(|e| panic!("{e}")).len(), 1);
+    db.store
+        .sync_versions("dev", &files, false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        db.store
+            .dataset_links("dev")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len(),
+        1
+    );
 
     // Versions recorded before links were kept are read at the next sync.
-    sqlx::query("delete from dataset_link").execute(db.store.pool()).await.unwrap_or_else(|e| panic!("{e}"));
-    sqlx::query("update dag_version set dataset_uses = null").execute(db.store.pool()).await.unwrap_or_else(|e| panic!("{e}"));
-    db.store.sync_versions("dev", &files, false).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(db.store.dataset_links("dev").await.unwrap_or_else(|e| panic!("{e}")).len(), 1);
+    sqlx::query("delete from dataset_link")
+        .execute(db.store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("update dag_version set dataset_uses = null")
+        .execute(db.store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.store
+        .sync_versions("dev", &files, false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        db.store
+            .dataset_links("dev")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len(),
+        1
+    );
     db.drop_db().await;
 }
 
@@ -244,22 +310,40 @@ async fn a_success_starts_one_consumer_run_in_its_environment_and_a_failure_none
     assert_eq!(payload["task"], "score");
     assert_eq!(payload["run_id"], run.to_string());
     assert_eq!(payload["rows"], 3);
-    assert!(consumer_runs(store, "contact_sales", "prod").await.is_empty());
+    assert!(
+        consumer_runs(store, "contact_sales", "prod")
+            .await
+            .is_empty()
+    );
     let cause = store
         .dataset_cause(*consumer)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no cause"));
-    assert_eq!((cause.dag.as_str(), cause.task.as_str(), cause.run_id), ("lead_scoring", "score", run));
+    assert_eq!(
+        (cause.dag.as_str(), cause.task.as_str(), cause.run_id),
+        ("lead_scoring", "score", run)
+    );
     assert_eq!(
         cause.relation(),
         Some(format!("\"staging_dev\".\"t_{}_score\"", run.simple()))
     );
-    let by = store.runs_started_by(run).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(by.iter().map(|s| (s.dag_id.as_str(), s.run_id)).collect::<Vec<_>>(), vec![("contact_sales", *consumer)]);
+    let by = store
+        .runs_started_by(run)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        by.iter()
+            .map(|s| (s.dag_id.as_str(), s.run_id))
+            .collect::<Vec<_>>(),
+        vec![("contact_sales", *consumer)]
+    );
 
     // The same try reported again is refused by the guarded update: still one run.
-    let again = store.complete("w1", &[done]).await.unwrap_or_else(|e| panic!("{e}"));
+    let again = store
+        .complete("w1", &[done])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((again.accepted.len(), again.lost.len()), (0, 1));
     assert_eq!(consumer_runs(store, "contact_sales", "dev").await.len(), 1);
 
@@ -269,13 +353,26 @@ async fn a_success_starts_one_consumer_run_in_its_environment_and_a_failure_none
         store,
         failing,
         "w1",
-        Outcome::Failed { error: "boom".to_owned(), exit_code: Some(1), retryable: true },
+        Outcome::Failed {
+            error: "boom".to_owned(),
+            exit_code: Some(1),
+            retryable: true,
+        },
     )
     .await;
-    let r = store.get_run(failing).await.unwrap_or_else(|e| panic!("{e}"));
+    let r = store
+        .get_run(failing)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.state, drover_store::RunState::Failed);
     assert_eq!(consumer_runs(store, "contact_sales", "dev").await.len(), 1);
-    assert!(store.runs_started_by(failing).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(
+        store
+            .runs_started_by(failing)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
 
     // A failed try retried: only the successful try starts a run, once.
     let retried = producer_run(store, "dev", 1).await;
@@ -283,15 +380,36 @@ async fn a_success_starts_one_consumer_run_in_its_environment_and_a_failure_none
         store,
         retried,
         "w1",
-        Outcome::Failed { error: "flaky".to_owned(), exit_code: Some(1), retryable: true },
+        Outcome::Failed {
+            error: "flaky".to_owned(),
+            exit_code: Some(1),
+            retryable: true,
+        },
     )
     .await;
-    assert!(store.runs_started_by(retried).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
-    assert!(store.queue_due_retries().await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(
+        store
+            .runs_started_by(retried)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    assert!(
+        store
+            .queue_due_retries()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
     let second = try_once(store, retried, "w2", Outcome::Success).await;
     assert_eq!(second.try_number, 2);
-    store.complete("w2", &[second]).await.unwrap_or_else(|e| panic!("{e}"));
-    let by = store.runs_started_by(retried).await.unwrap_or_else(|e| panic!("{e}"));
+    store
+        .complete("w2", &[second])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let by = store
+        .runs_started_by(retried)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(by.len(), 1, "{by:?}");
     assert_eq!(consumer_runs(store, "contact_sales", "dev").await.len(), 2);
 
@@ -300,16 +418,25 @@ async fn a_success_starts_one_consumer_run_in_its_environment_and_a_failure_none
     try_once(store, in_prod, "w3", Outcome::Success).await;
     let prod_runs = consumer_runs(store, "contact_sales", "prod").await;
     assert_eq!(prod_runs.len(), 1);
-    let cause = store.dataset_cause(prod_runs[0].0).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no cause"));
-    assert_eq!(cause.relation(), Some(format!("\"staging_prod\".\"t_{}_score\"", in_prod.simple())));
+    let cause = store
+        .dataset_cause(prod_runs[0].0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no cause"));
+    assert_eq!(
+        cause.relation(),
+        Some(format!("\"staging_prod\".\"t_{}_score\"", in_prod.simple()))
+    );
     assert_eq!(consumer_runs(store, "contact_sales", "dev").await.len(), 2);
     // No other DAG was started by any of it (the refused triggers start nothing).
     for dag in ["orphan", "cyc_a", "cyc_b", "lead_scoring"] {
-        let n: i64 = sqlx::query_scalar("select count(*) from dag_run where dag_id = $1 and run_type = 'dataset'")
-            .bind(dag)
-            .fetch_one(store.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from dag_run where dag_id = $1 and run_type = 'dataset'",
+        )
+        .bind(dag)
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(n, 0, "{dag}");
     }
     db.drop_db().await;

@@ -300,7 +300,11 @@ mod tests {
         let check = check_links(&[
             uses("lead_scoring", "score", &[]),
             uses("contact_sales", "send", &[("lead_scoring", "score")]),
-            uses("other", "x", &[("lead_scorin", "score"), ("lead_scoring", "scor")]),
+            uses(
+                "other",
+                "x",
+                &[("lead_scorin", "score"), ("lead_scoring", "scor")],
+            ),
         ]);
         assert_eq!(
             check.links,
@@ -313,12 +317,15 @@ mod tests {
         let shown: Vec<String> = check.problems.iter().map(|p| p.1.to_string()).collect();
         assert_eq!(check.problems.len(), 2, "{shown:?}");
         assert!(
-            shown[0].starts_with("dags/other.yaml:3:5: dataset trigger: there is no DAG `lead_scorin`"),
+            shown[0]
+                .starts_with("dags/other.yaml:3:5: dataset trigger: there is no DAG `lead_scorin`"),
             "{shown:?}"
         );
         assert!(shown[0].contains("lead_scoring"), "{shown:?}");
         assert!(
-            shown[1].starts_with("dags/other.yaml:4:5: dataset trigger: DAG `lead_scoring` has no task `scor`"),
+            shown[1].starts_with(
+                "dags/other.yaml:4:5: dataset trigger: DAG `lead_scoring` has no task `scor`"
+            ),
             "{shown:?}"
         );
     }

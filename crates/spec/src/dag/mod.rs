@@ -1,8 +1,8 @@
 //! A DAG: its schedule, parameters and tasks, resolved and validated.
 
+mod dataset_links;
 mod deadline;
 mod load;
-mod dataset_links;
 pub mod map_kinds;
 mod params;
 mod raw;

@@ -184,7 +184,12 @@ mod tests {
             ),
             "Started when lead_scoring.score produced its dataset (run 0193), at 14:02:01 New York"
         );
-        let mut produced = events("dataset", "dataset:lead_scoring.score", "run x of lead_scoring", 1);
+        let mut produced = events(
+            "dataset",
+            "dataset:lead_scoring.score",
+            "run x of lead_scoring",
+            1,
+        );
         produced.first.payload = serde_json::json!({
             "dag": "lead_scoring", "task": "score", "rows": 1204,
             "run_id": "0193ab12-0000-7000-8000-0000a1b2c3d4",
@@ -194,7 +199,9 @@ mod tests {
             "Started by lead_scoring.score in run …a1b2c3d4, which staged 1,204 rows, at 14:02:01 New York"
         );
         assert_eq!(
-            producing_run(&produced.first).map(|r| r.to_string()).as_deref(),
+            producing_run(&produced.first)
+                .map(|r| r.to_string())
+                .as_deref(),
             Some("0193ab12-0000-7000-8000-0000a1b2c3d4")
         );
         let s = started_by(now, &events("replay", "form", "r", 1), Some("ada"), ny);
