@@ -5,6 +5,7 @@
 mod catalog;
 mod context;
 pub mod data;
+mod dataset_trigger;
 mod error;
 mod folder_source;
 pub mod freshness;

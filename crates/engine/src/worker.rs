@@ -195,6 +195,7 @@ impl Worker {
                                 },
                             );
                             let exec = Execution {
+                                store: self.store.clone(),
                                 cache: self.cache.clone(),
                                 runners: self.runners.clone(),
                                 env_vars: env_vars.clone(),
@@ -263,6 +264,7 @@ impl Worker {
 
 /// Runs one claimed task instance and reports its completion.
 struct Execution {
+    store: Store,
     cache: DagCache,
     runners: Arc<Runners>,
     env_vars: Arc<EnvVars>,
@@ -348,6 +350,16 @@ impl Execution {
                 exit_code: None,
                 retryable: true,
             };
+        }
+        match crate::dataset_trigger::trigger_value(&self.store, claimed).await {
+            Ok(trigger) => context.trigger = trigger,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("could not read what started this run: {e}"),
+                    exit_code: None,
+                    retryable: true,
+                };
+            }
         }
         let timeout = Duration::from_secs(u64::try_from(claimed.timeout_secs).unwrap_or(0).max(1));
         runner

@@ -298,8 +298,9 @@ pub struct RenderContext {
     /// the trigger's `rows`); empty for runs no event started.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub events: String,
-    /// What started the run when another DAG's dataset did (`dag_id`, `task_id`, `run_id`
-    /// of the producing run), `null` otherwise.
+    /// What started the run when another DAG's dataset did (`dag`, `task` and `run_id` of
+    /// the producing run, `dataset`: its staged dataset as a quoted SQL relation, `rows`),
+    /// `null` otherwise.
     pub trigger: serde_json::Value,
 }
 
@@ -330,7 +331,7 @@ pub fn render(text: &str, field: &str, ctx: &RenderContext) -> Result<String, Re
     }
     ENVIRONMENT
         .render_str(text, minijinja::Value::from(minijinja::value::Serde(ctx)))
-        .map_err(|e| render_error(ctx, field, e))
+        .map_err(|e| trigger_error(text, ctx, render_error(ctx, field, e)))
 }
 
 /// Render a SQL field (`sql` tasks, transform `sql` steps and expressions, `check.sql`): every
@@ -365,9 +366,39 @@ pub fn render_sql(text: &str, field: &str, ctx: &RenderContext) -> Result<String
     } else {
         root.insert("events".to_owned(), relation(&ctx.events));
     }
+    // The producer's staged dataset is a relation Drover named (from the dataset registry).
+    if let serde_json::Value::Object(trigger) = &ctx.trigger {
+        let members: BTreeMap<String, minijinja::Value> = trigger
+            .iter()
+            .map(|(k, v)| match (k.as_str(), v.as_str()) {
+                ("dataset", Some(r)) => (k.clone(), relation(r)),
+                _ => (
+                    k.clone(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                ),
+            })
+            .collect();
+        root.insert("trigger".to_owned(), minijinja::Value::from(members));
+    }
     SQL_ENVIRONMENT
         .render_str(text, minijinja::Value::from(root))
-        .map_err(|e| render_error(ctx, field, e))
+        .map_err(|e| trigger_error(text, ctx, render_error(ctx, field, e)))
+}
+
+/// A failed render that read `trigger` in a run no other DAG's dataset started says so.
+fn trigger_error(text: &str, ctx: &RenderContext, e: RenderError) -> RenderError {
+    let reads_trigger = check(text).is_ok_and(|refs| {
+        refs.variables
+            .iter()
+            .any(|v| v == "trigger" || v.starts_with("trigger."))
+    });
+    if !ctx.trigger.is_null() || !reads_trigger {
+        return e;
+    }
+    RenderError {
+        message: "template reads `trigger`, which is set only in a run started by another DAG's dataset (`triggers: [{ dataset: { dag, task } }]`); this run was not, so `trigger.dataset` names no data: start it from its producer, or guard the template with `{% if trigger %}`".to_owned(),
+        ..e
+    }
 }
 
 /// Where `text` (a SQL field) puts a template inside a SQL string literal, as in
@@ -723,6 +754,49 @@ mod tests {
         assert!(
             templates_inside_quotes("select 'it''s', {{ p }} -- '{{ q }}'\n, {{ '{{' }}")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn trigger_dataset_is_a_relation_and_a_clear_error_without_one() {
+        let mut ctx = RenderContext {
+            task_id: "read".to_owned(),
+            ..RenderContext::default()
+        };
+        let sql = "select * from {{ trigger.dataset }} where run = {{ trigger.run_id }}";
+        let e = render_sql(sql, "sql", &ctx).err();
+        let message = e.map(|e| e.message).unwrap_or_default();
+        assert!(
+            message.contains("set only in a run started by another DAG's dataset"),
+            "{message}"
+        );
+        let e = render("{{ trigger.dag }}", "command", &ctx).err();
+        assert!(e.is_some_and(|e| e.message.contains("`trigger`")));
+        assert_eq!(
+            render_sql(
+                "select {% if trigger %}1{% else %}0{% endif %}",
+                "sql",
+                &ctx
+            )
+            .ok(),
+            Some("select 0".to_owned())
+        );
+        ctx.trigger = serde_json::json!({
+            "dag": "lead_scoring", "task": "score", "run_id": "r1",
+            "dataset": "\"staging_dev\".\"t_1\"", "rows": 3,
+        });
+        assert_eq!(
+            render_sql(sql, "sql", &ctx).ok(),
+            Some(r#"select * from "staging_dev"."t_1" where run = 'r1'"#.to_owned())
+        );
+        assert_eq!(
+            render(
+                "{{ trigger.dag }}.{{ trigger.task }} {{ trigger.rows }}",
+                "command",
+                &ctx
+            )
+            .ok(),
+            Some("lead_scoring.score 3".to_owned())
         );
     }
 }

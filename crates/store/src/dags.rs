@@ -82,14 +82,16 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let changed = upsert_versions(&mut tx, environment, files, new_paused).await?;
         let ids: Vec<&str> = files.iter().map(|f| f.dag_id.as_str()).collect();
-        sqlx::query(
+        let removed = sqlx::query(
             "update dag_env set active = false, updated_at = now() \
              where environment = $1 and active and not (dag_id = any($2))",
         )
         .bind(environment)
         .bind(&ids)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        crate::dataset_links::refresh(&mut tx, environment, changed + removed > 0).await?;
         tx.commit().await?;
         Ok(changed)
     }

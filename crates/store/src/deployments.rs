@@ -180,6 +180,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        crate::dataset_links::refresh(
+            &mut tx,
+            change.environment,
+            !change.upserts.is_empty() || !change.removed.is_empty(),
+        )
+        .await?;
         let paths: Vec<&str> = change.errors.iter().map(|e| e.0.as_str()).collect();
         let messages: Vec<&str> = change.errors.iter().map(|e| e.1.as_str()).collect();
         sqlx::query("delete from import_error where environment = $1 and not (path = any($2))")

@@ -5,6 +5,7 @@
 mod approvals;
 mod audit;
 mod dags;
+mod dataset_links;
 mod deadlines;
 mod deployments;
 pub mod embedded;
@@ -37,6 +38,7 @@ mod workers;
 pub use approvals::{ApprovalRow, NewApproval, PlanTotals, SYSTEM_ACTOR, wait_words};
 pub use audit::AuditEvent;
 pub use dags::{DagEnvRow, DagVersionRow, EnvironmentRow, VersionSync};
+pub use dataset_links::{DatasetCause, DatasetLinkProblem, DatasetLinkRow, StartedRun};
 pub use deadlines::DeadlineMiss;
 pub use deployments::{CommitChange, DeploymentRow, ImportError, PromotionRequest};
 pub use error::StoreError;

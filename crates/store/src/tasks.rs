@@ -236,7 +236,7 @@ impl Store {
             .iter()
             .filter(|c| c.outcome != Outcome::Recorded)
             .collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let ids: Vec<i64> = done.iter().map(|c| c.ti_id).collect();
         let tries: Vec<i32> = done.iter().map(|c| c.try_number).collect();
         let ok: Vec<bool> = done.iter().map(|c| c.outcome == Outcome::Success).collect();
@@ -299,7 +299,7 @@ impl Store {
         .bind(&errors)
         .bind(&codes)
         .bind(worker_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?;
         // Successful tries refreshed their tasks' data.
         let succeeded: Vec<i64> = rows
@@ -307,7 +307,9 @@ impl Store {
             .filter(|r| r.2 == "success")
             .map(|r| r.0)
             .collect();
-        crate::freshness::refresh_tasks(&mut tx, &succeeded).await?;
+        crate::freshness::refresh_tasks(tx.conn(), &succeeded).await?;
+        // …and started the DAGs their datasets trigger, in this transaction.
+        tx.start_consumers(&succeeded).await?;
         let accepted: Vec<i64> = rows.iter().map(|r| r.0).collect();
         let lost = ids
             .iter()
@@ -317,7 +319,7 @@ impl Store {
         let mut runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
         runs.sort_unstable();
         runs.dedup();
-        let (queued, finished) = advance(&mut tx, &runs, false).await?;
+        let (queued, finished) = advance(tx.conn(), &runs, false).await?;
         tx.commit().await?;
         Ok(CompleteResult {
             accepted,

@@ -1,5 +1,6 @@
 //! A DAG: its schedule, parameters and tasks, resolved and validated.
 
+mod dataset_links;
 mod deadline;
 mod load;
 pub mod map_kinds;
@@ -10,6 +11,9 @@ mod size;
 pub mod slo;
 mod trigger;
 
+pub use dataset_links::{
+    DatasetLink, DatasetUses, LinkCheck, LocatedTrigger, check_links, stages_dataset,
+};
 pub use deadline::Deadline;
 pub use load::{DAG_FILE_EXTENSIONS, check_unique_ids, load_dag};
 pub use params::{Param, ParamType};

@@ -117,6 +117,8 @@ pub(crate) struct DagPage {
     stale_while_paused: bool,
     /// Its events: the latest, how to send one, replay.
     events: super::events::DagEvents,
+    /// The DAGs its datasets start here, and its refused dataset triggers.
+    dataset_links: super::dataset_links::DagDatasetLinks,
 }
 
 /// Episodes of stale data listed on the page.
@@ -243,6 +245,7 @@ async fn render(
     let de = &page.dag_env;
     let dag = state.ops().dags().get(de.version_id).await?;
     let events = super::events::dag_events(state, user, &dag, &env, host, range).await?;
+    let dataset_links = super::dataset_links::for_dag(store, &dag.id, &env.name).await?;
     let runs = &page.runs;
     let mut grid: HashMap<(uuid::Uuid, String), String> = HashMap::new();
     for c in &page.cells {
@@ -397,6 +400,7 @@ async fn render(
         newer: before.is_some(),
         import_error,
         events,
+        dataset_links,
     })
 }
 

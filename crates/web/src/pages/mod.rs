@@ -5,6 +5,7 @@ mod audit;
 mod checks;
 mod dag;
 mod dags;
+mod dataset_links;
 mod environments;
 mod events;
 mod glossary;

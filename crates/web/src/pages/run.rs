@@ -96,6 +96,8 @@ pub(crate) struct RunPage {
     run_events: Vec<super::events::EventLine>,
     /// The DAG's zone, as event times are given.
     zone: String,
+    /// The runs its datasets started: the sentence, and each run.
+    dataset_started: (String, Vec<super::dataset_links::StartedLine>),
 }
 
 fn n(v: Option<i64>) -> String {
@@ -284,7 +286,9 @@ pub(crate) async fn page(
         .map(|s| views::event_words::started_by(now, s, run.triggered_by.as_deref(), tz));
     let story = state.ops().story(&run).await?;
     let plans = super::plan::summaries(&state, &user.actor, &env, &run).await?;
+    let dataset_started = super::dataset_links::started_by_run(store, run.id).await?;
     Ok(RunPage {
+        dataset_started,
         started_by,
         run_events,
         zone: views::local_time::city(tz),

@@ -30,6 +30,8 @@ pub(crate) struct StartedBy {
     pub(crate) count: i64,
     /// The event a replay run's first event replays.
     pub(crate) original: Option<Uuid>,
+    /// The run whose dataset started it, for a run started by a dataset.
+    pub(crate) producer: Option<Uuid>,
 }
 
 /// The sentence for a run started by `events`; `actor` is who triggered it (the replayer).
@@ -57,10 +59,7 @@ pub(crate) fn started_by(
             "Replay of {n} {what} events by {}, together as they first ran, at {first} {place}",
             actor.unwrap_or("someone")
         ),
-        ("dataset", 1) => format!(
-            "Started when {what} produced its dataset ({}), at {first} {place}",
-            e.source
-        ),
+        ("dataset", 1) => dataset_words(e, what, &first, &place),
         (_, 1) => format!(
             "Started by a {what} event from {} at {first} {place}",
             e.source
@@ -75,7 +74,48 @@ pub(crate) fn started_by(
         first: e.id,
         count: n,
         original: e.replay_of,
+        producer: producing_run(e),
     }
+}
+
+/// "Started by lead_scoring.score in run …4f1c2a9b, which staged 1,204 rows, at 14:02:01
+/// New York" (the producing run from the event; its source's words when it has none).
+fn dataset_words(e: &drover_store::EventRow, what: &str, first: &str, place: &str) -> String {
+    let run = e
+        .payload
+        .get("run_id")
+        .and_then(|r| r.as_str())
+        .and_then(|r| Uuid::parse_str(r).ok());
+    let rows = e
+        .payload
+        .get("rows")
+        .and_then(serde_json::Value::as_i64)
+        .map(|n| {
+            format!(
+                ", which staged {} row{}",
+                drover_spec::numbers::thousands(n),
+                if n == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default();
+    match run {
+        Some(run) => format!(
+            "Started by {what} in run {}{rows}, at {first} {place}",
+            short_id(&run)
+        ),
+        None => format!(
+            "Started when {what} produced its dataset ({}), at {first} {place}",
+            e.source
+        ),
+    }
+}
+
+/// The producing run of a run started by a dataset event, to link to.
+pub(crate) fn producing_run(e: &drover_store::EventRow) -> Option<Uuid> {
+    (e.trigger.starts_with("dataset:"))
+        .then(|| e.payload.get("run_id").and_then(|r| r.as_str()))
+        .flatten()
+        .and_then(|r| Uuid::parse_str(r).ok())
 }
 
 #[cfg(test)]
@@ -143,6 +183,26 @@ mod tests {
                 None
             ),
             "Started when lead_scoring.score produced its dataset (run 0193), at 14:02:01 New York"
+        );
+        let mut produced = events(
+            "dataset",
+            "dataset:lead_scoring.score",
+            "run x of lead_scoring",
+            1,
+        );
+        produced.first.payload = serde_json::json!({
+            "dag": "lead_scoring", "task": "score", "rows": 1204,
+            "run_id": "0193ab12-0000-7000-8000-0000a1b2c3d4",
+        });
+        assert_eq!(
+            say(&produced, None),
+            "Started by lead_scoring.score in run …a1b2c3d4, which staged 1,204 rows, at 14:02:01 New York"
+        );
+        assert_eq!(
+            producing_run(&produced.first)
+                .map(|r| r.to_string())
+                .as_deref(),
+            Some("0193ab12-0000-7000-8000-0000a1b2c3d4")
         );
         let s = started_by(now, &events("replay", "form", "r", 1), Some("ada"), ny);
         assert_eq!((s.count, s.original.is_some()), (1, true));
