@@ -6,8 +6,10 @@
 //! repeated idempotency key (header or pointer) answers the same ids; batches gather N
 //! events into one run and a short `max_wait` starts its run on time; a pause or maintenance
 //! answers 503 with `Retry-After` and keep the event (its run starts after), a full queue
-//! refuses with 429 and `Retry-After`; and killing the web process during a flood
-//! loses no event it answered 202.
+//! refuses with 429 and `Retry-After`; 1,000 events fill at most three runs with every
+//! event a row, and a command task gets `{{ event }}` in its environment (as data, never
+//! shell text); and a `kill -9` of web and scheduler during a flood loses no event
+//! answered 202 and runs none twice.
 
 mod support;
 
@@ -629,7 +631,101 @@ fn a_pause_or_maintenance_keeps_the_event_with_503_and_a_full_queue_refuses_with
 }
 
 #[test]
-fn killing_the_web_process_during_a_flood_loses_no_accepted_event() {
+fn a_thousand_events_fill_at_most_three_runs_and_a_command_task_reads_its_event() {
+    let _turn = serial();
+    let db = TestDb::new(&server_url());
+    let ws = workspace(None);
+    let told = ws.path().join("told");
+    ws.dag(
+        "bulk",
+        &format!(
+            r#"id: bulk
+max_active_runs: 4
+triggers:
+  - webhook: {{ name: form, secret: form_hook, batch: {{ max_events: 500, max_wait: 1m }} }}
+tasks:
+  - id: stage
+    retries: 0
+    sql: |
+      create table {{{{ output }}}} as
+      select e.event_id, e.received_at, e.payload, {{{{ event.email }}}}::text as first_email
+      from {{{{ events }}}} e
+  - id: tell
+    retries: 0
+    command: {{ shell: 'printf "%s\n" "$EMAIL" >> "$OUT"', env: {{ EMAIL: "{{{{ event.email }}}}", OUT: "{}" }} }}
+"#,
+            told.display()
+        ),
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let _s = d.scheduler("scheduler");
+    let _w = d.worker("worker", 4, 5.0);
+    runtime().block_on(async {
+        let store = db.store().await;
+        eventually("bulk in dev", LONG, || async {
+            store.dag_env("bulk", "dev").await.ok()
+        })
+        .await;
+        let (_web, base) = web(&d).await;
+        // 1,000 events from 8 concurrent senders; a hostile-looking email stays data.
+        let mut senders = tokio::task::JoinSet::new();
+        for s in 0..8 {
+            let base = base.clone();
+            senders.spawn(async move {
+                let mut got = Vec::new();
+                for n in 0..125 {
+                    let email = format!("{s}-{n}'; drop table event; --@x.io");
+                    let r = send(
+                        &base,
+                        "/hooks/dev/bulk/form",
+                        DEV_SECRET,
+                        None,
+                        &json!({ "email": email, "n": n }),
+                    )
+                    .await;
+                    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+                    got.push((r.id("event_id"), r.id("run_id")));
+                }
+                got
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(got) = senders.join_next().await {
+            answers.extend(got.unwrap_or_else(|e| panic!("{e}")));
+        }
+        assert_eq!(answers.len(), 1000);
+        let mut runs: Vec<Uuid> = answers.iter().map(|(_, r)| *r).collect();
+        runs.sort();
+        runs.dedup();
+        assert!(runs.len() <= 3, "1,000 events made {} runs", runs.len());
+        let mut rows = 0;
+        let mut firsts = Vec::new();
+        for run in &runs {
+            succeeded(&store, *run).await;
+            let staged = staged(&store, *run).await;
+            rows += staged.len();
+            firsts.push(staged[0].2.clone());
+        }
+        assert_eq!(rows, 1000, "every event is a row of its run's `events`");
+        // The command task got its run's first event's email in its environment, as data.
+        let text = std::fs::read_to_string(&told).unwrap_or_else(|e| panic!("{e}"));
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        firsts.sort();
+        assert_eq!(lines, firsts);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("'; drop table event; --@x.io")),
+            "{lines:?}"
+        );
+        assert_eq!(events(&store).await, 1000);
+    });
+}
+
+#[test]
+fn killing_web_and_scheduler_during_a_flood_loses_no_accepted_event() {
     let _turn = serial();
     let db = TestDb::new(&server_url());
     let ws = workspace(None);
@@ -639,7 +735,7 @@ fn killing_the_web_process_during_a_flood_loses_no_accepted_event() {
     );
     let d = Drover { db: &db, ws: &ws };
     d.ok(&["db", "migrate"]);
-    let _s = d.scheduler("scheduler");
+    let mut scheduler = d.scheduler("scheduler");
     let _w = d.worker("worker", 8, 5.0);
     runtime().block_on(async {
         let store = db.store().await;
@@ -675,8 +771,11 @@ fn killing_the_web_process_during_a_flood_loses_no_accepted_event() {
             (accepted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() >= 200).then_some(())
         })
         .await;
+        // Web and scheduler die together, between accepting events and starting their runs.
         web.kill9();
+        scheduler.kill9();
         while senders.join_next().await.is_some() {}
+        let _after = d.scheduler("scheduler-after");
         let accepted = accepted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         assert!(accepted.len() >= 200);
         // Every event answered 202 is recorded with the run it was told, and runs once.
