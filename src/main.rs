@@ -14,18 +14,15 @@ use clap::{CommandFactory, FromArgMatches};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // A task's guard (see `drover_engine::task_guard_main`): nothing else of Drover runs.
-    if std::env::args_os().nth(1).as_deref() == Some(drover_engine::TASK_GUARD_ARG.as_ref()) {
-        let argv: Vec<String> = std::env::args_os()
-            .skip(2)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let code = drover_engine::task_guard_main(&argv);
+    // A worker's task warden (see `drover_engine::task_warden_main`): nothing else of
+    // Drover runs.
+    if std::env::args_os().nth(1).as_deref() == Some(drover_engine::TASK_WARDEN_ARG.as_ref()) {
+        let code = drover_engine::task_warden_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    // Commands that workers start run under this same binary as their guard.
+    // The tasks that workers start are watched by this same binary as their warden.
     if let Ok(me) = std::env::current_exe() {
-        drover_engine::use_task_guard(me);
+        drover_engine::use_task_warden(me);
     }
     // TLS for MAP connections: ring, the one provider built in.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -180,8 +180,8 @@ fn a_task_of_a_killed_worker_is_retried_after_its_lease_and_never_runs_twice_at_
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         w1.kill9();
-        // The task's processes die with their worker, the ones it started too (its guard
-        // stops the whole process group): no orphan keeps running.
+        // The task's processes die with their worker, the ones it started too (the worker's
+        // warden stops the whole process group): no orphan keeps running.
         tokio::time::sleep(Duration::from_millis(500)).await;
         for what in [format!("sleep 3; echo {marker}"), format!("{marker}-inner")] {
             let orphans = std::process::Command::new("pgrep")
@@ -228,6 +228,131 @@ fn a_task_of_a_killed_worker_is_retried_after_its_lease_and_never_runs_twice_at_
             1,
             "{logs}"
         );
+    });
+}
+
+/// Processes running `pattern` in their command line.
+fn running(pattern: &str) -> Vec<String> {
+    std::process::Command::new("pgrep")
+        .arg("-f")
+        .arg(pattern)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pids of the worker's wardens (`drover __task-warden`, children of `worker`).
+fn wardens(worker: i32) -> Vec<String> {
+    std::process::Command::new("pgrep")
+        .args(["-P", &worker.to_string(), "-f", "__task-warden"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_command_is_the_workers_own_child_and_nothing_it_leaves_behind_outlives_its_try() {
+    let _turn = serial();
+    let rt = runtime();
+    let db = TestDb::new(&server_url());
+    let ws = Workspace::new();
+    let marker = format!("drover-test-{}", Uuid::new_v4().simple());
+    let mut tasks = String::new();
+    for i in 0..4 {
+        // Each leaves a process behind in its group, holding its output open.
+        tasks.push_str(&format!(
+            "  - id: leave{i}\n    command: {{ shell: \"echo parent=$PPID; sh -c 'sleep 60; echo {marker}' & echo left\" }}\n"
+        ));
+    }
+    ws.dag("leaves", &format!("id: leaves\ntasks:\n{tasks}"));
+    ws.dag(
+        "long",
+        &format!(
+            "id: long\ntasks:\n  - id: work\n    command: {{ shell: \"echo start; sh -c 'sleep 30; echo {marker}-inner'\" }}\n"
+        ),
+    );
+    let d = Drover { db: &db, ws: &ws };
+    d.ok(&["db", "migrate"]);
+    let _s = d.scheduler("scheduler");
+    let mut w = d.worker("worker-1", 4, 2.0);
+    let worker = w.pid();
+    rt.block_on(async {
+        let store = db.store().await;
+        synced(&store, "leaves").await;
+        synced(&store, "long").await;
+        let run = trigger(&d, "leaves");
+        let finished = wait_finished(&store, run, Duration::from_secs(60)).await;
+        assert_eq!(finished.state, RunState::Success);
+        for i in 0..4 {
+            let logs = d.ok(&["tasks", "logs", &run.to_string(), &format!("leave{i}")]);
+            // Started by the worker itself: no process between them.
+            assert!(logs.contains(&format!("stdout] parent={worker}")), "{logs}");
+            assert!(
+                logs.contains("leaving processes in its group behind: stopping them"),
+                "{logs}"
+            );
+        }
+        // Stopped before the try was recorded as finished.
+        assert_eq!(
+            running(&format!("sleep 60; echo {marker}")),
+            Vec::<String>::new()
+        );
+        // One warden for the worker, however many tasks it ran.
+        let first = wardens(worker);
+        assert_eq!(first.len(), 1, "wardens of the worker: {first:?}");
+
+        // A warden that dies is replaced, and the next one still stops what a killed
+        // worker's task started.
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &first[0]])
+            .status()
+            .map(|s| s.success());
+        assert_eq!(killed.ok(), Some(true));
+        let run = trigger(&d, "long");
+        eventually(
+            "the long task to start its inner process",
+            Duration::from_secs(20),
+            || async {
+                (!running(&format!("sleep 30; echo {marker}-inner")).is_empty()).then_some(())
+            },
+        )
+        .await;
+        let second = wardens(worker);
+        assert_eq!(second.len(), 1, "wardens of the worker: {second:?}");
+        assert_ne!(second, first);
+        w.kill9();
+        eventually(
+            "the killed worker's task processes to stop",
+            Duration::from_secs(10),
+            || async {
+                running(&format!("sleep 30; echo {marker}-inner"))
+                    .is_empty()
+                    .then_some(())
+            },
+        )
+        .await;
+        eventually(
+            "the warden to exit after its worker",
+            Duration::from_secs(10),
+            || async {
+                running("__task-warden")
+                    .iter()
+                    .all(|p| !second.contains(p))
+                    .then_some(())
+            },
+        )
+        .await;
+        assert_eq!(run_state(&store, run).await, RunState::Running);
     });
 }
 

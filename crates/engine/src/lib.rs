@@ -27,8 +27,8 @@ pub use folder_source::{FolderSource, SyncReport, git_blob_id, record_environmen
 pub use git_source::{DagSource, Deploy, GitSource, Plan};
 pub use notify::Notifier;
 pub use plan::{PlannedRun, plan_runs};
-pub use runner::process_guard::{TASK_GUARD_ARG, task_guard_main, use_task_guard};
 pub use runner::task_user::{TaskUser, TaskUserError};
+pub use runner::warden::{TASK_WARDEN_ARG, task_warden_main, use_task_warden};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use task_specs::task_instance_specs;
 pub use worker::{Worker, WorkerConfig};

@@ -4,10 +4,13 @@
 //! the scheduler.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drover_store::{CHANNEL_QUEUE, ClaimedTask, Completion, Listener, LogLine, Outcome, Store};
+use drover_store::{
+    CHANNEL_QUEUE, ClaimRequest, ClaimedTask, Completion, Listener, LogLine, Outcome, Store,
+};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::EngineError;
@@ -128,14 +131,21 @@ impl Worker {
         let running: RunningSet = Arc::new(Mutex::new(HashMap::new()));
         let wake = Arc::new(Notify::new());
         let (log_tx, log_rx) = mpsc::unbounded_channel::<LogMsg>();
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
-        // Completions go through the log writer, behind their tries' lines.
-        let log_writer = tokio::spawn(write_logs(self.store.clone(), log_rx, done_tx));
-        let completer = tokio::spawn(complete(
+        let slots = Arc::new(Slots {
+            running: running.clone(),
+            reserved: AtomicUsize::new(0),
+            concurrency: cfg.concurrency,
+            stopping: AtomicBool::new(false),
+        });
+        let (claimed_tx, mut claimed_rx) = mpsc::unbounded_channel::<Claimed>();
+        // Log lines and completions, in the order tries send them; each completion claims
+        // what its tries free.
+        let recorder = tokio::spawn(record(
             self.store.clone(),
-            cfg.id.clone(),
-            done_rx,
-            running.clone(),
+            cfg.clone(),
+            log_rx,
+            slots.clone(),
+            claimed_tx,
             wake.clone(),
         ));
         let (hb_stop_tx, hb_stop_rx) = watch::channel(false);
@@ -165,8 +175,22 @@ impl Worker {
         let mut listener = Listener::new(self.store.pool().clone(), &[CHANNEL_QUEUE]);
         tokio::pin!(shutdown);
         let mut tasks = tokio::task::JoinSet::new();
+        let start = |tasks: &mut tokio::task::JoinSet<()>, (task, cancel): Claimed| {
+            let exec = Execution {
+                store: self.store.clone(),
+                cache: self.cache.clone(),
+                runners: self.runners.clone(),
+                env_vars: env_vars.clone(),
+                log_tx: log_tx.clone(),
+                running: running.clone(),
+            };
+            tasks.spawn(exec.run(task, cancel));
+        };
         loop {
-            let free = cfg.concurrency.saturating_sub(lock(&running).len());
+            while let Ok(claimed) = claimed_rx.try_recv() {
+                start(&mut tasks, claimed);
+            }
+            let free = slots.reserve(0);
             let mut claimed_all = false;
             if free > 0 {
                 // The claim may wait for its turn (a bounded wait); a stop asked for meanwhile
@@ -185,27 +209,12 @@ impl Worker {
                 match claimed {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
-                        for task in claimed {
-                            let (cancel_tx, cancel_rx) = watch::channel(false);
-                            lock(&running).insert(
-                                task.ti_id,
-                                Running {
-                                    try_number: task.try_number,
-                                    cancel: cancel_tx,
-                                },
-                            );
-                            let exec = Execution {
-                                store: self.store.clone(),
-                                cache: self.cache.clone(),
-                                runners: self.runners.clone(),
-                                env_vars: env_vars.clone(),
-                                log_tx: log_tx.clone(),
-                                running: running.clone(),
-                            };
-                            tasks.spawn(exec.run(task, cancel_rx));
+                        for claimed in slots.take(claimed, &[], free) {
+                            start(&mut tasks, claimed);
                         }
                     }
                     Err(e) => {
+                        slots.release(free);
                         tracing::warn!(error = %e, "claim failed; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
@@ -219,8 +228,10 @@ impl Worker {
                 () = &mut shutdown => break,
                 _ = listener.wait(cfg.poll) => {}
                 () = wake.notified() => {}
+                Some(claimed) = claimed_rx.recv() => start(&mut tasks, claimed),
             }
         }
+        slots.stopping.store(true, Ordering::SeqCst);
 
         // Stopping: no more claims. A revert job in progress is left to its lease (another
         // worker resumes it where it stopped).
@@ -232,6 +243,10 @@ impl Worker {
         tracing::info!(worker = %cfg.id, running = lock(&running).len(), "stopping: waiting for running tasks");
         let deadline = Instant::now() + cfg.grace;
         while !lock(&running).is_empty() && Instant::now() < deadline {
+            // Claimed by a completion as the stop came: they run within the grace too.
+            while let Ok(claimed) = claimed_rx.try_recv() {
+                start(&mut tasks, claimed);
+            }
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -247,12 +262,11 @@ impl Worker {
         // Tasks stopped by cancellation report "cancelled"; drop those reports and give the
         // task instances back instead, so they don't count as failures.
         while tasks.join_next().await.is_some() {}
-        // The writer ends once every line and completion is through; then the completer.
+        // The recorder ends once every line and completion is through.
         drop(log_tx);
-        let _ = log_writer.await;
+        let _ = recorder.await;
         let _ = hb_stop_tx.send(true);
         let _ = heartbeat.await;
-        let _ = completer.await;
         if !left.is_empty() {
             retry_transient(|| self.store.give_back(&cfg.id, &left)).await?;
         }
@@ -337,29 +351,10 @@ impl Execution {
         };
         let (vars, environment) = self.env_vars.get(&claimed.environment).await;
         let mut context = render_context(&dag, claimed, &vars);
-        if let Err(e) = crate::data::events_dataset::add_events(
-            &self.env_vars.store,
-            claimed.run_id,
-            &claimed.environment,
-            &mut context,
-        )
-        .await
+        if claimed.has_events
+            && let Err(failed) = self.add_events(claimed, &mut context).await
         {
-            return Outcome::Failed {
-                error: format!("reading the run's events: {e}"),
-                exit_code: None,
-                retryable: true,
-            };
-        }
-        match crate::dataset_trigger::trigger_value(&self.store, claimed).await {
-            Ok(trigger) => context.trigger = trigger,
-            Err(e) => {
-                return Outcome::Failed {
-                    error: format!("could not read what started this run: {e}"),
-                    exit_code: None,
-                    retryable: true,
-                };
-            }
+            return failed;
         }
         let timeout = Duration::from_secs(u64::try_from(claimed.timeout_secs).unwrap_or(0).max(1));
         runner
@@ -374,6 +369,39 @@ impl Execution {
                 limits: dag.limits,
             })
             .await
+    }
+
+    /// `{{ event }}`, `{{ events }}` and `{{ trigger }}` of a run that events started.
+    async fn add_events(
+        &self,
+        claimed: &ClaimedTask,
+        context: &mut drover_spec::template::RenderContext,
+    ) -> Result<(), Outcome> {
+        if let Err(e) = crate::data::events_dataset::add_events(
+            &self.env_vars.store,
+            claimed.run_id,
+            &claimed.environment,
+            context,
+        )
+        .await
+        {
+            return Err(Outcome::Failed {
+                error: format!("reading the run's events: {e}"),
+                exit_code: None,
+                retryable: true,
+            });
+        }
+        match crate::dataset_trigger::trigger_value(&self.store, claimed).await {
+            Ok(trigger) => context.trigger = trigger,
+            Err(e) => {
+                return Err(Outcome::Failed {
+                    error: format!("could not read what started this run: {e}"),
+                    exit_code: None,
+                    retryable: true,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -415,59 +443,6 @@ impl EnvVars {
             c.0 = Instant::now();
         }
         c.1.get(env).cloned().unwrap_or_default()
-    }
-}
-
-/// Write completions in batches: everything that finished since the last write goes in one
-/// transaction. A transient database error keeps the batch and retries.
-async fn complete(
-    store: Store,
-    worker_id: String,
-    mut rx: mpsc::UnboundedReceiver<Completion>,
-    running: RunningSet,
-    wake: Arc<Notify>,
-) {
-    let mut batch: Vec<Completion> = Vec::new();
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if batch.is_empty() {
-            match rx.recv().await {
-                Some(c) => batch.push(c),
-                None => return,
-            }
-        }
-        while batch.len() < 500 {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        match store.complete(&worker_id, &batch).await {
-            Ok(result) => {
-                if !result.lost.is_empty() {
-                    tracing::warn!(tasks = ?result.lost, "finished tries whose lease was lost were not recorded");
-                }
-                {
-                    let mut set = lock(&running);
-                    for c in &batch {
-                        if set
-                            .get(&c.ti_id)
-                            .is_some_and(|r| r.try_number == c.try_number)
-                        {
-                            set.remove(&c.ti_id);
-                        }
-                    }
-                }
-                batch.clear();
-                backoff = Duration::from_millis(50);
-                wake.notify_one();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, pending = batch.len(), "cannot record completions; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }
 
@@ -520,47 +495,218 @@ async fn heartbeat(
     }
 }
 
-/// Write log lines in batches (every 100 ms or 1,000 lines), and pass each completion on to
-/// the completer once the lines sent before it are written.
-async fn write_logs(
+/// How long log lines of a running try are held to be written together.
+const LOG_LINGER: Duration = Duration::from_millis(100);
+
+/// Finished tries and the log lines written with them.
+#[derive(Debug, Default)]
+struct Finished {
+    lines: Vec<LogLine>,
+    completions: Vec<Completion>,
+}
+
+/// Write what tries send, in order, one write at a time: log lines in batches (100 ms after
+/// the first line held, or 1,000 lines), and completions with every line held before them, in
+/// the completion's transaction, so a try's log is whole the moment it is recorded as
+/// finished, at the cost of a single commit. What arrives while a write is under way goes
+/// in the next one.
+async fn record(
     store: Store,
+    cfg: WorkerConfig,
     mut rx: mpsc::UnboundedReceiver<LogMsg>,
-    done_tx: mpsc::UnboundedSender<Completion>,
+    slots: Arc<Slots>,
+    claimed_tx: mpsc::UnboundedSender<Claimed>,
+    wake: Arc<Notify>,
 ) {
-    let mut batch = Vec::new();
-    let mut then = Vec::new();
+    let mut held: Vec<LogLine> = Vec::new();
+    let mut since: Option<tokio::time::Instant> = None;
     loop {
-        let first = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await;
-        match first {
-            Ok(Some(msg)) => sort(msg, &mut batch, &mut then),
-            Ok(None) if batch.is_empty() && then.is_empty() => return,
-            Ok(None) | Err(_) => {}
-        }
-        while batch.len() < 1000 {
-            match rx.try_recv() {
-                Ok(msg) => sort(msg, &mut batch, &mut then),
-                Err(_) => break,
+        let msg = match since {
+            None => rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at + LOG_LINGER, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => {
+                    append(&store, &held).await;
+                    held.clear();
+                    since = None;
+                    continue;
+                }
+            },
+        };
+        match msg {
+            Some(LogMsg::Line(line)) => {
+                since.get_or_insert_with(tokio::time::Instant::now);
+                held.push(line);
+                if held.len() >= 1000 {
+                    append(&store, &held).await;
+                    held.clear();
+                    since = None;
+                }
             }
-        }
-        if !batch.is_empty() {
-            append(&store, &batch).await;
-            batch.clear();
-        }
-        for c in then.drain(..) {
-            let _ = done_tx.send(c);
+            Some(LogMsg::Then(first)) => {
+                let mut finished = Finished {
+                    lines: std::mem::take(&mut held),
+                    completions: vec![first],
+                };
+                since = None;
+                // Whatever else is ready goes along.
+                while finished.lines.len() < 1000 && finished.completions.len() < 500 {
+                    match rx.try_recv() {
+                        Ok(LogMsg::Line(line)) => finished.lines.push(line),
+                        Ok(LogMsg::Then(c)) => finished.completions.push(c),
+                        Err(_) => break,
+                    }
+                }
+                let all_claimed = complete(&store, &cfg, finished, &slots, &claimed_tx).await;
+                // The worker's loop claims what this did not (or, stopping, counts down).
+                if !all_claimed || slots.stopping.load(Ordering::SeqCst) {
+                    wake.notify_one();
+                }
+            }
+            None => {
+                append(&store, &held).await;
+                return;
+            }
         }
     }
 }
 
-fn sort(msg: LogMsg, lines: &mut Vec<LogLine>, then: &mut Vec<Completion>) {
-    match msg {
-        LogMsg::Line(l) => lines.push(l),
-        LogMsg::Then(c) => then.push(c),
+/// Record `finished` in one transaction, claiming in it as many task instances as it frees
+/// slots (none once the worker is stopping); the claimed ones go to the worker's loop to
+/// start. A transient database error keeps the batch and retries. Lines the database refuses
+/// for good (their task instance deleted) are written apart, as a batch of lines alone
+/// would be, so that they cannot hold completions back. Returns whether every freed slot
+/// was filled.
+async fn complete(
+    store: &Store,
+    cfg: &WorkerConfig,
+    mut finished: Finished,
+    slots: &Slots,
+    claimed_tx: &mpsc::UnboundedSender<Claimed>,
+) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let free = if slots.stopping.load(Ordering::SeqCst) {
+            0
+        } else {
+            slots.reserve(slots.finishing(&finished.completions))
+        };
+        let request = (free > 0).then_some(ClaimRequest {
+            limit: free as i64,
+            lease_secs: cfg.lease.as_secs_f64(),
+            environments: cfg.environments.as_deref(),
+            runs: cfg.runs.as_deref(),
+        });
+        match store
+            .complete_and_claim(&cfg.id, &finished.lines, &finished.completions, request)
+            .await
+        {
+            Ok((result, claimed)) => {
+                if !result.lost.is_empty() {
+                    tracing::warn!(tasks = ?result.lost, "finished tries whose lease was lost were not recorded");
+                }
+                let all = claimed.len() == free;
+                for claimed in slots.take(claimed, &finished.completions, free) {
+                    // The loop is gone only once the worker stopped and every task ended.
+                    let _ = claimed_tx.send(claimed);
+                }
+                return all;
+            }
+            Err(e) => {
+                slots.release(free);
+                tracing::warn!(error = %e, pending = finished.completions.len(), "cannot record completions; retrying");
+                if !e.is_transient() && !finished.lines.is_empty() {
+                    append(store, &finished.lines).await;
+                    finished.lines.clear();
+                    continue;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A claimed task instance and the receiver of its cancellation.
+type Claimed = (ClaimedTask, watch::Receiver<bool>);
+
+/// The worker's slots: the tries running and the slots reserved by a claim under way (the
+/// loop's, or a completion's), so that two claims at once never take more than is free.
+struct Slots {
+    running: RunningSet,
+    reserved: AtomicUsize,
+    concurrency: usize,
+    stopping: AtomicBool,
+}
+
+impl Slots {
+    /// Reserve every free slot, counting `finishing` running tries as free; returns how
+    /// many were reserved.
+    fn reserve(&self, finishing: usize) -> usize {
+        let set = lock(&self.running);
+        let busy = set.len().saturating_sub(finishing) + self.reserved.load(Ordering::SeqCst);
+        let free = self.concurrency.saturating_sub(busy);
+        self.reserved.fetch_add(free, Ordering::SeqCst);
+        free
+    }
+
+    fn release(&self, reserved: usize) {
+        self.reserved.fetch_sub(reserved, Ordering::SeqCst);
+    }
+
+    /// How many of `completions` are tries this worker still counts as running.
+    fn finishing(&self, completions: &[Completion]) -> usize {
+        let set = lock(&self.running);
+        completions
+            .iter()
+            .filter(|c| {
+                set.get(&c.ti_id)
+                    .is_some_and(|r| r.try_number == c.try_number)
+            })
+            .count()
+    }
+
+    /// After a claim that reserved `reserved` slots: the `completions` recorded with it leave
+    /// the running set, the `claimed` tries enter it, and the reservation ends, at once.
+    fn take(
+        &self,
+        claimed: Vec<ClaimedTask>,
+        completions: &[Completion],
+        reserved: usize,
+    ) -> Vec<Claimed> {
+        let mut set = lock(&self.running);
+        for c in completions {
+            if set
+                .get(&c.ti_id)
+                .is_some_and(|r| r.try_number == c.try_number)
+            {
+                set.remove(&c.ti_id);
+            }
+        }
+        let started = claimed
+            .into_iter()
+            .map(|task| {
+                let (cancel_tx, cancel_rx) = watch::channel(false);
+                set.insert(
+                    task.ti_id,
+                    Running {
+                        try_number: task.try_number,
+                        cancel: cancel_tx,
+                    },
+                );
+                (task, cancel_rx)
+            })
+            .collect();
+        self.reserved.fetch_sub(reserved, Ordering::SeqCst);
+        started
     }
 }
 
 /// Append a batch of lines, retrying while the database is unavailable.
 async fn append(store: &Store, batch: &[LogLine]) {
+    if batch.is_empty() {
+        return;
+    }
     let mut attempts = 0;
     loop {
         match store.append_logs(batch).await {

@@ -68,8 +68,8 @@ pub use staging::{
 };
 pub use states::{EventKind, RunState, RunType, TaskState};
 pub use tasks::{
-    ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow, TaskStateText,
-    TaskTryRow,
+    ClaimRequest, ClaimedTask, CompleteResult, Completion, LOST_LIMIT, Outcome, TaskInstanceRow,
+    TaskStateText, TaskTryRow,
 };
 pub use tx::Tx;
 pub use usage::UsageRow;

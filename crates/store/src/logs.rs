@@ -44,25 +44,8 @@ pub struct StoredLogLine {
 
 impl Store {
     pub async fn append_logs(&self, lines: &[LogLine]) -> Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "insert into task_log (task_instance_id, try_number, stream, line) \
-             select * from unnest($1::bigint[], $2::int[], $3::text[], $4::text[])",
-        )
-        .bind(lines.iter().map(|l| l.ti_id).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.try_number).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.stream.as_str()).collect::<Vec<_>>())
-        .bind(
-            lines
-                .iter()
-                .map(|l| l.line.replace('\0', ""))
-                .collect::<Vec<_>>(),
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_lines(&mut conn, lines).await
     }
 
     /// Lines of a task instance after line id `after` (0 for all), for one try or all.
@@ -83,4 +66,27 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// Append `lines` on `conn` (in its transaction, if it is in one).
+pub(crate) async fn insert_lines(conn: &mut sqlx::PgConnection, lines: &[LogLine]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into task_log (task_instance_id, try_number, stream, line) \
+         select * from unnest($1::bigint[], $2::int[], $3::text[], $4::text[])",
+    )
+    .bind(lines.iter().map(|l| l.ti_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.try_number).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.stream.as_str()).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|l| l.line.replace('\0', ""))
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -33,6 +33,9 @@ pub struct ClaimedTask {
     pub interval_start: DateTime<Utc>,
     pub interval_end: DateTime<Utc>,
     pub params: serde_json::Value,
+    /// Whether events (a webhook's, a dataset's, a replay's) started the run: only then
+    /// does a try read them for `{{ event }}`, `{{ events }}` and `{{ trigger }}`.
+    pub has_events: bool,
 }
 
 /// How a try ended.
@@ -141,68 +144,17 @@ impl Store {
         environments: Option<&[String]>,
         runs: Option<&[Uuid]>,
     ) -> Result<Vec<ClaimedTask>> {
-        // Claims take turns (an exclusive lock on `claim_turn`, which only Drover's role may
-        // lock: a table lock lives in the lock manager and writes nothing, where a row lock
-        // would dirty the row), so each sees the others' claims and no environment ever runs
-        // more than its `concurrency` task instances at once. The wait for the turn is
-        // bounded: a claim that does not get it in time claims nothing this round. The start
-        // is stamped with the clock, not the transaction's start (`now()`), which may precede
-        // the wait for the turn and so the completion of the upstream task.
         let mut tx = self.pool.begin().await?;
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "set local lock_timeout = '{CLAIM_TURN_WAIT}'; lock table claim_turn in exclusive mode"
-        )))
-        .execute(&mut *tx)
-        .await
-        {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
-                tracing::warn!(
-                    waited = CLAIM_TURN_WAIT,
-                    "no turn to claim: another claim holds it; trying again"
-                );
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let claimed = sqlx::query_as(
-            // The locking pick must run exactly once: as `t.id in (subquery)` the planner may
-            // put it on the inner side of a nested loop and rescan it for every queued row, and
-            // each rescan skips the rows already taken and locks `limit` more: a worker then
-            // claimed hundreds of tasks for 32 free slots, in seconds. A materialized CTE read
-            // through `array(…)` (an init plan) is evaluated once, whatever the plan.
-            sqlx::AssertSqlSafe(format!(
-            "with busy as ( \
-               select environment, count(*) as n from task_instance where state = 'running' group by environment), \
-             room as ( \
-               select e.name, greatest(0, coalesce((e.spec->>'concurrency')::int, 8) - coalesce(b.n, 0))::int8 as free \
-               from environment e left join busy b on b.environment = e.name \
-               where not {in_maintenance} and ($4::text[] is null or e.name = any($4))), \
-             picked as materialized ( \
-               select q.id from room cross join lateral ( \
-                 select t.id, t.priority from task_instance t \
-                 where t.state = 'queued' and t.environment = room.name \
-                   and ($5::uuid[] is null or t.run_id = any($5)) \
-                 order by t.priority desc, t.id limit least(room.free, $3) for update skip locked) q \
-               order by q.priority desc, q.id limit $3), \
-             claimed as ( \
-               update task_instance t set state = 'running', worker_id = $1, \
-                      lease_until = clock_timestamp() + make_interval(secs => $2), try_number = t.try_number + 1, \
-                      started_at = clock_timestamp(), finished_at = null \
-               where t.id = any(array(select id from picked)) and t.state = 'queued' \
-               returning t.id, t.run_id, t.task_id, t.try_number, t.timeout_secs) \
-             select c.id as ti_id, c.run_id, c.task_id, c.try_number, c.timeout_secs, r.dag_id, \
-                    r.environment, r.version_id, r.logical_date, r.interval_start, r.interval_end, r.params \
-             from claimed c join dag_run r on r.id = c.run_id order by c.id",
-                in_maintenance = crate::maintenance::IN_MAINTENANCE
-            )),
+        let claimed = claim_on(
+            &mut tx,
+            worker_id,
+            &ClaimRequest {
+                limit,
+                lease_secs,
+                environments,
+                runs,
+            },
         )
-        .bind(worker_id)
-        .bind(lease_secs)
-        .bind(limit)
-        .bind(environments)
-        .bind(runs)
-        .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(claimed)
@@ -232,11 +184,39 @@ impl Store {
     /// tasks that became ready are queued and finished runs are closed. Tries whose lease was
     /// lost are ignored and returned in `lost`.
     pub async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<CompleteResult> {
+        self.complete_with_logs(worker_id, &[], done).await
+    }
+
+    /// [`Store::complete`], with log `lines` appended in the same transaction: a try's last
+    /// lines and its completion cost one commit, and a finished try's log is whole.
+    pub async fn complete_with_logs(
+        &self,
+        worker_id: &str,
+        lines: &[crate::LogLine],
+        done: &[Completion],
+    ) -> Result<CompleteResult> {
+        Ok(self
+            .complete_and_claim(worker_id, lines, done, None)
+            .await?
+            .0)
+    }
+
+    /// [`Store::complete_with_logs`], then, in the same transaction, a claim for the slots
+    /// the finished tries free (`claim`), so that a worker's next task costs no round trip of
+    /// its own: a chain's next task is claimed by the commit that queued it.
+    pub async fn complete_and_claim(
+        &self,
+        worker_id: &str,
+        lines: &[crate::LogLine],
+        done: &[Completion],
+        claim: Option<ClaimRequest<'_>>,
+    ) -> Result<(CompleteResult, Vec<ClaimedTask>)> {
         let done: Vec<&Completion> = done
             .iter()
             .filter(|c| c.outcome != Outcome::Recorded)
             .collect();
         let mut tx = self.begin().await?;
+        crate::logs::insert_lines(tx.conn(), lines).await?;
         let ids: Vec<i64> = done.iter().map(|c| c.ti_id).collect();
         let tries: Vec<i32> = done.iter().map(|c| c.try_number).collect();
         let ok: Vec<bool> = done.iter().map(|c| c.outcome == Outcome::Success).collect();
@@ -320,13 +300,20 @@ impl Store {
         runs.sort_unstable();
         runs.dedup();
         let (queued, finished) = advance(tx.conn(), &runs, false).await?;
+        let claimed = match claim {
+            Some(request) if request.limit > 0 => claim_on(tx.conn(), worker_id, &request).await?,
+            _ => Vec::new(),
+        };
         tx.commit().await?;
-        Ok(CompleteResult {
-            accepted,
-            lost,
-            queued,
-            finished,
-        })
+        Ok((
+            CompleteResult {
+                accepted,
+                lost,
+                queued,
+                finished,
+            },
+            claimed,
+        ))
     }
 
     /// Decide pending task instances of `runs` by their trigger rules and close finished runs
@@ -504,6 +491,94 @@ pub struct CompleteResult {
     /// Downstream task instances queued.
     pub queued: usize,
     pub finished: Vec<(Uuid, RunState)>,
+}
+
+/// What a worker asks to claim: up to `limit` task instances under a lease of `lease_secs`,
+/// of `environments` and `runs` only when given.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub limit: i64,
+    pub lease_secs: f64,
+    pub environments: Option<&'a [String]>,
+    pub runs: Option<&'a [Uuid]>,
+}
+
+/// Claim on `conn`, in its transaction: [`Store::claim_of`]. A claim that does not get its
+/// turn in time claims nothing and leaves the transaction usable.
+async fn claim_on(
+    conn: &mut PgConnection,
+    worker_id: &str,
+    request: &ClaimRequest<'_>,
+) -> Result<Vec<ClaimedTask>> {
+    // Claims take turns (an exclusive lock on `claim_turn`, which only Drover's role may
+    // lock: a table lock lives in the lock manager and writes nothing, where a row lock
+    // would dirty the row), so each sees the others' claims and no environment ever runs
+    // more than its `concurrency` task instances at once. The wait for the turn is
+    // bounded: a claim that does not get it in time claims nothing this round. The start
+    // is stamped with the clock, not the transaction's start (`now()`), which may precede
+    // the wait for the turn and so the completion of the upstream task.
+    match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "savepoint claim_turn; set local lock_timeout = '{CLAIM_TURN_WAIT}'; \
+             lock table claim_turn in exclusive mode"
+    )))
+    .execute(&mut *conn)
+    .await
+    {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+            // The transaction goes on without the claim (a completion it holds commits).
+            sqlx::query("rollback to savepoint claim_turn")
+                .execute(&mut *conn)
+                .await?;
+            tracing::warn!(
+                waited = CLAIM_TURN_WAIT,
+                "no turn to claim: another claim holds it; trying again"
+            );
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let claimed = sqlx::query_as(
+            // The locking pick must run exactly once: as `t.id in (subquery)` the planner may
+            // put it on the inner side of a nested loop and rescan it for every queued row, and
+            // each rescan skips the rows already taken and locks `limit` more: a worker then
+            // claimed hundreds of tasks for 32 free slots, in seconds. A materialized CTE read
+            // through `array(…)` (an init plan) is evaluated once, whatever the plan.
+            sqlx::AssertSqlSafe(format!(
+            "with busy as ( \
+               select environment, count(*) as n from task_instance where state = 'running' group by environment), \
+             room as ( \
+               select e.name, greatest(0, coalesce((e.spec->>'concurrency')::int, 8) - coalesce(b.n, 0))::int8 as free \
+               from environment e left join busy b on b.environment = e.name \
+               where not {in_maintenance} and ($4::text[] is null or e.name = any($4))), \
+             picked as materialized ( \
+               select q.id from room cross join lateral ( \
+                 select t.id, t.priority from task_instance t \
+                 where t.state = 'queued' and t.environment = room.name \
+                   and ($5::uuid[] is null or t.run_id = any($5)) \
+                 order by t.priority desc, t.id limit least(room.free, $3) for update skip locked) q \
+               order by q.priority desc, q.id limit $3), \
+             claimed as ( \
+               update task_instance t set state = 'running', worker_id = $1, \
+                      lease_until = clock_timestamp() + make_interval(secs => $2), try_number = t.try_number + 1, \
+                      started_at = clock_timestamp(), finished_at = null \
+               where t.id = any(array(select id from picked)) and t.state = 'queued' \
+               returning t.id, t.run_id, t.task_id, t.try_number, t.timeout_secs) \
+             select c.id as ti_id, c.run_id, c.task_id, c.try_number, c.timeout_secs, r.dag_id, \
+                    r.environment, r.version_id, r.logical_date, r.interval_start, r.interval_end, r.params, \
+                    exists (select 1 from event e where e.run_id = c.run_id) as has_events \
+             from claimed c join dag_run r on r.id = c.run_id order by c.id",
+                in_maintenance = crate::maintenance::IN_MAINTENANCE
+            )),
+        )
+        .bind(worker_id)
+        .bind(request.lease_secs)
+        .bind(request.limit)
+        .bind(request.environments)
+        .bind(request.runs)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(claimed)
 }
 
 #[derive(FromRow)]

@@ -26,7 +26,8 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::task_user::TaskUser;
-use super::{Job, LogSink, RunFuture, Runner, cancelled, process_guard};
+use super::warden::{self, WatchedGroup};
+use super::{Job, LogSink, RunFuture, Runner, cancelled};
 use crate::secrets::SecretSource;
 
 /// How long a stopped process group gets between SIGTERM and SIGKILL.
@@ -177,7 +178,7 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
         }
     };
     let redactor = Arc::new(Redactor::new(given.iter().map(|(_, s)| s.expose())));
-    let mut cmd = process_guard::command(program, args);
+    let mut cmd = warden::command(program, args);
     cmd.env_clear();
     for var in INHERITED_VARIABLES {
         if let Some(value) = std::env::var_os(var) {
@@ -218,7 +219,7 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
             }
         },
     };
-    let report = match process_guard::die_with_worker(&mut cmd, user) {
+    let report = match warden::die_with_worker(&mut cmd, user) {
         Ok(report) => report,
         Err(e) => return failed(format!("cannot prepare `{program}`: {e}"), true),
     };
@@ -237,6 +238,7 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
         .id()
         .and_then(|p| i32::try_from(p).ok())
         .map(Pid::from_raw);
+    let mut group = WatchedGroup::new(pid);
     job.log.system(format!(
         "started `{}` (pid {}){}",
         argv.join(" "),
@@ -284,6 +286,12 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
             failed(why, true)
         }
     };
+    if group.has_members() {
+        job.log
+            .system("the program exited, leaving processes in its group behind: stopping them");
+        stop_leftovers(&group, pid).await;
+    }
+    group.ended();
     for pump in [out, err].into_iter().flatten() {
         let _ = pump.await;
     }
@@ -309,6 +317,18 @@ async fn pump(
             log.line(kind, redactor.redact(&line));
         }
     }
+}
+
+/// SIGTERM what is left of an exited program's group, then SIGKILL it after the grace
+/// period: nothing of a try outlives it.
+async fn stop_leftovers(group: &WatchedGroup, pid: Option<Pid>) {
+    let Some(pid) = pid else { return };
+    let _ = killpg(pid, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + KILL_GRACE;
+    while group.has_members() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = killpg(pid, Signal::SIGKILL);
 }
 
 /// SIGTERM the group, then SIGKILL it if the child has not exited within the grace period.

@@ -2,8 +2,8 @@
 //! kinds plug in here.
 
 mod command;
-pub mod process_guard;
 pub mod task_user;
+pub mod warden;
 
 use std::future::Future;
 use std::pin::Pin;
