@@ -49,8 +49,13 @@ update task_instance t set up_total = c.total, up_success = c.success, up_failed
 from counts c
 where t.id = c.id;
 
--- Apply the outcome changes of one statement's rows (`old_rows` → `new_rows`; no old rows for
--- an insert) to their downstream tasks' counters.
+-- Apply the outcome changes of one statement's rows to their downstream tasks' counters: each
+-- row counts +1 into the outcome of its new state and -1 out of the outcome of its old one
+-- (an insert has no old rows), summed per downstream task; a row whose outcome did not change
+-- cancels out. The transition tables are not joined (a join of two tuplestores is planned
+-- without statistics, as a nested loop: 10,000 queued rows made it 10^8 comparisons), and a
+-- statement that moves no row into or out of an outcome (a claim, a lease renewal, queuing)
+-- is done after one scan of each.
 create function drover_count_upstream() returns trigger language plpgsql as $$
 begin
     -- The counters' own update below fires this trigger again: it changes no state, so
@@ -58,25 +63,33 @@ begin
     if current_setting('drover.counting_upstream', true) = 'on' then
         return null;
     end if;
-    perform set_config('drover.counting_upstream', 'on', true);
     if tg_op = 'UPDATE' then
-        with changed as (
-            select n.run_id, n.downstream,
-                   (n.state = 'success')::int - (o.state = 'success')::int as ds,
-                   (n.state in ('failed', 'upstream_failed'))::int
-                     - (o.state in ('failed', 'upstream_failed'))::int as df,
-                   (n.state = 'skipped')::int - (o.state = 'skipped')::int as dk
-            from new_rows n join old_rows o on o.id = n.id
-            where n.state <> o.state and cardinality(n.downstream) > 0),
+        if not exists (select 1 from new_rows
+                       where state in ('success', 'failed', 'upstream_failed', 'skipped')
+                         and cardinality(downstream) > 0)
+           and not exists (select 1 from old_rows
+                           where state in ('success', 'failed', 'upstream_failed', 'skipped')
+                             and cardinality(downstream) > 0) then
+            return null;
+        end if;
+        perform set_config('drover.counting_upstream', 'on', true);
+        with moved as (
+            select run_id, downstream, state, 1 as sign from new_rows
+            where state in ('success', 'failed', 'upstream_failed', 'skipped') and cardinality(downstream) > 0
+            union all
+            select run_id, downstream, state, -1 from old_rows
+            where state in ('success', 'failed', 'upstream_failed', 'skipped') and cardinality(downstream) > 0),
         delta as (
-            select c.run_id, x.task_id, sum(c.ds)::int as ds, sum(c.df)::int as df, sum(c.dk)::int as dk
-            from changed c cross join lateral unnest(c.downstream) x(task_id)
-            where c.ds <> 0 or c.df <> 0 or c.dk <> 0
-            group by c.run_id, x.task_id
-            having sum(c.ds) <> 0 or sum(c.df) <> 0 or sum(c.dk) <> 0),
+            select m.run_id, x.task_id,
+                   sum(m.sign) filter (where m.state = 'success')::int as ds,
+                   sum(m.sign) filter (where m.state in ('failed', 'upstream_failed'))::int as df,
+                   sum(m.sign) filter (where m.state = 'skipped')::int as dk
+            from moved m cross join lateral unnest(m.downstream) x(task_id)
+            group by m.run_id, x.task_id),
         target as materialized (
-            select t.id, d.ds, d.df, d.dk
+            select t.id, coalesce(d.ds, 0) as ds, coalesce(d.df, 0) as df, coalesce(d.dk, 0) as dk
             from delta d join task_instance t on t.run_id = d.run_id and t.task_id = d.task_id
+            where coalesce(d.ds, 0) <> 0 or coalesce(d.df, 0) <> 0 or coalesce(d.dk, 0) <> 0
             order by t.id
             for update of t)
         update task_instance t set up_success = t.up_success + g.ds, up_failed = t.up_failed + g.df,
@@ -84,18 +97,20 @@ begin
         from target g
         where t.id = g.id;
     else
-        with changed as (
-            select n.run_id, n.downstream,
-                   (n.state = 'success')::int as ds,
-                   (n.state in ('failed', 'upstream_failed'))::int as df,
-                   (n.state = 'skipped')::int as dk
-            from new_rows n
+        if not exists (select 1 from new_rows
+                       where state in ('success', 'failed', 'upstream_failed', 'skipped')
+                         and cardinality(downstream) > 0) then
+            return null;
+        end if;
+        perform set_config('drover.counting_upstream', 'on', true);
+        with delta as (
+            select n.run_id, x.task_id,
+                   count(*) filter (where n.state = 'success')::int as ds,
+                   count(*) filter (where n.state in ('failed', 'upstream_failed'))::int as df,
+                   count(*) filter (where n.state = 'skipped')::int as dk
+            from new_rows n cross join lateral unnest(n.downstream) x(task_id)
             where n.state in ('success', 'failed', 'upstream_failed', 'skipped')
-              and cardinality(n.downstream) > 0),
-        delta as (
-            select c.run_id, x.task_id, sum(c.ds)::int as ds, sum(c.df)::int as df, sum(c.dk)::int as dk
-            from changed c cross join lateral unnest(c.downstream) x(task_id)
-            group by c.run_id, x.task_id),
+            group by n.run_id, x.task_id),
         target as materialized (
             select t.id, d.ds, d.df, d.dk
             from delta d join task_instance t on t.run_id = d.run_id and t.task_id = d.task_id

@@ -232,10 +232,14 @@ impl Store {
     /// tasks that became ready are queued and finished runs are closed. Tries whose lease was
     /// lost are ignored and returned in `lost`.
     pub async fn complete(&self, worker_id: &str, done: &[Completion]) -> Result<CompleteResult> {
-        let done: Vec<&Completion> = done
+        let mut done: Vec<&Completion> = done
             .iter()
             .filter(|c| c.outcome != Outcome::Recorded)
             .collect();
+        // Rows are locked in id order, as a lease renewal of the same worker locks them (by
+        // its index scan): in another order the two could deadlock, which is likelier now
+        // that a completion may wait for a wide fan-in's counters.
+        done.sort_by_key(|c| c.ti_id);
         let mut tx = self.begin().await?;
         let ids: Vec<i64> = done.iter().map(|c| c.ti_id).collect();
         let tries: Vec<i32> = done.iter().map(|c| c.try_number).collect();
@@ -511,6 +515,7 @@ pub struct CompleteResult {
 #[derive(FromRow)]
 struct PendingCounts {
     id: i64,
+    state: String,
     trigger_rule: String,
     up_total: i32,
     up_success: i32,
@@ -528,7 +533,7 @@ pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> 
         return Ok(0);
     }
     let pending: Vec<PendingCounts> = sqlx::query_as(
-        "select id, trigger_rule, up_total, up_success, up_failed, up_skipped \
+        "select id, state, trigger_rule, up_total, up_success, up_failed, up_skipped \
          from task_instance where run_id = any($1) and state = 'pending'",
     )
     .bind(runs)
@@ -545,19 +550,27 @@ pub(crate) async fn evaluate_downstream(conn: &mut PgConnection, changed: &[i64]
     if changed.is_empty() {
         return Ok(0);
     }
-    // Downstream tasks are found by (run_id, task_id), one unique-index probe per edge.
-    let pending: Vec<PendingCounts> = sqlx::query_as(
-        "select d.id, d.trigger_rule, d.up_total, d.up_success, d.up_failed, d.up_skipped \
-         from task_instance d \
-         where d.state = 'pending' and d.id = any(array( \
-           select n.id from task_instance c \
-           cross join lateral unnest(c.downstream || c.task_id) x(task_id) \
-           join task_instance n on n.run_id = c.run_id and n.task_id = x.task_id \
-           where c.id = any($1)))",
+    // Downstream tasks are found by (run_id, task_id), one unique-index probe per edge, and
+    // filtered by state here: with `state = 'pending'` in the query the planner may read the
+    // partial index of pending rows instead, which under load still holds an entry for every
+    // task of a wide fan-out that was queued since (dead, not yet vacuumed), at every
+    // completion, while it holds the lock on the fan-in's counters.
+    let candidates: Vec<PendingCounts> = sqlx::query_as(
+        "select distinct on (n.id) n.state, n.id, n.trigger_rule, n.up_total, n.up_success, n.up_failed, n.up_skipped \
+         from task_instance c \
+         cross join lateral unnest(c.downstream || c.task_id) x(task_id) \
+         join task_instance n on n.run_id = c.run_id and n.task_id = x.task_id \
+         where c.id = any($1)",
     )
     .bind(changed)
+    // Planned for each call (a plan cached while the table was small could scan it whole).
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
+    let pending = candidates
+        .into_iter()
+        .filter(|p| p.state == TaskState::Pending.as_str())
+        .collect();
     decide(conn, pending).await
 }
 
