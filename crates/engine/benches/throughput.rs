@@ -11,8 +11,8 @@
 //! Workloads (DAGs without a schedule, triggered as manual runs, one run at a time; a chain run
 //! first as a warm-up, discarded):
 //!
-//! - W1 fan-out: `root` → 1,000 tasks `t0000`..`t0999` → `sink`. Throughput is
-//!   1,002 / (max(finished_at) − min(started_at)) over the run's task instances, i.e. from the
+//! - W1 fan-out: `root` → 1,000 tasks `t0000`..`t0999` → `sink` (`--fanout N`: N tasks in
+//!   the middle). Throughput is 1,002 / (max(finished_at) − min(started_at)) over the run's task instances, i.e. from the
 //!   claim of `root` to the completion of `sink`. Best and median over the rounds.
 //! - W2 chain: `c000` → `c001` → … → `c099`. Each hop's latency is
 //!   started_at(c[i+1]) − finished_at(c[i]): from the transaction that records a completion
@@ -27,10 +27,12 @@
 //!
 //!     cargo bench -p drover-engine --bench throughput                       # 3 rounds
 //!     cargo bench -p drover-engine --bench throughput -- --rounds 5 --workers 2 --concurrency 64
+//!     cargo bench -p drover-engine --bench throughput -- --fanout 10000     # W1 1 → 10,000 → 1
 //!     cargo bench -p drover-engine --bench throughput -- --smoke            # CI: 1 round, small
 //!     scripts/bench-engine [args]                                           # pgbench first, for scale
 //!
-//! `--smoke`: 1 round, W1 with 100 fan-out tasks, W2 with 20 tasks. `RUST_LOG` (default `warn`)
+//! `--smoke`: 1 round, W1 with 100 fan-out tasks (unless `--fanout` says otherwise), W2 with
+//! 20 tasks. `RUST_LOG` (default `warn`)
 //! shows the engine's logs on stderr.
 
 use std::process::ExitCode;
@@ -51,7 +53,12 @@ use support::Error;
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 const ENV: &str = "dev";
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a run may take before the benchmark gives up: 120 s, and 20 ms more per task of a
+/// fan-out wider than 1,000.
+fn run_timeout(tasks: usize) -> Duration {
+    Duration::from_secs(120)
+        + Duration::from_millis(20) * u32::try_from(tasks.saturating_sub(1000)).unwrap_or(u32::MAX)
+}
 const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
@@ -85,17 +92,19 @@ fn parse_args() -> Result<Args> {
         Ok(n)
     };
     let mut rounds = None;
+    let mut fanout = None;
     while let Some(a) = it.next() {
         match a.as_str() {
             "--rounds" => rounds = Some(number("--rounds", it.next())?),
             "--concurrency" => args.concurrency = number("--concurrency", it.next())?,
             "--workers" => args.workers = number("--workers", it.next())?,
+            "--fanout" => fanout = Some(number("--fanout", it.next())?),
             "--smoke" => args.smoke = true,
             // `cargo bench` passes `--bench` to every benchmark binary.
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
-                    "usage: throughput [--rounds N] [--concurrency N] [--workers N] [--smoke]"
+                    "usage: throughput [--rounds N] [--concurrency N] [--workers N] [--fanout N] [--smoke]"
                 );
                 std::process::exit(0);
             }
@@ -109,6 +118,9 @@ fn parse_args() -> Result<Args> {
     }
     if let Some(r) = rounds {
         args.rounds = r;
+    }
+    if let Some(n) = fanout {
+        args.fanout = n;
     }
     Ok(args)
 }
@@ -132,7 +144,8 @@ fn fanout_yaml(n: usize) -> String {
     let mut y = String::from(
         "id: fanout\ndescription: Benchmark W1, root then a fan-out then a sink\ntasks:\n  - id: root\n    noop: {}\n",
     );
-    let ids: Vec<String> = (0..n).map(|i| format!("t{i:04}")).collect();
+    let width = n.saturating_sub(1).to_string().len().max(4);
+    let ids: Vec<String> = (0..n).map(|i| format!("t{i:0width$}")).collect();
     for id in &ids {
         y.push_str(&format!(
             "  - id: {id}\n    depends_on: [root]\n    noop: {{}}\n"
@@ -285,13 +298,13 @@ async fn workloads(args: &Args, store: &Store) -> Result<Summary> {
     let chain_version = store.dag_env("chain", ENV).await?.version_id;
 
     eprintln!("warm-up: one chain run of {} tasks", args.chain);
-    let run = run_to_success(store, "chain", chain_version).await?;
+    let run = run_to_success(store, "chain", chain_version, args.chain).await?;
     eprintln!("warm-up: done in {:.0} ms", run.1.as_secs_f64() * 1e3);
 
     let mut w1 = Vec::new();
     let w1_tasks = args.fanout + 2;
     for round in 1..=args.rounds {
-        let (run, wall) = run_to_success(store, "fanout", fanout_version).await?;
+        let (run, wall) = run_to_success(store, "fanout", fanout_version, w1_tasks).await?;
         let times = task_times(store, run).await?;
         if times.len() != w1_tasks {
             return Err(format!("fanout run has {} task instances", times.len()).into());
@@ -310,7 +323,7 @@ async fn workloads(args: &Args, store: &Store) -> Result<Summary> {
 
     let mut w2 = Vec::new();
     for round in 1..=args.rounds {
-        let (run, wall) = run_to_success(store, "chain", chain_version).await?;
+        let (run, wall) = run_to_success(store, "chain", chain_version, args.chain).await?;
         let mut times = task_times(store, run).await?;
         if times.len() != args.chain {
             return Err(format!("chain run has {} task instances", times.len()).into());
@@ -334,7 +347,13 @@ async fn workloads(args: &Args, store: &Store) -> Result<Summary> {
 }
 
 /// Trigger a manual run and wait until it succeeds; returns it and the wall time it took.
-async fn run_to_success(store: &Store, dag: &str, version_id: i64) -> Result<(Uuid, Duration)> {
+async fn run_to_success(
+    store: &Store,
+    dag: &str,
+    version_id: i64,
+    tasks: usize,
+) -> Result<(Uuid, Duration)> {
+    let timeout = run_timeout(tasks);
     let now = Utc::now();
     let started = Instant::now();
     let run = store
@@ -368,8 +387,8 @@ async fn run_to_success(store: &Store, dag: &str, version_id: i64) -> Result<(Uu
             }
             RunState::Queued | RunState::Running => {}
         }
-        if started.elapsed() > RUN_TIMEOUT {
-            return Err(format!("{dag} run {run} not finished after {RUN_TIMEOUT:?}").into());
+        if started.elapsed() > timeout {
+            return Err(format!("{dag} run {run} not finished after {timeout:?}").into());
         }
         tokio::time::sleep(POLL).await;
     }

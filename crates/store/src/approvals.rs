@@ -235,7 +235,7 @@ impl Store {
             }),
         )
         .await?;
-        advance(tx.conn(), &[run_id], false).await?;
+        advance(tx.conn(), &[run_id], &[req.ti_id], false).await?;
         tx.commit().await?;
         Ok(Some(row))
     }
@@ -259,7 +259,7 @@ impl Tx {
                 row.task_id
             )));
         }
-        advance(self.conn(), &[row.run_id], true).await?;
+        advance(self.conn(), &[row.run_id], &[row.task_instance_id], true).await?;
         Ok(row)
     }
 
@@ -333,7 +333,7 @@ impl Tx {
         .bind(format!("failed: {error}; nothing was sent"))
         .execute(self.conn())
         .await?;
-        advance(self.conn(), &[row.run_id], false).await?;
+        advance(self.conn(), &[row.run_id], &[row.task_instance_id], false).await?;
         Ok(())
     }
 }

@@ -1,5 +1,7 @@
 //! Runs: creation (idempotent by interval), start (within max_active_runs), finish, queries.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
@@ -370,21 +372,46 @@ pub(crate) async fn insert_task_instances(
 ) -> Result<()> {
     let col = |f: fn(&TaskInstanceSpec) -> String| tasks.iter().map(f).collect::<Vec<String>>();
     let int = |f: fn(&TaskInstanceSpec) -> i32| tasks.iter().map(f).collect::<Vec<i32>>();
-    // Arrays of arrays don't unnest by row; upstream lists travel as JSON.
+    // Arrays of arrays don't unnest by row; upstream and downstream lists travel as JSON.
     let upstream: Vec<serde_json::Value> = tasks
         .iter()
         .map(|t| serde_json::json!(t.upstream))
         .collect();
+    // Each task's downstream tasks (the inverse of `upstream`, each edge once) and how many
+    // distinct upstream tasks it waits for: the upstream counters' trigger and the trigger
+    // rules read these (see migration `upstream_counts`).
+    let mut downstream: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut up_total = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let distinct: HashSet<&str> = t.upstream.iter().map(String::as_str).collect();
+        up_total.push(i32::try_from(distinct.len()).unwrap_or(i32::MAX));
+        for u in distinct {
+            downstream.entry(u).or_default().push(&t.task_id);
+        }
+    }
+    let downstream: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| {
+            serde_json::json!(
+                downstream
+                    .get(t.task_id.as_str())
+                    .map_or(&[][..], Vec::as_slice)
+            )
+        })
+        .collect();
     sqlx::query(
-        "insert into task_instance (run_id, environment, task_id, state, upstream, trigger_rule, is_leaf, priority, \
-           retries, max_tries, retry_delay_secs, retry_backoff, max_retry_delay_secs, timeout_secs, \
+        "insert into task_instance (run_id, environment, task_id, state, upstream, downstream, up_total, trigger_rule, \
+           is_leaf, priority, retries, max_tries, retry_delay_secs, retry_backoff, max_retry_delay_secs, timeout_secs, \
            deadline_at, deadline_state) \
-         select $1, (select environment from dag_run where id = $1), t.task_id, 'pending', array(select jsonb_array_elements_text(t.upstream)), \
+         select $1, (select environment from dag_run where id = $1), t.task_id, 'pending', \
+                array(select jsonb_array_elements_text(t.upstream)), \
+                array(select jsonb_array_elements_text(t.downstream)), t.up_total, \
                 t.trigger_rule, t.is_leaf, t.priority, t.retries, t.retries + 1, t.retry_delay, \
                 t.backoff, t.max_delay, t.timeout, t.deadline, case when t.deadline is not null then 'pending' end \
          from unnest($2::text[], $3::jsonb[], $4::text[], $5::bool[], $6::int[], $7::int[], $8::int[], \
-                     $9::text[], $10::int[], $11::int[], $12::timestamptz[]) \
-              as t(task_id, upstream, trigger_rule, is_leaf, priority, retries, retry_delay, backoff, max_delay, timeout, deadline)",
+                     $9::text[], $10::int[], $11::int[], $12::timestamptz[], $13::jsonb[], $14::int[]) \
+              as t(task_id, upstream, trigger_rule, is_leaf, priority, retries, retry_delay, backoff, max_delay, timeout, \
+                   deadline, downstream, up_total)",
     )
     .bind(run_id)
     .bind(col(|t| t.task_id.clone()))
@@ -403,6 +430,8 @@ pub(crate) async fn insert_task_instances(
             .map(|t| t.deadline_at)
             .collect::<Vec<Option<DateTime<Utc>>>>(),
     )
+    .bind(downstream)
+    .bind(up_total)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -430,13 +459,16 @@ pub(crate) async fn finish_runs(
     let rows: Vec<(Uuid, String)> = sqlx::query_as(
         // A run is failed when any of its tasks failed its last try (a `severity: fail` check
         // that failed included) or did not run because of that, whatever trigger rules let
-        // cleanup or notify tasks run after it: a green run means the data is good.
+        // cleanup or notify tasks run after it: a green run means the data is good. The
+        // unfinished states are listed (the check constraint allows no others), so the probe
+        // reads the partial index `task_instance_unfinished`: the run's unfinished rows only,
+        // not the finished ones a wide run piles up near its end.
         "update dag_run r set finished_at = now(), state = case when exists ( \
              select 1 from task_instance t where t.run_id = r.id \
                and t.state in ('failed', 'upstream_failed')) then 'failed' else 'success' end \
          where r.id = any($1) and r.state = 'running' \
            and not exists (select 1 from task_instance t where t.run_id = r.id \
-                           and t.state not in ('success', 'failed', 'skipped', 'upstream_failed')) \
+                           and t.state in ('pending', 'queued', 'running', 'up_for_retry', 'awaiting_approval')) \
          returning r.id, r.state",
     )
     .bind(runs)

@@ -211,10 +211,14 @@ impl Store {
         done: &[Completion],
         claim: Option<ClaimRequest<'_>>,
     ) -> Result<(CompleteResult, Vec<ClaimedTask>)> {
-        let done: Vec<&Completion> = done
+        let mut done: Vec<&Completion> = done
             .iter()
             .filter(|c| c.outcome != Outcome::Recorded)
             .collect();
+        // Rows are locked in id order, as a lease renewal of the same worker locks them (by
+        // its index scan): in another order the two could deadlock, which is likelier now
+        // that a completion may wait for a wide fan-in's counters.
+        done.sort_by_key(|c| c.ti_id);
         let mut tx = self.begin().await?;
         crate::logs::insert_lines(tx.conn(), lines).await?;
         let ids: Vec<i64> = done.iter().map(|c| c.ti_id).collect();
@@ -299,7 +303,7 @@ impl Store {
         let mut runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
         runs.sort_unstable();
         runs.dedup();
-        let (queued, finished) = advance(tx.conn(), &runs, false).await?;
+        let (queued, finished) = advance(tx.conn(), &runs, &accepted, false).await?;
         let claimed = match claim {
             Some(request) if request.limit > 0 => claim_on(tx.conn(), worker_id, &request).await?,
             _ => Vec::new(),
@@ -383,7 +387,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
-        advance(&mut tx, &runs, !rows.is_empty()).await?;
+        let changed: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        advance(&mut tx, &runs, &changed, !rows.is_empty()).await?;
         tx.commit().await?;
         rows.into_iter()
             .map(|(id, run, s)| Ok((id, run, TaskState::parse(&s)?)))
@@ -422,7 +427,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
-        advance(&mut tx, &runs, false).await?;
+        let changed: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        advance(&mut tx, &runs, &changed, false).await?;
         tx.commit().await?;
         Ok(rows.len())
     }
@@ -584,49 +590,87 @@ async fn claim_on(
 #[derive(FromRow)]
 struct PendingCounts {
     id: i64,
+    state: String,
     trigger_rule: String,
-    total: i64,
-    success: i64,
-    failed: i64,
-    skipped: i64,
+    up_total: i32,
+    up_success: i32,
+    up_failed: i32,
+    up_skipped: i32,
 }
 
 /// Decide every pending task instance of `runs` by its trigger rule and apply the decisions
-/// with guarded updates. Returns how many were queued.
+/// with guarded updates (a run's start, and the scheduler's sweep). Returns how many were
+/// queued. Each task's upstream outcomes are read from its own counters (kept by the trigger
+/// of migration `upstream_counts`), so this costs O(the runs' pending tasks), not O(their
+/// edges).
 pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> Result<usize> {
     if runs.is_empty() {
         return Ok(0);
     }
-    // Upstream tasks are joined by (run_id, task_id), one unique-index probe per edge. With
-    // `u.task_id = any(t.upstream)` the planner may probe by run_id alone and filter, reading
-    // the whole run once per pending task (1,000 × 1,000 rows for a fan-in of 1,000).
     let pending: Vec<PendingCounts> = sqlx::query_as(
-        "select t.id, t.trigger_rule, \
-                cardinality(t.upstream)::int8 as total, \
-                count(u.id) filter (where u.state = 'success') as success, \
-                count(u.id) filter (where u.state in ('failed', 'upstream_failed')) as failed, \
-                count(u.id) filter (where u.state = 'skipped') as skipped \
-         from task_instance t \
-         left join lateral (select distinct x from unnest(t.upstream) x) up(task_id) on true \
-         left join task_instance u on u.run_id = t.run_id and u.task_id = up.task_id \
-         where t.run_id = any($1) and t.state = 'pending' \
-         group by t.id",
+        "select id, state, trigger_rule, up_total, up_success, up_failed, up_skipped \
+         from task_instance where run_id = any($1) and state = 'pending'",
     )
     .bind(runs)
     .fetch_all(&mut *conn)
     .await?;
+    decide(conn, pending).await
+}
+
+/// Decide the pending task instances among `changed` and their downstream tasks: those whose
+/// upstream counters the change of `changed` moved (and, for a task cleared back to pending,
+/// itself). This is what a completion costs: O(the downstream of what changed), however wide
+/// its run. Returns how many were queued.
+pub(crate) async fn evaluate_downstream(conn: &mut PgConnection, changed: &[i64]) -> Result<usize> {
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    // Downstream tasks are found by (run_id, task_id), one unique-index probe per edge, and
+    // filtered by state here: with `state = 'pending'` in the query the planner may read the
+    // partial index of pending rows instead, which under load still holds an entry for every
+    // task of a wide fan-out that was queued since (dead, not yet vacuumed), at every
+    // completion, while it holds the lock on the fan-in's counters.
+    let candidates: Vec<PendingCounts> = sqlx::query_as(
+        "select distinct on (n.id) n.state, n.id, n.trigger_rule, n.up_total, n.up_success, n.up_failed, n.up_skipped \
+         from task_instance c \
+         cross join lateral unnest(c.downstream || c.task_id) x(task_id) \
+         join task_instance n on n.run_id = c.run_id and n.task_id = x.task_id \
+         where c.id = any($1)",
+    )
+    .bind(changed)
+    // Planned for each call (a plan cached while the table was small could scan it whole).
+    .persistent(false)
+    .fetch_all(&mut *conn)
+    .await?;
+    let pending = candidates
+        .into_iter()
+        .filter(|p| p.state == TaskState::Pending.as_str())
+        .collect();
+    decide(conn, pending).await
+}
+
+/// Apply the trigger rules to `pending` with one guarded update; a task that became skipped or
+/// upstream_failed decides its own downstream tasks in turn.
+async fn decide(conn: &mut PgConnection, pending: Vec<PendingCounts>) -> Result<usize> {
     let mut ids = Vec::new();
     let mut states = Vec::new();
     for p in pending {
         let rule = TriggerRule::parse(&p.trigger_rule).ok_or_else(|| {
             StoreError::Corrupt(format!("unknown trigger rule `{}`", p.trigger_rule))
         })?;
-        let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        let n = |v: i32| {
+            u32::try_from(v).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "task instance {}: negative upstream count {v}",
+                    p.id
+                ))
+            })
+        };
         let counts = UpstreamCounts {
-            total: n(p.total),
-            success: n(p.success),
-            failed: n(p.failed),
-            skipped: n(p.skipped),
+            total: n(p.up_total)?,
+            success: n(p.up_success)?,
+            failed: n(p.up_failed)?,
+            skipped: n(p.up_skipped)?,
         };
         let state = match rule.decide(counts) {
             Readiness::Wait => continue,
@@ -640,31 +684,37 @@ pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> 
     if ids.is_empty() {
         return Ok(0);
     }
-    let changed: Vec<String> = sqlx::query_scalar(
+    let changed: Vec<(i64, String)> = sqlx::query_as(
         "update task_instance t set state = d.state, \
                 queued_at = case when d.state = 'queued' then now() end, \
                 finished_at = case when d.state <> 'queued' then now() end \
          from unnest($1::bigint[], $2::text[]) as d(id, state) \
-         where t.id = d.id and t.state = 'pending' returning t.state",
+         where t.id = d.id and t.state = 'pending' returning t.id, t.state",
     )
     .bind(&ids)
     .bind(&states)
     .fetch_all(&mut *conn)
     .await?;
-    let queued = changed.iter().filter(|s| s.as_str() == "queued").count();
+    let queued = changed.iter().filter(|s| s.1 == "queued").count();
     // A skipped or upstream_failed task decides its own downstream tasks in turn.
-    if changed.len() > queued {
-        return Ok(queued + Box::pin(evaluate_pending(conn, runs)).await?);
+    let ended: Vec<i64> = changed
+        .iter()
+        .filter(|s| s.1 != "queued")
+        .map(|s| s.0)
+        .collect();
+    if !ended.is_empty() {
+        return Ok(queued + Box::pin(evaluate_downstream(conn, &ended)).await?);
     }
     Ok(queued)
 }
 
-/// After task instances of `runs` changed: decide their pending tasks, close finished runs and
-/// tell schedulers and workers (`queued`: something was queued already). Returns how many
-/// tasks were queued and which runs finished.
+/// After task instances `changed` of `runs` changed state: decide the pending tasks among them
+/// and downstream of them, close finished runs and tell schedulers and workers (`queued`:
+/// something was queued already). Returns how many tasks were queued and which runs finished.
 pub(crate) async fn advance(
     conn: &mut PgConnection,
     runs: &[Uuid],
+    changed: &[i64],
     queued: bool,
 ) -> Result<(usize, Vec<(Uuid, RunState)>)> {
     if runs.is_empty() {
@@ -673,7 +723,7 @@ pub(crate) async fn advance(
         }
         return Ok((0, Vec::new()));
     }
-    let newly = evaluate_pending(conn, runs).await?;
+    let newly = evaluate_downstream(conn, changed).await?;
     let finished = finish_runs(conn, runs).await?;
     notify_changes(conn, runs, queued || newly > 0).await?;
     Ok((newly, finished))
@@ -710,17 +760,18 @@ impl crate::Tx {
     /// anew); the run goes back to running. Returns the cleared task ids.
     pub async fn clear_tasks(&mut self, run_id: Uuid, task_ids: &[String]) -> Result<Vec<String>> {
         let tx = self.conn();
-        let cleared: Vec<String> = sqlx::query_scalar(
+        let rows: Vec<(i64, String)> = sqlx::query_as(
             "update task_instance set state = 'pending', max_tries = try_number - lost_count + retries + 1, \
                     queued_at = null, started_at = null, finished_at = null, next_attempt_at = null, last_error = null \
              where run_id = $1 and task_id = any($2) \
                and state in ('success', 'failed', 'skipped', 'upstream_failed') \
-             returning task_id",
+             returning id, task_id",
         )
         .bind(run_id)
         .bind(task_ids)
         .fetch_all(&mut *tx)
         .await?;
+        let (ids, cleared): (Vec<i64>, Vec<String>) = rows.into_iter().unzip();
         if cleared.len() != task_ids.len() {
             let busy: Vec<&String> = task_ids.iter().filter(|t| !cleared.contains(t)).collect();
             return Err(StoreError::Conflict(format!(
@@ -731,7 +782,9 @@ impl crate::Tx {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
-        advance(tx, &[run_id], false).await?;
+        // The cleared tasks are pending again: they, and those downstream of them whose
+        // counters went back, are decided anew.
+        advance(tx, &[run_id], &ids, false).await?;
         Ok(cleared)
     }
 }

@@ -15,6 +15,14 @@ pub(crate) struct Db {
 
 /// A new migrated database whose store has `pool` connections.
 pub(crate) async fn db(pool: u32) -> Db {
+    let db = empty_db(pool).await;
+    db.store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    db
+}
+
+/// A new database, not migrated, whose store has `pool` connections.
+#[allow(dead_code)]
+pub(crate) async fn empty_db(pool: u32) -> Db {
     let server = std::env::var("DROVER_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let name = format!("drover_test_{}", Uuid::new_v4().simple());
@@ -23,7 +31,6 @@ pub(crate) async fn db(pool: u32) -> Db {
     let store = Store::connect(&url, pool)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
     let admin = Store::connect(&server, 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
