@@ -173,9 +173,9 @@ struct Figures {
     f200: Vec<(f64, f64)>,
     /// W1 tasks/s per round: (true, noop).
     w1: Vec<(f64, f64)>,
-    /// W2 steps in ms, every step of every round.
-    w2_true: Vec<f64>,
-    w2_noop: Vec<f64>,
+    /// W2 steps, every step of every round.
+    w2_true: Vec<Step>,
+    w2_noop: Vec<Step>,
 }
 
 #[derive(Debug, Default)]
@@ -206,7 +206,10 @@ impl Summary {
             let mut ratios: Vec<f64> = f.f200.iter().map(|r| r.0 / r.1).collect();
             let mut w_true: Vec<f64> = f.w1.iter().map(|r| r.0).collect();
             let mut w_noop: Vec<f64> = f.w1.iter().map(|r| r.1).collect();
-            let (mut s_true, mut s_noop) = (f.w2_true.clone(), f.w2_noop.clone());
+            let part =
+                |steps: &[Step], f: fn(&Step) -> f64| -> Vec<f64> { steps.iter().map(f).collect() };
+            let mut s_true = part(&f.w2_true, |s| s.total);
+            let mut s_noop = part(&f.w2_noop, |s| s.total);
             println!("{} slots ({} rounds):", f.slots, f.f200.len());
             println!(
                 "  F200 1 → {} → 1, trigger to success: true {:.3} s, noop {:.3} s: ratio {:.2} (median of the rounds' ratios)",
@@ -230,6 +233,13 @@ impl Summary {
                 percentile(&mut s_noop, 90.0),
                 s_true.len()
             );
+            for (kind, steps) in [("true", &f.w2_true), ("noop", &f.w2_noop)] {
+                println!(
+                    "    {kind}: medians of its parts: end to the next claim {:.1} ms, claim to the next end {:.1} ms",
+                    median(&mut part(steps, |s| s.to_claim)),
+                    median(&mut part(steps, |s| s.to_end))
+                );
+            }
         }
         println!("machine: {cores} cores, load {before} before, {after} after (1/5/15 min)");
     }
@@ -417,20 +427,37 @@ async fn run_to_success(store: &Store, dag: &str, version_id: i64) -> Result<Tim
     }
 }
 
-/// End of one task to end of the next, in ms, along a chain.
-async fn chain_steps(store: &Store, run: Uuid) -> Result<Vec<f64>, Error> {
-    let ends: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
-        "select finished_at from task_instance where run_id = $1 order by task_id",
+/// Along a chain, in ms: each step (end of one task to end of the next), and its two parts:
+/// from the transaction that recorded the end to the claim of the next task, and from that
+/// claim to the transaction that recorded its end (the try, its log and its report).
+async fn chain_steps(store: &Store, run: Uuid) -> Result<Vec<Step>, Error> {
+    type Row = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select started_at, finished_at from task_instance where run_id = $1 order by task_id",
     )
     .bind(run)
     .fetch_all(store.pool())
     .await?;
-    let ends: Vec<DateTime<Utc>> = ends
+    let times: Vec<(DateTime<Utc>, DateTime<Utc>)> = rows
         .into_iter()
+        .map(|(s, f)| s.zip(f))
         .collect::<Option<_>>()
-        .ok_or("a chain task without finished_at")?;
-    Ok(ends
+        .ok_or("a chain task without its start or end")?;
+    let ms = |d: chrono::TimeDelta| d.as_seconds_f64() * 1e3;
+    Ok(times
         .windows(2)
-        .map(|w| (w[1] - w[0]).as_seconds_f64() * 1e3)
+        .map(|w| Step {
+            total: ms(w[1].1 - w[0].1),
+            to_claim: ms(w[1].0 - w[0].1),
+            to_end: ms(w[1].1 - w[1].0),
+        })
         .collect())
+}
+
+/// One step of a chain, in ms.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    total: f64,
+    to_claim: f64,
+    to_end: f64,
 }
