@@ -302,6 +302,7 @@ impl Execution {
             // (a return now waiting for approval gave back its slot and lease). Nothing to
             // record.
             lock(&self.running).remove(&claimed.ti_id);
+            let _ = self.log_tx.send(LogMsg::Flush(None));
         } else {
             let _ = self.log_tx.send(LogMsg::Then(Completion {
                 ti_id: claimed.ti_id,
@@ -543,7 +544,16 @@ async fn record(
                     since = None;
                 }
             }
+            Some(LogMsg::Flush(done)) => {
+                append(&store, &held).await;
+                held.clear();
+                since = None;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
             Some(LogMsg::Then(first)) => {
+                let mut flushed = Vec::new();
                 let mut finished = Finished {
                     lines: std::mem::take(&mut held),
                     completions: vec![first],
@@ -554,10 +564,15 @@ async fn record(
                     match rx.try_recv() {
                         Ok(LogMsg::Line(line)) => finished.lines.push(line),
                         Ok(LogMsg::Then(c)) => finished.completions.push(c),
+                        // Answered once the completions and their lines are written.
+                        Ok(LogMsg::Flush(done)) => flushed.extend(done),
                         Err(_) => break,
                     }
                 }
                 let all_claimed = complete(&store, &cfg, finished, &slots, &claimed_tx).await;
+                for done in flushed {
+                    let _ = done.send(());
+                }
                 // The worker's loop claims what this did not (or, stopping, counts down).
                 if !all_claimed || slots.stopping.load(Ordering::SeqCst) {
                     wake.notify_one();

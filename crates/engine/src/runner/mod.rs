@@ -21,6 +21,9 @@ use tokio::sync::{mpsc, watch};
 pub enum LogMsg {
     Line(LogLine),
     Then(Completion),
+    /// Write the lines held now (and say so on the sender, if any): a try is about to record
+    /// a state of its own, or ended without a completion to carry its lines.
+    Flush(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 /// Where a running task's log lines go.
@@ -48,6 +51,15 @@ impl LogSink {
             stream,
             line: line.into(),
         }));
+    }
+
+    /// Once every line sent before is written: a try that records a state of its own (a
+    /// return that waits for approval) first makes its log whole.
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.tx.send(LogMsg::Flush(Some(done))).is_ok() {
+            let _ = written.await;
+        }
     }
 
     pub fn system(&self, line: impl Into<String>) {

@@ -79,6 +79,8 @@ pub(super) async fn gate(
         tracing::warn!(error = %e, "could not record what the try moved");
     }
     side.drop_per_try(plane).await?;
+    // The lines so far are in the log before the task shows as waiting.
+    job.log.flush().await;
     let timeout = policy.approval_timeout;
     let asked = plane
         .store
@@ -103,6 +105,7 @@ pub(super) async fn gate(
         id.task_id,
         drover_store::wait_words(i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX)),
     ));
+    job.log.flush().await;
     Err(TaskError::AwaitingApproval)
 }
 
