@@ -231,11 +231,10 @@ fn a_task_of_a_killed_worker_is_retried_after_its_lease_and_never_runs_twice_at_
     });
 }
 
-/// Processes running `pattern` in their command line.
-fn running(pattern: &str) -> Vec<String> {
+/// The pids `pgrep ARGS` finds.
+fn pgrep(args: &[&str]) -> Vec<String> {
     std::process::Command::new("pgrep")
-        .arg("-f")
-        .arg(pattern)
+        .args(args)
         .output()
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
@@ -246,18 +245,14 @@ fn running(pattern: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Processes running `pattern` in their command line.
+fn running(pattern: &str) -> Vec<String> {
+    pgrep(&["-f", pattern])
+}
+
 /// The pids of the worker's wardens (`drover __task-warden`, children of `worker`).
 fn wardens(worker: i32) -> Vec<String> {
-    std::process::Command::new("pgrep")
-        .args(["-P", &worker.to_string(), "-f", "__task-warden"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    pgrep(&["-P", &worker.to_string(), "-f", "__task-warden"])
 }
 
 #[test]
