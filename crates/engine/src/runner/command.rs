@@ -178,7 +178,8 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
         }
     };
     let redactor = Arc::new(Redactor::new(given.iter().map(|(_, s)| s.expose())));
-    let mut cmd = warden::command(program, args);
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args);
     cmd.env_clear();
     for var in INHERITED_VARIABLES {
         if let Some(value) = std::env::var_os(var) {
@@ -289,7 +290,7 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
     if group.has_members() {
         job.log
             .system("the program exited, leaving processes in its group behind: stopping them");
-        stop_leftovers(&group, pid).await;
+        stop_leftovers(&group).await;
     }
     group.ended();
     for pump in [out, err].into_iter().flatten() {
@@ -321,8 +322,8 @@ async fn pump(
 
 /// SIGTERM what is left of an exited program's group, then SIGKILL it after the grace
 /// period: nothing of a try outlives it.
-async fn stop_leftovers(group: &WatchedGroup, pid: Option<Pid>) {
-    let Some(pid) = pid else { return };
+async fn stop_leftovers(group: &WatchedGroup) {
+    let Some(pid) = group.id() else { return };
     let _ = killpg(pid, Signal::SIGTERM);
     let deadline = tokio::time::Instant::now() + KILL_GRACE;
     while group.has_members() && tokio::time::Instant::now() < deadline {

@@ -176,6 +176,11 @@ impl WatchedGroup {
         self.ended = true;
     }
 
+    /// The group's id (its leader's pid).
+    pub(crate) fn id(&self) -> Option<Pid> {
+        self.group
+    }
+
     /// Whether anything of the group is left running (after its leader ended).
     pub(crate) fn has_members(&self) -> bool {
         self.group.is_some_and(group_alive)
@@ -257,19 +262,11 @@ impl SwitchReport {
     }
 }
 
-/// A command for `program args` whose process leads a group of its own, becomes `user` (if
-/// any) and dies with the worker: between fork and exec it sets its parent-death signal
-/// (SIGTERM while a warden watches its group, else SIGKILL) and registers its group with the
-/// warden, so the warden knows it before anything of the task runs. A child that cannot
-/// register fails to start.
-pub(crate) fn command(program: &str, args: &[String]) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    cmd
-}
-
 /// Put the spawned child in a process group of its own and have it stopped when the
-/// worker dies (see [`command`]). With a `user`, the child first becomes that user and its
+/// worker dies: between fork and exec it sets its parent-death signal (SIGTERM while a
+/// warden watches its group, else SIGKILL) and registers its group with the warden, so the
+/// warden knows it before anything of the task runs; a child that cannot register fails to
+/// start. With a `user`, the child first becomes that user and its
 /// primary group (supplementary groups, group, user, in that order), before it execs.
 pub(crate) fn die_with_worker(
     cmd: &mut Command,
