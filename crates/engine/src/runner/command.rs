@@ -9,9 +9,10 @@
 //! webhook URLs) reaches it. Its output and its error go through a redactor of the secrets it
 //! was given, so a task that prints its own secret leaves `***` in the log.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -22,9 +23,9 @@ use drover_spec::template::render;
 use drover_spec::template_shell::render_shell;
 use drover_store::{LogStream, Outcome};
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+use super::spawn::{self, Child, Launch, Program};
 use super::task_user::TaskUser;
 use super::warden::{self, WatchedGroup};
 use super::{Job, LogSink, RunFuture, Runner, cancelled};
@@ -178,40 +179,37 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
         }
     };
     let redactor = Arc::new(Redactor::new(given.iter().map(|(_, s)| s.expose())));
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args);
-    cmd.env_clear();
+    // Exactly this environment: later entries replace earlier ones of the same name.
+    let mut vars: BTreeMap<OsString, OsString> = BTreeMap::new();
     for var in INHERITED_VARIABLES {
         if let Some(value) = std::env::var_os(var) {
-            cmd.env(var, value);
+            vars.insert(var.into(), value);
         }
     }
     if let Some(user) = user {
-        cmd.env("HOME", &user.home);
+        vars.insert("HOME".into(), user.home.clone().into_os_string());
     }
-    cmd.envs(env)
-        .env("DROVER_DAG_ID", &ctx.dag_id)
-        .env("DROVER_TASK_ID", &ctx.task_id)
-        .env("DROVER_RUN_ID", &ctx.run_id)
-        .env("DROVER_TRY_NUMBER", ctx.try_number.to_string())
-        .env("DROVER_LOGICAL_DATE", &ctx.logical_date)
-        .env("DROVER_ENV", &ctx.env.name)
-        .envs(given.iter().map(|(var, value)| (var, value.expose())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    vars.extend(env.into_iter().map(|(k, v)| (k.into(), v.into())));
+    for (var, value) in [
+        ("DROVER_DAG_ID", ctx.dag_id.clone()),
+        ("DROVER_TASK_ID", ctx.task_id.clone()),
+        ("DROVER_RUN_ID", ctx.run_id.clone()),
+        ("DROVER_TRY_NUMBER", ctx.try_number.to_string()),
+        ("DROVER_LOGICAL_DATE", ctx.logical_date.clone()),
+        ("DROVER_ENV", ctx.env.name.clone()),
+    ] {
+        vars.insert(var.into(), value.into());
+    }
+    vars.extend(
+        given
+            .iter()
+            .map(|(var, value)| (var.into(), value.expose().into())),
+    );
     // Dropped (removed) when the try is over, whatever its end.
-    let _try_dir = match workdir {
-        Some(dir) => {
-            cmd.current_dir(dir);
-            None
-        }
+    let (cwd, _try_dir) = match workdir {
+        Some(dir) => (PathBuf::from(dir), None),
         None => match TryDir::create(user) {
-            Ok(dir) => {
-                cmd.current_dir(&dir.path);
-                Some(dir)
-            }
+            Ok(dir) => (dir.path.clone(), Some(dir)),
             Err(outcome) => {
                 if let Outcome::Failed { error, .. } = &outcome {
                     job.log.system(format!("failed: {error}"));
@@ -220,30 +218,42 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
             }
         },
     };
-    let report = match warden::die_with_worker(&mut cmd, user) {
-        Ok(report) => report,
-        Err(e) => return failed(format!("cannot prepare `{program}`: {e}"), true),
+    let to_start = match Program::new(program, args, &vars, &cwd) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("cannot start `{program}`: {e}"), false),
     };
-    let mut child = match cmd.spawn() {
+    let warden = match warden::socket() {
+        Ok(w) => w,
+        Err(e) => return failed(format!("cannot start the task warden: {e}"), true),
+    };
+    let started = spawn::spawn(&Launch {
+        program: &to_start,
+        user,
+        // While a warden watches the group, the program may stop on its own first.
+        death_signal: if warden.is_some() {
+            nix::libc::SIGTERM
+        } else {
+            nix::libc::SIGKILL
+        },
+        warden: warden.as_ref(),
+    });
+    let mut child = match started {
         Ok(c) => c,
         Err(e) => {
-            if let (Some(user), Some(step)) = (user, report.failed_step()) {
-                let why = format!("cannot run as task user {}: {step}: {e}", user.describe());
+            if let Some(user) = user.filter(|_| e.step.user_switch().is_some()) {
+                let why = format!("cannot run as task user {}: {e}", user.describe());
                 job.log.system(format!("failed: {why}"));
                 return failed(why, false);
             }
             return failed(format!("cannot start `{program}`: {e}"), true);
         }
     };
-    let pid = child
-        .id()
-        .and_then(|p| i32::try_from(p).ok())
-        .map(Pid::from_raw);
-    let mut group = WatchedGroup::new(pid);
+    let pid = child.id();
+    let mut group = WatchedGroup::new(Some(pid));
     job.log.system(format!(
         "started `{}` (pid {}){}",
         argv.join(" "),
-        pid.map_or(0, Pid::as_raw),
+        pid.as_raw(),
         user.map(|u| format!(" as {}", u.describe()))
             .unwrap_or_default()
     ));
@@ -283,7 +293,7 @@ async fn run_command(mut job: Job<'_>, secrets: &SecretSource, user: Option<&Tas
         Ok(Err(e)) => failed(format!("lost the process: {e}"), true),
         Err(why) => {
             job.log.system(format!("{why}: stopping the process group"));
-            stop_group(&mut child, pid).await;
+            stop_group(&mut child).await;
             failed(why, true)
         }
     };
@@ -333,21 +343,17 @@ async fn stop_leftovers(group: &WatchedGroup) {
 }
 
 /// SIGTERM the group, then SIGKILL it if the child has not exited within the grace period.
-async fn stop_group(child: &mut tokio::process::Child, pid: Option<Pid>) {
-    if let Some(pid) = pid {
-        let _ = killpg(pid, Signal::SIGTERM);
-    }
+async fn stop_group(child: &mut Child) {
+    let pid = child.id();
+    let _ = killpg(pid, Signal::SIGTERM);
     if tokio::time::timeout(KILL_GRACE, child.wait())
         .await
         .is_err()
     {
-        if let Some(pid) = pid {
-            let _ = killpg(pid, Signal::SIGKILL);
-        }
-        let _ = child.kill().await;
-    }
-    if let Some(pid) = pid {
-        // Children that ignored SIGTERM while their leader exited.
         let _ = killpg(pid, Signal::SIGKILL);
+        child.kill();
+        let _ = child.wait().await;
     }
+    // Children that ignored SIGTERM while their leader exited.
+    let _ = killpg(pid, Signal::SIGKILL);
 }

@@ -2,6 +2,7 @@
 //! kinds plug in here.
 
 mod command;
+mod spawn;
 pub mod task_user;
 pub mod warden;
 

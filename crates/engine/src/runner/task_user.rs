@@ -3,7 +3,7 @@
 //! else only the worker's user may read.
 //!
 //! The worker looks the user up once, at start. Each task's process switches to it between
-//! fork and exec (see `warden::die_with_worker`): supplementary groups to the user's
+//! clone and exec (see `spawn`): supplementary groups to the user's
 //! primary group alone, then the group, then the user, in that order.
 
 use std::path::PathBuf;

@@ -8,13 +8,14 @@
 //! So each worker process has one **warden**: a small process (`drover __task-warden`, see
 //! [`use_task_warden`]) started with the first command, holding one end of a socket whose
 //! other end only the worker holds. Every task's process leads a process group of its own and,
-//! between fork and exec, before the task's program runs, tells the warden its group. When
+//! between clone and exec, before the task's program runs, tells the warden its group. When
 //! the worker is gone, however it died, its end of the socket closes; the warden then stops
 //! every group it still knows (SIGTERM, SIGKILL after a grace) and exits. A task that ended is
 //! struck off by the worker once nothing of its group is left.
 //!
-//! The worker starts each task's program directly: one fork and one exec per task, where a
-//! guard per task cost a second exec of the whole `drover` binary (5 ms of CPU each).
+//! The worker starts each task's program directly (see `spawn`: one clone that shares the
+//! worker's memory, and one exec), where a guard per task cost a second exec of the whole
+//! `drover` binary (5 ms of CPU each).
 #![allow(unsafe_code)]
 
 use std::collections::HashSet;
@@ -28,9 +29,6 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, send, socketpair};
 use nix::unistd::Pid;
-use tokio::process::Command;
-
-use super::task_user::TaskUser;
 
 /// The argument that runs the program as a worker's warden.
 pub const TASK_WARDEN_ARG: &str = "__task-warden";
@@ -113,9 +111,9 @@ fn encode(what: u8, group: i32) -> [u8; MESSAGE_LEN] {
     [what, id[0], id[1], id[2], id[3]]
 }
 
-/// The socket a task's process registers its group on, the warden started (again) first
+/// The socket a task's process registers its group on (see `spawn`), the warden started (again) first
 /// when needed; `None` without a warden program.
-fn socket() -> std::io::Result<Option<Arc<OwnedFd>>> {
+pub(crate) fn socket() -> std::io::Result<Option<Arc<OwnedFd>>> {
     let Some(program) = PROGRAM.get() else {
         return Ok(None);
     };
@@ -236,140 +234,6 @@ fn running_in(stat: &str) -> Option<i32> {
     let _ppid = fields.next()?;
     let pgrp = fields.next()?.parse().ok()?;
     (!matches!(state, "Z" | "X" | "x")).then_some(pgrp)
-}
-
-/// What a child started by [`die_with_worker`] tells about its switch to the task user.
-#[derive(Debug, Default)]
-pub(crate) struct SwitchReport {
-    read: Option<std::io::PipeReader>,
-}
-
-/// Which step of the switch to the task user failed in a child, as its byte on the report
-/// pipe says.
-const SWITCH_STEPS: [&str; 3] = ["setgroups", "setgid", "setuid"];
-
-impl SwitchReport {
-    /// After a spawn that failed: the step of the switch that failed (`setuid`, …), if the
-    /// switch is what failed.
-    pub(crate) fn failed_step(self) -> Option<&'static str> {
-        let mut read = self.read?;
-        let mut byte = [0u8; 1];
-        // Written before the failed spawn returned, or never: do not wait for more.
-        match read.read(&mut byte) {
-            Ok(1) => SWITCH_STEPS.get(usize::from(byte[0])).copied(),
-            _ => None,
-        }
-    }
-}
-
-/// Put the spawned child in a process group of its own and have it stopped when the
-/// worker dies: between fork and exec it sets its parent-death signal (SIGTERM while a
-/// warden watches its group, else SIGKILL) and registers its group with the warden, so the
-/// warden knows it before anything of the task runs; a child that cannot register fails to
-/// start. With a `user`, the child first becomes that user and its
-/// primary group (supplementary groups, group, user, in that order), before it execs.
-pub(crate) fn die_with_worker(
-    cmd: &mut Command,
-    user: Option<&TaskUser>,
-) -> std::io::Result<SwitchReport> {
-    cmd.process_group(0);
-    let mut report = SwitchReport::default();
-    if let Some(user) = user {
-        let (read, write) = std::io::pipe()?;
-        set_nonblocking(&read)?;
-        report.read = Some(read);
-        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
-        // SAFETY: the closure runs between fork and exec in the child; it only calls
-        // get*id(2), setgroups(2), setgid(2), setuid(2) and write(2), which are
-        // async-signal-safe, and allocates nothing (`last_os_error` is a plain errno).
-        // Registered before the parent-death signal below, which a change of credentials
-        // clears.
-        unsafe {
-            cmd.pre_exec(move || {
-                use nix::libc;
-                let already = libc::getuid() == uid
-                    && libc::geteuid() == uid
-                    && libc::getgid() == gid
-                    && libc::getegid() == gid;
-                if already {
-                    return Ok(());
-                }
-                let groups = [gid];
-                let step: u8 = if libc::setgroups(1, groups.as_ptr()) != 0 {
-                    0
-                } else if libc::setgid(gid) != 0 {
-                    1
-                } else if libc::setuid(uid) != 0 {
-                    2
-                } else {
-                    return Ok(());
-                };
-                let error = std::io::Error::last_os_error();
-                let _ = libc::write(write.as_raw_fd(), (&raw const step).cast(), 1);
-                Err(error)
-            });
-        }
-    }
-    let warden = socket()?;
-    #[cfg(target_os = "linux")]
-    {
-        let signal = if warden.is_some() {
-            Signal::SIGTERM
-        } else {
-            Signal::SIGKILL
-        };
-        let parent = std::process::id();
-        // SAFETY: the closure runs between fork and exec in the child; it only calls
-        // prctl(2), getppid(2) and _exit(2), which are async-signal-safe, and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(signal).map_err(std::io::Error::from)?;
-                // The worker died before the line above: nobody would tell us.
-                if u32::try_from(nix::unistd::getppid().as_raw()).ok() != Some(parent) {
-                    nix::libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    if let Some(socket) = warden {
-        // SAFETY: the closure runs between fork and exec in the child; it only calls
-        // getpid(2) and send(2), which are async-signal-safe, and allocates nothing (the
-        // message is built on the stack). The socket stays open while the command exists.
-        unsafe {
-            cmd.pre_exec(move || {
-                let message = encode(b'+', nix::unistd::getpid().as_raw());
-                // Blocking: the warden reads as fast as groups start.
-                let sent = nix::libc::send(
-                    socket.as_raw_fd(),
-                    message.as_ptr().cast(),
-                    MESSAGE_LEN,
-                    nix::libc::MSG_NOSIGNAL,
-                );
-                if usize::try_from(sent).ok() == Some(MESSAGE_LEN) {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other(
-                        "the task warden is gone: the task's process could not register",
-                    ))
-                }
-            });
-        }
-    }
-    Ok(report)
-}
-
-/// Reads from `pipe` return at once, with or without data.
-fn set_nonblocking(pipe: &std::io::PipeReader) -> std::io::Result<()> {
-    use nix::libc;
-    let fd = pipe.as_raw_fd();
-    // SAFETY: fcntl(2) on a descriptor this function borrows, valid for the call.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The warden's `main`: reads groups from its standard input (the worker's socket) until the
