@@ -73,20 +73,29 @@ pub(crate) async fn insert_lines(conn: &mut sqlx::PgConnection, lines: &[LogLine
     if lines.is_empty() {
         return Ok(());
     }
+    let (ids, tries, streams, texts) = line_columns(lines);
     sqlx::query(
         "insert into task_log (task_instance_id, try_number, stream, line) \
          select * from unnest($1::bigint[], $2::int[], $3::text[], $4::text[])",
     )
-    .bind(lines.iter().map(|l| l.ti_id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.try_number).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.stream.as_str()).collect::<Vec<_>>())
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.line.replace('\0', ""))
-            .collect::<Vec<_>>(),
-    )
+    .bind(ids)
+    .bind(tries)
+    .bind(streams)
+    .bind(texts)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// `lines` as the columns of `task_log` they fill (task instance, try, stream, text), for
+/// one insert of all of them from `unnest` of four arrays.
+pub(crate) fn line_columns(
+    lines: &[LogLine],
+) -> (Vec<i64>, Vec<i32>, Vec<&'static str>, Vec<String>) {
+    (
+        lines.iter().map(|l| l.ti_id).collect(),
+        lines.iter().map(|l| l.try_number).collect(),
+        lines.iter().map(|l| l.stream.as_str()).collect(),
+        lines.iter().map(|l| l.line.replace('\0', "")).collect(),
+    )
 }

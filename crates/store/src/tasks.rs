@@ -220,7 +220,6 @@ impl Store {
         // that a completion may wait for a wide fan-in's counters.
         done.sort_by_key(|c| c.ti_id);
         let mut tx = self.begin().await?;
-        crate::logs::insert_lines(tx.conn(), lines).await?;
         let ids: Vec<i64> = done.iter().map(|c| c.ti_id).collect();
         let tries: Vec<i32> = done.iter().map(|c| c.try_number).collect();
         let ok: Vec<bool> = done.iter().map(|c| c.outcome == Outcome::Success).collect();
@@ -250,8 +249,13 @@ impl Store {
                 Outcome::Success | Outcome::Recorded => None,
             })
             .collect();
+        let (line_ids, line_tries, streams, texts) = crate::logs::line_columns(lines);
+        // The lines go in the completion's statement (written whatever it matches).
         let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
-            "with c as (select * from unnest($1::bigint[], $2::int[], $3::bool[], $4::bool[], $5::text[], $6::int[]) \
+            "with lines as ( \
+               insert into task_log (task_instance_id, try_number, stream, line) \
+               select * from unnest($8::bigint[], $9::int[], $10::text[], $11::text[])), \
+             c as (select * from unnest($1::bigint[], $2::int[], $3::bool[], $4::bool[], $5::text[], $6::int[]) \
                           as c(id, try, ok, retryable, error, exit_code)), \
              done as ( \
                update task_instance t set \
@@ -283,6 +287,10 @@ impl Store {
         .bind(&errors)
         .bind(&codes)
         .bind(worker_id)
+        .bind(line_ids)
+        .bind(line_tries)
+        .bind(streams)
+        .bind(texts)
         .fetch_all(tx.conn())
         .await?;
         // Successful tries refreshed their tasks' data.
@@ -303,11 +311,25 @@ impl Store {
         let mut runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
         runs.sort_unstable();
         runs.dedup();
-        let (queued, finished) = advance(tx.conn(), &runs, &accepted, false).await?;
+        let queued = if runs.is_empty() {
+            0
+        } else {
+            evaluate_downstream(tx.conn(), &accepted).await?
+        };
+        let finished = if runs.is_empty() {
+            Vec::new()
+        } else {
+            finish_runs(tx.conn(), &runs).await?
+        };
         let claimed = match claim {
             Some(request) if request.limit > 0 => claim_on(tx.conn(), worker_id, &request).await?,
             _ => Vec::new(),
         };
+        // Schedulers hear of the runs that finished (a finished run may let a queued one
+        // start); what else changed, this transaction decided already. Workers hear of queued
+        // tasks only if this claim left some: it took as many as it queued otherwise.
+        let ended: Vec<Uuid> = finished.iter().map(|f| f.0).collect();
+        notify_changes(tx.conn(), &ended, queued > claimed.len()).await?;
         tx.commit().await?;
         Ok((
             CompleteResult {
@@ -625,21 +647,22 @@ pub(crate) async fn evaluate_downstream(conn: &mut PgConnection, changed: &[i64]
     if changed.is_empty() {
         return Ok(0);
     }
-    // Downstream tasks are found by (run_id, task_id), one unique-index probe per edge, and
-    // filtered by state here: with `state = 'pending'` in the query the planner may read the
+    // Downstream tasks are found by (run_id, task_id), one unique-index probe per task (a
+    // fan-in's sink once, not once per upstream task that changed: each probe walks the
+    // versions its counters' updates left), and filtered by state here: with `state = 'pending'` in the query the planner may read the
     // partial index of pending rows instead, which under load still holds an entry for every
     // task of a wide fan-out that was queued since (dead, not yet vacuumed), at every
     // completion, while it holds the lock on the fan-in's counters.
     let candidates: Vec<PendingCounts> = sqlx::query_as(
-        "select distinct on (n.id) n.state, n.id, n.trigger_rule, n.up_total, n.up_success, n.up_failed, n.up_skipped \
-         from task_instance c \
-         cross join lateral unnest(c.downstream || c.task_id) x(task_id) \
-         join task_instance n on n.run_id = c.run_id and n.task_id = x.task_id \
-         where c.id = any($1)",
+        "select n.state, n.id, n.trigger_rule, n.up_total, n.up_success, n.up_failed, n.up_skipped \
+         from (select distinct c.run_id, x.task_id from task_instance c \
+               cross join lateral unnest(c.downstream || c.task_id) x(task_id) \
+               where c.id = any($1)) k \
+         join task_instance n on n.run_id = k.run_id and n.task_id = k.task_id",
     )
     .bind(changed)
-    // Planned for each call (a plan cached while the table was small could scan it whole).
-    .persistent(false)
+    // Prepared once per connection, like the completion's other statements: a plan made while
+    // the table was small is made again when autovacuum's analyze of the table invalidates it.
     .fetch_all(&mut *conn)
     .await?;
     let pending = candidates
@@ -729,29 +752,35 @@ pub(crate) async fn advance(
     Ok((newly, finished))
 }
 
+/// Tell schedulers that `runs` changed and, when `queued`, workers that tasks were queued:
+/// one statement, at the transaction's commit.
 async fn notify_changes(conn: &mut PgConnection, runs: &[Uuid], queued: bool) -> Result<()> {
-    if !runs.is_empty() {
-        // A payload must stay under 8,000 bytes: past that, "*" asks listeners to look at all.
-        let payload = if runs.len() > 100 {
-            "*".to_owned()
-        } else {
+    if runs.is_empty() && !queued {
+        return Ok(());
+    }
+    // A payload must stay under 8,000 bytes: past that, "*" asks listeners to look at all.
+    let payload = if runs.is_empty() {
+        None
+    } else if runs.len() > 100 {
+        Some("*".to_owned())
+    } else {
+        Some(
             runs.iter()
                 .map(Uuid::to_string)
                 .collect::<Vec<_>>()
-                .join(",")
-        };
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(CHANNEL_RUNS)
-            .bind(payload)
-            .execute(&mut *conn)
-            .await?;
-    }
-    if queued {
-        sqlx::query("select pg_notify($1, '')")
-            .bind(CHANNEL_QUEUE)
-            .execute(&mut *conn)
-            .await?;
-    }
+                .join(","),
+        )
+    };
+    sqlx::query(
+        "select case when $2::text is not null then pg_notify($1, $2) end, \
+                case when $4 then pg_notify($3, '') end",
+    )
+    .bind(CHANNEL_RUNS)
+    .bind(payload)
+    .bind(CHANNEL_QUEUE)
+    .bind(queued)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
