@@ -311,35 +311,29 @@ pub(crate) async fn refresh_dags(conn: &mut PgConnection, runs: &[Uuid]) -> Resu
     Ok(())
 }
 
-/// Task instances that just succeeded (`ids`; those of preview runs are left out here)
-/// refreshed their tasks' data: recorded, and the open episodes of that data ended, in the
-/// caller's transaction.
-pub(crate) async fn refresh_tasks(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
-    if ids.is_empty() {
+/// The part of a completion's statement that records that its tasks which succeeded refreshed
+/// their data: a CTE `refreshed` over the statement's `done` rows (their `run_id`,
+/// `environment`, `task_id` and new `state`), returning the runs whose refresh it recorded.
+/// Preview runs refresh nothing; a refresh never goes back in time. The open episodes of
+/// that data are ended by [`tasks_refreshed`], in a statement of its own.
+pub(crate) const TASKS_REFRESHED_CTE: &str = "refreshed as ( \
+       insert into data_refresh (environment, dag_id, task_id, refreshed_at, run_id) \
+       select distinct on (d.environment, r.dag_id, d.task_id) d.environment, r.dag_id, d.task_id, now(), d.run_id \
+       from done d join dag_run r on r.id = d.run_id \
+       where d.state = 'success' and not r.preview \
+       order by d.environment, r.dag_id, d.task_id \
+       on conflict (environment, dag_id, task_id) do update \
+         set refreshed_at = excluded.refreshed_at, run_id = excluded.run_id \
+         where data_refresh.refreshed_at is null or data_refresh.refreshed_at <= excluded.refreshed_at \
+       returning run_id)";
+
+/// After a completion's statement recorded that tasks of `runs` refreshed their data (see
+/// [`TASKS_REFRESHED_CTE`]): end the open episodes of that data, in the caller's transaction.
+pub(crate) async fn tasks_refreshed(conn: &mut PgConnection, runs: &[Uuid]) -> Result<()> {
+    if runs.is_empty() {
         return Ok(());
     }
-    let runs: Vec<Uuid> = sqlx::query_scalar(
-        "with refreshed as ( \
-           insert into data_refresh (environment, dag_id, task_id, refreshed_at, run_id) \
-           select distinct on (t.environment, r.dag_id, t.task_id) \
-                  t.environment, r.dag_id, t.task_id, t.finished_at, t.run_id \
-           from task_instance t join dag_run r on r.id = t.run_id \
-           where t.id = any($1) and t.state = 'success' and not r.preview \
-             and t.finished_at is not null \
-           order by t.environment, r.dag_id, t.task_id, t.finished_at desc \
-           on conflict (environment, dag_id, task_id) do update \
-             set refreshed_at = excluded.refreshed_at, run_id = excluded.run_id \
-             where data_refresh.refreshed_at is null or data_refresh.refreshed_at <= excluded.refreshed_at \
-           returning run_id) \
-         select distinct run_id from refreshed",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    if !runs.is_empty() {
-        end_refreshed(conn, &runs, true).await?;
-    }
-    Ok(())
+    end_refreshed(conn, runs, true).await
 }
 
 /// End the open episodes of the data `runs` refreshed (tasks' data when `tasks`, else the

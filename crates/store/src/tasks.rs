@@ -110,6 +110,46 @@ pub struct TaskTryRow {
     pub error: Option<String>,
 }
 
+/// A batch of finished tries, in one statement: the tries' last log lines (`$8`–`$11`), each
+/// try's outcome on its task instance (`$1`–`$6`: id, try, ok, retryable, error, exit code;
+/// only a running try of this worker `$7` is recorded), its `task_try` row, and the refresh
+/// of the data of those that succeeded. Returns, per recorded try, its task instance, run,
+/// new state, and whether its run's refresh was recorded.
+static COMPLETE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "with lines as ( \
+           insert into task_log (task_instance_id, try_number, stream, line) \
+           select * from unnest($8::bigint[], $9::int[], $10::text[], $11::text[])), \
+         c as (select * from unnest($1::bigint[], $2::int[], $3::bool[], $4::bool[], $5::text[], $6::int[]) \
+                      as c(id, try, ok, retryable, error, exit_code)), \
+         done as ( \
+           update task_instance t set \
+             state = case when c.ok then 'success' \
+                          when c.retryable and t.try_number - t.lost_count < t.max_tries then 'up_for_retry' \
+                          else 'failed' end, \
+             next_attempt_at = case when not c.ok and c.retryable and t.try_number - t.lost_count < t.max_tries \
+               then now() + drover_retry_delay(t.retry_backoff, t.retry_delay_secs, t.max_retry_delay_secs, \
+                                               t.try_number - t.lost_count) \
+               end, \
+             finished_at = now(), worker_id = null, lease_until = null, last_error = c.error \
+           from c \
+           where t.id = c.id and t.try_number = c.try and t.worker_id = $7 and t.state = 'running' \
+           returning t.id, t.run_id, t.environment, t.task_id, t.state, t.try_number, t.started_at), \
+         tries as ( \
+           insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, exit_code, error) \
+           select d.id, d.try_number, $7, case when d.state = 'success' then 'success' else 'failed' end, \
+                  d.started_at, now(), c.exit_code, c.error \
+           from done d join c on c.id = d.id \
+           on conflict (task_instance_id, try_number) do update \
+             set worker_id = excluded.worker_id, state = excluded.state, finished_at = excluded.finished_at, \
+                 exit_code = excluded.exit_code, error = excluded.error), \
+         {refreshed} \
+         select d.id, d.run_id, d.state, exists (select 1 from refreshed f where f.run_id = d.run_id) \
+         from done d",
+        refreshed = crate::freshness::TASKS_REFRESHED_CTE
+    )
+});
+
 impl Store {
     /// Claim up to `limit` queued task instances for `worker_id`, holding a lease of
     /// `lease_secs`. One statement; rows locked by other claimers are skipped.
@@ -251,55 +291,30 @@ impl Store {
             .collect();
         let (line_ids, line_tries, streams, texts) = crate::logs::line_columns(lines);
         // The lines go in the completion's statement (written whatever it matches).
-        let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
-            "with lines as ( \
-               insert into task_log (task_instance_id, try_number, stream, line) \
-               select * from unnest($8::bigint[], $9::int[], $10::text[], $11::text[])), \
-             c as (select * from unnest($1::bigint[], $2::int[], $3::bool[], $4::bool[], $5::text[], $6::int[]) \
-                          as c(id, try, ok, retryable, error, exit_code)), \
-             done as ( \
-               update task_instance t set \
-                 state = case when c.ok then 'success' \
-                              when c.retryable and t.try_number - t.lost_count < t.max_tries then 'up_for_retry' \
-                              else 'failed' end, \
-                 next_attempt_at = case when not c.ok and c.retryable and t.try_number - t.lost_count < t.max_tries \
-                   then now() + drover_retry_delay(t.retry_backoff, t.retry_delay_secs, t.max_retry_delay_secs, \
-                                                   t.try_number - t.lost_count) \
-                   end, \
-                 finished_at = now(), worker_id = null, lease_until = null, last_error = c.error \
-               from c \
-               where t.id = c.id and t.try_number = c.try and t.worker_id = $7 and t.state = 'running' \
-               returning t.id, t.run_id, t.state, t.try_number, t.started_at), \
-             tries as ( \
-               insert into task_try (task_instance_id, try_number, worker_id, state, started_at, finished_at, exit_code, error) \
-               select d.id, d.try_number, $7, case when d.state = 'success' then 'success' else 'failed' end, \
-                      d.started_at, now(), c.exit_code, c.error \
-               from done d join c on c.id = d.id \
-               on conflict (task_instance_id, try_number) do update \
-                 set worker_id = excluded.worker_id, state = excluded.state, finished_at = excluded.finished_at, \
-                     exit_code = excluded.exit_code, error = excluded.error) \
-             select id, run_id, state from done",
-        )
-        .bind(&ids)
-        .bind(&tries)
-        .bind(&ok)
-        .bind(&retryable)
-        .bind(&errors)
-        .bind(&codes)
-        .bind(worker_id)
-        .bind(line_ids)
-        .bind(line_tries)
-        .bind(streams)
-        .bind(texts)
-        .fetch_all(tx.conn())
-        .await?;
-        // Successful tries refreshed their tasks' data.
+        let rows: Vec<(i64, Uuid, String, bool)> = sqlx::query_as(COMPLETE.as_str())
+            .bind(&ids)
+            .bind(&tries)
+            .bind(&ok)
+            .bind(&retryable)
+            .bind(&errors)
+            .bind(&codes)
+            .bind(worker_id)
+            .bind(line_ids)
+            .bind(line_tries)
+            .bind(streams)
+            .bind(texts)
+            .fetch_all(tx.conn())
+            .await?;
+        // Successful tries refreshed their tasks' data (recorded by the statement above)…
+        let mut refreshed: Vec<Uuid> = rows.iter().filter(|r| r.3).map(|r| r.1).collect();
+        refreshed.sort_unstable();
+        refreshed.dedup();
+        crate::freshness::tasks_refreshed(tx.conn(), &refreshed).await?;
         let succeeded: Vec<i64> = rows
             .iter()
-            .filter(|r| r.2 == "success")
+            .filter(|r| r.2 == TaskState::Success.as_str())
             .map(|r| r.0)
             .collect();
-        crate::freshness::refresh_tasks(tx.conn(), &succeeded).await?;
         // …and started the DAGs their datasets trigger, in this transaction.
         tx.start_consumers(&succeeded).await?;
         let accepted: Vec<i64> = rows.iter().map(|r| r.0).collect();
@@ -311,16 +326,15 @@ impl Store {
         let mut runs: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
         runs.sort_unstable();
         runs.dedup();
-        let queued = if runs.is_empty() {
-            0
-        } else {
-            evaluate_downstream(tx.conn(), &accepted).await?
-        };
-        let finished = if runs.is_empty() {
-            Vec::new()
-        } else {
-            finish_runs(tx.conn(), &runs).await?
-        };
+        let queued_in = evaluate_downstream(tx.conn(), &accepted).await?;
+        let queued = queued_in.len();
+        // A run with a task queued just now is not finished: only the others are looked at.
+        let ending: Vec<Uuid> = runs
+            .iter()
+            .copied()
+            .filter(|r| !queued_in.contains(r))
+            .collect();
+        let finished = finish_runs(tx.conn(), &ending).await?;
         let claimed = match claim {
             Some(request) if request.limit > 0 => claim_on(tx.conn(), worker_id, &request).await?,
             _ => Vec::new(),
@@ -636,16 +650,19 @@ pub(crate) async fn evaluate_pending(conn: &mut PgConnection, runs: &[Uuid]) -> 
     .bind(runs)
     .fetch_all(&mut *conn)
     .await?;
-    decide(conn, pending).await
+    Ok(decide(conn, pending).await?.len())
 }
 
 /// Decide the pending task instances among `changed` and their downstream tasks: those whose
 /// upstream counters the change of `changed` moved (and, for a task cleared back to pending,
 /// itself). This is what a completion costs: O(the downstream of what changed), however wide
-/// its run. Returns how many were queued.
-pub(crate) async fn evaluate_downstream(conn: &mut PgConnection, changed: &[i64]) -> Result<usize> {
+/// its run. Returns the run of each task queued.
+pub(crate) async fn evaluate_downstream(
+    conn: &mut PgConnection,
+    changed: &[i64],
+) -> Result<Vec<Uuid>> {
     if changed.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     // Downstream tasks are found by (run_id, task_id), one unique-index probe per task (a
     // fan-in's sink once, not once per upstream task that changed: each probe walks the
@@ -673,8 +690,9 @@ pub(crate) async fn evaluate_downstream(conn: &mut PgConnection, changed: &[i64]
 }
 
 /// Apply the trigger rules to `pending` with one guarded update; a task that became skipped or
-/// upstream_failed decides its own downstream tasks in turn.
-async fn decide(conn: &mut PgConnection, pending: Vec<PendingCounts>) -> Result<usize> {
+/// upstream_failed decides its own downstream tasks in turn. Returns the run of each task
+/// queued.
+async fn decide(conn: &mut PgConnection, pending: Vec<PendingCounts>) -> Result<Vec<Uuid>> {
     let mut ids = Vec::new();
     let mut states = Vec::new();
     for p in pending {
@@ -705,28 +723,32 @@ async fn decide(conn: &mut PgConnection, pending: Vec<PendingCounts>) -> Result<
         states.push(state.as_str());
     }
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let changed: Vec<(i64, String)> = sqlx::query_as(
+    let changed: Vec<(i64, String, Uuid)> = sqlx::query_as(
         "update task_instance t set state = d.state, \
                 queued_at = case when d.state = 'queued' then now() end, \
                 finished_at = case when d.state <> 'queued' then now() end \
          from unnest($1::bigint[], $2::text[]) as d(id, state) \
-         where t.id = d.id and t.state = 'pending' returning t.id, t.state",
+         where t.id = d.id and t.state = 'pending' returning t.id, t.state, t.run_id",
     )
     .bind(&ids)
     .bind(&states)
     .fetch_all(&mut *conn)
     .await?;
-    let queued = changed.iter().filter(|s| s.1 == "queued").count();
+    let mut queued: Vec<Uuid> = changed
+        .iter()
+        .filter(|s| s.1 == TaskState::Queued.as_str())
+        .map(|s| s.2)
+        .collect();
     // A skipped or upstream_failed task decides its own downstream tasks in turn.
     let ended: Vec<i64> = changed
         .iter()
-        .filter(|s| s.1 != "queued")
+        .filter(|s| s.1 != TaskState::Queued.as_str())
         .map(|s| s.0)
         .collect();
     if !ended.is_empty() {
-        return Ok(queued + Box::pin(evaluate_downstream(conn, &ended)).await?);
+        queued.extend(Box::pin(evaluate_downstream(conn, &ended)).await?);
     }
     Ok(queued)
 }
@@ -746,7 +768,7 @@ pub(crate) async fn advance(
         }
         return Ok((0, Vec::new()));
     }
-    let newly = evaluate_downstream(conn, changed).await?;
+    let newly = evaluate_downstream(conn, changed).await?.len();
     let finished = finish_runs(conn, runs).await?;
     notify_changes(conn, runs, queued || newly > 0).await?;
     Ok((newly, finished))
