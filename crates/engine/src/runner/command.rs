@@ -99,6 +99,10 @@ impl TryDir {
 
 impl Drop for TryDir {
     fn drop(&mut self) {
+        // Most tries leave it empty: one rmdir, else the walk of what they left.
+        if std::fs::remove_dir(&self.path).is_ok() {
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.path) {
             tracing::warn!(dir = %self.path.display(), error = %e, "cannot remove a task's working directory");
         }

@@ -246,7 +246,17 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
         let (u, g) = (user.uid.as_raw(), user.gid.as_raw());
         !(uid == u && euid == u && gid == g && egid == g)
     });
-    let stack = Stack::new().map_err(prepare)?;
+    let stack = STACK.with(|stack| match stack.get() {
+        Some(top) => Ok(top),
+        None => {
+            // Kept for the thread's life: each thread has at most one child borrowing it,
+            // since the clone suspends the thread until the child execs or exits.
+            let top = Stack::new()?.leak();
+            stack.set(Some(top));
+            Ok(top)
+        }
+    });
+    let stack_top = stack.map_err(prepare)?;
     // SAFETY: a zeroed sigset_t is a valid (empty) set for sigfillset to fill.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -281,7 +291,7 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut mask);
         let pid = libc::clone(
             child_main,
-            stack.top(),
+            stack_top.0,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&raw mut plan).cast::<c_void>(),
         );
@@ -292,7 +302,7 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
         }
         pid
     };
-    drop((devnull, out_write, err_write, stack));
+    drop((devnull, out_write, err_write));
     let pid = Pid::from_raw(pid);
     // SAFETY: the child wrote these before it exec'd or exited, and the clone returned after.
     let (failed, errno) = unsafe {
@@ -429,7 +439,18 @@ impl Drop for Child {
     }
 }
 
-/// The child's stack: anonymous memory with a guard page below it.
+thread_local! {
+    /// The top of this thread's stack for the children it starts (see [`Stack`]).
+    static STACK: std::cell::Cell<Option<StackTop>> = const { std::cell::Cell::new(None) };
+}
+
+/// The top of a [`Stack`] that is never unmapped.
+#[derive(Debug, Clone, Copy)]
+struct StackTop(*mut c_void);
+
+/// The stack children borrow between clone and exec: anonymous memory with a guard page
+/// below it, one per thread that starts children, kept for the thread's life (unmapping it
+/// after each start would cost a TLB flush on every CPU the worker runs on).
 struct Stack {
     base: *mut c_void,
     len: usize,
@@ -461,16 +482,17 @@ impl Stack {
         Ok(stack)
     }
 
-    /// The top of the stack (it grows down), 16-byte aligned.
-    fn top(&self) -> *mut c_void {
+    /// Keep the mapping for good; its top (it grows down), page-aligned.
+    fn leak(self) -> StackTop {
+        let stack = std::mem::ManuallyDrop::new(self);
         // SAFETY: one past the end of the mapping, which is page-aligned.
-        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+        StackTop(unsafe { stack.base.cast::<u8>().add(stack.len).cast() })
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, no longer used (the child exec'd or exited).
+        // SAFETY: the mapping made in `new`, never lent to a child (a lent one is leaked).
         unsafe {
             libc::munmap(self.base, self.len);
         }
