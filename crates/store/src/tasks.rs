@@ -671,10 +671,11 @@ pub(crate) async fn evaluate_downstream(
     }
     // Downstream tasks are found by (run_id, task_id), one unique-index probe per task (a
     // fan-in's sink once, not once per upstream task that changed: each probe walks the
-    // versions its counters' updates left), and filtered by state here: with `state = 'pending'` in the query the planner may read the
-    // partial index of pending rows instead, which under load still holds an entry for every
-    // task of a wide fan-out that was queued since (dead, not yet vacuumed), at every
-    // completion, while it holds the lock on the fan-in's counters.
+    // versions its counters' updates left), and filtered by state here: with
+    // `state = 'pending'` in the query the planner may read the partial index of pending rows
+    // instead, which under load still holds an entry for every task of a wide fan-out that was
+    // queued since (dead, not yet vacuumed), at every completion, while it holds the lock on
+    // the fan-in's counters.
     let candidates: Vec<PendingCounts> = sqlx::query_as(
         "select n.state, n.id, n.trigger_rule, n.up_total, n.up_success, n.up_failed, n.up_skipped \
          from (select distinct c.run_id, x.task_id from task_instance c \

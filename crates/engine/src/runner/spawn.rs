@@ -646,6 +646,20 @@ mod tests {
         })
     }
 
+    fn started(p: &Program) -> Child {
+        match start(p) {
+            Ok(c) => c,
+            Err(e) => panic!("start: {e}"),
+        }
+    }
+
+    fn refused(p: &Program) -> SpawnError {
+        match start(p) {
+            Err(e) => e,
+            Ok(c) => panic!("started {:?} (pid {})", p.argv, c.id()),
+        }
+    }
+
     async fn output(child: &mut Child) -> (String, String) {
         let mut out = String::new();
         let mut err = String::new();
@@ -672,10 +686,7 @@ mod tests {
             &[("PATH", "/usr/bin:/bin"), ("GREETING", "hello")],
             &dir,
         );
-        let mut child = match start(&p) {
-            Ok(c) => c,
-            Err(e) => panic!("start: {e}"),
-        };
+        let mut child = started(&p);
         let (out, err) = output(&mut child).await;
         let status = match child.wait().await {
             Ok(s) => s,
@@ -709,10 +720,7 @@ mod tests {
             &[("PATH", "/usr/bin:/bin")],
             Path::new("/"),
         );
-        let mut child = match start(&p) {
-            Ok(c) => c,
-            Err(e) => panic!("start: {e}"),
-        };
+        let mut child = started(&p);
         let (out, _) = output(&mut child).await;
         assert!(child.wait().await.is_ok_and(|s| s.success()));
         let mut lines = out.lines();
@@ -737,29 +745,21 @@ mod tests {
             &[("PATH", "/usr/bin:/bin")],
             Path::new("/"),
         );
-        match start(&p) {
-            Err(e) => {
-                assert_eq!(e.step, Step::Exec);
-                assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound, "{e}");
-            }
-            Ok(_) => panic!("started a program that does not exist"),
-        }
+        let e = refused(&p);
+        assert_eq!(e.step, Step::Exec);
+        assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound, "{e}");
         let p = program(
             &["true"],
             &[("PATH", "/usr/bin:/bin")],
             Path::new("/no/such/dir"),
         );
-        match start(&p) {
-            Err(e) => {
-                assert_eq!(e.step, Step::Chdir);
-                assert!(
-                    e.to_string()
-                        .starts_with("cannot enter its working directory"),
-                    "{e}"
-                );
-            }
-            Ok(_) => panic!("started in a directory that does not exist"),
-        }
+        let e = refused(&p);
+        assert_eq!(e.step, Step::Chdir);
+        assert!(
+            e.to_string()
+                .starts_with("cannot enter its working directory"),
+            "{e}"
+        );
         assert!(
             Program::new(
                 "true",
@@ -778,10 +778,7 @@ mod tests {
             &[("PATH", "/usr/bin:/bin")],
             Path::new("/"),
         );
-        let mut child = match start(&p) {
-            Ok(c) => c,
-            Err(e) => panic!("start: {e}"),
-        };
+        let mut child = started(&p);
         assert_eq!(child.wait().await.ok().and_then(|s| s.signal()), Some(9));
 
         let p = program(
@@ -789,10 +786,7 @@ mod tests {
             &[("PATH", "/usr/bin:/bin")],
             Path::new("/"),
         );
-        let child = match start(&p) {
-            Ok(c) => c,
-            Err(e) => panic!("start: {e}"),
-        };
+        let child = started(&p);
         let pid = child.id();
         drop(child);
         // Killed and reaped: the pid is gone.
